@@ -1,0 +1,120 @@
+//! The platform function: `GET /health` (liveness, store reachability, version) and
+//! `GET /openapi.json` (the description of every route of every function).
+//!
+//! Like every function crate, it exposes [`routes`] (its routes, for the local stack to
+//! merge), [`app`] (those routes with the shared HTTP conventions, for Lambda) and [`api`]
+//! (its part of the OpenAPI document, generated from the same route declarations).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use shared::error::Problem;
+use shared::http::{HttpSettings, Json};
+use shared::services::Services;
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// How long `/health` waits for the store before calling it unreachable.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Groundwork API",
+        description = "The operational layer of a B2B SaaS: auth, tenancy, billing, jobs, flags, audit. \
+                       Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `code`."
+    ),
+    components(schemas(Problem)),
+    tags((name = "platform", description = "Liveness and API description"))
+)]
+struct ApiDoc;
+
+fn openapi_router() -> OpenApiRouter<Services> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(health)).routes(routes!(openapi_json))
+}
+
+/// This function's routes, without the shared conventions (the local stack merges them).
+pub fn routes(services: Services) -> Router {
+    openapi_router().split_for_parts().0.with_state(services)
+}
+
+/// This function's routes with the shared HTTP conventions: what Lambda serves.
+pub fn app(services: Services) -> Router {
+    let settings = HttpSettings::from(services.config.as_ref());
+    shared::http::finish(routes(services), settings)
+}
+
+/// This function's part of the OpenAPI document.
+pub fn api() -> OpenApi {
+    openapi_router().split_for_parts().1
+}
+
+/// The OpenAPI document of the whole system: every function's [`api`] merged. A new
+/// function adds its own `api()` here.
+pub fn api_description() -> &'static OpenApi {
+    static DOC: OnceLock<OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = api();
+        doc.info.version = shared::VERSION.to_owned();
+        doc
+    })
+}
+
+/// The health report.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+    /// The deployed version.
+    pub version: &'static str,
+    /// The environment name (`local`, `staging`, `production`...).
+    pub environment: String,
+    /// Whether the store answered.
+    pub store: &'static str,
+}
+
+/// Liveness and store reachability, for uptime monitors.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "platform",
+    responses(
+        (status = 200, description = "Up, and the store answers", body = Health),
+        (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json")
+    )
+)]
+async fn health(State(services): State<Services>) -> Result<Json<Health>, Problem> {
+    let reachable = matches!(tokio::time::timeout(STORE_CHECK_TIMEOUT, services.store.ping()).await, Ok(Ok(())));
+    if !reachable {
+        tracing::error!("health check: the store does not answer");
+        return Err(Problem::from_status(StatusCode::SERVICE_UNAVAILABLE)
+            .with_detail("the store does not answer")
+            .with("status", "unavailable")
+            .with("version", shared::VERSION)
+            .with("store", "unreachable")
+            .with("retry_after", shared::error::RETRY_AFTER_UNAVAILABLE_SECS));
+    }
+    Ok(Json(Health {
+        status: "ok",
+        version: shared::VERSION,
+        environment: services.config.environment.clone(),
+        store: "reachable",
+    }))
+}
+
+/// The OpenAPI 3.1 description of every route.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "platform",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
+)]
+async fn openapi_json() -> Json<&'static OpenApi> {
+    Json(api_description())
+}

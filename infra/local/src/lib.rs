@@ -1,0 +1,101 @@
+//! The local stack: every function's routes, queue consumers and schedules in one process,
+//! over the embedded adapters by default (no AWS account, no Docker, no network).
+//!
+//! It mounts exactly the code Lambda runs: each function crate's `routes()`, merged and
+//! finished once with the shared HTTP conventions; the same queue handlers Lambda's SQS
+//! event source calls, fed by a polling loop; the same scheduled jobs EventBridge fires,
+//! fed by an in-process ticker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use shared::config::Config;
+use shared::http::HttpSettings;
+use shared::queue::Queue;
+use shared::queue::consumer::{MessageHandler, run_consumer};
+use shared::schedule::{Schedule, ScheduledJob, run_schedule};
+use shared::services::Services;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Every function's routes, merged, with the shared HTTP conventions applied once.
+pub fn router(services: &Services) -> Router {
+    let routes = Router::new().merge(platform::routes(services.clone()));
+    shared::http::finish(routes, HttpSettings::from(services.config.as_ref()))
+}
+
+/// Every queue consumer: the queue and the handler Lambda would attach to it.
+pub fn consumers(_services: &Services) -> Vec<(Arc<dyn Queue>, Arc<dyn MessageHandler>)> {
+    Vec::new()
+}
+
+/// Every schedule and its job.
+pub fn schedules(_services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob>)> {
+    Vec::new()
+}
+
+/// A running local stack.
+pub struct RunningStack {
+    /// Where the HTTP API listens.
+    pub addr: SocketAddr,
+    /// The services it runs on (tests inspect the store and queues through them).
+    pub services: Services,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl RunningStack {
+    /// Stops accepting requests, lets in-flight work finish, stops consumers and schedules.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Waits until `signal` completes, then stops.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.stop().await;
+    }
+}
+
+/// Starts the stack: binds `config.host:config.port` (port 0 picks a free one), starts
+/// every consumer and schedule, and returns at once.
+///
+/// # Errors
+/// If the services cannot be built or the address cannot be bound.
+pub async fn start(config: Config) -> anyhow::Result<RunningStack> {
+    let bind = format!("{}:{}", config.host, config.port);
+    let services = Services::from_config(config).await.context("building the services")?;
+    let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, watcher) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    for (queue, handler) in consumers(&services) {
+        tasks.spawn(run_consumer(queue, handler, watcher.clone()));
+    }
+    for (schedule, job) in schedules(&services) {
+        let (clock, watcher) = (Arc::clone(&services.clock), watcher.clone());
+        tasks.spawn(async move {
+            if let Err(e) = run_schedule(schedule, job, clock, watcher).await {
+                tracing::error!(error = %e, "schedule not started");
+            }
+        });
+    }
+    let app = router(&services);
+    let mut stop = watcher.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok(RunningStack { addr, services, shutdown, tasks })
+}

@@ -1,0 +1,36 @@
+//! `cargo run`: the whole system on <http://127.0.0.1:3000>, data in `.groundwork/`.
+
+use anyhow::Context as _;
+use shared::config::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::from_env().context("reading the configuration")?;
+    shared::telemetry::init(&config);
+    let data_dir = config.data_dir.clone();
+    let stack = local::start(config).await?;
+    tracing::info!(
+        "Groundwork is listening on http://{} (data in {}, outbox in {}); Ctrl-C stops it",
+        stack.addr,
+        data_dir.display(),
+        data_dir.join("outbox").display()
+    );
+    stack.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM from a process manager.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

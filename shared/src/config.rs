@@ -1,0 +1,271 @@
+//! Typed configuration, read once at init from the environment. A missing or malformed
+//! variable fails start-up with a message that names it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// What went wrong reading the configuration. Always names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable the chosen setup needs is not set.
+    #[error("missing environment variable {var}: {why}")]
+    Missing {
+        /// The variable's name.
+        var: &'static str,
+        /// Why it is needed.
+        why: &'static str,
+    },
+    /// A variable is set to something that does not parse.
+    #[error("invalid environment variable {var}={value:?}: {reason}")]
+    Invalid {
+        /// The variable's name.
+        var: &'static str,
+        /// The value as given (never a secret: secrets are not echoed).
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+}
+
+/// Where items are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// SQLite in the data directory (the local default).
+    Embedded,
+    /// One DynamoDB table (production).
+    DynamoDb,
+}
+
+/// Where queue messages go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// Durable queues in the embedded database (the local default).
+    Embedded,
+    /// Amazon SQS (production).
+    Sqs,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (Lambda's default).
+    Json,
+    /// Human-readable lines (the local stack's default).
+    Text,
+}
+
+/// The URLs of one SQS queue and its dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsQueueUrls {
+    /// The queue messages are sent to.
+    pub url: String,
+    /// Where SQS moves messages after too many receives.
+    pub dead_letter_url: String,
+}
+
+/// Everything a function needs to know about its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `GROUNDWORK_ENV`: `local`, `staging`, `production`, `pr-42`... (default `local`).
+    pub environment: String,
+    /// `GROUNDWORK_STORE`: `embedded` or `dynamodb` (default `embedded`).
+    pub store: StoreBackend,
+    /// `GROUNDWORK_TABLE`: the DynamoDB table (required with `dynamodb`).
+    pub table: Option<String>,
+    /// `GROUNDWORK_QUEUES`: `embedded` or `sqs` (default `embedded`).
+    pub queues: QueueBackend,
+    /// `GROUNDWORK_JOBS_QUEUE_URL` and `GROUNDWORK_JOBS_DLQ_URL` (required with `sqs`).
+    pub jobs_queue: Option<SqsQueueUrls>,
+    /// `GROUNDWORK_DATA_DIR`: the embedded database, outbox and keys (default `.groundwork`).
+    pub data_dir: PathBuf,
+    /// `GROUNDWORK_HOST` (default `127.0.0.1`).
+    pub host: String,
+    /// `GROUNDWORK_PORT` (default 3000).
+    pub port: u16,
+    /// `GROUNDWORK_LOG`: a tracing filter such as `info` or `shared=debug,info` (default `info`).
+    pub log_filter: String,
+    /// `GROUNDWORK_LOG_FORMAT`: `json` or `text` (default `json` on Lambda, else `text`).
+    pub log_format: LogFormat,
+    /// `GROUNDWORK_MAX_BODY_BYTES`: the largest request body accepted (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// `GROUNDWORK_AWS_TIMEOUT_MS`: the whole-operation timeout of AWS calls (default 5000).
+    pub aws_operation_timeout: Duration,
+    /// `GROUNDWORK_AWS_ATTEMPT_TIMEOUT_MS`: one attempt's timeout (default 2000).
+    pub aws_attempt_timeout: Duration,
+    /// `AWS_ENDPOINT_URL`: send every AWS call to this endpoint (a local API server).
+    pub aws_endpoint_url: Option<String>,
+    /// `GROUNDWORK_METRICS`: `emf` or `off` (default `emf` on Lambda, else `off`).
+    pub emf_metrics: bool,
+}
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first missing or malformed variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads configuration from the given variables (tests pass their own).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first missing or malformed variable.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .collect();
+        let get = |k: &str| vars.get(k).map(|v| v.trim().to_owned());
+
+        let on_lambda = vars.contains_key("AWS_LAMBDA_FUNCTION_NAME");
+        let store = match get("GROUNDWORK_STORE").as_deref() {
+            None | Some("embedded") => StoreBackend::Embedded,
+            Some("dynamodb") => StoreBackend::DynamoDb,
+            Some(other) => return Err(invalid("GROUNDWORK_STORE", other, "expected `embedded` or `dynamodb`")),
+        };
+        let queues = match get("GROUNDWORK_QUEUES").as_deref() {
+            None | Some("embedded") => QueueBackend::Embedded,
+            Some("sqs") => QueueBackend::Sqs,
+            Some(other) => return Err(invalid("GROUNDWORK_QUEUES", other, "expected `embedded` or `sqs`")),
+        };
+        let table = get("GROUNDWORK_TABLE");
+        if store == StoreBackend::DynamoDb && table.is_none() {
+            return Err(ConfigError::Missing {
+                var: "GROUNDWORK_TABLE",
+                why: "GROUNDWORK_STORE=dynamodb needs the table name",
+            });
+        }
+        let jobs_queue = match (get("GROUNDWORK_JOBS_QUEUE_URL"), get("GROUNDWORK_JOBS_DLQ_URL")) {
+            (Some(url), Some(dead_letter_url)) => Some(SqsQueueUrls { url, dead_letter_url }),
+            (None, _) if queues == QueueBackend::Sqs => {
+                return Err(ConfigError::Missing {
+                    var: "GROUNDWORK_JOBS_QUEUE_URL",
+                    why: "GROUNDWORK_QUEUES=sqs needs the jobs queue URL",
+                });
+            }
+            (Some(_), None) if queues == QueueBackend::Sqs => {
+                return Err(ConfigError::Missing {
+                    var: "GROUNDWORK_JOBS_DLQ_URL",
+                    why: "GROUNDWORK_QUEUES=sqs needs the jobs dead-letter queue URL",
+                });
+            }
+            _ => None,
+        };
+        let log_format = match get("GROUNDWORK_LOG_FORMAT").as_deref() {
+            None if on_lambda => LogFormat::Json,
+            None => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => return Err(invalid("GROUNDWORK_LOG_FORMAT", other, "expected `json` or `text`")),
+        };
+
+        Ok(Self {
+            environment: get("GROUNDWORK_ENV").unwrap_or_else(|| "local".into()),
+            store,
+            table,
+            queues,
+            jobs_queue,
+            data_dir: get("GROUNDWORK_DATA_DIR").map_or_else(|| PathBuf::from(".groundwork"), PathBuf::from),
+            host: get("GROUNDWORK_HOST").unwrap_or_else(|| "127.0.0.1".into()),
+            port: parse_or("GROUNDWORK_PORT", get("GROUNDWORK_PORT"), 3000)?,
+            log_filter: get("GROUNDWORK_LOG").unwrap_or_else(|| "info".into()),
+            log_format,
+            max_body_bytes: parse_or("GROUNDWORK_MAX_BODY_BYTES", get("GROUNDWORK_MAX_BODY_BYTES"), 1 << 20)?,
+            aws_operation_timeout: Duration::from_millis(parse_or(
+                "GROUNDWORK_AWS_TIMEOUT_MS",
+                get("GROUNDWORK_AWS_TIMEOUT_MS"),
+                5_000,
+            )?),
+            aws_attempt_timeout: Duration::from_millis(parse_or(
+                "GROUNDWORK_AWS_ATTEMPT_TIMEOUT_MS",
+                get("GROUNDWORK_AWS_ATTEMPT_TIMEOUT_MS"),
+                2_000,
+            )?),
+            aws_endpoint_url: get("AWS_ENDPOINT_URL"),
+            emf_metrics: match get("GROUNDWORK_METRICS").as_deref() {
+                None => on_lambda,
+                Some("emf") => true,
+                Some("off") => false,
+                Some(other) => return Err(invalid("GROUNDWORK_METRICS", other, "expected `emf` or `off`")),
+            },
+        })
+    }
+}
+
+fn invalid(var: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid { var, value: value.chars().take(200).collect(), reason: reason.into() }
+}
+
+fn parse_or<T: FromStr>(var: &'static str, value: Option<String>, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match value {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|e: T::Err| invalid(var, &v, &e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    #[test]
+    fn defaults_are_local() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(c.store, StoreBackend::Embedded);
+        assert_eq!(c.queues, QueueBackend::Embedded);
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.data_dir, PathBuf::from(".groundwork"));
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn lambda_defaults_to_json_logs() {
+        let c = Config::from_vars(vars(&[("AWS_LAMBDA_FUNCTION_NAME", "f")])).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = Config::from_vars(vars(&[("GROUNDWORK_PORT", "eighty")])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_PORT"), "{e}");
+        let e = Config::from_vars(vars(&[("GROUNDWORK_STORE", "dynamodb")])).unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::Missing { var: "GROUNDWORK_TABLE", why: "GROUNDWORK_STORE=dynamodb needs the table name" }
+        );
+        let e = Config::from_vars(vars(&[("GROUNDWORK_QUEUES", "sqs")])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_JOBS_QUEUE_URL"), "{e}");
+        let e = Config::from_vars(vars(&[("GROUNDWORK_QUEUES", "sqs"), ("GROUNDWORK_JOBS_QUEUE_URL", "u")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_JOBS_DLQ_URL"), "{e}");
+        let e = Config::from_vars(vars(&[("GROUNDWORK_STORE", "postgres")])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_STORE"), "{e}");
+    }
+
+    #[test]
+    fn production_setup_parses() {
+        let c = Config::from_vars(vars(&[
+            ("GROUNDWORK_STORE", "dynamodb"),
+            ("GROUNDWORK_TABLE", "t"),
+            ("GROUNDWORK_QUEUES", "sqs"),
+            ("GROUNDWORK_JOBS_QUEUE_URL", "https://q/jobs"),
+            ("GROUNDWORK_JOBS_DLQ_URL", "https://q/jobs-dlq"),
+            ("GROUNDWORK_PORT", "8080"),
+        ]))
+        .unwrap();
+        assert_eq!(c.table.as_deref(), Some("t"));
+        assert_eq!(c.jobs_queue.unwrap().dead_letter_url, "https://q/jobs-dlq");
+        assert_eq!(c.port, 8080);
+    }
+}

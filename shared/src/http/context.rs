@@ -1,0 +1,81 @@
+//! The request context: a request id taken from API Gateway (or a client's `x-request-id`,
+//! or made fresh), a tracing span that puts it (and the tenant and user ids, once known) on
+//! every log line, one access log line, and one EMF metric line per request.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::id::CorrelationId;
+use crate::telemetry::metrics::{Metrics, Unit};
+
+/// What every handler may know about the request it serves.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The id on every log line of this request and in every problem body.
+    pub request_id: CorrelationId,
+}
+
+/// The header a client or proxy may set to choose the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Records the tenant (account) id on the current request's log lines.
+pub fn record_tenant(account_id: &impl std::fmt::Display) {
+    tracing::Span::current().record("tenant_id", tracing::field::display(account_id));
+}
+
+/// Records the user id on the current request's log lines.
+pub fn record_user(user_id: &impl std::fmt::Display) {
+    tracing::Span::current().record("user_id", tracing::field::display(user_id));
+}
+
+pub(super) async fn request_context(mut req: Request, next: Next) -> Response {
+    let request_id = crate::lambda::api_gateway_request_id(&req)
+        .or_else(|| {
+            req.headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(CorrelationId::parse)
+        })
+        .unwrap_or_else(CorrelationId::generate);
+    req.extensions_mut().insert(RequestContext { request_id: request_id.clone() });
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = %route,
+        tenant_id = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let mut res = next.run(req).instrument(span.clone()).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = res.status().as_u16();
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(status, latency_ms, "request failed");
+        } else {
+            tracing::info!(status, latency_ms, "request completed");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    Metrics::new()
+        .dimension("Route", format!("{method} {route}"))
+        .property("request_id", request_id.as_str())
+        .metric("Requests", 1.0, Unit::Count)
+        .metric("Errors5xx", if status >= 500 { 1.0 } else { 0.0 }, Unit::Count)
+        .metric("Latency", latency_ms, Unit::Milliseconds)
+        .emit();
+    res
+}

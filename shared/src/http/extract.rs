@@ -1,0 +1,129 @@
+//! Extractors whose rejections are problem bodies with stable codes. Details never echo
+//! the client's values (a rejected body may hold a password).
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Problem;
+
+/// A JSON body (requires `Content-Type: application/json`). Also a JSON response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_problem(&rejection)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn json_problem(r: &JsonRejection) -> Problem {
+    match r {
+        JsonRejection::MissingJsonContentType(_) => Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        JsonRejection::JsonSyntaxError(_) => Problem::new(StatusCode::BAD_REQUEST, "malformed_json", "The body is not valid JSON"),
+        JsonRejection::JsonDataError(e) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "The body does not have the expected shape")
+            .with_detail(redact_values(&e.body_text())),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE),
+        other => Problem::from_status(other.status()),
+    }
+}
+
+/// Keeps serde's description of where and what was wrong, but hides quoted input values.
+fn redact_values(text: &str) -> String {
+    let text = text.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(text);
+    let mut out = String::with_capacity(text.len());
+    let mut in_quote = false;
+    for c in text.chars() {
+        if c == '"' {
+            if !in_quote {
+                out.push_str("\"…\"");
+            }
+            in_quote = !in_quote;
+        } else if !in_quote {
+            out.push(c);
+        }
+    }
+    out.chars().take(300).collect()
+}
+
+/// Path parameters.
+#[derive(Debug, Clone)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "A path parameter is not valid",
+            )),
+            Err(other) => Err(Problem::from_status(other.status())),
+        }
+    }
+}
+
+/// Query-string parameters.
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "A query parameter is not valid",
+            )
+            .with_detail(redact_values(&e.body_text()))),
+            Err(other) => Err(Problem::from_status(other.status())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_quoted_values() {
+        let s = redact_values(
+            "Failed to deserialize the JSON body into the target type: password: invalid type: string \"hunter2\", expected u32 at line 1 column 22",
+        );
+        assert!(!s.contains("hunter2"), "{s}");
+        assert!(s.contains("password: invalid type"), "{s}");
+    }
+}

@@ -1,0 +1,108 @@
+//! The HTTP conventions every router gets from [`finish`]: problem+json for every error
+//! (malformed JSON, wrong content type, oversized bodies, unknown routes and methods), a body
+//! size limit, a request id on every log line and response, one access log line and one EMF
+//! metric line per request.
+//!
+//! Handlers extract bodies with [`Json`], paths with [`Path`] and queries with [`Query`]
+//! from here rather than axum's, so every rejection is a problem body with a stable code.
+
+mod context;
+mod extract;
+
+pub use context::{RequestContext, record_tenant, record_user};
+pub use extract::{Json, Path, Query};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::error::{PROBLEM_JSON, Problem};
+
+/// HTTP settings that come from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { max_body_bytes: 1 << 20 }
+    }
+}
+
+impl From<&crate::config::Config> for HttpSettings {
+    fn from(c: &crate::config::Config) -> Self {
+        Self { max_body_bytes: c.max_body_bytes }
+    }
+}
+
+/// Applies the conventions to a router holding every route of a function (or, in the local
+/// stack, of every function). Call it once, on the merged router.
+pub fn finish(routes: Router, settings: HttpSettings) -> Router {
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(middleware::from_fn(problem_bodies))
+        .layer(middleware::from_fn(context::request_context))
+}
+
+async fn not_found() -> Problem {
+    Problem::from_status(StatusCode::NOT_FOUND).with_detail("no route matches this path")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::from_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
+/// Turns every error response that is not already a problem (axum's plain-text rejections,
+/// the body limit's 413...) into one, and adds the request id and path to every problem.
+async fn problem_bodies(req: Request, next: Next) -> Response {
+    let instance = req.uri().path().to_owned();
+    let request_id = req.extensions().get::<RequestContext>().map(|c| c.request_id.to_string());
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let (mut parts, body) = res.into_parts();
+    let mut problem: serde_json::Map<String, Value> = if is_problem {
+        match body.collect().await.map(|b| serde_json::from_slice(&b.to_bytes())) {
+            Ok(Ok(Value::Object(m))) => m,
+            _ => to_map(Problem::from_status(status)),
+        }
+    } else {
+        to_map(Problem::from_status(status))
+    };
+    problem.entry("instance").or_insert_with(|| Value::String(instance));
+    if let Some(id) = request_id {
+        problem.entry("request_id").or_insert(Value::String(id));
+    }
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn to_map(p: Problem) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(p) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// A JSON response with a status (for 201/202 answers).
+pub fn json_with_status<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    (status, axum::Json(value)).into_response()
+}

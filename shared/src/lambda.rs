@@ -1,0 +1,121 @@
+//! Lambda entry points: the only module that knows Lambda's event types.
+//!
+//! A function's `main.rs` builds its services once and calls one of these:
+//! [`serve_http`] (API Gateway HTTP API → axum router), [`serve_sqs`] (SQS event → partial
+//! batch failures) or [`serve_schedule`] (EventBridge event → a scheduled job). The
+//! `handle_*` functions are the same paths without the runtime loop, for tests.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use axum::Router;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+use crate::clock::Clock;
+use crate::id::CorrelationId;
+use crate::queue::consumer::{Message, MessageHandler, process_batch};
+use crate::schedule::ScheduledJob;
+
+/// The error type of Lambda entry points.
+pub type Error = lambda_runtime::Error;
+
+/// Serves an axum router on Lambda behind API Gateway.
+///
+/// # Errors
+/// When the Lambda runtime API fails.
+pub async fn serve_http(app: Router) -> Result<(), Error> {
+    lambda_http::run(app).await
+}
+
+/// Serves a queue consumer on Lambda (an SQS event source mapping with
+/// `ReportBatchItemFailures`).
+///
+/// # Errors
+/// When the Lambda runtime API fails.
+pub async fn serve_sqs(handler: Arc<dyn MessageHandler>) -> Result<(), Error> {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Error>(handle_sqs_event(handler.as_ref(), event.payload).await) }
+    }))
+    .await
+}
+
+/// Handles one SQS event: every record through `handler`, failures reported by message id
+/// so that only they are retried.
+pub async fn handle_sqs_event(handler: &dyn MessageHandler, event: SqsEvent) -> SqsBatchResponse {
+    let fifo = event
+        .records
+        .first()
+        .and_then(|r| r.event_source_arn.as_deref())
+        .is_some_and(|arn| arn.ends_with(".fifo"));
+    let mut unidentified = Vec::new();
+    let messages: Vec<Message> = event
+        .records
+        .into_iter()
+        .filter_map(|r| {
+            let Some(id) = r.message_id.clone() else {
+                unidentified.push(r);
+                return None;
+            };
+            Some(Message {
+                id,
+                body: r.body.unwrap_or_default(),
+                receive_count: r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+                group_id: r.attributes.get("MessageGroupId").cloned(),
+            })
+        })
+        .collect();
+    if !unidentified.is_empty() {
+        tracing::error!(count = unidentified.len(), "SQS records without a message id were skipped");
+    }
+    let failed = process_batch(handler, &messages, fifo).await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    response
+}
+
+/// Serves a scheduled job on Lambda (an EventBridge schedule or rule).
+///
+/// # Errors
+/// When the Lambda runtime API fails.
+pub async fn serve_schedule(job: Arc<dyn ScheduledJob>, clock: Arc<dyn Clock>) -> Result<(), Error> {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
+        let (job, clock) = (Arc::clone(&job), Arc::clone(&clock));
+        async move { handle_schedule_event(job.as_ref(), clock.as_ref(), &event.payload).await.map_err(Error::from) }
+    }))
+    .await
+}
+
+/// Runs a scheduled job for one EventBridge event. An error fails the invocation, so
+/// EventBridge retries it (jobs are idempotent).
+///
+/// # Errors
+/// The job's error.
+pub async fn handle_schedule_event(
+    job: &dyn ScheduledJob,
+    clock: &dyn Clock,
+    event: &EventBridgeEvent,
+) -> anyhow::Result<()> {
+    let fired_at_ms = event.time.map_or_else(|| clock.now_ms(), |t| t.timestamp_millis());
+    tracing::info!(job = job.name(), event_id = event.id.as_deref().unwrap_or(""), "scheduled job started");
+    job.run(fired_at_ms).await.inspect_err(|e| tracing::error!(job = job.name(), error = format!("{e:#}"), "scheduled job failed"))
+}
+
+/// API Gateway's id for the request, when it came through Lambda.
+pub fn api_gateway_request_id<B>(req: &axum::http::Request<B>) -> Option<CorrelationId> {
+    use lambda_http::request::RequestContext;
+    let id = match req.extensions().get::<RequestContext>()? {
+        RequestContext::ApiGatewayV2(c) => c.request_id.as_deref(),
+        RequestContext::ApiGatewayV1(c) => c.request_id.as_deref(),
+        _ => None,
+    };
+    id.and_then(CorrelationId::parse)
+}

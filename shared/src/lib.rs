@@ -1,0 +1,31 @@
+//! The common library of every Groundwork function.
+//!
+//! Functions are thin: they read [`config::Config`] once, build [`services::Services`] once,
+//! and hand a router or a handler to [`lambda`]. Everything they share lives here:
+//!
+//! - [`store`]: the item-level storage port over the single table, with a DynamoDB adapter
+//!   (production) and an embedded SQLite adapter (local default);
+//! - [`queue`]: the queue port, with SQS and embedded adapters, and the batch consumer;
+//! - [`http`]: the HTTP conventions (problem+json errors, JSON extraction, body limits,
+//!   request ids, fallbacks) applied to every router;
+//! - [`telemetry`]: structured logs and CloudWatch EMF metrics;
+//! - [`config`], [`secret`], [`id`], [`clock`]: typed configuration, secrets, ids and time;
+//! - [`schedule`]: schedule definitions shared by the template and the local scheduler;
+//! - [`lambda`]: the only module that knows Lambda event types.
+
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod id;
+pub mod lambda;
+pub mod queue;
+pub mod schedule;
+pub mod secret;
+pub mod services;
+pub mod store;
+pub mod telemetry;
+
+/// The version of this build, as reported by `/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

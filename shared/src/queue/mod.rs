@@ -1,0 +1,148 @@
+//! The queue port: at-least-once delivery with visibility timeouts, redelivery, a
+//! dead-letter queue after too many receives, and a redrive of dead letters.
+//!
+//! One [`Queue`] value stands for one queue and its dead-letter queue. Two adapters are held
+//! to one contract suite: [`sqs::SqsQueue`] (production; standard and FIFO) and
+//! [`embedded::EmbeddedQueue`] (durable, in the embedded database; the local default).
+//! [`consumer`] turns a batch of messages into the partial batch failures Lambda expects,
+//! and runs the same handlers in-process for the local stack.
+
+pub mod consumer;
+pub mod embedded;
+pub mod sqs;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// The largest message body accepted (SQS's limit).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The longest delay a message may be sent with (SQS's limit).
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+/// The most messages one receive returns (SQS's limit).
+pub const MAX_RECEIVE: u32 = 10;
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outgoing {
+    /// The body (JSON by convention).
+    pub body: String,
+    /// Hides the message for this long after sending (standard queues only).
+    pub delay: Duration,
+    /// FIFO: messages with the same id within five minutes are delivered once.
+    pub dedup_id: Option<String>,
+    /// FIFO: messages of one group are delivered in order, one batch in flight at a time.
+    pub group_id: Option<String>,
+}
+
+impl Outgoing {
+    /// A message with this body, no delay.
+    pub fn new(body: impl Into<String>) -> Self {
+        Self { body: body.into(), ..Self::default() }
+    }
+
+    /// Delays delivery.
+    #[must_use]
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Sets the FIFO group and deduplication id.
+    #[must_use]
+    pub fn fifo(mut self, group_id: impl Into<String>, dedup_id: impl Into<String>) -> Self {
+        self.group_id = Some(group_id.into());
+        self.dedup_id = Some(dedup_id.into());
+        self
+    }
+
+    fn validate(&self, fifo: bool) -> Result<(), QueueError> {
+        if self.body.is_empty() || self.body.len() > MAX_BODY_BYTES {
+            return Err(QueueError::Invalid(format!("a message body is 1 to {MAX_BODY_BYTES} bytes")));
+        }
+        if self.delay > MAX_DELAY {
+            return Err(QueueError::Invalid("a message may be delayed 15 minutes at most".into()));
+        }
+        if fifo {
+            if self.group_id.is_none() || self.dedup_id.is_none() {
+                return Err(QueueError::Invalid("a FIFO message needs a group id and a deduplication id".into()));
+            }
+            if !self.delay.is_zero() {
+                return Err(QueueError::Invalid("FIFO messages cannot be delayed one by one".into()));
+            }
+        }
+        for id in [&self.group_id, &self.dedup_id].into_iter().flatten() {
+            let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(QueueError::Invalid("group and deduplication ids are 1 to 128 visible ASCII characters".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A message as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The id the queue gave the message when it was sent.
+    pub id: String,
+    /// Acknowledges or extends this one delivery.
+    pub receipt: String,
+    /// The body as sent.
+    pub body: String,
+    /// How many times the message has been received, this time included.
+    pub receive_count: u32,
+    /// The FIFO group, if any.
+    pub group_id: Option<String>,
+}
+
+/// What went wrong with a queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The request is malformed.
+    #[error("invalid queue request: {0}")]
+    Invalid(String),
+    /// The receipt is unknown or expired (the message was redelivered or deleted).
+    #[error("the receipt is not valid any more")]
+    StaleReceipt,
+    /// The queue could not be reached; retrying later may work.
+    #[error("the queue is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+}
+
+/// One queue and its dead-letter queue.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// The queue's logical name (for logs and operators).
+    fn name(&self) -> &str;
+
+    /// Whether the queue is FIFO.
+    fn is_fifo(&self) -> bool;
+
+    /// Sends a message; returns the id the queue gave it.
+    async fn send(&self, message: Outgoing) -> Result<String, QueueError>;
+
+    /// Receives up to `max` (1 to [`MAX_RECEIVE`]) visible messages, waiting up to `wait` for
+    /// the first one. Each received message is hidden for the visibility timeout; a message
+    /// received more often than the queue allows moves to the dead-letter queue instead.
+    async fn receive(&self, max: u32, wait: Duration) -> Result<Vec<Received>, QueueError>;
+
+    /// Deletes a received message: it will not be delivered again.
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
+
+    /// Hides a received message for `timeout` from now (zero makes it visible at once).
+    async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError>;
+
+    /// Up to `max` messages waiting in the dead-letter queue, without consuming them.
+    async fn dead_letters(&self, max: u32) -> Result<Vec<Received>, QueueError>;
+
+    /// Moves up to `max` dead letters back to the queue; returns how many moved.
+    async fn redrive(&self, max: u32) -> Result<u32, QueueError>;
+}
+
+pub(crate) fn validate_max(max: u32) -> Result<(), QueueError> {
+    if max == 0 || max > MAX_RECEIVE {
+        return Err(QueueError::Invalid(format!("receive 1 to {MAX_RECEIVE} messages at a time")));
+    }
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! The embedded store: one SQLite table in a file under the data directory.
+//!
+//! SQLite is chosen over redb because the port is relational at heart (range queries over
+//! a primary key and two secondary indexes, multi-row atomic transactions) and SQLite gives
+//! exactly that with covering B-tree indexes, a write-ahead log for crash safety, and a file
+//! any developer can open with the `sqlite3` shell to look at their local data.
+//!
+//! Every read is a key or index search: the schema has the primary key `(pk, sk)` and one
+//! partial index per GSI, and a test checks the query plans contain no table scan.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::{Map, Value};
+
+use super::{
+    Condition, Cursor, Delete, Index, Item, Key, Page, Put, Query, SortKey, Store, StoreError, TxOp, Update,
+    prefix_successor, validate_put, validate_transaction,
+};
+use crate::clock::Clock;
+
+/// The schema, applied in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &["CREATE TABLE items (
+        pk TEXT NOT NULL,
+        sk TEXT NOT NULL,
+        gsi1pk TEXT, gsi1sk TEXT,
+        gsi2pk TEXT, gsi2sk TEXT,
+        expires_at INTEGER,
+        version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (pk, sk)
+    ) WITHOUT ROWID;
+    CREATE INDEX items_gsi1 ON items (gsi1pk, gsi1sk, pk, sk) WHERE gsi1pk IS NOT NULL;
+    CREATE INDEX items_gsi2 ON items (gsi2pk, gsi2sk, pk, sk) WHERE gsi2pk IS NOT NULL;
+    CREATE INDEX items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;"];
+
+const COLUMNS: &str = "pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, expires_at, version, data";
+
+/// Opens (creating if needed) a SQLite database with the settings every embedded adapter
+/// uses: write-ahead log, a busy timeout, foreign keys on.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] if the file cannot be opened.
+pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| unavailable(e, "creating the data directory"))?;
+    }
+    let conn = Connection::open(path).map_err(|e| unavailable(e, "opening the database"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(|e| unavailable(e, "configuring the database"))?;
+    Ok(conn)
+}
+
+/// Applies the migrations of one component, tracked in a table of applied steps.
+pub(crate) fn migrate(conn: &mut Connection, component: &str, steps: &[&str]) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| unavailable(e, "starting a migration"))?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, step INTEGER NOT NULL, PRIMARY KEY (component, step))")
+        .map_err(|e| unavailable(e, "creating schema_migrations"))?;
+    let applied: i64 = tx
+        .query_row("SELECT COUNT(*) FROM schema_migrations WHERE component = ?1", [component], |r| r.get(0))
+        .map_err(|e| unavailable(e, "reading schema_migrations"))?;
+    for (step, sql) in steps.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
+        tx.execute_batch(sql).map_err(|e| unavailable(e, "applying a migration"))?;
+        tx.execute("INSERT INTO schema_migrations (component, step) VALUES (?1, ?2)", params![component, step as i64])
+            .map_err(|e| unavailable(e, "recording a migration"))?;
+    }
+    tx.commit().map_err(|e| unavailable(e, "committing a migration"))
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static, what: &str) -> StoreError {
+    StoreError::Unavailable(anyhow::Error::new(e).context(format!("embedded store: {what}")))
+}
+
+/// The embedded adapter of [`Store`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl SqliteStore {
+    /// Opens the store in the database file at `path`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if the file cannot be opened or migrated.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let mut conn = open_database(path)?;
+        migrate(&mut conn, "items", MIGRATIONS)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), clock })
+    }
+
+    /// A store in memory, gone when dropped (benchmarks and unit tests).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if SQLite fails.
+    pub fn in_memory(clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let mut conn = Connection::open_in_memory().map_err(|e| unavailable(e, "opening"))?;
+        migrate(&mut conn, "items", MIGRATIONS)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), clock })
+    }
+
+    /// Physically removes expired items (reads already skip them); returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if SQLite fails.
+    pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_secs();
+        self.run(move |conn| {
+            conn.execute("DELETE FROM items WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])
+                .map_err(|e| unavailable(e, "sweeping expired items"))
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(anyhow::Error::new(e).context("embedded store task failed")))?
+    }
+}
+
+fn read_item(conn: &Connection, key: &Key, now: i64) -> Result<Option<Item>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM items WHERE pk = ?1 AND sk = ?2"))
+        .and_then(|mut st| st.query_row(params![key.pk, key.sk], row_to_item).optional())
+        .map_err(|e| unavailable(e, "reading an item"))?
+        .transpose()
+        .map(|item| item.filter(|i| i.is_live(now)))
+}
+
+fn row_to_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Item, StoreError>> {
+    let index = |p: Option<String>, s: Option<String>| p.zip(s).map(|(pk, sk)| Key { pk, sk });
+    let data: String = row.get(8)?;
+    let version: i64 = row.get(7)?;
+    let key = Key { pk: row.get(0)?, sk: row.get(1)? };
+    let gsi1 = index(row.get(2)?, row.get(3)?);
+    let gsi2 = index(row.get(4)?, row.get(5)?);
+    let expires_at: Option<i64> = row.get(6)?;
+    Ok(match serde_json::from_str::<Map<String, Value>>(&data) {
+        Ok(data) => Ok(Item { key, gsi1, gsi2, expires_at, version: u64::try_from(version).unwrap_or(0), data }),
+        Err(e) => Err(StoreError::Corrupt(format!("item {}/{}: {e}", key.pk, key.sk))),
+    })
+}
+
+fn write_item(conn: &Connection, item: &Item) -> Result<(), StoreError> {
+    let data = serde_json::to_string(&item.data).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let version = i64::try_from(item.version).map_err(|_| StoreError::Invalid("version overflow".into()))?;
+    conn.prepare_cached(&format!("INSERT OR REPLACE INTO items ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"))
+        .and_then(|mut st| {
+            st.execute(params![
+                item.key.pk,
+                item.key.sk,
+                item.gsi1.as_ref().map(|k| &k.pk),
+                item.gsi1.as_ref().map(|k| &k.sk),
+                item.gsi2.as_ref().map(|k| &k.pk),
+                item.gsi2.as_ref().map(|k| &k.sk),
+                item.expires_at,
+                version,
+                data,
+            ])
+        })
+        .map_err(|e| unavailable(e, "writing an item"))?;
+    Ok(())
+}
+
+fn delete_row(conn: &Connection, key: &Key) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
+        .and_then(|mut st| st.execute(params![key.pk, key.sk]))
+        .map_err(|e| unavailable(e, "deleting an item"))?;
+    Ok(())
+}
+
+fn check(condition: Option<&Condition>, current: Option<&Item>) -> bool {
+    condition.is_none_or(|c| c.holds(current))
+}
+
+/// The write an operation makes once its condition holds.
+enum Write {
+    Item(Item),
+    Remove(Key),
+    Nothing,
+}
+
+fn plan(op: &TxOp, current: Option<&Item>) -> Result<Option<Write>, StoreError> {
+    Ok(match op {
+        TxOp::Put(p) => check(p.condition.as_ref(), current).then(|| {
+            let mut item = p.item.clone();
+            item.version += 1;
+            Write::Item(item)
+        }),
+        TxOp::Update(u) => match current {
+            Some(cur) if check(u.condition.as_ref(), Some(cur)) => {
+                let mut item = cur.clone();
+                u.apply_to(&mut item)?;
+                Some(Write::Item(item))
+            }
+            _ => None,
+        },
+        TxOp::Delete(d) => check(d.condition.as_ref(), current).then(|| Write::Remove(d.key.clone())),
+        TxOp::Check(_, c) => c.holds(current).then_some(Write::Nothing),
+    })
+}
+
+fn apply(conn: &Connection, write: &Write) -> Result<(), StoreError> {
+    match write {
+        Write::Item(item) => write_item(conn, item),
+        Write::Remove(key) => delete_row(conn, key),
+        Write::Nothing => Ok(()),
+    }
+}
+
+/// Runs `ops` in one SQLite transaction; returns the written items in op order.
+fn run_ops(conn: &mut Connection, ops: &[TxOp], now: i64) -> Result<Vec<Option<Item>>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| unavailable(e, "starting a transaction"))?;
+    let mut writes = Vec::with_capacity(ops.len());
+    let mut failed = Vec::new();
+    let mut previous = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let current = read_item(&tx, op.key(), now)?;
+        match plan(op, current.as_ref())? {
+            Some(w) => writes.push(w),
+            None => failed.push(i),
+        }
+        previous.push(current);
+    }
+    if !failed.is_empty() {
+        // Dropping `tx` rolls back; nothing was written yet anyway.
+        return Err(StoreError::TransactionCanceled { failed });
+    }
+    for w in &writes {
+        apply(&tx, w)?;
+    }
+    tx.commit().map_err(|e| unavailable(e, "committing"))?;
+    Ok(writes
+        .into_iter()
+        .zip(previous)
+        .map(|(w, prev)| match w {
+            Write::Item(item) => Some(item),
+            Write::Remove(_) => prev,
+            Write::Nothing => None,
+        })
+        .collect())
+}
+
+fn single(result: Result<Vec<Option<Item>>, StoreError>) -> Result<Option<Item>, StoreError> {
+    match result {
+        Ok(mut items) => Ok(items.pop().flatten()),
+        Err(StoreError::TransactionCanceled { .. }) => Err(StoreError::ConditionFailed),
+        Err(e) => Err(e),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        key.validate()?;
+        let key = key.clone();
+        let now = self.clock.now_secs();
+        self.run(move |conn| read_item(conn, &key, now)).await
+    }
+
+    async fn put(&self, put: Put) -> Result<Item, StoreError> {
+        validate_put(&put)?;
+        let now = self.clock.now_secs();
+        self.run(move |conn| single(run_ops(conn, &[TxOp::Put(put)], now)))
+            .await?
+            .ok_or(StoreError::ConditionFailed)
+    }
+
+    async fn update(&self, update: Update) -> Result<Item, StoreError> {
+        update.validate()?;
+        let now = self.clock.now_secs();
+        self.run(move |conn| single(run_ops(conn, &[TxOp::Update(update)], now)))
+            .await?
+            .ok_or(StoreError::ConditionFailed)
+    }
+
+    async fn delete(&self, delete: Delete) -> Result<Option<Item>, StoreError> {
+        delete.key.validate()?;
+        if let Some(c) = &delete.condition {
+            c.validate()?;
+        }
+        let now = self.clock.now_secs();
+        self.run(move |conn| single(run_ops(conn, &[TxOp::Delete(delete)], now))).await
+    }
+
+    async fn query(&self, query: Query) -> Result<Page, StoreError> {
+        query.validate()?;
+        let now = self.clock.now_secs();
+        self.run(move |conn| run_query(conn, &query, now)).await
+    }
+
+    async fn transact(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {
+        validate_transaction(&ops)?;
+        let now = self.clock.now_secs();
+        self.run(move |conn| run_ops(conn, &ops, now).map(|_| ())).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|e| unavailable(e, "ping"))
+        })
+        .await
+    }
+}
+
+/// The SQL and parameters of a query (also used by the query-plan test).
+fn query_sql(q: &Query, now: i64) -> (String, Vec<SqlValue>) {
+    let (pcol, scol) = match q.index {
+        None => ("pk", "sk"),
+        Some(Index::Gsi1) => ("gsi1pk", "gsi1sk"),
+        Some(Index::Gsi2) => ("gsi2pk", "gsi2sk"),
+    };
+    let mut sql = format!("SELECT {COLUMNS} FROM items WHERE {pcol} = ?");
+    let mut args: Vec<SqlValue> = vec![q.partition.clone().into()];
+    let mut bound = |op: &str, v: &str, sql: &mut String| {
+        sql.push_str(&format!(" AND {scol} {op} ?"));
+        args.push(v.to_owned().into());
+    };
+    match &q.sort {
+        SortKey::All => {}
+        SortKey::BeginsWith(p) => {
+            bound(">=", p, &mut sql);
+            if let Some(upper) = prefix_successor(p) {
+                bound("<", &upper, &mut sql);
+            }
+        }
+        SortKey::Between(a, b) => {
+            bound(">=", a, &mut sql);
+            bound("<=", b, &mut sql);
+        }
+        SortKey::Eq(v) => bound("=", v, &mut sql),
+        SortKey::Lt(v) => bound("<", v, &mut sql),
+        SortKey::Le(v) => bound("<=", v, &mut sql),
+        SortKey::Gt(v) => bound(">", v, &mut sql),
+        SortKey::Ge(v) => bound(">=", v, &mut sql),
+    }
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let cmp = if q.descending { "<" } else { ">" };
+    if let Some(c) = &q.cursor {
+        let p = &c.position;
+        match (&q.index, &p.index) {
+            (Some(_), Some(ik)) => {
+                sql.push_str(&format!(" AND ({scol}, pk, sk) {cmp} (?, ?, ?)"));
+                args.extend([ik.sk.clone().into(), p.pk.clone().into(), p.sk.clone().into()]);
+            }
+            _ => {
+                sql.push_str(&format!(" AND sk {cmp} ?"));
+                args.push(p.sk.clone().into());
+            }
+        }
+    }
+    sql.push_str(" AND (expires_at IS NULL OR expires_at > ?)");
+    args.push(now.into());
+    if q.index.is_some() {
+        sql.push_str(&format!(" ORDER BY {scol} {dir}, pk {dir}, sk {dir}"));
+    } else {
+        sql.push_str(&format!(" ORDER BY sk {dir}"));
+    }
+    sql.push_str(" LIMIT ?");
+    args.push(i64::from(q.limit + 1).into());
+    (sql, args)
+}
+
+fn run_query(conn: &Connection, q: &Query, now: i64) -> Result<Page, StoreError> {
+    let (sql, args) = query_sql(q, now);
+    let mut st = conn.prepare_cached(&sql).map_err(|e| unavailable(e, "preparing a query"))?;
+    let rows = st
+        .query_map(rusqlite::params_from_iter(args), row_to_item)
+        .map_err(|e| unavailable(e, "querying"))?;
+    let mut items = Vec::new();
+    for row in rows {
+        items.push(row.map_err(|e| unavailable(e, "reading a row"))??);
+    }
+    let limit = q.limit as usize;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|i| Cursor::after_item(i, q.index))
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    #[test]
+    fn every_query_shape_is_an_index_search() {
+        let store = SqliteStore::in_memory(Arc::new(SystemClock)).unwrap();
+        let conn = store.conn.lock().unwrap();
+        let cursor_item = Item::new(Key::new("p", "s")).with_gsi1(Key::new("i", "j")).with_gsi2(Key::new("k", "l"));
+        let sorts = [
+            SortKey::All,
+            SortKey::BeginsWith("a".into()),
+            SortKey::Between("a".into(), "b".into()),
+            SortKey::Eq("a".into()),
+            SortKey::Lt("a".into()),
+            SortKey::Ge("a".into()),
+        ];
+        for index in [None, Some(Index::Gsi1), Some(Index::Gsi2)] {
+            for sort in &sorts {
+                for descending in [false, true] {
+                    for cursor in [None, Some(Cursor::after_item(&cursor_item, index))] {
+                        let q = Query { index, partition: "p".into(), sort: sort.clone(), descending, limit: 10, cursor };
+                        let (sql, args) = query_sql(&q, 0);
+                        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                        let plan: Vec<String> = st
+                            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+                            .unwrap()
+                            .map(Result::unwrap)
+                            .collect();
+                        assert!(
+                            plan.iter().all(|line| !line.starts_with("SCAN")),
+                            "{index:?} {sort:?} desc={descending}: {plan:?}"
+                        );
+                        assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "sorts in memory: {plan:?}");
+                    }
+                }
+            }
+        }
+    }
+}
