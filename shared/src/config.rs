@@ -114,10 +114,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the first missing or malformed variable.
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .into_iter()
-            .filter(|(_, v)| !v.trim().is_empty())
-            .collect();
+        let vars: HashMap<String, String> = vars.into_iter().filter(|(_, v)| !v.trim().is_empty()).collect();
         let get = |k: &str| vars.get(k).map(|v| v.trim().to_owned());
 
         let on_lambda = vars.contains_key("AWS_LAMBDA_FUNCTION_NAME");
@@ -246,8 +243,8 @@ mod tests {
         );
         let e = Config::from_vars(vars(&[("GROUNDWORK_QUEUES", "sqs")])).unwrap_err();
         assert!(e.to_string().contains("GROUNDWORK_JOBS_QUEUE_URL"), "{e}");
-        let e = Config::from_vars(vars(&[("GROUNDWORK_QUEUES", "sqs"), ("GROUNDWORK_JOBS_QUEUE_URL", "u")]))
-            .unwrap_err();
+        let e =
+            Config::from_vars(vars(&[("GROUNDWORK_QUEUES", "sqs"), ("GROUNDWORK_JOBS_QUEUE_URL", "u")])).unwrap_err();
         assert!(e.to_string().contains("GROUNDWORK_JOBS_DLQ_URL"), "{e}");
         let e = Config::from_vars(vars(&[("GROUNDWORK_STORE", "postgres")])).unwrap_err();
         assert!(e.to_string().contains("GROUNDWORK_STORE"), "{e}");

@@ -171,7 +171,8 @@ impl ApiError {
                 Problem::new(StatusCode::CONFLICT, code, "Conflict with the current state").with_detail(detail.clone())
             }
             Self::Invalid { code, detail } => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, "A value is not acceptable").with_detail(detail.clone())
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, "A value is not acceptable")
+                    .with_detail(detail.clone())
             }
             Self::TooManyRequests { retry_after_secs } => {
                 Problem::from_status(StatusCode::TOO_MANY_REQUESTS).with("retry_after", *retry_after_secs)

@@ -44,11 +44,8 @@ pub async fn serve_sqs(handler: Arc<dyn MessageHandler>) -> Result<(), Error> {
 /// Handles one SQS event: every record through `handler`, failures reported by message id
 /// so that only they are retried.
 pub async fn handle_sqs_event(handler: &dyn MessageHandler, event: SqsEvent) -> SqsBatchResponse {
-    let fifo = event
-        .records
-        .first()
-        .and_then(|r| r.event_source_arn.as_deref())
-        .is_some_and(|arn| arn.ends_with(".fifo"));
+    let fifo =
+        event.records.first().and_then(|r| r.event_source_arn.as_deref()).is_some_and(|arn| arn.ends_with(".fifo"));
     let mut unidentified = Vec::new();
     let messages: Vec<Message> = event
         .records
@@ -106,7 +103,9 @@ pub async fn handle_schedule_event(
 ) -> anyhow::Result<()> {
     let fired_at_ms = event.time.map_or_else(|| clock.now_ms(), |t| t.timestamp_millis());
     tracing::info!(job = job.name(), event_id = event.id.as_deref().unwrap_or(""), "scheduled job started");
-    job.run(fired_at_ms).await.inspect_err(|e| tracing::error!(job = job.name(), error = format!("{e:#}"), "scheduled job failed"))
+    job.run(fired_at_ms)
+        .await
+        .inspect_err(|e| tracing::error!(job = job.name(), error = format!("{e:#}"), "scheduled job failed"))
 }
 
 /// API Gateway's id for the request, when it came through Lambda.

@@ -47,7 +47,8 @@ impl Services {
             StoreBackend::Embedded => Arc::new(SqliteStore::open(&db_path, Arc::clone(&clock))?),
             StoreBackend::DynamoDb => {
                 let table = config.table.clone().ok_or_else(|| anyhow::anyhow!("GROUNDWORK_TABLE is not set"))?;
-                let client = aws_sdk_dynamodb::Client::new(sdk.as_ref().ok_or_else(|| anyhow::anyhow!("no AWS config"))?);
+                let client =
+                    aws_sdk_dynamodb::Client::new(sdk.as_ref().ok_or_else(|| anyhow::anyhow!("no AWS config"))?);
                 Arc::new(DynamoStore::new(client, table, Arc::clone(&clock)))
             }
         };
@@ -57,10 +58,8 @@ impl Services {
                 Arc::new(db.queue(JOBS_QUEUE, QueueSettings::default()))
             }
             QueueBackend::Sqs => {
-                let urls = config
-                    .jobs_queue
-                    .clone()
-                    .ok_or_else(|| anyhow::anyhow!("GROUNDWORK_JOBS_QUEUE_URL is not set"))?;
+                let urls =
+                    config.jobs_queue.clone().ok_or_else(|| anyhow::anyhow!("GROUNDWORK_JOBS_QUEUE_URL is not set"))?;
                 let client = aws_sdk_sqs::Client::new(sdk.as_ref().ok_or_else(|| anyhow::anyhow!("no AWS config"))?);
                 Arc::new(SqsQueue::new(client, JOBS_QUEUE, urls.url, urls.dead_letter_url))
             }

@@ -35,19 +35,11 @@ pub fn record_user(user_id: &impl std::fmt::Display) {
 
 pub(super) async fn request_context(mut req: Request, next: Next) -> Response {
     let request_id = crate::lambda::api_gateway_request_id(&req)
-        .or_else(|| {
-            req.headers()
-                .get(REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(CorrelationId::parse)
-        })
+        .or_else(|| req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).and_then(CorrelationId::parse))
         .unwrap_or_else(CorrelationId::generate);
     req.extensions_mut().insert(RequestContext { request_id: request_id.clone() });
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,

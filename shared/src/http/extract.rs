@@ -39,9 +39,13 @@ impl<T: Serialize> IntoResponse for Json<T> {
 fn json_problem(r: &JsonRejection) -> Problem {
     match r {
         JsonRejection::MissingJsonContentType(_) => Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        JsonRejection::JsonSyntaxError(_) => Problem::new(StatusCode::BAD_REQUEST, "malformed_json", "The body is not valid JSON"),
-        JsonRejection::JsonDataError(e) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "The body does not have the expected shape")
-            .with_detail(redact_values(&e.body_text())),
+        JsonRejection::JsonSyntaxError(_) => {
+            Problem::new(StatusCode::BAD_REQUEST, "malformed_json", "The body is not valid JSON")
+        }
+        JsonRejection::JsonDataError(e) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "The body does not have the expected shape")
+                .with_detail(redact_values(&e.body_text()))
+        }
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE),
         other => Problem::from_status(other.status()),
     }
@@ -79,11 +83,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Self(v)),
-            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_path",
-                "A path parameter is not valid",
-            )),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(Problem::new(StatusCode::BAD_REQUEST, "invalid_path", "A path parameter is not valid"))
+            }
             Err(other) => Err(Problem::from_status(other.status())),
         }
     }
@@ -103,12 +105,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Self(v)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "A query parameter is not valid",
-            )
-            .with_detail(redact_values(&e.body_text()))),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(Problem::new(StatusCode::BAD_REQUEST, "invalid_query", "A query parameter is not valid")
+                    .with_detail(redact_values(&e.body_text())))
+            }
             Err(other) => Err(Problem::from_status(other.status())),
         }
     }

@@ -72,10 +72,8 @@ async fn problem_bodies(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let is_problem =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     let (mut parts, body) = res.into_parts();
     let mut problem: serde_json::Map<String, Value> = if is_problem {
         match body.collect().await.map(|b| serde_json::from_slice(&b.to_bytes())) {

@@ -62,7 +62,11 @@ pub async fn process_batch(handler: &dyn MessageHandler, messages: &[Message], f
 /// Consumes `queue` with `handler` until `shutdown` turns true: receives up to ten messages,
 /// handles them, acknowledges the ones that succeeded. Failed ones come back after the
 /// visibility timeout. This is the local stack's stand-in for Lambda's SQS event source.
-pub async fn run_consumer(queue: Arc<dyn Queue>, handler: Arc<dyn MessageHandler>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_consumer(
+    queue: Arc<dyn Queue>,
+    handler: Arc<dyn MessageHandler>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     tracing::info!(queue = queue.name(), "consumer started");
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {

@@ -152,10 +152,12 @@ impl EmbeddedQueue {
                          WHERE queue = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3",
                     )
                     .map_err(unavailable)?;
-                st.query_map(params![&*name, now, SCAN], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                    .map_err(unavailable)?
-                    .collect::<Result<_, _>>()
-                    .map_err(unavailable)?
+                st.query_map(params![&*name, now, SCAN], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .map_err(unavailable)?
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?
             };
             let mut out = Vec::new();
             let mut blocked_groups = std::collections::HashSet::new();

@@ -74,7 +74,9 @@ impl Outgoing {
         for id in [&self.group_id, &self.dedup_id].into_iter().flatten() {
             let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
             if !ok {
-                return Err(QueueError::Invalid("group and deduplication ids are 1 to 128 visible ASCII characters".into()));
+                return Err(QueueError::Invalid(
+                    "group and deduplication ids are 1 to 128 visible ASCII characters".into(),
+                ));
             }
         }
         Ok(())

@@ -30,7 +30,13 @@ impl SqsQueue {
         Self { client, name: name.into().into(), url: url.into(), dlq_url: dlq_url.into().into(), fifo }
     }
 
-    async fn receive_from(&self, url: &str, max: u32, wait: Duration, visibility: Option<i32>) -> Result<Vec<Received>, QueueError> {
+    async fn receive_from(
+        &self,
+        url: &str,
+        max: u32,
+        wait: Duration,
+        visibility: Option<i32>,
+    ) -> Result<Vec<Received>, QueueError> {
         let out = self
             .client
             .receive_message()

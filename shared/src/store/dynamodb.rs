@@ -96,7 +96,11 @@ impl DynamoStore {
             .update_time_to_live()
             .table_name(table)
             .time_to_live_specification(
-                TimeToLiveSpecification::builder().attribute_name(EXPIRES_AT).enabled(true).build().map_err(build_error)?,
+                TimeToLiveSpecification::builder()
+                    .attribute_name(EXPIRES_AT)
+                    .enabled(true)
+                    .build()
+                    .map_err(build_error)?,
             )
             .send()
             .await
@@ -182,18 +186,12 @@ fn attrs_to_item(mut m: AttrMap) -> Result<Item, StoreError> {
     let expires_at = num(m.remove(EXPIRES_AT), EXPIRES_AT)?;
     let version = num(m.remove(VERSION), VERSION)?.unwrap_or(0);
     let data: Map<String, Value> = match m.remove(DATA) {
-        Some(a) => serde_dynamo::from_attribute_value(a)
-            .map_err(|e| StoreError::Corrupt(format!("item {pk}/{sk}: {e}")))?,
+        Some(a) => {
+            serde_dynamo::from_attribute_value(a).map_err(|e| StoreError::Corrupt(format!("item {pk}/{sk}: {e}")))?
+        }
         None => Map::new(),
     };
-    Ok(Item {
-        key: Key { pk, sk },
-        gsi1,
-        gsi2,
-        expires_at,
-        version: u64::try_from(version).unwrap_or(0),
-        data,
-    })
+    Ok(Item { key: Key { pk, sk }, gsi1, gsi2, expires_at, version: u64::try_from(version).unwrap_or(0), data })
 }
 
 /// Builds expression strings with every name and value behind a placeholder, so attribute
@@ -366,7 +364,10 @@ impl Store for DynamoStore {
         if let Some(c) = &put.condition {
             let mut e = Expr::default();
             let cond = e.condition(c, self.clock.now_secs())?;
-            req = req.condition_expression(cond).set_expression_attribute_names(e.names()).set_expression_attribute_values(e.values());
+            req = req
+                .condition_expression(cond)
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values());
         }
         req.send().await.map_err(sdk_error)?;
         Ok(item)
@@ -407,7 +408,10 @@ impl Store for DynamoStore {
             c.validate()?;
             let mut e = Expr::default();
             let cond = e.condition(c, now)?;
-            req = req.condition_expression(cond).set_expression_attribute_names(e.names()).set_expression_attribute_values(e.values());
+            req = req
+                .condition_expression(cond)
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values());
         }
         let out = req.send().await.map_err(sdk_error)?;
         match out.attributes {
@@ -428,7 +432,8 @@ impl Store for DynamoStore {
         let p = e.name(pname);
         let pv = e.value(s(&query.partition));
         let mut key_cond = format!("{p} = {pv}");
-        let sk = e.name(sname);
+        // Named only when a sort condition uses it: DynamoDB rejects unused names.
+        let sk = if query.sort == SortKey::All { String::new() } else { e.name(sname) };
         let mut bound = |op: &str, v: &str, e: &mut Expr| {
             let v = e.value(s(v));
             key_cond.push_str(&format!(" AND {sk} {op} {v}"));

@@ -374,9 +374,9 @@ impl Update {
         for (k, delta) in &self.add {
             let current = match item.data.get(k) {
                 None => 0,
-                Some(Value::Number(n)) => n
-                    .as_i64()
-                    .ok_or_else(|| StoreError::Invalid(format!("attribute {k} is not an integer")))?,
+                Some(Value::Number(n)) => {
+                    n.as_i64().ok_or_else(|| StoreError::Invalid(format!("attribute {k} is not an integer")))?
+                }
                 Some(_) => return Err(StoreError::Invalid(format!("attribute {k} is not a number"))),
             };
             let next = current

@@ -158,21 +158,23 @@ fn row_to_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Item, StoreEr
 fn write_item(conn: &Connection, item: &Item) -> Result<(), StoreError> {
     let data = serde_json::to_string(&item.data).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let version = i64::try_from(item.version).map_err(|_| StoreError::Invalid("version overflow".into()))?;
-    conn.prepare_cached(&format!("INSERT OR REPLACE INTO items ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"))
-        .and_then(|mut st| {
-            st.execute(params![
-                item.key.pk,
-                item.key.sk,
-                item.gsi1.as_ref().map(|k| &k.pk),
-                item.gsi1.as_ref().map(|k| &k.sk),
-                item.gsi2.as_ref().map(|k| &k.pk),
-                item.gsi2.as_ref().map(|k| &k.sk),
-                item.expires_at,
-                version,
-                data,
-            ])
-        })
-        .map_err(|e| unavailable(e, "writing an item"))?;
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO items ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))
+    .and_then(|mut st| {
+        st.execute(params![
+            item.key.pk,
+            item.key.sk,
+            item.gsi1.as_ref().map(|k| &k.pk),
+            item.gsi1.as_ref().map(|k| &k.sk),
+            item.gsi2.as_ref().map(|k| &k.pk),
+            item.gsi2.as_ref().map(|k| &k.sk),
+            item.expires_at,
+            version,
+            data,
+        ])
+    })
+    .map_err(|e| unavailable(e, "writing an item"))?;
     Ok(())
 }
 
@@ -277,9 +279,7 @@ impl Store for SqliteStore {
     async fn put(&self, put: Put) -> Result<Item, StoreError> {
         validate_put(&put)?;
         let now = self.clock.now_secs();
-        self.run(move |conn| single(run_ops(conn, &[TxOp::Put(put)], now)))
-            .await?
-            .ok_or(StoreError::ConditionFailed)
+        self.run(move |conn| single(run_ops(conn, &[TxOp::Put(put)], now))).await?.ok_or(StoreError::ConditionFailed)
     }
 
     async fn update(&self, update: Update) -> Result<Item, StoreError> {
@@ -312,11 +312,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(|e| unavailable(e, "ping"))
-        })
-        .await
+        self.run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| unavailable(e, "ping"))).await
     }
 }
 
@@ -381,9 +377,7 @@ fn query_sql(q: &Query, now: i64) -> (String, Vec<SqlValue>) {
 fn run_query(conn: &Connection, q: &Query, now: i64) -> Result<Page, StoreError> {
     let (sql, args) = query_sql(q, now);
     let mut st = conn.prepare_cached(&sql).map_err(|e| unavailable(e, "preparing a query"))?;
-    let rows = st
-        .query_map(rusqlite::params_from_iter(args), row_to_item)
-        .map_err(|e| unavailable(e, "querying"))?;
+    let rows = st.query_map(rusqlite::params_from_iter(args), row_to_item).map_err(|e| unavailable(e, "querying"))?;
     let mut items = Vec::new();
     for row in rows {
         items.push(row.map_err(|e| unavailable(e, "reading a row"))??);
@@ -420,7 +414,8 @@ mod tests {
             for sort in &sorts {
                 for descending in [false, true] {
                     for cursor in [None, Some(Cursor::after_item(&cursor_item, index))] {
-                        let q = Query { index, partition: "p".into(), sort: sort.clone(), descending, limit: 10, cursor };
+                        let q =
+                            Query { index, partition: "p".into(), sort: sort.clone(), descending, limit: 10, cursor };
                         let (sql, args) = query_sql(&q, 0);
                         let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
                         let plan: Vec<String> = st

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs every test of the project, from a fresh machine with only Rust and Python 3:
+#   1. installs the pinned test tools (infra/requirements-test.txt) into .tools/venv, once;
+#   2. starts the DynamoDB/SQS API server (moto) on a free loopback port;
+#   3. checks formatting and clippy (warnings are errors);
+#   4. runs every Rust test in the workspace: unit tests, the storage and queue contract
+#      suites on both adapters, Lambda event tests, local-stack integration tests;
+#   5. lints template.yaml with cfn-lint and `sam validate --lint`;
+#   6. stops what it started. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+tools="$root/.tools"
+venv="$tools/venv"
+requirements="$root/infra/requirements-test.txt"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# 1. Test tools, reinstalled only when the pinned list changes.
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  log "installing test tools into .tools/venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$want" > "$stamp"
+fi
+
+# 2. The DynamoDB/SQS API server.
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {
+  local url=$1 name=$2
+  for _ in $(seq 1 100); do
+    if "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$url" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "$name did not start; its log:" >&2
+  cat "$tools/$name.log" >&2 || true
+  return 1
+}
+
+moto_port=$(free_port)
+log "starting the DynamoDB/SQS API server on 127.0.0.1:$moto_port"
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$tools/moto.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$moto_port/moto-api/" moto
+export GROUNDWORK_MOTO_URL="http://127.0.0.1:$moto_port"
+# The SDK must never reach for real credentials or a real region in tests.
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN || true
+
+# 3. Formatting and lints.
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# 4. Every Rust test.
+log "cargo test"
+cargo test --workspace --locked --no-fail-fast
+
+# 5. The template.
+log "cfn-lint template.yaml"
+"$venv/bin/cfn-lint" template.yaml
+log "sam validate --lint"
+SAM_CLI_TELEMETRY=0 "$venv/bin/sam" validate --lint --region us-east-1 --template-file template.yaml
+
+log "all tests passed"

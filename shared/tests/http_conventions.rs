@@ -1,0 +1,166 @@
+//! The HTTP conventions every router gets from `shared::http::finish`: every error is a
+//! problem+json body with the right status and a stable code, never a panic or a bare 500.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared::error::ApiError;
+use shared::http::{HttpSettings, Json, Path, Query};
+use shared::store::StoreError;
+use tower::ServiceExt;
+
+#[derive(Deserialize)]
+struct Signup {
+    #[allow(dead_code)]
+    email: String,
+    #[allow(dead_code)]
+    age: u32,
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    #[allow(dead_code)]
+    limit: u32,
+}
+
+fn app() -> Router {
+    let routes = Router::new()
+        .route("/things", post(|Json(_): Json<Signup>| async { Json(json!({"ok": true})) }))
+        .route("/things/{id}", get(|Path(id): Path<u64>| async move { Json(json!({ "id": id })) }))
+        .route("/list", get(|Query(_): Query<Paging>| async { "[]" }))
+        .route(
+            "/down",
+            get(|| async { Err::<(), ApiError>(StoreError::Unavailable(anyhow::anyhow!("table gone")).into()) }),
+        )
+        .route("/bug", get(|| async { Err::<(), ApiError>(anyhow::anyhow!("secret internals").into()) }));
+    shared::http::finish(routes, HttpSettings { max_body_bytes: 1024 })
+}
+
+async fn call(req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let res = app().oneshot(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (parts.status, parts.headers, v)
+}
+
+fn post_json(body: impl Into<Body>, content_type: Option<&str>) -> Request<Body> {
+    let mut b = Request::post("/things");
+    if let Some(ct) = content_type {
+        b = b.header(header::CONTENT_TYPE, ct);
+    }
+    b.body(body.into()).unwrap()
+}
+
+async fn assert_problem(req: Request<Body>, status: StatusCode, code: &str) -> Value {
+    let (s, headers, body) = call(req).await;
+    assert_eq!(s, status, "{body}");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["type"], format!("urn:groundwork:problem:{code}"));
+    assert!(body["title"].is_string());
+    assert!(body["request_id"].is_string(), "{body}");
+    assert_eq!(headers["x-request-id"].to_str().unwrap(), body["request_id"].as_str().unwrap());
+    body
+}
+
+#[tokio::test]
+async fn a_valid_request_passes() {
+    let (s, _, body) = call(post_json(r#"{"email":"a@b.c","age":3}"#, Some("application/json"))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body, json!({"ok": true}));
+}
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    assert_problem(post_json("{not json", Some("application/json")), StatusCode::BAD_REQUEST, "malformed_json").await;
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let req = post_json(r#"{"email":"a@b.c","age":3}"#, Some("text/plain"));
+    assert_problem(req, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    let req = post_json(r#"{"email":"a@b.c","age":3}"#, None);
+    assert_problem(req, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn a_body_of_the_wrong_shape_is_422_without_echoing_values() {
+    let req = post_json(r#"{"email":"a@b.c","age":"hunter2-secret"}"#, Some("application/json"));
+    let body = assert_problem(req, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("age"), "{detail}");
+    assert!(!body.to_string().contains("hunter2"), "{body}");
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413() {
+    let big = format!(r#"{{"email":"{}","age":1}}"#, "a".repeat(4096));
+    // Refused on its declared length, before the body is read...
+    let mut declared = post_json(big.clone(), Some("application/json"));
+    declared.headers_mut().insert(header::CONTENT_LENGTH, big.len().into());
+    assert_problem(declared, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    // ...and, without a Content-Length, while reading it.
+    assert_problem(post_json(big, Some("application/json")), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405() {
+    let body =
+        assert_problem(Request::get("/nope").body(Body::empty()).unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(body["instance"], "/nope");
+    let req = Request::delete("/things").body(Body::empty()).unwrap();
+    let (s, headers, _) = call(req).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers[header::ALLOW], "POST");
+    let req = Request::delete("/things").body(Body::empty()).unwrap();
+    assert_problem(req, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn bad_path_and_query_parameters_are_400() {
+    assert_problem(Request::get("/things/abc").body(Body::empty()).unwrap(), StatusCode::BAD_REQUEST, "invalid_path")
+        .await;
+    assert_problem(
+        Request::get("/list?limit=many").body(Body::empty()).unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_store_outage_is_503_with_a_retry_hint() {
+    let (s, headers, body) = call(Request::get("/down").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers[header::RETRY_AFTER], "2");
+    assert_eq!(body["code"], "unavailable");
+    assert!(!body.to_string().contains("table gone"));
+}
+
+#[tokio::test]
+async fn an_unexpected_error_is_500_and_says_nothing_inside() {
+    let body = assert_problem(
+        Request::get("/bug").body(Body::empty()).unwrap(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+    )
+    .await;
+    assert!(!body.to_string().contains("secret"));
+}
+
+#[tokio::test]
+async fn a_client_request_id_is_kept_and_a_bad_one_replaced() {
+    let req = Request::get("/nope").header("x-request-id", "client-abc-123").body(Body::empty()).unwrap();
+    let (_, headers, body) = call(req).await;
+    assert_eq!(headers["x-request-id"], "client-abc-123");
+    assert_eq!(body["request_id"], "client-abc-123");
+    let req = Request::get("/nope").header("x-request-id", "has spaces").body(Body::empty()).unwrap();
+    let (_, headers, _) = call(req).await;
+    assert_ne!(headers["x-request-id"], "has spaces");
+}

@@ -1,0 +1,170 @@
+//! A Lambda Runtime API stub on loopback: enough of the protocol (next invocation,
+//! response, invocation error, init error) to run a function's real bootstrap binary,
+//! feed it events and read its answers, as the Lambda service would.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// What the function answered to one invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The handler's response.
+    Response(Value),
+    /// The handler's error report.
+    Error(Value),
+}
+
+type Pending = (String, Value);
+
+#[derive(Clone)]
+struct Shared {
+    events: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
+    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
+    polled: Arc<Notify>,
+    init_error: Arc<Mutex<Option<Value>>>,
+}
+
+/// A running stub.
+pub struct RuntimeApi {
+    /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
+    pub address: String,
+    sender: mpsc::UnboundedSender<Pending>,
+    shared: Shared,
+}
+
+impl RuntimeApi {
+    /// Starts the stub on a free loopback port.
+    ///
+    /// # Panics
+    /// If no port can be bound.
+    pub async fn start() -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let shared = Shared {
+            events: Arc::new(tokio::sync::Mutex::new(receiver)),
+            waiting: Arc::default(),
+            polled: Arc::new(Notify::new()),
+            init_error: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind runtime API stub");
+        let addr: SocketAddr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { address: addr.to_string(), sender, shared }
+    }
+
+    /// Waits until the function asks for its first event (its init is over).
+    ///
+    /// # Panics
+    /// If it does not within `timeout`, or reports an init error.
+    pub async fn wait_for_init(&self, timeout: Duration) {
+        let polled = self.shared.polled.notified();
+        if tokio::time::timeout(timeout, polled).await.is_err() {
+            let init = self.shared.init_error.lock().unwrap().clone();
+            panic!("the function did not ask for an event within {timeout:?} (init error: {init:?})");
+        }
+    }
+
+    /// Invokes the function with `event` and waits for its answer.
+    ///
+    /// # Panics
+    /// If no answer comes within 30 seconds.
+    pub async fn invoke(&self, event: Value) -> Outcome {
+        let id = ulid::Ulid::new().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.shared.waiting.lock().unwrap().insert(id.clone(), tx);
+        self.sender.send((id, event)).expect("stub is running");
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(outcome)) => outcome,
+            _ => panic!(
+                "the function did not answer within 30 s (init error: {:?})",
+                self.shared.init_error.lock().unwrap()
+            ),
+        }
+    }
+
+    /// The init error the function reported, if any.
+    pub fn init_error(&self) -> Option<Value> {
+        self.shared.init_error.lock().unwrap().clone()
+    }
+}
+
+async fn next(State(s): State<Shared>) -> impl IntoResponse {
+    s.polled.notify_waiters();
+    let Some((id, event)) = s.events.lock().await.recv().await else {
+        return (StatusCode::GONE, HeaderMap::new(), Bytes::new());
+    };
+    let mut headers = HeaderMap::new();
+    let deadline =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() + 30_000;
+    let set = |h: &mut HeaderMap, k: &'static str, v: String| {
+        h.insert(k, HeaderValue::from_str(&v).expect("header value"));
+    };
+    set(&mut headers, "lambda-runtime-aws-request-id", id);
+    set(&mut headers, "lambda-runtime-deadline-ms", deadline.to_string());
+    set(
+        &mut headers,
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:us-east-1:123456789012:function:groundwork-test".into(),
+    );
+    set(&mut headers, "lambda-runtime-trace-id", "Root=1-65a1b2c3-1234567890abcdef12345678;Sampled=0".into());
+    set(&mut headers, "content-type", "application/json".into());
+    (StatusCode::OK, headers, Bytes::from(serde_json::to_vec(&event).unwrap_or_default()))
+}
+
+fn parse(body: &Bytes) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+async fn response(State(s): State<Shared>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    if let Some(tx) = s.waiting.lock().unwrap().remove(&id) {
+        let _ = tx.send(Outcome::Response(parse(&body)));
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn error(State(s): State<Shared>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    if let Some(tx) = s.waiting.lock().unwrap().remove(&id) {
+        let _ = tx.send(Outcome::Error(parse(&body)));
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(s): State<Shared>, body: Bytes) -> StatusCode {
+    *s.init_error.lock().unwrap() = Some(parse(&body));
+    StatusCode::ACCEPTED
+}
+
+/// The environment Lambda gives a function, pointing at `api`.
+pub fn lambda_env(api: &RuntimeApi, function: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", api.address.as_str()),
+        ("AWS_LAMBDA_FUNCTION_NAME", function),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "test"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("GROUNDWORK_METRICS", "off"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
