@@ -17,15 +17,8 @@ requirements="$root/infra/requirements-test.txt"
 log() { printf '\n==> %s\n' "$*"; }
 
 # 1. Test tools, reinstalled only when the pinned list changes.
-stamp="$venv/.requirements.sha256"
-want=$(sha256sum "$requirements" | cut -d' ' -f1)
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  log "installing test tools into .tools/venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  echo "$want" > "$stamp"
-fi
+source infra/lib.sh
+ensure_venv "$venv" "$requirements"
 
 # 2. The DynamoDB/SQS API server.
 pids=()
@@ -51,7 +44,7 @@ wait_http() {
 
 moto_port=$(free_port)
 log "starting the DynamoDB/SQS API server on 127.0.0.1:$moto_port"
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$tools/moto.log" 2>&1 &
+"$venv/bin/python" infra/moto_server.py "$moto_port" > "$tools/moto.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$moto_port/moto-api/" moto
 export GROUNDWORK_MOTO_URL="http://127.0.0.1:$moto_port"

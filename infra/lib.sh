@@ -1,0 +1,17 @@
+# Helpers sourced by the infra/ scripts.
+
+# ensure_venv DIR REQUIREMENTS: a Python virtualenv at DIR holding exactly the pinned
+# REQUIREMENTS, (re)installed only when that file changes.
+ensure_venv() {
+  local venv=$1 requirements=$2
+  local stamp="$venv/.requirements.sha256"
+  local want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    echo "==> installing $(basename "$requirements") into ${venv#"$PWD"/}"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$want" > "$stamp"
+  fi
+}

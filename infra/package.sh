@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds every function as an arm64 Lambda bootstrap (release profile, cargo-lambda with
+# zig as the cross linker), zips each, and prints the sizes. Output: target/lambda/<name>/.
+#   ./infra/package.sh            all functions
+#   ./infra/package.sh platform   one function
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv="$root/.tools/build"
+source infra/lib.sh
+ensure_venv "$venv" "$root/infra/requirements-build.txt"
+export PATH="$venv/bin:$PATH"
+rustup target add aarch64-unknown-linux-gnu >/dev/null
+
+functions=("$@")
+if [[ ${#functions[@]} -eq 0 ]]; then
+  for manifest in functions/*/Cargo.toml; do
+    functions+=("$(basename "$(dirname "$manifest")")")
+  done
+fi
+for f in "${functions[@]}"; do
+  echo "==> building $f for arm64"
+  cargo lambda build --release --arm64 --output-format zip --package "$f" --bin "$f"
+done
+echo
+printf '%-20s %12s %12s\n' function "bootstrap" "zip"
+for f in "${functions[@]}"; do
+  dir="target/lambda/$f"
+  printf '%-20s %10s B %10s B\n' "$f" "$(stat -c %s "$dir/bootstrap" 2>/dev/null || echo '?')" "$(stat -c %s "$dir/bootstrap.zip")"
+done
