@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project, from a fresh machine with only Rust and Python 3:
 #   1. installs the pinned test tools (infra/requirements-test.txt) into .tools/venv, once;
-#   2. starts the DynamoDB/SQS API server (moto) on a free loopback port;
+#   2. starts the DynamoDB/SQS/SES API server (moto) and a capturing SMTP server on free
+#      loopback ports;
 #   3. checks formatting and clippy (warnings are errors);
 #   4. runs every Rust test in the workspace: unit tests, the storage and queue contract
 #      suites on both adapters, Lambda event tests, local-stack integration tests;
@@ -48,6 +49,18 @@ log "starting the DynamoDB/SQS API server on 127.0.0.1:$moto_port"
 pids+=($!)
 wait_http "http://127.0.0.1:$moto_port/moto-api/" moto
 export GROUNDWORK_MOTO_URL="http://127.0.0.1:$moto_port"
+
+smtp_port=$(free_port)
+smtp_dir="$tools/smtp-capture"
+rm -rf "$smtp_dir"
+log "starting the capturing SMTP server on 127.0.0.1:$smtp_port"
+"$venv/bin/python" infra/smtp_capture.py "$smtp_port" "$smtp_dir" > "$tools/smtp.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  "$venv/bin/python" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$smtp_port" 2>/dev/null && break
+  sleep 0.2
+done
+export GROUNDWORK_SMTP_CAPTURE_PORT="$smtp_port" GROUNDWORK_SMTP_CAPTURE_DIR="$smtp_dir"
 # The SDK must never reach for real credentials or a real region in tests.
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN || true

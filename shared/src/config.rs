@@ -1,10 +1,12 @@
 //! Typed configuration, read once at init from the environment. A missing or malformed
 //! variable fails start-up with a message that names it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::secret::Secret;
 
 /// What went wrong reading the configuration. Always names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +58,59 @@ pub enum LogFormat {
     Text,
 }
 
+/// The system's queues. Each has an SQS queue and a dead-letter queue, whose URLs come
+/// from `GROUNDWORK_<NAME>_QUEUE_URL` and `GROUNDWORK_<NAME>_DLQ_URL` with `sqs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QueueName {
+    /// Transactional email jobs, consumed by `email-dispatch`.
+    Email,
+    /// SES bounce and complaint notifications, consumed by `mail-events`.
+    MailEvents,
+}
+
+impl QueueName {
+    /// Every queue.
+    pub const ALL: [Self; 2] = [Self::Email, Self::MailEvents];
+
+    /// The queue's short name (logs, operator routes, embedded table rows).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::MailEvents => "mail-events",
+        }
+    }
+
+    /// Parses [`QueueName::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+
+    fn env_vars(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Email => ("GROUNDWORK_EMAIL_QUEUE_URL", "GROUNDWORK_EMAIL_DLQ_URL"),
+            Self::MailEvents => ("GROUNDWORK_MAIL_EVENTS_QUEUE_URL", "GROUNDWORK_MAIL_EVENTS_DLQ_URL"),
+        }
+    }
+}
+
+/// How transactional email leaves the system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailBackend {
+    /// `.eml` files in `<data dir>/outbox/` (the local default).
+    Outbox,
+    /// Amazon SES v2 (the default on Lambda), with an optional configuration set.
+    Ses {
+        /// `GROUNDWORK_SES_CONFIGURATION_SET`: where SES sends bounce/complaint events.
+        configuration_set: Option<String>,
+    },
+    /// An SMTP relay.
+    Smtp {
+        /// `GROUNDWORK_SMTP_URL`: `smtps://user:pass@host:465`, `smtp://user:pass@host:587`
+        /// (STARTTLS required) or `smtp://host:port?tls=none` (loopback relays only).
+        url: Secret<String>,
+    },
+}
+
 /// The URLs of one SQS queue and its dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqsQueueUrls {
@@ -76,8 +131,8 @@ pub struct Config {
     pub table: Option<String>,
     /// `GROUNDWORK_QUEUES`: `embedded` or `sqs` (default `embedded`).
     pub queues: QueueBackend,
-    /// `GROUNDWORK_JOBS_QUEUE_URL` and `GROUNDWORK_JOBS_DLQ_URL` (required with `sqs`).
-    pub jobs_queue: Option<SqsQueueUrls>,
+    /// Every queue's URLs (all required with `sqs`).
+    pub queue_urls: BTreeMap<QueueName, SqsQueueUrls>,
     /// `GROUNDWORK_DATA_DIR`: the embedded database, outbox and keys (default `.groundwork`).
     pub data_dir: PathBuf,
     /// `GROUNDWORK_HOST` (default `127.0.0.1`).
@@ -98,6 +153,23 @@ pub struct Config {
     pub aws_endpoint_url: Option<String>,
     /// `GROUNDWORK_METRICS`: `emf` or `off` (default `emf` on Lambda, else `off`).
     pub emf_metrics: bool,
+    /// `GROUNDWORK_MAIL`: `outbox`, `ses` or `smtp` (default `ses` on Lambda, else `outbox`).
+    pub mail: MailBackend,
+    /// `GROUNDWORK_MAIL_FROM`: the sender of every email (defaults only for the outbox; the
+    /// email-dispatch function refuses to start without it on `ses` and `smtp`).
+    pub mail_from: Option<String>,
+    /// `GROUNDWORK_APP_NAME`: the product name in emails (default `Groundwork`).
+    pub app_name: String,
+    /// `GROUNDWORK_APP_URL`: the frontend's base URL, for links in emails (default the local
+    /// stack's address).
+    pub app_url: String,
+    /// `GROUNDWORK_OPERATOR_TOKEN`: the bearer token of the `/ops` routes (unset: disabled).
+    pub operator_token: Option<Secret<String>>,
+    /// `GROUNDWORK_JOB_MAX_ATTEMPTS`: attempts before a job is dead-lettered (default 5).
+    pub job_max_attempts: u32,
+    /// `GROUNDWORK_SOFT_DELETE_RETENTION_DAYS`: how long soft-deleted records can be
+    /// restored before the purge job removes them (default 30).
+    pub soft_delete_retention_days: u32,
 }
 
 impl Config {
@@ -135,22 +207,47 @@ impl Config {
                 why: "GROUNDWORK_STORE=dynamodb needs the table name",
             });
         }
-        let jobs_queue = match (get("GROUNDWORK_JOBS_QUEUE_URL"), get("GROUNDWORK_JOBS_DLQ_URL")) {
-            (Some(url), Some(dead_letter_url)) => Some(SqsQueueUrls { url, dead_letter_url }),
-            (None, _) if queues == QueueBackend::Sqs => {
-                return Err(ConfigError::Missing {
-                    var: "GROUNDWORK_JOBS_QUEUE_URL",
-                    why: "GROUNDWORK_QUEUES=sqs needs the jobs queue URL",
-                });
+        let mut queue_urls = BTreeMap::new();
+        for queue in QueueName::ALL {
+            let (url_var, dlq_var) = queue.env_vars();
+            match (get(url_var), get(dlq_var)) {
+                (Some(url), Some(dead_letter_url)) => {
+                    queue_urls.insert(queue, SqsQueueUrls { url, dead_letter_url });
+                }
+                (None, _) if queues == QueueBackend::Sqs => {
+                    return Err(ConfigError::Missing {
+                        var: url_var,
+                        why: "GROUNDWORK_QUEUES=sqs needs every queue URL",
+                    });
+                }
+                (Some(_), None) if queues == QueueBackend::Sqs => {
+                    return Err(ConfigError::Missing {
+                        var: dlq_var,
+                        why: "GROUNDWORK_QUEUES=sqs needs every dead-letter queue URL",
+                    });
+                }
+                _ => {}
             }
-            (Some(_), None) if queues == QueueBackend::Sqs => {
-                return Err(ConfigError::Missing {
-                    var: "GROUNDWORK_JOBS_DLQ_URL",
-                    why: "GROUNDWORK_QUEUES=sqs needs the jobs dead-letter queue URL",
-                });
-            }
-            _ => None,
+        }
+        let mail = match get("GROUNDWORK_MAIL").as_deref() {
+            None if !on_lambda => MailBackend::Outbox,
+            Some("outbox") => MailBackend::Outbox,
+            None | Some("ses") => MailBackend::Ses { configuration_set: get("GROUNDWORK_SES_CONFIGURATION_SET") },
+            Some("smtp") => MailBackend::Smtp {
+                url: Secret::new(get("GROUNDWORK_SMTP_URL").ok_or(ConfigError::Missing {
+                    var: "GROUNDWORK_SMTP_URL",
+                    why: "GROUNDWORK_MAIL=smtp needs the relay's URL",
+                })?),
+            },
+            Some(other) => return Err(invalid("GROUNDWORK_MAIL", other, "expected `outbox`, `ses` or `smtp`")),
         };
+        let mail_from = match get("GROUNDWORK_MAIL_FROM") {
+            Some(from) => Some(from),
+            None if mail == MailBackend::Outbox => Some("Groundwork <no-reply@localhost>".into()),
+            None => None,
+        };
+        let port: u16 = parse_or("GROUNDWORK_PORT", get("GROUNDWORK_PORT"), 3000)?;
+        let host = get("GROUNDWORK_HOST").unwrap_or_else(|| "127.0.0.1".into());
         let log_format = match get("GROUNDWORK_LOG_FORMAT").as_deref() {
             None if on_lambda => LogFormat::Json,
             None => LogFormat::Text,
@@ -164,10 +261,14 @@ impl Config {
             store,
             table,
             queues,
-            jobs_queue,
+            queue_urls,
             data_dir: get("GROUNDWORK_DATA_DIR").map_or_else(|| PathBuf::from(".groundwork"), PathBuf::from),
-            host: get("GROUNDWORK_HOST").unwrap_or_else(|| "127.0.0.1".into()),
-            port: parse_or("GROUNDWORK_PORT", get("GROUNDWORK_PORT"), 3000)?,
+            app_url: get("GROUNDWORK_APP_URL")
+                .unwrap_or_else(|| format!("http://{host}:{port}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            host,
+            port,
             log_filter: get("GROUNDWORK_LOG").unwrap_or_else(|| "info".into()),
             log_format,
             max_body_bytes: parse_or("GROUNDWORK_MAX_BODY_BYTES", get("GROUNDWORK_MAX_BODY_BYTES"), 1 << 20)?,
@@ -188,6 +289,16 @@ impl Config {
                 Some("off") => false,
                 Some(other) => return Err(invalid("GROUNDWORK_METRICS", other, "expected `emf` or `off`")),
             },
+            mail,
+            mail_from,
+            app_name: get("GROUNDWORK_APP_NAME").unwrap_or_else(|| "Groundwork".into()),
+            operator_token: get("GROUNDWORK_OPERATOR_TOKEN").map(Secret::new),
+            job_max_attempts: parse_or("GROUNDWORK_JOB_MAX_ATTEMPTS", get("GROUNDWORK_JOB_MAX_ATTEMPTS"), 5)?,
+            soft_delete_retention_days: parse_or(
+                "GROUNDWORK_SOFT_DELETE_RETENTION_DAYS",
+                get("GROUNDWORK_SOFT_DELETE_RETENTION_DAYS"),
+                30,
+            )?,
         })
     }
 }
@@ -224,6 +335,9 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(".groundwork"));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.mail, MailBackend::Outbox);
+        assert_eq!(c.app_url, "http://127.0.0.1:3000");
+        assert_eq!(c.job_max_attempts, 5);
     }
 
     #[test]
@@ -242,10 +356,14 @@ mod tests {
             ConfigError::Missing { var: "GROUNDWORK_TABLE", why: "GROUNDWORK_STORE=dynamodb needs the table name" }
         );
         let e = Config::from_vars(vars(&[("GROUNDWORK_QUEUES", "sqs")])).unwrap_err();
-        assert!(e.to_string().contains("GROUNDWORK_JOBS_QUEUE_URL"), "{e}");
+        assert!(e.to_string().contains("GROUNDWORK_EMAIL_QUEUE_URL"), "{e}");
         let e =
-            Config::from_vars(vars(&[("GROUNDWORK_QUEUES", "sqs"), ("GROUNDWORK_JOBS_QUEUE_URL", "u")])).unwrap_err();
-        assert!(e.to_string().contains("GROUNDWORK_JOBS_DLQ_URL"), "{e}");
+            Config::from_vars(vars(&[("GROUNDWORK_QUEUES", "sqs"), ("GROUNDWORK_EMAIL_QUEUE_URL", "u")])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_EMAIL_DLQ_URL"), "{e}");
+        let e = Config::from_vars(vars(&[("GROUNDWORK_MAIL", "smtp")])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_SMTP_URL"), "{e}");
+        let c = Config::from_vars(vars(&[("GROUNDWORK_MAIL", "ses")])).unwrap();
+        assert_eq!(c.mail_from, None, "only email-dispatch needs a sender; it checks at init");
         let e = Config::from_vars(vars(&[("GROUNDWORK_STORE", "postgres")])).unwrap_err();
         assert!(e.to_string().contains("GROUNDWORK_STORE"), "{e}");
     }
@@ -256,13 +374,21 @@ mod tests {
             ("GROUNDWORK_STORE", "dynamodb"),
             ("GROUNDWORK_TABLE", "t"),
             ("GROUNDWORK_QUEUES", "sqs"),
-            ("GROUNDWORK_JOBS_QUEUE_URL", "https://q/jobs"),
-            ("GROUNDWORK_JOBS_DLQ_URL", "https://q/jobs-dlq"),
+            ("GROUNDWORK_EMAIL_QUEUE_URL", "https://q/email"),
+            ("GROUNDWORK_EMAIL_DLQ_URL", "https://q/email-dlq"),
+            ("GROUNDWORK_MAIL_EVENTS_QUEUE_URL", "https://q/mail-events"),
+            ("GROUNDWORK_MAIL_EVENTS_DLQ_URL", "https://q/mail-events-dlq"),
             ("GROUNDWORK_PORT", "8080"),
+            ("GROUNDWORK_MAIL_FROM", "Acme <no-reply@acme.test>"),
+            ("GROUNDWORK_SMTP_URL", "smtps://u:p@mail.acme.test"),
+            ("GROUNDWORK_MAIL", "smtp"),
+            ("GROUNDWORK_APP_URL", "https://app.acme.test/"),
         ]))
         .unwrap();
         assert_eq!(c.table.as_deref(), Some("t"));
-        assert_eq!(c.jobs_queue.unwrap().dead_letter_url, "https://q/jobs-dlq");
+        assert_eq!(c.queue_urls[&QueueName::Email].dead_letter_url, "https://q/email-dlq");
         assert_eq!(c.port, 8080);
+        assert_eq!(c.app_url, "https://app.acme.test");
+        assert!(!format!("{c:?}").contains("u:p@"), "the SMTP password must not print");
     }
 }

@@ -15,10 +15,21 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use crate::clock::Clock;
 use crate::id::CorrelationId;
 use crate::queue::consumer::{Message, MessageHandler, process_batch};
-use crate::schedule::ScheduledJob;
+use crate::schedule::{Schedule, ScheduledJob};
 
 /// The error type of Lambda entry points.
 pub type Error = lambda_runtime::Error;
+
+/// What every function's `main` does first: read the configuration (failing fast, naming the
+/// bad variable), install logging, and build the services once for the container's life.
+///
+/// # Errors
+/// A [`crate::config::ConfigError`] or a failure to build the services.
+pub async fn bootstrap() -> Result<crate::services::Services, Error> {
+    let config = crate::config::Config::from_env()?;
+    crate::telemetry::init(&config);
+    Ok(crate::services::Services::from_config(config).await?)
+}
 
 /// Serves an axum router on Lambda behind API Gateway.
 ///
@@ -57,6 +68,7 @@ pub async fn handle_sqs_event(handler: &dyn MessageHandler, event: SqsEvent) -> 
             };
             Some(Message {
                 id,
+                receipt: r.receipt_handle.clone().unwrap_or_default(),
                 body: r.body.unwrap_or_default(),
                 receive_count: r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
                 group_id: r.attributes.get("MessageGroupId").cloned(),
@@ -79,33 +91,44 @@ pub async fn handle_sqs_event(handler: &dyn MessageHandler, event: SqsEvent) -> 
     response
 }
 
-/// Serves a scheduled job on Lambda (an EventBridge schedule or rule).
+/// Serves scheduled jobs on Lambda (EventBridge rules named `<prefix>-<schedule name>`).
 ///
 /// # Errors
 /// When the Lambda runtime API fails.
-pub async fn serve_schedule(job: Arc<dyn ScheduledJob>, clock: Arc<dyn Clock>) -> Result<(), Error> {
+pub async fn serve_schedules(jobs: Vec<(Schedule, Arc<dyn ScheduledJob>)>, clock: Arc<dyn Clock>) -> Result<(), Error> {
+    let jobs = Arc::new(jobs);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
-        let (job, clock) = (Arc::clone(&job), Arc::clone(&clock));
-        async move { handle_schedule_event(job.as_ref(), clock.as_ref(), &event.payload).await.map_err(Error::from) }
+        let (jobs, clock) = (Arc::clone(&jobs), Arc::clone(&clock));
+        async move { handle_schedule_event(&jobs, clock.as_ref(), &event.payload).await.map_err(Error::from) }
     }))
     .await
 }
 
-/// Runs a scheduled job for one EventBridge event. An error fails the invocation, so
-/// EventBridge retries it (jobs are idempotent).
+/// Runs the job an EventBridge event is for: the one whose schedule name ends the name of
+/// the rule in the event's `resources`. An error fails the invocation, so EventBridge
+/// retries it (jobs are idempotent).
 ///
 /// # Errors
-/// The job's error.
+/// When no job matches the rule, or the job fails.
 pub async fn handle_schedule_event(
-    job: &dyn ScheduledJob,
+    jobs: &[(Schedule, Arc<dyn ScheduledJob>)],
     clock: &dyn Clock,
     event: &EventBridgeEvent,
 ) -> anyhow::Result<()> {
+    let rule =
+        event.resources.as_deref().unwrap_or_default().iter().find_map(|arn| arn.rsplit_once(":rule/")).map(|(_, r)| r);
+    let Some(rule) = rule else {
+        anyhow::bail!("the event names no EventBridge rule");
+    };
+    let Some((schedule, job)) = jobs.iter().find(|(s, _)| rule.ends_with(&format!("-{}", s.name)) || rule == s.name)
+    else {
+        anyhow::bail!("no scheduled job for rule {rule}");
+    };
     let fired_at_ms = event.time.map_or_else(|| clock.now_ms(), |t| t.timestamp_millis());
-    tracing::info!(job = job.name(), event_id = event.id.as_deref().unwrap_or(""), "scheduled job started");
+    tracing::info!(schedule = schedule.name, event_id = event.id.as_deref().unwrap_or(""), "scheduled job started");
     job.run(fired_at_ms)
         .await
-        .inspect_err(|e| tracing::error!(job = job.name(), error = format!("{e:#}"), "scheduled job failed"))
+        .inspect_err(|e| tracing::error!(schedule = schedule.name, error = format!("{e:#}"), "scheduled job failed"))
 }
 
 /// API Gateway's id for the request, when it came through Lambda.

@@ -10,6 +10,9 @@
 //!   request ids, fallbacks) applied to every router;
 //! - [`telemetry`]: structured logs and CloudWatch EMF metrics;
 //! - [`config`], [`secret`], [`id`], [`clock`]: typed configuration, secrets, ids and time;
+//! - [`jobs`]: typed background jobs, `enqueue`, and the idempotent job runner;
+//! - [`mail`]: email templates, the mailer port (SES, SMTP, local outbox), suppressions;
+//! - [`soft_delete`]: the `deleted_at` + retention marker and the purge it drives;
 //! - [`schedule`]: schedule definitions shared by the template and the local scheduler;
 //! - [`lambda`]: the only module that knows Lambda event types.
 
@@ -19,11 +22,14 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod id;
+pub mod jobs;
 pub mod lambda;
+pub mod mail;
 pub mod queue;
 pub mod schedule;
 pub mod secret;
 pub mod services;
+pub mod soft_delete;
 pub mod store;
 pub mod telemetry;
 

@@ -1,10 +1,17 @@
 //! The services a function is built from, constructed once per process (per Lambda
 //! container) and shared by every request through `Clone` (everything inside is an `Arc`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, QueueBackend, StoreBackend};
+use crate::config::{Config, MailBackend, QueueBackend, QueueName, StoreBackend};
+use crate::mail::Mailer;
+use crate::mail::outbox::OutboxMailer;
+use crate::mail::ses::SesMailer;
+use crate::mail::smtp::SmtpMailer;
 use crate::queue::Queue;
 use crate::queue::embedded::{QueueDb, QueueSettings};
 use crate::queue::sqs::SqsQueue;
@@ -12,11 +19,35 @@ use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
 use crate::store::sqlite::SqliteStore;
 
-/// The logical name of the background jobs queue.
-pub const JOBS_QUEUE: &str = "jobs";
-
 /// The file of the embedded database, inside the data directory.
 pub const EMBEDDED_DB_FILE: &str = "groundwork.sqlite3";
+
+/// Every queue of the system, by name.
+#[derive(Clone)]
+pub struct Queues(BTreeMap<QueueName, Arc<dyn Queue>>);
+
+impl Queues {
+    /// Queues from a full map.
+    ///
+    /// # Panics
+    /// If a queue of [`QueueName::ALL`] is missing (a wiring bug caught at init).
+    pub fn new(map: BTreeMap<QueueName, Arc<dyn Queue>>) -> Self {
+        for q in QueueName::ALL {
+            assert!(map.contains_key(&q), "queue {} is not wired", q.as_str());
+        }
+        Self(map)
+    }
+
+    /// The queue `name`.
+    pub fn get(&self, name: QueueName) -> Arc<dyn Queue> {
+        Arc::clone(&self.0[&name])
+    }
+
+    /// Every queue with its name.
+    pub fn all(&self) -> impl Iterator<Item = (QueueName, &Arc<dyn Queue>)> {
+        self.0.iter().map(|(k, v)| (*k, v))
+    }
+}
 
 /// Everything a handler may need.
 #[derive(Clone)]
@@ -27,8 +58,24 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     /// The single table.
     pub store: Arc<dyn Store>,
-    /// The background jobs queue.
-    pub jobs: Arc<dyn Queue>,
+    /// The queues.
+    pub queues: Queues,
+    /// Where transactional email goes.
+    pub mailer: Arc<dyn Mailer>,
+    /// The embedded store, when that is the store (for the local-only expiry sweeper).
+    pub embedded_store: Option<SqliteStore>,
+}
+
+/// How each embedded queue behaves (on AWS, the same settings live in `template.yaml`).
+pub fn embedded_queue_settings(name: QueueName, config: &Config) -> QueueSettings {
+    let _ = name;
+    QueueSettings {
+        visibility_timeout: std::time::Duration::from_secs(60),
+        // The job runner dead-letters after `job_max_attempts`; the queue's own limit is a
+        // safety net for crashes that never reach the runner.
+        max_receives: config.job_max_attempts.saturating_mul(2).max(2),
+        fifo: false,
+    }
 }
 
 impl Services {
@@ -37,33 +84,60 @@ impl Services {
     /// # Errors
     /// If the embedded database cannot be opened or a setting is inconsistent.
     pub async fn from_config(config: Config) -> anyhow::Result<Self> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Self::with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Services::from_config`], with the given clock (tests move time).
+    ///
+    /// # Errors
+    /// As [`Services::from_config`].
+    pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let db_path = config.data_dir.join(EMBEDDED_DB_FILE);
-        let sdk = match (config.store, config.queues) {
-            (StoreBackend::Embedded, QueueBackend::Embedded) => None,
-            _ => Some(crate::aws::sdk_config(&config).await),
-        };
+        let needs_aws = config.store == StoreBackend::DynamoDb
+            || config.queues == QueueBackend::Sqs
+            || matches!(config.mail, MailBackend::Ses { .. });
+        let sdk = if needs_aws { Some(crate::aws::sdk_config(&config).await) } else { None };
+        let sdk_ref = || sdk.as_ref().context("no AWS configuration");
+
+        let mut embedded_store = None;
         let store: Arc<dyn Store> = match config.store {
-            StoreBackend::Embedded => Arc::new(SqliteStore::open(&db_path, Arc::clone(&clock))?),
+            StoreBackend::Embedded => {
+                let s = SqliteStore::open(&db_path, Arc::clone(&clock))?;
+                embedded_store = Some(s.clone());
+                Arc::new(s)
+            }
             StoreBackend::DynamoDb => {
-                let table = config.table.clone().ok_or_else(|| anyhow::anyhow!("GROUNDWORK_TABLE is not set"))?;
-                let client =
-                    aws_sdk_dynamodb::Client::new(sdk.as_ref().ok_or_else(|| anyhow::anyhow!("no AWS config"))?);
-                Arc::new(DynamoStore::new(client, table, Arc::clone(&clock)))
+                let table = config.table.clone().context("GROUNDWORK_TABLE is not set")?;
+                Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk_ref()?), table, Arc::clone(&clock)))
             }
         };
-        let jobs: Arc<dyn Queue> = match config.queues {
+        let mut queues: BTreeMap<QueueName, Arc<dyn Queue>> = BTreeMap::new();
+        match config.queues {
             QueueBackend::Embedded => {
                 let db = QueueDb::open(&db_path, Arc::clone(&clock))?;
-                Arc::new(db.queue(JOBS_QUEUE, QueueSettings::default()))
+                for name in QueueName::ALL {
+                    queues.insert(name, Arc::new(db.queue(name.as_str(), embedded_queue_settings(name, &config))));
+                }
             }
             QueueBackend::Sqs => {
-                let urls =
-                    config.jobs_queue.clone().ok_or_else(|| anyhow::anyhow!("GROUNDWORK_JOBS_QUEUE_URL is not set"))?;
-                let client = aws_sdk_sqs::Client::new(sdk.as_ref().ok_or_else(|| anyhow::anyhow!("no AWS config"))?);
-                Arc::new(SqsQueue::new(client, JOBS_QUEUE, urls.url, urls.dead_letter_url))
+                let client = aws_sdk_sqs::Client::new(sdk_ref()?);
+                for name in QueueName::ALL {
+                    let urls =
+                        config.queue_urls.get(&name).with_context(|| format!("no URL for queue {}", name.as_str()))?;
+                    queues.insert(
+                        name,
+                        Arc::new(SqsQueue::new(client.clone(), name.as_str(), &urls.url, &urls.dead_letter_url)),
+                    );
+                }
             }
+        }
+        let mailer: Arc<dyn Mailer> = match &config.mail {
+            MailBackend::Outbox => Arc::new(OutboxMailer::new(config.data_dir.join("outbox"))),
+            MailBackend::Ses { configuration_set } => {
+                Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk_ref()?), configuration_set.clone()))
+            }
+            MailBackend::Smtp { url } => Arc::new(SmtpMailer::from_url(url)?),
         };
-        Ok(Self { config: Arc::new(config), clock, store, jobs })
+        Ok(Self { config: Arc::new(config), clock, store, queues: Queues::new(queues), mailer, embedded_store })
     }
 }

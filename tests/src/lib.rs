@@ -6,12 +6,14 @@
 //! - [`runtime_api`]: a Lambda Runtime API stub, to run a function's real bootstrap binary;
 //! - [`store_contract`] and [`queue_contract`]: the contract suites every adapter passes,
 //!   instantiated per adapter with [`store_contract_suite!`] and [`queue_contract_suite!`];
-//! - [`events`]: real Lambda event payloads from `tests/data/`.
+//! - [`events`]: real Lambda event payloads from `tests/data/`;
+//! - [`smtp`]: the capturing SMTP server the test command starts.
 
 pub mod events;
 pub mod moto;
 pub mod queue_contract;
 pub mod runtime_api;
+pub mod smtp;
 pub mod store_contract;
 
 /// A fixed start time for manual clocks (2027-01-15T08:00:00Z).

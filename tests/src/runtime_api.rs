@@ -100,6 +100,25 @@ impl RuntimeApi {
         }
     }
 
+    /// Starts the bootstrap binary at `binary` as Lambda would, pointed at this stub, with
+    /// `env` on top of Lambda's own variables, and waits for its init to finish.
+    ///
+    /// # Panics
+    /// If the binary does not start or does not ask for an event within 20 seconds.
+    pub async fn spawn(&self, binary: &str, function: &str, env: &[(String, String)]) -> tokio::process::Child {
+        let child = tokio::process::Command::new(binary)
+            .env_clear()
+            .envs(lambda_env(self, function))
+            .envs(env.iter().cloned())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        self.wait_for_init(Duration::from_secs(20)).await;
+        child
+    }
+
     /// The init error the function reported, if any.
     pub fn init_error(&self) -> Option<Value> {
         self.shared.init_error.lock().unwrap().clone()

@@ -1,5 +1,6 @@
-//! The platform function: `GET /health` (liveness, store reachability, version) and
-//! `GET /openapi.json` (the description of every route of every function).
+//! The platform function: `GET /health` (liveness, store reachability, version),
+//! `GET /openapi.json` (the description of every route of every function) and the operator
+//! routes `/ops/dead-letters` (list, redrive).
 //!
 //! Like every function crate, it exposes [`routes`] (its routes, for the local stack to
 //! merge), [`app`] (those routes with the shared HTTP conventions, for Lambda) and [`api`]
@@ -7,6 +8,8 @@
 
 use std::sync::OnceLock;
 use std::time::Duration;
+
+pub mod ops;
 
 use axum::Router;
 use axum::extract::State;
@@ -31,12 +34,30 @@ const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
                        Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `code`."
     ),
     components(schemas(Problem)),
-    tags((name = "platform", description = "Liveness and API description"))
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "platform", description = "Liveness and API description"),
+        (name = "operations", description = "Operator routes (bearer operator token)")
+    )
 )]
 struct ApiDoc;
 
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("operator_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
 fn openapi_router() -> OpenApiRouter<Services> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(health)).routes(routes!(openapi_json))
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(openapi_json))
+        .routes(routes!(ops::list))
+        .routes(routes!(ops::redrive))
 }
 
 /// This function's routes, without the shared conventions (the local stack merges them).

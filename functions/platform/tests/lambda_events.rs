@@ -2,9 +2,6 @@
 //! `lambda_http`'s adapter in-process, then through the real bootstrap binary talking to a
 //! Lambda Runtime API stub, on the embedded store and on DynamoDB (the loopback API server).
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent, Service};
 use serde_json::Value;
@@ -75,16 +72,7 @@ async fn openapi_document_lists_the_platform_routes() {
 /// Starts the real bootstrap binary against a runtime API stub.
 async fn start_binary(extra_env: &[(String, String)]) -> (RuntimeApi, tokio::process::Child) {
     let api = RuntimeApi::start().await;
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_platform"))
-        .env_clear()
-        .envs(lambda_env(&api, "platform"))
-        .envs(extra_env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the platform binary starts");
-    api.wait_for_init(Duration::from_secs(20)).await;
+    let child = api.spawn(env!("CARGO_BIN_EXE_platform"), "platform", extra_env).await;
     (api, child)
 }
 

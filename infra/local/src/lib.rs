@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use shared::config::Config;
+use shared::config::{Config, QueueName};
 use shared::http::HttpSettings;
 use shared::queue::Queue;
 use shared::queue::consumer::{MessageHandler, run_consumer};
@@ -20,20 +20,31 @@ use shared::services::Services;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub mod cli;
+
 /// Every function's routes, merged, with the shared HTTP conventions applied once.
 pub fn router(services: &Services) -> Router {
     let routes = Router::new().merge(platform::routes(services.clone()));
     shared::http::finish(routes, HttpSettings::from(services.config.as_ref()))
 }
 
+/// A queue and the handler Lambda's event source would attach to it.
+pub type Consumer = (Arc<dyn Queue>, Arc<dyn MessageHandler>);
+
 /// Every queue consumer: the queue and the handler Lambda would attach to it.
-pub fn consumers(_services: &Services) -> Vec<(Arc<dyn Queue>, Arc<dyn MessageHandler>)> {
-    Vec::new()
+///
+/// # Errors
+/// When a consumer cannot be built from the configuration.
+pub fn consumers(services: &Services) -> anyhow::Result<Vec<Consumer>> {
+    Ok(vec![
+        (services.queues.get(QueueName::Email), email_dispatch::handler(services.clone())?),
+        (services.queues.get(QueueName::MailEvents), mail_events::handler(services.clone())),
+    ])
 }
 
 /// Every schedule and its job.
-pub fn schedules(_services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob>)> {
-    Vec::new()
+pub fn schedules(services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob>)> {
+    scheduled::local_jobs(services)
 }
 
 /// A running local stack.
@@ -74,7 +85,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningStack> {
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
-    for (queue, handler) in consumers(&services) {
+    for (queue, handler) in consumers(&services)? {
         tasks.spawn(run_consumer(queue, handler, watcher.clone()));
     }
     for (schedule, job) in schedules(&services) {

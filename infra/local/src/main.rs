@@ -1,12 +1,20 @@
 //! `cargo run`: the whole system on <http://127.0.0.1:3000>, data in `.groundwork/`.
+//! `cargo run -- help` lists the other commands (dead letters, DNS records).
 
 use anyhow::Context as _;
+use local::cli::{self, Command};
 use shared::config::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = cli::parse(&args)?;
     let config = Config::from_env().context("reading the configuration")?;
     shared::telemetry::init(&config);
+    if command != Command::Serve {
+        print!("{}", cli::run(command, config).await?);
+        return Ok(());
+    }
     let data_dir = config.data_dir.clone();
     let stack = local::start(config).await?;
     tracing::info!(

@@ -14,6 +14,8 @@ use super::{Queue, Received};
 pub struct Message {
     /// The queue's id for the message (stable across redeliveries).
     pub id: String,
+    /// The handle of this delivery (to extend or shorten its visibility).
+    pub receipt: String,
     /// The body as sent.
     pub body: String,
     /// How many times it has been received, this time included.
@@ -24,7 +26,13 @@ pub struct Message {
 
 impl From<&Received> for Message {
     fn from(r: &Received) -> Self {
-        Self { id: r.id.clone(), body: r.body.clone(), receive_count: r.receive_count, group_id: r.group_id.clone() }
+        Self {
+            id: r.id.clone(),
+            receipt: r.receipt.clone(),
+            body: r.body.clone(),
+            receive_count: r.receive_count,
+            group_id: r.group_id.clone(),
+        }
     }
 }
 
@@ -116,7 +124,13 @@ mod tests {
     }
 
     fn msg(id: &str, group: Option<&str>) -> Message {
-        Message { id: id.into(), body: id.into(), receive_count: 1, group_id: group.map(Into::into) }
+        Message {
+            id: id.into(),
+            receipt: id.into(),
+            body: id.into(),
+            receive_count: 1,
+            group_id: group.map(Into::into),
+        }
     }
 
     #[tokio::test]

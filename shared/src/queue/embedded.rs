@@ -370,4 +370,18 @@ impl Queue for EmbeddedQueue {
         }
         Ok(u32::try_from(moved).unwrap_or(u32::MAX))
     }
+
+    async fn send_to_dead_letters(&self, body: &str, group_id: Option<&str>) -> Result<(), QueueError> {
+        let (dlq, body, group) = (self.dlq.clone(), body.to_owned(), group_id.map(str::to_owned));
+        self.db
+            .run(move |conn, now| {
+                conn.execute(
+                    "INSERT INTO queue_messages (id, queue, body, group_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                    params![MessageId::new().to_string(), &*dlq, body, group, now],
+                )
+                .map(|_| ())
+                .map_err(unavailable)
+            })
+            .await
+    }
 }

@@ -140,6 +140,10 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Moves up to `max` dead letters back to the queue; returns how many moved.
     async fn redrive(&self, max: u32) -> Result<u32, QueueError>;
+
+    /// Puts a message straight into the dead-letter queue (a consumer that knows a message
+    /// can never succeed parks it there, then acknowledges the original).
+    async fn send_to_dead_letters(&self, body: &str, group_id: Option<&str>) -> Result<(), QueueError>;
 }
 
 pub(crate) fn validate_max(max: u32) -> Result<(), QueueError> {

@@ -178,4 +178,18 @@ impl Queue for SqsQueue {
         }
         Ok(moved)
     }
+
+    async fn send_to_dead_letters(&self, body: &str, group_id: Option<&str>) -> Result<(), QueueError> {
+        let fifo = self.dlq_url.ends_with(".fifo");
+        self.client
+            .send_message()
+            .queue_url(self.dlq_url.as_ref())
+            .message_body(body)
+            .set_message_group_id(fifo.then(|| group_id.unwrap_or("dead-letters").to_owned()))
+            .set_message_deduplication_id(fifo.then(|| format!("dead-{}", MessageId::new())))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(sdk_error)
+    }
 }

@@ -1,0 +1,7 @@
+//! The email-dispatch function's Lambda entry point (SQS event source).
+
+#[tokio::main]
+async fn main() -> Result<(), shared::lambda::Error> {
+    let services = shared::lambda::bootstrap().await?;
+    shared::lambda::serve_sqs(email_dispatch::handler(services)?).await
+}

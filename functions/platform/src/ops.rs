@@ -1,0 +1,192 @@
+//! Operator routes: list dead-lettered jobs and redrive them. Guarded by the operator token
+//! (`GROUNDWORK_OPERATOR_TOKEN`, sent as `Authorization: Bearer <token>`); with no token
+//! configured, the routes answer 403.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::{Deserialize, Serialize};
+use shared::config::QueueName;
+use shared::error::{ApiError, Problem};
+use shared::http::{Json, Query};
+use shared::jobs::{Envelope, JobState};
+use shared::services::Services;
+use utoipa::{IntoParams, ToSchema};
+
+/// Proof that the caller presented the operator token.
+pub struct Operator;
+
+impl FromRequestParts<Services> for Operator {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+        let Some(expected) = &services.config.operator_token else {
+            return Err(Problem::new(StatusCode::FORBIDDEN, "operator_access_disabled", "Operator access is disabled")
+                .with_detail("set GROUNDWORK_OPERATOR_TOKEN to enable the /ops routes"));
+        };
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
+            Ok(Self)
+        } else {
+            Err(Problem::from_status(StatusCode::UNAUTHORIZED).with_detail("a valid operator token is required"))
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken says nothing about the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// Which dead letters to list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// One queue (`email`, `mail-events`); all when absent.
+    pub queue: Option<String>,
+    /// At most this many per queue (1 to 10, default 10).
+    pub limit: Option<u32>,
+}
+
+/// One dead-lettered message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetter {
+    /// The queue it came from.
+    pub queue: String,
+    /// The queue's message id.
+    pub message_id: String,
+    /// The job's id, when the body is a job.
+    pub job_id: Option<String>,
+    /// The job's kind, when the body is a job.
+    pub kind: Option<String>,
+    /// Attempts made, from the job's state.
+    pub attempts: Option<u32>,
+    /// The last error, from the job's state.
+    pub last_error: Option<String>,
+}
+
+/// The dead letters of every (or one) queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetters {
+    /// The messages, queue by queue.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+fn queues_named(name: Option<&str>) -> Result<Vec<QueueName>, ApiError> {
+    match name {
+        None => Ok(QueueName::ALL.to_vec()),
+        Some(n) => QueueName::parse(n)
+            .map(|q| vec![q])
+            .ok_or_else(|| ApiError::BadRequest { code: "unknown_queue", detail: format!("no queue named {n:?}") }),
+    }
+}
+
+/// Lists dead-lettered jobs, with their recorded state. Bodies are not shown: they may
+/// hold single-use links.
+#[utoipa::path(
+    get,
+    path = "/ops/dead-letters",
+    tag = "operations",
+    params(ListParams),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, body = DeadLetters),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn list(
+    _: Operator,
+    State(services): State<Services>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<DeadLetters>, ApiError> {
+    let limit = params.limit.unwrap_or(10).clamp(1, 10);
+    let mut dead_letters = Vec::new();
+    for name in queues_named(params.queue.as_deref())? {
+        for m in services.queues.get(name).dead_letters(limit).await? {
+            let envelope: Option<Envelope> = serde_json::from_str(&m.body).ok();
+            let state = match &envelope {
+                Some(e) => JobState::load(services.store.as_ref(), &e.id.to_string()).await?,
+                None => JobState::load(services.store.as_ref(), &m.id).await?,
+            };
+            dead_letters.push(DeadLetter {
+                queue: name.as_str().into(),
+                message_id: m.id,
+                job_id: envelope.as_ref().map(|e| e.id.to_string()),
+                kind: envelope.as_ref().map(|e| e.job.kind().to_owned()),
+                attempts: state.as_ref().map(|s| s.attempts),
+                last_error: state.and_then(|s| s.last_error),
+            });
+        }
+    }
+    Ok(Json(DeadLetters { dead_letters }))
+}
+
+/// What to redrive.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// One queue; all when absent.
+    pub queue: Option<String>,
+    /// At most this many messages per queue (default 100, at most 1000).
+    pub max: Option<u32>,
+}
+
+/// How many messages went back to each queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Redriven {
+    /// Queue name → messages moved back.
+    #[schema(value_type = Object)]
+    pub redriven: std::collections::BTreeMap<String, u32>,
+}
+
+/// Sends dead letters back to their queues, to be run again.
+#[utoipa::path(
+    post,
+    path = "/ops/dead-letters/redrive",
+    tag = "operations",
+    request_body = RedriveRequest,
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, body = Redriven),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn redrive(
+    _: Operator,
+    State(services): State<Services>,
+    Json(req): Json<RedriveRequest>,
+) -> Result<Json<Redriven>, ApiError> {
+    let max = req.max.unwrap_or(100).clamp(1, 1000);
+    let mut redriven = std::collections::BTreeMap::new();
+    for name in queues_named(req.queue.as_deref())? {
+        let moved = services.queues.get(name).redrive(max).await?;
+        if moved > 0 {
+            tracing::info!(queue = name.as_str(), moved, "dead letters redriven");
+        }
+        redriven.insert(name.as_str().to_owned(), moved);
+    }
+    Ok(Json(Redriven { redriven }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(!constant_time_eq(b"secret-and-more", b"secret"));
+    }
+}

@@ -1,0 +1,76 @@
+//! The scheduled function: every schedule's job, behind one Lambda. EventBridge names each
+//! rule `groundwork-<environment>-<schedule name>`; the handler runs the job whose name ends
+//! the rule's ARN. The local stack runs the same jobs on an in-process ticker.
+//!
+//! Schedules are defined once, here; `template.yaml` mirrors [`DEPLOYED`] and a test keeps
+//! the two in step.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use shared::schedule::{Schedule, ScheduledJob};
+use shared::services::Services;
+
+/// Purge soft-deleted records past their retention window.
+pub const PURGE_SOFT_DELETED: Schedule = Schedule { name: "purge-soft-deleted", expression: "rate(1 hour)" };
+
+/// Physically remove expired items (tokens, idempotency records, job states) from the
+/// embedded store. On DynamoDB the table's TTL does this, so it is not deployed.
+pub const SWEEP_EXPIRED: Schedule = Schedule { name: "sweep-expired", expression: "rate(1 hour)" };
+
+/// The schedules `template.yaml` deploys.
+pub const DEPLOYED: &[Schedule] = &[PURGE_SOFT_DELETED];
+
+/// How many soft-deleted items one purge query takes at a time.
+const PURGE_BATCH: u32 = 100;
+
+/// The purge job.
+pub struct PurgeSoftDeleted {
+    services: Services,
+}
+
+#[async_trait]
+impl ScheduledJob for PurgeSoftDeleted {
+    fn name(&self) -> &str {
+        PURGE_SOFT_DELETED.name
+    }
+
+    async fn run(&self, fired_at_ms: i64) -> anyhow::Result<()> {
+        let purged = shared::soft_delete::purge_due(self.services.store.as_ref(), fired_at_ms, PURGE_BATCH).await?;
+        tracing::info!(purged, "purge of soft-deleted records done");
+        Ok(())
+    }
+}
+
+/// The embedded store's expiry sweep.
+pub struct SweepExpired {
+    store: shared::store::sqlite::SqliteStore,
+}
+
+#[async_trait]
+impl ScheduledJob for SweepExpired {
+    fn name(&self) -> &str {
+        SWEEP_EXPIRED.name
+    }
+
+    async fn run(&self, _fired_at_ms: i64) -> anyhow::Result<()> {
+        let swept = self.store.sweep_expired().await?;
+        tracing::info!(swept, "expired items swept");
+        Ok(())
+    }
+}
+
+/// The jobs Lambda runs, by schedule.
+pub fn deployed_jobs(services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob>)> {
+    vec![(PURGE_SOFT_DELETED, Arc::new(PurgeSoftDeleted { services: services.clone() }))]
+}
+
+/// The jobs the local stack runs: the deployed ones, plus the expiry sweep when the store
+/// is the embedded one.
+pub fn local_jobs(services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob>)> {
+    let mut jobs = deployed_jobs(services);
+    if let Some(store) = services.embedded_store.clone() {
+        jobs.push((SWEEP_EXPIRED, Arc::new(SweepExpired { store })));
+    }
+    jobs
+}

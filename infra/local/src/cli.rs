@@ -1,0 +1,172 @@
+//! The local binary's commands besides serving:
+//!
+//! ```text
+//! groundwork                                   serve the local stack (the default)
+//! groundwork dead-letters [list|redrive] [--queue NAME]
+//! groundwork dns-records DOMAIN [--region REGION] [--from-ses]
+//! ```
+//!
+//! Commands use the same configuration as the stack, so with `GROUNDWORK_QUEUES=sqs` and the
+//! queue URLs set, `dead-letters` works on a deployed environment's queues.
+
+use anyhow::{Context as _, bail};
+use shared::config::{Config, QueueName};
+use shared::jobs::{Envelope, JobState};
+use shared::mail::dns;
+use shared::services::Services;
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Serve the local stack.
+    Serve,
+    /// List dead letters.
+    DeadLettersList {
+        /// One queue, or all.
+        queue: Option<QueueName>,
+    },
+    /// Redrive dead letters.
+    DeadLettersRedrive {
+        /// One queue, or all.
+        queue: Option<QueueName>,
+    },
+    /// Print a sending domain's DNS records.
+    DnsRecords {
+        /// The domain.
+        domain: String,
+        /// The SES region (for the MAIL FROM MX record).
+        region: String,
+        /// Read the DKIM tokens from SES.
+        from_ses: bool,
+    },
+    /// Print usage.
+    Help,
+}
+
+/// The usage text.
+pub const USAGE: &str = "usage:
+  groundwork                                            serve the local stack
+  groundwork dead-letters [list|redrive] [--queue NAME] list or redrive dead-lettered jobs
+  groundwork dns-records DOMAIN [--region R] [--from-ses] print the DNS records for sending mail
+queues: email, mail-events";
+
+/// Parses the arguments after the program name.
+///
+/// # Errors
+/// For unknown commands, options or queue names.
+pub fn parse(args: &[String]) -> anyhow::Result<Command> {
+    let mut queue = None;
+    let mut region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let mut from_ses = false;
+    let mut words = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--queue" => {
+                let name = it.next().context("--queue needs a queue name")?;
+                queue = Some(QueueName::parse(name).with_context(|| format!("no queue named {name:?}"))?);
+            }
+            "--region" => region = it.next().context("--region needs a region")?.clone(),
+            "--from-ses" => from_ses = true,
+            "-h" | "--help" | "help" => return Ok(Command::Help),
+            s if s.starts_with('-') => bail!("unknown option {s}"),
+            s => words.push(s.to_owned()),
+        }
+    }
+    Ok(match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] | ["serve"] => Command::Serve,
+        ["dead-letters"] | ["dead-letters", "list"] => Command::DeadLettersList { queue },
+        ["dead-letters", "redrive"] => Command::DeadLettersRedrive { queue },
+        ["dns-records", domain] => Command::DnsRecords { domain: (*domain).to_owned(), region, from_ses },
+        other => bail!("unknown command {:?}\n{USAGE}", other.join(" ")),
+    })
+}
+
+fn selected(queue: Option<QueueName>) -> Vec<QueueName> {
+    queue.map_or_else(|| QueueName::ALL.to_vec(), |q| vec![q])
+}
+
+/// Runs a command other than `Serve`; returns what to print.
+///
+/// # Errors
+/// When the services cannot be built or a call fails.
+pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
+    let mut out = String::new();
+    match command {
+        Command::Serve => bail!("serve is not a one-shot command"),
+        Command::Help => out.push_str(USAGE),
+        Command::DeadLettersList { queue } => {
+            let services = Services::from_config(config).await?;
+            for name in selected(queue) {
+                let letters = services.queues.get(name).dead_letters(10).await?;
+                out.push_str(&format!("{} ({} shown)\n", name.as_str(), letters.len()));
+                for m in letters {
+                    let envelope: Option<Envelope> = serde_json::from_str(&m.body).ok();
+                    let id = envelope.as_ref().map_or_else(|| m.id.clone(), |e| e.id.to_string());
+                    let state = JobState::load(services.store.as_ref(), &id).await?;
+                    out.push_str(&format!(
+                        "  {id}  {}  attempts={}  error={}\n",
+                        envelope.as_ref().map_or("unknown", |e| e.job.kind()),
+                        state.as_ref().map_or(0, |s| s.attempts),
+                        state.and_then(|s| s.last_error).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        Command::DeadLettersRedrive { queue } => {
+            let services = Services::from_config(config).await?;
+            for name in selected(queue) {
+                let moved = services.queues.get(name).redrive(1000).await?;
+                out.push_str(&format!("{}: {moved} redriven\n", name.as_str()));
+            }
+        }
+        Command::DnsRecords { domain, region, from_ses } => {
+            let tokens = if from_ses {
+                let sdk = shared::aws::sdk_config(&config).await;
+                let identity = aws_sdk_sesv2::Client::new(&sdk)
+                    .get_email_identity()
+                    .email_identity(&domain)
+                    .send()
+                    .await
+                    .with_context(|| format!("reading the SES identity {domain}"))?;
+                identity.dkim_attributes.and_then(|d| d.tokens)
+            } else {
+                None
+            };
+            let records = dns::records(&domain, &region, tokens.as_deref());
+            out.push_str(&format!("DNS records for sending mail from {domain} through SES ({region}):\n\n"));
+            out.push_str(&dns::format_table(&records));
+            if tokens.is_none() {
+                out.push_str(
+                    "The DKIM tokens come from SES once the stack has created the identity: rerun with --from-ses \
+                     (AWS credentials needed), or read the MailDkimRecords output of the stack.\n",
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse(&args("")).unwrap(), Command::Serve);
+        assert_eq!(parse(&args("dead-letters")).unwrap(), Command::DeadLettersList { queue: None });
+        assert_eq!(
+            parse(&args("dead-letters redrive --queue email")).unwrap(),
+            Command::DeadLettersRedrive { queue: Some(QueueName::Email) }
+        );
+        assert!(matches!(parse(&args("dns-records acme.com --region eu-west-1")).unwrap(),
+            Command::DnsRecords { ref domain, ref region, from_ses: false } if domain == "acme.com" && region == "eu-west-1"));
+        assert!(parse(&args("dead-letters --queue nope")).is_err());
+        assert!(parse(&args("launch")).is_err());
+        assert!(parse(&args("--frobnicate")).is_err());
+    }
+}

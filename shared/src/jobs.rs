@@ -1,0 +1,445 @@
+//! Background jobs: a typed set of [`Job`]s, [`enqueue`] from any function, and the
+//! [`JobRunner`] that every job-consuming function runs over its queue.
+//!
+//! The runner, for each message:
+//! 1. decodes the [`Envelope`]; a body that does not decode is parked in the dead-letter
+//!    queue with the error recorded, and the batch goes on;
+//! 2. takes the job's idempotency record (`IDEMPOTENCY#<key>`): a conditional create with a
+//!    lease (an expiry), so a redelivered message whose job already completed is
+//!    acknowledged without running again, and one whose job is running elsewhere waits;
+//! 3. runs the [`JobHandler`] and records the job's state (`JOB#<id>`: status, attempts,
+//!    last error) where operators can read it;
+//! 4. on success marks the idempotency record completed (kept 7 days); on a retryable
+//!    failure releases it and hides the message for an exponential backoff; after
+//!    `job_max_attempts`, or on a permanent failure, parks it in the dead-letter queue.
+//!
+//! A crash after the side effect and before step 4 can still repeat the effect once the
+//! lease expires (as with any at-least-once queue); handlers whose effect has its own
+//! idempotency key (Stripe, SES tags) pass it on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::QueueName;
+use crate::mail::EmailAddress;
+use crate::mail::templates::Email;
+use crate::queue::consumer::{Message, MessageHandler};
+use crate::queue::{Outgoing, QueueError};
+use crate::services::Services;
+use crate::store::{Condition, Delete, Index, Item, Key, Put, Query, Store, StoreError, Update};
+
+crate::ulid_id!(
+    /// Identifies one enqueued job.
+    JobId
+);
+
+/// How long a running job holds its idempotency record before another delivery may run it.
+pub const LEASE: Duration = Duration::from_secs(5 * 60);
+/// How long a completed job's idempotency record is kept (duplicates later than this run).
+pub const COMPLETED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long job state records are kept.
+pub const STATE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Every kind of background job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Render and send one transactional email.
+    SendEmail {
+        /// The recipient.
+        to: EmailAddress,
+        /// The template and its variables.
+        email: Email,
+    },
+}
+
+impl Job {
+    /// The queue this job goes to (and so the function that runs it).
+    pub fn queue(&self) -> QueueName {
+        match self {
+            Self::SendEmail { .. } => QueueName::Email,
+        }
+    }
+
+    /// The job's kind, for logs and state records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::SendEmail { .. } => "send_email",
+        }
+    }
+}
+
+/// A job as it travels on a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The job's id.
+    pub id: JobId,
+    /// Deduplicates jobs: two envelopes with one key run once. Defaults to the id.
+    pub idempotency_key: String,
+    /// When it was enqueued (Unix ms).
+    pub enqueued_at_ms: i64,
+    /// The job.
+    pub job: Job,
+}
+
+/// Enqueues `job` on its queue and records it as queued.
+///
+/// # Errors
+/// When the queue refuses or is unavailable.
+pub async fn enqueue(services: &Services, job: Job) -> Result<JobId, QueueError> {
+    let id = JobId::new();
+    enqueue_with_key(services, job, id, id.to_string()).await
+}
+
+/// Enqueues `job` with an explicit idempotency key: enqueueing the same logical action
+/// twice (a retried request) then runs it once.
+///
+/// # Errors
+/// When the queue refuses or is unavailable.
+pub async fn enqueue_with_key(services: &Services, job: Job, id: JobId, key: String) -> Result<JobId, QueueError> {
+    if key.is_empty() || key.len() > 200 {
+        return Err(QueueError::Invalid("an idempotency key is 1 to 200 bytes".into()));
+    }
+    let now = services.clock.now_ms();
+    let queue = job.queue();
+    let envelope = Envelope { id, idempotency_key: key, enqueued_at_ms: now, job };
+    let body = serde_json::to_string(&envelope).map_err(|e| QueueError::Invalid(e.to_string()))?;
+    services.queues.get(queue).send(Outgoing::new(body)).await?;
+    let state = JobState::new(&envelope, queue, JobStatus::Queued, now);
+    if let Err(e) = state.save(services.store.as_ref(), now).await {
+        // The job is on its queue; its state record catches up when it runs.
+        tracing::warn!(job_id = %id, error = %e, "could not record the queued job");
+    }
+    tracing::info!(job_id = %id, kind = envelope.job.kind(), queue = queue.as_str(), "job enqueued");
+    Ok(id)
+}
+
+/// Where a job stands, as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// On its queue.
+    Queued,
+    /// A handler is running it.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Done without effect, on purpose (a suppressed recipient...).
+    Skipped,
+    /// Failed; will be retried.
+    Failed,
+    /// Parked in the dead-letter queue; a redrive runs it again.
+    Dead,
+}
+
+impl JobStatus {
+    /// The status as its JSON string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// The visible state of one job (`JOB#<id>` / `STATE`). Dead jobs are also indexed
+/// (gsi1 `JOBS#dead`) so operators can list them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobState {
+    /// The job's id (or the queue message id when the body did not decode).
+    pub id: String,
+    /// The job's kind (`unknown` when the body did not decode).
+    pub kind: String,
+    /// Its queue.
+    pub queue: String,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// How many times it has been attempted.
+    pub attempts: u32,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Why it was skipped, if it was.
+    pub note: Option<String>,
+    /// When it was enqueued (Unix ms; 0 if unknown).
+    pub enqueued_at_ms: i64,
+    /// When this state was recorded (Unix ms).
+    pub updated_at_ms: i64,
+}
+
+impl JobState {
+    fn new(envelope: &Envelope, queue: QueueName, status: JobStatus, now: i64) -> Self {
+        Self {
+            id: envelope.id.to_string(),
+            kind: envelope.job.kind().into(),
+            queue: queue.as_str().into(),
+            status,
+            attempts: 0,
+            last_error: None,
+            note: None,
+            enqueued_at_ms: envelope.enqueued_at_ms,
+            updated_at_ms: now,
+        }
+    }
+
+    /// The key of job `id`'s state.
+    pub fn key(id: &str) -> Key {
+        Key::new(format!("JOB#{id}"), "STATE")
+    }
+
+    async fn save(&self, store: &dyn Store, now: i64) -> Result<(), StoreError> {
+        let mut item = Item::from_record(Self::key(&self.id), self)?
+            .expiring_at((now + i64::try_from(STATE_RETENTION.as_millis()).unwrap_or(0)) / 1000);
+        if self.status == JobStatus::Dead {
+            item = item.with_gsi1(Key::new("JOBS#dead", format!("{:013}#{}", self.updated_at_ms, self.id)));
+        }
+        store.put(Put::new(item)).await.map(|_| ())
+    }
+
+    /// The state of job `id`, if recorded.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn load(store: &dyn Store, id: &str) -> Result<Option<Self>, StoreError> {
+        store.get(&Self::key(id)).await?.map(|i| i.record()).transpose()
+    }
+
+    /// The most recently dead-lettered jobs, newest first.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn list_dead(store: &dyn Store, limit: u32) -> Result<Vec<Self>, StoreError> {
+        store.query(Query::index(Index::Gsi1, "JOBS#dead").descending().limit(limit)).await?.records()
+    }
+}
+
+/// What a handler did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The job's effect happened.
+    Done,
+    /// The job was deliberately not carried out; the note says why.
+    Skipped(String),
+}
+
+/// Why a handler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth retrying later (a dependency is down, throttling...).
+    #[error("retryable: {0:#}")]
+    Retry(anyhow::Error),
+    /// Retrying cannot help (bad input, rejected by the provider...).
+    #[error("permanent: {0:#}")]
+    Permanent(anyhow::Error),
+}
+
+/// Carries out jobs. Implementations must tolerate running a job more than once.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    /// Runs `job` (its `envelope` gives the id and key).
+    async fn run(&self, envelope: &Envelope) -> Result<JobOutcome, JobError>;
+}
+
+/// The backoff before attempt `attempt + 1`: 2 s, 4 s, 8 s... capped at 15 minutes.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(attempt.clamp(1, 10))).min(Duration::from_secs(900))
+}
+
+/// Runs a [`JobHandler`] over one queue's messages (see the module documentation).
+pub struct JobRunner {
+    services: Services,
+    queue: QueueName,
+    handler: Arc<dyn JobHandler>,
+}
+
+impl JobRunner {
+    /// A runner of `handler` over `queue`.
+    pub fn new(services: Services, queue: QueueName, handler: Arc<dyn JobHandler>) -> Self {
+        Self { services, queue, handler }
+    }
+
+    fn idempotency_key(key: &str) -> Key {
+        Key::new(format!("IDEMPOTENCY#{key}"), "RECORD")
+    }
+
+    /// Takes the lease; `Ok(false)` when the job already completed or runs elsewhere.
+    async fn acquire(&self, envelope: &Envelope, now: i64) -> Result<Acquired, StoreError> {
+        let store = self.services.store.as_ref();
+        let key = Self::idempotency_key(&envelope.idempotency_key);
+        let lease_end = (now + i64::try_from(LEASE.as_millis()).unwrap_or(0)) / 1000;
+        let record = Item::new(key.clone()).with("status", "in_progress").with("job_id", envelope.id.to_string());
+        match store.put(Put::new(record.expiring_at(lease_end)).if_not_exists()).await {
+            Ok(_) => Ok(Acquired::Yes),
+            Err(StoreError::ConditionFailed) => match store.get(&key).await? {
+                Some(i) if i.data.get("status").and_then(|s| s.as_str()) == Some("completed") => {
+                    Ok(Acquired::Completed)
+                }
+                Some(_) => Ok(Acquired::Busy),
+                // Expired between the two calls: try again on the next delivery.
+                None => Ok(Acquired::Busy),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn complete(&self, envelope: &Envelope, now: i64) -> Result<(), StoreError> {
+        let keep = (now + i64::try_from(COMPLETED_RETENTION.as_millis()).unwrap_or(0)) / 1000;
+        self.services
+            .store
+            .update(
+                Update::new(Self::idempotency_key(&envelope.idempotency_key))
+                    .set("status", "completed")
+                    .expires_at(Some(keep))
+                    .when(Condition::Equals("job_id".into(), json!(envelope.id.to_string()))),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn release(&self, envelope: &Envelope) {
+        let delete = Delete::new(Self::idempotency_key(&envelope.idempotency_key))
+            .when(Condition::Equals("status".into(), json!("in_progress")));
+        if let Err(e) = self.services.store.delete(delete).await
+            && !matches!(e, StoreError::ConditionFailed)
+        {
+            tracing::warn!(job_id = %envelope.id, error = %e, "could not release the job lease; it expires by itself");
+        }
+    }
+
+    async fn record(&self, mut state: JobState) {
+        let now = self.services.clock.now_ms();
+        state.updated_at_ms = now;
+        if let Err(e) = state.save(self.services.store.as_ref(), now).await {
+            tracing::warn!(job_id = %state.id, error = %e, "could not record the job state");
+        }
+    }
+
+    async fn dead_letter(&self, message: &Message, mut state: JobState, error: String) -> anyhow::Result<()> {
+        let queue = self.services.queues.get(self.queue);
+        queue.send_to_dead_letters(&message.body, message.group_id.as_deref()).await?;
+        tracing::error!(job_id = %state.id, kind = %state.kind, attempts = state.attempts, error = %error, "job dead-lettered");
+        state.status = JobStatus::Dead;
+        state.last_error = Some(error);
+        self.record(state).await;
+        Ok(())
+    }
+}
+
+enum Acquired {
+    Yes,
+    Completed,
+    Busy,
+}
+
+#[async_trait]
+impl MessageHandler for JobRunner {
+    async fn handle(&self, message: &Message) -> anyhow::Result<()> {
+        let now = self.services.clock.now_ms();
+        let envelope: Envelope = match serde_json::from_str(&message.body) {
+            Ok(e) => e,
+            Err(e) => {
+                let state = JobState {
+                    id: message.id.clone(),
+                    kind: "unknown".into(),
+                    queue: self.queue.as_str().into(),
+                    status: JobStatus::Dead,
+                    attempts: message.receive_count,
+                    last_error: None,
+                    note: None,
+                    enqueued_at_ms: 0,
+                    updated_at_ms: now,
+                };
+                // Never retried: the same bytes will never decode.
+                return self.dead_letter(message, state, format!("the job does not decode: {e}")).await;
+            }
+        };
+        let span = tracing::info_span!("job", job_id = %envelope.id, kind = envelope.job.kind(), attempt = message.receive_count);
+        let _guard = span.enter();
+        match self.acquire(&envelope, now).await? {
+            Acquired::Completed => {
+                tracing::info!("duplicate delivery of a completed job: acknowledged without running");
+                return Ok(());
+            }
+            Acquired::Busy => anyhow::bail!("the job is running in another delivery"),
+            Acquired::Yes => {}
+        }
+        let mut state = JobState::new(&envelope, self.queue, JobStatus::Running, now);
+        state.attempts = message.receive_count;
+        self.record(state.clone()).await;
+        let result = self.handler.run(&envelope).await;
+        let now = self.services.clock.now_ms();
+        match result {
+            Ok(outcome) => {
+                self.complete(&envelope, now).await?;
+                match outcome {
+                    JobOutcome::Done => state.status = JobStatus::Succeeded,
+                    JobOutcome::Skipped(note) => {
+                        tracing::info!(note = %note, "job skipped");
+                        state.status = JobStatus::Skipped;
+                        state.note = Some(note);
+                    }
+                }
+                self.record(state).await;
+                tracing::info!("job done");
+                Ok(())
+            }
+            Err(JobError::Permanent(e)) => {
+                self.release(&envelope).await;
+                self.dead_letter(message, state, format!("{e:#}")).await
+            }
+            Err(JobError::Retry(e)) => {
+                self.release(&envelope).await;
+                if message.receive_count >= self.services.config.job_max_attempts {
+                    return self
+                        .dead_letter(message, state, format!("{e:#} (after {} attempts)", message.receive_count))
+                        .await;
+                }
+                let delay = backoff(message.receive_count);
+                let queue = self.services.queues.get(self.queue);
+                if let Err(ve) = queue.change_visibility(&message.receipt, delay).await {
+                    tracing::warn!(error = %ve, "could not set the retry backoff; the queue's timeout applies");
+                }
+                state.status = JobStatus::Failed;
+                state.last_error = Some(format!("{e:#}"));
+                self.record(state).await;
+                Err(e.context(format!("job failed; retrying in {} s", delay.as_secs())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(30), Duration::from_secs(900));
+    }
+
+    #[test]
+    fn envelopes_round_trip_and_reject_bad_addresses() {
+        let e = Envelope {
+            id: JobId::new(),
+            idempotency_key: "k".into(),
+            enqueued_at_ms: 1,
+            job: Job::SendEmail {
+                to: EmailAddress::parse("a@example.com").unwrap(),
+                email: Email::Welcome { name: None },
+            },
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Envelope>(&s).unwrap(), e);
+        let bad = s.replace("a@example.com", "not-an-address");
+        assert!(serde_json::from_str::<Envelope>(&bad).is_err());
+    }
+}
