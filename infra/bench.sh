@@ -2,12 +2,15 @@
 # Runs every benchmark and prints the reports (numbers depend on the machine; nothing here
 # asserts a time):
 #   - the embedded store's get/put/query/transaction (criterion);
+#   - emails rendered per second, and jobs per second through the embedded queue
+#     (enqueue → consume → ack) (criterion);
 #   - GET /health through the full router (criterion);
 #   - cold-start init time of the platform bootstrap binary next to a hello-world
 #     lambda_runtime binary, both built in release, against a Runtime API stub.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench -p shared --bench embedded_store -- --noplot
+cargo bench -p shared --bench email_and_jobs -- --noplot
 cargo bench -p platform --bench health -- --noplot
 cargo build --release -p platform --bin platform -p tests --example hello_lambda --example init_time
 target/release/examples/init_time hello=target/release/examples/hello_lambda platform=target/release/platform

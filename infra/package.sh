@@ -18,10 +18,11 @@ if [[ ${#functions[@]} -eq 0 ]]; then
     functions+=("$(basename "$(dirname "$manifest")")")
   done
 fi
-for f in "${functions[@]}"; do
-  echo "==> building $f for arm64"
-  cargo lambda build --release --arm64 --output-format zip --package "$f" --bin "$f"
-done
+# One cargo invocation: the shared crates compile once for every function.
+packages=()
+for f in "${functions[@]}"; do packages+=(--package "$f" --bin "$f"); done
+echo "==> building ${functions[*]} for arm64 (release)"
+cargo lambda build --release --arm64 --output-format zip "${packages[@]}"
 echo
 printf '%-20s %12s %12s\n' function "bootstrap" "zip"
 for f in "${functions[@]}"; do

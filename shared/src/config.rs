@@ -170,6 +170,20 @@ pub struct Config {
     /// `GROUNDWORK_SOFT_DELETE_RETENTION_DAYS`: how long soft-deleted records can be
     /// restored before the purge job removes them (default 30).
     pub soft_delete_retention_days: u32,
+    /// `GROUNDWORK_API_URL`: the API's public base URL, the issuer of access tokens (default
+    /// the local stack's address).
+    pub api_url: String,
+    /// `GROUNDWORK_JWT_AUDIENCE`: the audience of access tokens (default `groundwork`).
+    pub jwt_audience: String,
+    /// `GROUNDWORK_JWT_KEYS`: signing keys (base64 PKCS#8, comma-separated, newest first);
+    /// required on Lambda, generated into the data directory locally.
+    pub jwt_keys: Option<Secret<String>>,
+    /// `GROUNDWORK_ACCESS_TOKEN_TTL_SECS`: access token lifetime (default 900).
+    pub access_token_ttl_secs: u32,
+    /// `GROUNDWORK_REFRESH_TOKEN_TTL_DAYS`: how long an unused session lasts (default 30).
+    pub refresh_token_ttl_days: u32,
+    /// Whether this runs on Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set).
+    pub on_lambda: bool,
 }
 
 impl Config {
@@ -248,6 +262,16 @@ impl Config {
         };
         let port: u16 = parse_or("GROUNDWORK_PORT", get("GROUNDWORK_PORT"), 3000)?;
         let host = get("GROUNDWORK_HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let api_url = match get("GROUNDWORK_API_URL") {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None if on_lambda => {
+                return Err(ConfigError::Missing {
+                    var: "GROUNDWORK_API_URL",
+                    why: "access tokens name the API's public URL as their issuer (stack parameter ApiUrl)",
+                });
+            }
+            None => format!("http://{host}:{port}"),
+        };
         let log_format = match get("GROUNDWORK_LOG_FORMAT").as_deref() {
             None if on_lambda => LogFormat::Json,
             None => LogFormat::Text,
@@ -299,6 +323,29 @@ impl Config {
                 get("GROUNDWORK_SOFT_DELETE_RETENTION_DAYS"),
                 30,
             )?,
+            api_url,
+            jwt_audience: get("GROUNDWORK_JWT_AUDIENCE").unwrap_or_else(|| "groundwork".into()),
+            jwt_keys: match get("GROUNDWORK_JWT_KEYS") {
+                Some(k) => Some(Secret::new(k)),
+                None if on_lambda => {
+                    return Err(ConfigError::Missing {
+                        var: "GROUNDWORK_JWT_KEYS",
+                        why: "functions on Lambda verify access tokens with these keys",
+                    });
+                }
+                None => None,
+            },
+            access_token_ttl_secs: parse_or(
+                "GROUNDWORK_ACCESS_TOKEN_TTL_SECS",
+                get("GROUNDWORK_ACCESS_TOKEN_TTL_SECS"),
+                900,
+            )?,
+            refresh_token_ttl_days: parse_or(
+                "GROUNDWORK_REFRESH_TOKEN_TTL_DAYS",
+                get("GROUNDWORK_REFRESH_TOKEN_TTL_DAYS"),
+                30,
+            )?,
+            on_lambda,
         })
     }
 }
@@ -341,9 +388,22 @@ mod tests {
     }
 
     #[test]
-    fn lambda_defaults_to_json_logs() {
-        let c = Config::from_vars(vars(&[("AWS_LAMBDA_FUNCTION_NAME", "f")])).unwrap();
+    fn lambda_defaults_to_json_logs_and_needs_signing_keys_and_the_api_url() {
+        let e = Config::from_vars(vars(&[("AWS_LAMBDA_FUNCTION_NAME", "f"), ("GROUNDWORK_API_URL", "https://a")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_JWT_KEYS"), "{e}");
+        let e =
+            Config::from_vars(vars(&[("AWS_LAMBDA_FUNCTION_NAME", "f"), ("GROUNDWORK_JWT_KEYS", "k")])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_API_URL"), "{e}");
+        let c = Config::from_vars(vars(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+            ("GROUNDWORK_JWT_KEYS", "k"),
+            ("GROUNDWORK_API_URL", "https://api.acme.test/"),
+        ]))
+        .unwrap();
+        assert_eq!(c.api_url, "https://api.acme.test");
         assert_eq!(c.log_format, LogFormat::Json);
+        assert!(!format!("{c:?}").contains("\"k\""), "keys never print");
     }
 
     #[test]

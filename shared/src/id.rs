@@ -79,6 +79,14 @@ ulid_id!(
     /// Identifies one queue message sent through the queue port.
     MessageId
 );
+ulid_id!(
+    /// Identifies a user.
+    UserId
+);
+ulid_id!(
+    /// Identifies a session (one login, its refresh tokens, its access tokens).
+    SessionId
+);
 
 /// A request id as received from outside (API Gateway, a client header): not necessarily a
 /// ULID, but bounded and printable, so it is safe to log.

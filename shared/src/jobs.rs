@@ -31,6 +31,7 @@ use crate::queue::consumer::{Message, MessageHandler};
 use crate::queue::{Outgoing, QueueError};
 use crate::services::Services;
 use crate::store::{Condition, Delete, Index, Item, Key, Put, Query, Store, StoreError, Update};
+use crate::telemetry::metrics::{Metrics, Unit};
 
 crate::ulid_id!(
     /// Identifies one enqueued job.
@@ -316,6 +317,16 @@ impl JobRunner {
     async fn record(&self, mut state: JobState) {
         let now = self.services.clock.now_ms();
         state.updated_at_ms = now;
+        if state.status != JobStatus::Running {
+            // One metric per outcome: dashboards and the DLQ alarm read these.
+            Metrics::new()
+                .dimension("Queue", self.queue.as_str())
+                .property("job_id", state.id.clone())
+                .property("kind", state.kind.clone())
+                .metric(&format!("Jobs{}", capitalised(state.status.as_str())), 1.0, Unit::Count)
+                .metric("JobAttempts", f64::from(state.attempts), Unit::Count)
+                .emit();
+        }
         if let Err(e) = state.save(self.services.store.as_ref(), now).await {
             tracing::warn!(job_id = %state.id, error = %e, "could not record the job state");
         }
@@ -330,6 +341,11 @@ impl JobRunner {
         self.record(state).await;
         Ok(())
     }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
 }
 
 enum Acquired {

@@ -141,3 +141,13 @@ pub fn api_gateway_request_id<B>(req: &axum::http::Request<B>) -> Option<Correla
     };
     id.and_then(CorrelationId::parse)
 }
+
+/// The client's IP as API Gateway saw it, when the request came through Lambda.
+pub fn api_gateway_source_ip<B>(req: &axum::http::Request<B>) -> Option<String> {
+    use lambda_http::request::RequestContext;
+    match req.extensions().get::<RequestContext>()? {
+        RequestContext::ApiGatewayV2(c) => c.http.source_ip.clone(),
+        RequestContext::ApiGatewayV1(c) => c.identity.source_ip.clone(),
+        _ => None,
+    }
+}

@@ -10,12 +10,16 @@
 //!   request ids, fallbacks) applied to every router;
 //! - [`telemetry`]: structured logs and CloudWatch EMF metrics;
 //! - [`config`], [`secret`], [`id`], [`clock`]: typed configuration, secrets, ids and time;
+//! - [`auth`]: signing keys, access tokens, passwords, attempt limits, sessions and the
+//!   `AuthUser` extractor; [`audit`]: the tamper-evident audit log;
 //! - [`jobs`]: typed background jobs, `enqueue`, and the idempotent job runner;
 //! - [`mail`]: email templates, the mailer port (SES, SMTP, local outbox), suppressions;
 //! - [`soft_delete`]: the `deleted_at` + retention marker and the purge it drives;
 //! - [`schedule`]: schedule definitions shared by the template and the local scheduler;
 //! - [`lambda`]: the only module that knows Lambda event types.
 
+pub mod audit;
+pub mod auth;
 pub mod aws;
 pub mod clock;
 pub mod config;

@@ -1,5 +1,6 @@
 //! Secrets as a type: a [`Secret`] prints as `[redacted]` in `Debug` and `Display`, and is
-//! not `Serialize`, so it cannot end up in a log line or a response by accident.
+//! not `Serialize`, so it cannot end up in a log line or a response by accident. It is
+//! `Deserialize`, so request bodies carry passwords and tokens in it from the start.
 
 use std::fmt;
 
@@ -23,6 +24,12 @@ impl<T> Secret<T> {
 impl<T> From<T> for Secret<T> {
     fn from(value: T) -> Self {
         Self(value)
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(Self)
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Services {
     pub mailer: Arc<dyn Mailer>,
     /// The embedded store, when that is the store (for the local-only expiry sweeper).
     pub embedded_store: Option<SqliteStore>,
+    /// Access token keys and settings.
+    pub tokens: Arc<crate::auth::TokenSettings>,
 }
 
 /// How each embedded queue behaves (on AWS, the same settings live in `template.yaml`).
@@ -138,6 +140,7 @@ impl Services {
             }
             MailBackend::Smtp { url } => Arc::new(SmtpMailer::from_url(url)?),
         };
-        Ok(Self { config: Arc::new(config), clock, store, queues: Queues::new(queues), mailer, embedded_store })
+        let tokens = crate::auth::TokenSettings::from_config(&config)?;
+        Ok(Self { config: Arc::new(config), clock, store, queues: Queues::new(queues), mailer, embedded_store, tokens })
     }
 }

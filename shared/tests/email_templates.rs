@@ -18,6 +18,7 @@ fn all_emails() -> Vec<Email> {
             link: "https://app.acme.test/invitations/accept?token=tok_invite".into(),
             expires_in_days: 7,
         },
+        Email::PasswordChanged { name: Some("Grace".into()) },
         Email::Welcome { name: Some("Grace".into()) },
         Email::Welcome { name: None },
         Email::TrialEnding {

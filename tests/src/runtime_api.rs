@@ -171,9 +171,23 @@ async fn init_error(State(s): State<Shared>, body: Bytes) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
-/// The environment Lambda gives a function, pointing at `api`.
+/// A signing key for functions under test (generated once per test process), in
+/// `GROUNDWORK_JWT_KEYS`' format.
+pub fn test_jwt_keys() -> &'static str {
+    static KEYS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        use base64::Engine as _;
+        let der = shared::auth::keys::generate_pkcs8().expect("a test signing key");
+        base64::engine::general_purpose::STANDARD.encode(der)
+    })
+}
+
+/// The environment Lambda gives a function, pointing at `api`, plus the signing keys the
+/// template provides.
 pub fn lambda_env(api: &RuntimeApi, function: &str) -> Vec<(String, String)> {
     [
+        ("GROUNDWORK_JWT_KEYS", test_jwt_keys()),
+        ("GROUNDWORK_API_URL", "https://api.acme.test"),
         ("AWS_LAMBDA_RUNTIME_API", api.address.as_str()),
         ("AWS_LAMBDA_FUNCTION_NAME", function),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),

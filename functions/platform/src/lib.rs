@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use shared::error::Problem;
-use shared::http::{HttpSettings, Json};
+use shared::http::Json;
 use shared::services::Services;
 use utoipa::OpenApi as _;
 use utoipa::openapi::OpenApi;
@@ -62,18 +62,17 @@ fn openapi_router() -> OpenApiRouter<Services> {
 
 /// This function's routes, without the shared conventions (the local stack merges them).
 pub fn routes(services: Services) -> Router {
-    openapi_router().split_for_parts().0.with_state(services)
+    shared::http::routes_of(openapi_router(), services)
 }
 
 /// This function's routes with the shared HTTP conventions: what Lambda serves.
 pub fn app(services: Services) -> Router {
-    let settings = HttpSettings::from(services.config.as_ref());
-    shared::http::finish(routes(services), settings)
+    shared::http::app_of(openapi_router(), services)
 }
 
 /// This function's part of the OpenAPI document.
 pub fn api() -> OpenApi {
-    openapi_router().split_for_parts().1
+    shared::http::api_of(openapi_router())
 }
 
 /// The OpenAPI document of the whole system: every function's [`api`] merged. A new
@@ -82,6 +81,7 @@ pub fn api_description() -> &'static OpenApi {
     static DOC: OnceLock<OpenApi> = OnceLock::new();
     DOC.get_or_init(|| {
         let mut doc = api();
+        doc.merge(auth::api());
         doc.info.version = shared::VERSION.to_owned();
         doc
     })

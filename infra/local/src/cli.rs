@@ -39,6 +39,8 @@ pub enum Command {
         /// Read the DKIM tokens from SES.
         from_ses: bool,
     },
+    /// Print a fresh token signing key.
+    JwtKey,
     /// Print usage.
     Help,
 }
@@ -48,6 +50,7 @@ pub const USAGE: &str = "usage:
   groundwork                                            serve the local stack
   groundwork dead-letters [list|redrive] [--queue NAME] list or redrive dead-lettered jobs
   groundwork dns-records DOMAIN [--region R] [--from-ses] print the DNS records for sending mail
+  groundwork jwt-key                                    print a new access-token signing key (base64 PKCS#8)
 queues: email, mail-events";
 
 /// Parses the arguments after the program name.
@@ -78,6 +81,7 @@ pub fn parse(args: &[String]) -> anyhow::Result<Command> {
         ["dead-letters"] | ["dead-letters", "list"] => Command::DeadLettersList { queue },
         ["dead-letters", "redrive"] => Command::DeadLettersRedrive { queue },
         ["dns-records", domain] => Command::DnsRecords { domain: (*domain).to_owned(), region, from_ses },
+        ["jwt-key"] => Command::JwtKey,
         other => bail!("unknown command {:?}\n{USAGE}", other.join(" ")),
     })
 }
@@ -95,6 +99,12 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
     match command {
         Command::Serve => bail!("serve is not a one-shot command"),
         Command::Help => out.push_str(USAGE),
+        Command::JwtKey => {
+            use base64::Engine as _;
+            let der = shared::auth::keys::generate_pkcs8()?;
+            out.push_str(&base64::engine::general_purpose::STANDARD.encode(der));
+            out.push('\n');
+        }
         Command::DeadLettersList { queue } => {
             let services = Services::from_config(config).await?;
             for name in selected(queue) {

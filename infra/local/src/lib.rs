@@ -24,7 +24,7 @@ pub mod cli;
 
 /// Every function's routes, merged, with the shared HTTP conventions applied once.
 pub fn router(services: &Services) -> Router {
-    let routes = Router::new().merge(platform::routes(services.clone()));
+    let routes = Router::new().merge(platform::routes(services.clone())).merge(auth::routes(services.clone()));
     shared::http::finish(routes, HttpSettings::from(services.config.as_ref()))
 }
 
@@ -79,9 +79,17 @@ impl RunningStack {
 /// If the services cannot be built or the address cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<RunningStack> {
     let bind = format!("{}:{}", config.host, config.port);
-    let services = Services::from_config(config).await.context("building the services")?;
     let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
+    // With port 0 the defaults name no real port: point them at the one picked.
+    let unbound = format!("http://{}:0", config.host);
+    let mut config = config;
+    for url in [&mut config.api_url, &mut config.app_url] {
+        if *url == unbound {
+            *url = format!("http://{addr}");
+        }
+    }
+    let services = Services::from_config(config).await.context("building the services")?;
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = JoinSet::new();
 

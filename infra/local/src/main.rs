@@ -9,6 +9,11 @@ use shared::config::Config;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = cli::parse(&args)?;
+    if command == Command::JwtKey {
+        // Needs no configuration: it only prints a key.
+        print!("{}", cli::run(command, Config::from_vars(std::iter::empty())?).await?);
+        return Ok(());
+    }
     let config = Config::from_env().context("reading the configuration")?;
     shared::telemetry::init(&config);
     if command != Command::Serve {

@@ -18,6 +18,33 @@ use crate::telemetry::metrics::{Metrics, Unit};
 pub struct RequestContext {
     /// The id on every log line of this request and in every problem body.
     pub request_id: CorrelationId,
+    /// The client's IP: API Gateway's source IP, else the first `X-Forwarded-For` hop.
+    pub ip: Option<String>,
+    /// The client's `User-Agent`, truncated.
+    pub user_agent: Option<String>,
+}
+
+impl RequestContext {
+    /// The origin to record in the audit log.
+    pub fn origin(&self) -> crate::audit::Origin {
+        crate::audit::Origin {
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            request_id: Some(self.request_id.to_string()),
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned().unwrap_or_else(|| Self {
+            request_id: CorrelationId::generate(),
+            ip: None,
+            user_agent: None,
+        }))
+    }
 }
 
 /// The header a client or proxy may set to choose the request id.
@@ -37,7 +64,20 @@ pub(super) async fn request_context(mut req: Request, next: Next) -> Response {
     let request_id = crate::lambda::api_gateway_request_id(&req)
         .or_else(|| req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).and_then(CorrelationId::parse))
         .unwrap_or_else(CorrelationId::generate);
-    req.extensions_mut().insert(RequestContext { request_id: request_id.clone() });
+    let ip = crate::lambda::api_gateway_source_ip(&req).or_else(|| {
+        req.headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().chars().take(64).collect::<String>())
+            .filter(|v| !v.is_empty())
+    });
+    let user_agent = req
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(256).collect::<String>());
+    req.extensions_mut().insert(RequestContext { request_id: request_id.clone(), ip, user_agent });
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let span = tracing::info_span!(

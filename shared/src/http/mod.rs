@@ -100,6 +100,26 @@ fn to_map(p: Problem) -> serde_json::Map<String, Value> {
     }
 }
 
+/// A function's routes, declared once with their OpenAPI documentation.
+pub type FunctionRouter = utoipa_axum::router::OpenApiRouter<crate::services::Services>;
+
+/// The routes of `router`, bound to `services`, without the conventions (the local stack
+/// merges every function's and finishes once).
+pub fn routes_of(router: FunctionRouter, services: crate::services::Services) -> Router {
+    router.split_for_parts().0.with_state(services)
+}
+
+/// The routes of `router` with the conventions applied: what a function serves on Lambda.
+pub fn app_of(router: FunctionRouter, services: crate::services::Services) -> Router {
+    let settings = HttpSettings::from(services.config.as_ref());
+    finish(routes_of(router, services), settings)
+}
+
+/// The OpenAPI description of `router`'s routes.
+pub fn api_of(router: FunctionRouter) -> utoipa::openapi::OpenApi {
+    router.split_for_parts().1
+}
+
 /// A JSON response with a status (for 201/202 answers).
 pub fn json_with_status<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     (status, axum::Json(value)).into_response()

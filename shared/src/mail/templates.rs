@@ -40,6 +40,11 @@ pub enum Email {
         /// How long the invitation lasts.
         expires_in_days: u32,
     },
+    /// The password was changed or reset (a security notice).
+    PasswordChanged {
+        /// The user's name, if known.
+        name: Option<String>,
+    },
     /// The account is ready.
     Welcome {
         /// The user's name, if known.
@@ -96,6 +101,7 @@ impl Email {
             Self::VerifyEmail { .. } => "verify_email",
             Self::PasswordReset { .. } => "password_reset",
             Self::Invitation { .. } => "invitation",
+            Self::PasswordChanged { .. } => "password_changed",
             Self::Welcome { .. } => "welcome",
             Self::TrialEnding { .. } => "trial_ending",
             Self::PaymentFailed { .. } => "payment_failed",
@@ -155,6 +161,9 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "invitation.subject.j2",
     "invitation.txt.j2",
     "invitation.html.j2",
+    "password_changed.subject.j2",
+    "password_changed.txt.j2",
+    "password_changed.html.j2",
     "welcome.subject.j2",
     "welcome.txt.j2",
     "welcome.html.j2",
@@ -245,6 +254,7 @@ mod tests {
             "password_reset",
             "invitation",
             "welcome",
+            "password_changed",
             "trial_ending",
             "payment_failed",
             "plan_changed",

@@ -1,0 +1,644 @@
+//! The auth function: email + password sign-up with verification, login, rotating refresh
+//! tokens with reuse detection, sessions, password reset and change, the user's profile
+//! and own audit log, and the public keys (JWKS and OpenID discovery) other services use to
+//! verify access tokens.
+//!
+//! Answers never reveal whether an email is registered: sign-up and password-forgot always
+//! answer 202 after the same work (a password hash), and login fails the same way for an
+//! unknown email and a wrong password.
+
+pub mod sessions;
+pub mod users;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::auth::password::{self, WeakPassword};
+use shared::auth::rate_limit::{self, LOGIN_PER_EMAIL, LOGIN_PER_IP, RESET_PER_EMAIL, RESET_PER_IP, SIGNUP_PER_IP};
+use shared::auth::{AuthUser, session};
+use shared::error::{ApiError, Problem};
+use shared::http::{Json, Path, Query, RequestContext};
+use shared::id::{SessionId, UserId};
+use shared::jobs::{Job, enqueue};
+use shared::mail::EmailAddress;
+use shared::mail::templates::Email;
+use shared::secret::Secret;
+use shared::services::Services;
+use shared::store::Cursor;
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use sessions::TokenPair;
+use users::{Purpose, User};
+
+/// How long an email verification link works.
+pub const VERIFY_TTL_HOURS: u32 = 24;
+/// How long a password reset link works.
+pub const RESET_TTL_MINUTES: u32 = 60;
+/// The longest display name accepted.
+pub const MAX_NAME_CHARS: usize = 100;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    modifiers(&BearerScheme),
+    tags((name = "auth", description = "Sign-up, login, sessions, passwords, the caller's profile"))
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, doc: &mut OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+fn openapi_router() -> OpenApiRouter<Services> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(signup))
+        .routes(routes!(verify_email))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(logout_all))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(password_forgot))
+        .routes(routes!(password_reset))
+        .routes(routes!(password_change))
+        .routes(routes!(get_me, update_me))
+        .routes(routes!(my_audit))
+        .routes(routes!(jwks))
+        .routes(routes!(openid_configuration))
+}
+
+/// This function's routes, without the shared conventions (the local stack merges them).
+pub fn routes(services: Services) -> Router {
+    shared::http::routes_of(openapi_router(), services)
+}
+
+/// This function's routes with the shared HTTP conventions: what Lambda serves.
+pub fn app(services: Services) -> Router {
+    shared::http::app_of(openapi_router(), services)
+}
+
+/// This function's part of the OpenAPI document.
+pub fn api() -> OpenApi {
+    shared::http::api_of(openapi_router())
+}
+
+fn email(s: &str) -> Result<EmailAddress, ApiError> {
+    EmailAddress::parse(s)
+        .map_err(|_| ApiError::Invalid { code: "invalid_email", detail: "not a valid email address".into() })
+}
+
+fn strong(p: &Secret<String>, email: &EmailAddress, services: &Services) -> Result<(), ApiError> {
+    let local = email.as_str().split('@').next().unwrap_or_default();
+    password::check_strength(p, &[email.as_str(), local, &services.config.app_name])
+        .map_err(|WeakPassword(detail)| ApiError::Invalid { code: "weak_password", detail })
+}
+
+fn link(services: &Services, path: &str, token: &str) -> String {
+    format!("{}{path}?token={token}", services.config.app_url)
+}
+
+fn client_key(ctx: &RequestContext) -> String {
+    ctx.ip.clone().unwrap_or_else(|| "unknown".into())
+}
+
+/// The sign-up request.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    /// The email address; a verification link is sent there.
+    pub email: String,
+    /// At least 10 characters, not easy to guess.
+    #[schema(value_type = String, format = Password)]
+    pub password: Secret<String>,
+    /// A display name.
+    pub name: Option<String>,
+}
+
+/// An accepted request whose outcome is sent by email.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// `accepted`.
+    pub status: &'static str,
+}
+
+fn accepted() -> Response {
+    (StatusCode::ACCEPTED, axum::Json(Accepted { status: "accepted" })).into_response()
+}
+
+/// Signs up with email and password. Always 202: a verification email is sent to a new
+/// address, or sent again to an unverified one; nothing tells whether it was registered.
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
+    responses((status = 202, body = Accepted), (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn signup(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<SignupRequest>,
+) -> Result<Response, ApiError> {
+    let address = email(&req.email)?;
+    strong(&req.password, &address, &s)?;
+    let name = clean_name(req.name)?;
+    let now = s.clock.now_ms();
+    rate_limit::take(s.store.as_ref(), SIGNUP_PER_IP, &client_key(&ctx), now).await?;
+    // Hash first, always: the answer takes as long whether the address is new or not.
+    let hash = password::hash(&req.password).await?;
+    let user = User {
+        id: UserId::new(),
+        email: address.clone(),
+        email_verified: false,
+        name,
+        password_hash: hash,
+        created_at_ms: now,
+        password_changed_at_ms: now,
+    };
+    let target = if users::create(s.store.as_ref(), &user).await? {
+        sessions::record(&s, user.id, "user.signed_up", Some(user.id.to_string()), &ctx, json!({})).await?;
+        Some(user)
+    } else {
+        // Taken: resend the link if it was never confirmed; otherwise say nothing.
+        users::by_email(s.store.as_ref(), &address).await?.filter(|u| !u.email_verified)
+    };
+    if let Some(u) = target {
+        send_verification(&s, &u).await?;
+    }
+    Ok(accepted())
+}
+
+fn clean_name(name: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(n) = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) else { return Ok(None) };
+    if n.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) {
+        return Err(ApiError::Invalid {
+            code: "invalid_name",
+            detail: format!("a name is 1 to {MAX_NAME_CHARS} printable characters"),
+        });
+    }
+    Ok(Some(n))
+}
+
+async fn send_verification(s: &Services, user: &User) -> Result<(), ApiError> {
+    let expires = s.clock.now_secs() + i64::from(VERIFY_TTL_HOURS) * 3600;
+    let token = users::issue_token(s.store.as_ref(), Purpose::VerifyEmail, user.id, expires).await?;
+    let email = Email::VerifyEmail { link: link(s, "/verify-email", &token), expires_in_hours: VERIFY_TTL_HOURS };
+    enqueue(s, Job::SendEmail { to: user.email.clone(), email }).await?;
+    Ok(())
+}
+
+/// A token from an emailed link.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The `token` parameter of the link.
+    #[schema(value_type = String)]
+    pub token: Secret<String>,
+}
+
+/// The caller's profile.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    /// The user id.
+    pub id: String,
+    /// The email address.
+    pub email: String,
+    /// Whether it is confirmed.
+    pub email_verified: bool,
+    /// The display name.
+    pub name: Option<String>,
+    /// When the account was created (Unix ms).
+    pub created_at_ms: i64,
+}
+
+impl From<&User> for Me {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            email: u.email.to_string(),
+            email_verified: u.email_verified,
+            name: u.name.clone(),
+            created_at_ms: u.created_at_ms,
+        }
+    }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::BadRequest { code: "invalid_token", detail: "the link is invalid, expired or already used".into() }
+}
+
+/// Confirms an email address with the token from the verification email.
+#[utoipa::path(post, path = "/auth/verify-email", tag = "auth", request_body = TokenRequest,
+    responses((status = 200, body = Me), (status = 400, body = Problem, content_type = "application/problem+json")))]
+async fn verify_email(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<TokenRequest>,
+) -> Result<Json<Me>, ApiError> {
+    let store = s.store.as_ref();
+    let user_id = users::use_token(store, Purpose::VerifyEmail, req.token.expose()).await?.ok_or_else(invalid_token)?;
+    let item = store.get(&users::user_key(user_id)).await?.ok_or_else(invalid_token)?;
+    let mut user: User = item.record()?;
+    if !user.email_verified {
+        user.email_verified = true;
+        users::save(store, &user, item.version).await?;
+        sessions::record(&s, user.id, "user.email_verified", Some(user.email.to_string()), &ctx, json!({})).await?;
+        enqueue(&s, Job::SendEmail { to: user.email.clone(), email: Email::Welcome { name: user.name.clone() } })
+            .await?;
+    }
+    Ok(Json(Me::from(&user)))
+}
+
+/// Email and password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The email address.
+    pub email: String,
+    /// The password.
+    #[schema(value_type = String, format = Password)]
+    pub password: Secret<String>,
+}
+
+fn login_failed() -> ApiError {
+    ApiError::Unauthenticated
+}
+
+/// Logs in: a new session and its tokens. Wrong email and wrong password fail alike.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn login(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<LoginRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let store = s.store.as_ref();
+    let now = s.clock.now_ms();
+    let ip = client_key(&ctx);
+    let Ok(address) = EmailAddress::parse(&req.email) else {
+        password::verify_dummy(&req.password).await;
+        return Err(login_failed());
+    };
+    rate_limit::check(store, LOGIN_PER_IP, &ip, now).await?;
+    rate_limit::check(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
+    let user = users::by_email(store, &address).await?;
+    let ok = match &user {
+        Some(u) => password::verify(&req.password, &u.password_hash).await,
+        None => {
+            password::verify_dummy(&req.password).await;
+            false
+        }
+    };
+    let (true, Some(user)) = (ok, user.clone()) else {
+        rate_limit::hit(store, LOGIN_PER_IP, &ip, now).await?;
+        rate_limit::hit(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
+        if let Some(u) = user {
+            sessions::record(&s, u.id, "user.login_failed", None, &ctx, json!({"reason": "password"})).await?;
+        }
+        return Err(login_failed());
+    };
+    if !user.email_verified {
+        return Err(ApiError::Conflict {
+            code: "email_not_verified",
+            detail: "confirm your email address first; a new link can be requested by signing up again".into(),
+        });
+    }
+    rate_limit::clear(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
+    let pair = sessions::start(&s, user.id, &ctx).await?;
+    sessions::record(&s, user.id, "user.logged_in", Some(pair.session_id.clone()), &ctx, json!({})).await?;
+    Ok(Json(pair))
+}
+
+/// A refresh token.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token of the last pair.
+    #[schema(value_type = String)]
+    pub refresh_token: Secret<String>,
+}
+
+/// Exchanges a refresh token for a new pair. A token works once; reusing one ends its session.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn refresh(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<RefreshRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    Ok(Json(sessions::refresh(&s, req.refresh_token.expose(), &ctx).await?))
+}
+
+/// Ends this session.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn logout(State(s): State<Services>, ctx: RequestContext, caller: AuthUser) -> Result<StatusCode, ApiError> {
+    sessions::revoke(&s, caller.user_id, caller.session_id).await?;
+    sessions::record(&s, caller.user_id, "session.logged_out", Some(caller.session_id.to_string()), &ctx, json!({}))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session of the caller, this one included.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn logout_all(State(s): State<Services>, ctx: RequestContext, caller: AuthUser) -> Result<StatusCode, ApiError> {
+    let ended = sessions::revoke_all(&s, caller.user_id, None).await?;
+    sessions::record(&s, caller.user_id, "session.logged_out_everywhere", None, &ctx, json!({"sessions": ended}))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One session, as its owner sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    /// The session id.
+    pub id: String,
+    /// When it started (Unix ms).
+    pub created_at_ms: i64,
+    /// When it was last refreshed (Unix ms).
+    pub last_used_at_ms: i64,
+    /// Where it started.
+    pub ip: Option<String>,
+    /// With which client.
+    pub user_agent: Option<String>,
+    /// Whether it is the caller's own.
+    pub current: bool,
+}
+
+/// The caller's sessions.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Sessions {
+    /// Newest first.
+    pub sessions: Vec<SessionView>,
+}
+
+/// Lists the caller's sessions.
+#[utoipa::path(get, path = "/auth/sessions", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Sessions), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn list_sessions(State(s): State<Services>, caller: AuthUser) -> Result<Json<Sessions>, ApiError> {
+    let mut list = session::list(s.store.as_ref(), caller.user_id).await?;
+    list.sort_by_key(|s| std::cmp::Reverse(s.created_at_ms));
+    let sessions = list
+        .into_iter()
+        .map(|x| SessionView {
+            id: x.id.to_string(),
+            created_at_ms: x.created_at_ms,
+            last_used_at_ms: x.last_used_at_ms,
+            ip: x.ip,
+            user_agent: x.user_agent,
+            current: x.id == caller.session_id,
+        })
+        .collect();
+    Ok(Json(Sessions { sessions }))
+}
+
+/// Ends one of the caller's sessions.
+#[utoipa::path(delete, path = "/auth/sessions/{session_id}", tag = "auth", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "The session to end")),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn revoke_session(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Path(session_id): Path<SessionId>,
+) -> Result<StatusCode, ApiError> {
+    // Keyed under the caller: another user's session id finds nothing.
+    if !sessions::revoke(&s, caller.user_id, session_id).await? {
+        return Err(ApiError::NotFound);
+    }
+    sessions::record(&s, caller.user_id, "session.revoked", Some(session_id.to_string()), &ctx, json!({})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An email address.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotRequest {
+    /// The account's email address.
+    pub email: String,
+}
+
+/// Sends a password reset link if the address has an account. Always 202.
+#[utoipa::path(post, path = "/auth/password/forgot", tag = "auth", request_body = ForgotRequest,
+    responses((status = 202, body = Accepted), (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn password_forgot(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<ForgotRequest>,
+) -> Result<Response, ApiError> {
+    let address = email(&req.email)?;
+    let now = s.clock.now_ms();
+    rate_limit::take(s.store.as_ref(), RESET_PER_IP, &client_key(&ctx), now).await?;
+    if rate_limit::check(s.store.as_ref(), RESET_PER_EMAIL, address.as_str(), now).await.is_err() {
+        // Over the per-address limit: answer as usual, send nothing more.
+        return Ok(accepted());
+    }
+    rate_limit::hit(s.store.as_ref(), RESET_PER_EMAIL, address.as_str(), now).await?;
+    if let Some(user) = users::by_email(s.store.as_ref(), &address).await? {
+        let expires = s.clock.now_secs() + i64::from(RESET_TTL_MINUTES) * 60;
+        let token = users::issue_token(s.store.as_ref(), Purpose::ResetPassword, user.id, expires).await?;
+        let email =
+            Email::PasswordReset { link: link(&s, "/reset-password", &token), expires_in_minutes: RESET_TTL_MINUTES };
+        enqueue(&s, Job::SendEmail { to: user.email.clone(), email }).await?;
+        sessions::record(&s, user.id, "password.reset_requested", None, &ctx, json!({})).await?;
+    }
+    Ok(accepted())
+}
+
+/// A reset token and the new password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The `token` parameter of the emailed link.
+    #[schema(value_type = String)]
+    pub token: Secret<String>,
+    /// The new password.
+    #[schema(value_type = String, format = Password)]
+    pub password: Secret<String>,
+}
+
+async fn set_password(s: &Services, user_id: UserId, new: &Secret<String>) -> Result<User, ApiError> {
+    let store = s.store.as_ref();
+    let item = store.get(&users::user_key(user_id)).await?.ok_or(ApiError::NotFound)?;
+    let mut user: User = item.record()?;
+    strong(new, &user.email, s)?;
+    user.password_hash = password::hash(new).await?;
+    user.password_changed_at_ms = s.clock.now_ms();
+    // A reset proves control of the address.
+    user.email_verified = true;
+    users::save(store, &user, item.version).await?;
+    enqueue(s, Job::SendEmail { to: user.email.clone(), email: Email::PasswordChanged { name: user.name.clone() } })
+        .await?;
+    Ok(user)
+}
+
+/// Sets a new password with the token from the reset email; ends every session.
+#[utoipa::path(post, path = "/auth/password/reset", tag = "auth", request_body = ResetRequest,
+    responses((status = 204), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn password_reset(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<ResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    // Check the new password before using up the token, so a weak one can be corrected.
+    if let Err(WeakPassword(detail)) = password::check_strength(&req.password, &[]) {
+        return Err(ApiError::Invalid { code: "weak_password", detail });
+    }
+    let user_id = users::use_token(s.store.as_ref(), Purpose::ResetPassword, req.token.expose())
+        .await?
+        .ok_or_else(invalid_token)?;
+    set_password(&s, user_id, &req.password).await?;
+    let ended = sessions::revoke_all(&s, user_id, None).await?;
+    sessions::record(&s, user_id, "password.reset", None, &ctx, json!({"sessions_ended": ended})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The current and the new password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRequest {
+    /// The current password.
+    #[schema(value_type = String, format = Password)]
+    pub current_password: Secret<String>,
+    /// The new password.
+    #[schema(value_type = String, format = Password)]
+    pub new_password: Secret<String>,
+}
+
+/// Changes the password; every other session ends.
+#[utoipa::path(post, path = "/auth/password/change", tag = "auth", request_body = ChangeRequest, security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn password_change(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Json(req): Json<ChangeRequest>,
+) -> Result<StatusCode, ApiError> {
+    let user = users::by_id(s.store.as_ref(), caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
+    if !password::verify(&req.current_password, &user.password_hash).await {
+        sessions::record(&s, user.id, "password.change_failed", None, &ctx, json!({})).await?;
+        return Err(ApiError::Forbidden);
+    }
+    set_password(&s, user.id, &req.new_password).await?;
+    let ended = sessions::revoke_all(&s, user.id, Some(caller.session_id)).await?;
+    sessions::record(&s, user.id, "password.changed", None, &ctx, json!({"sessions_ended": ended})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn get_me(State(s): State<Services>, caller: AuthUser) -> Result<Json<Me>, ApiError> {
+    let user = users::by_id(s.store.as_ref(), caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
+    Ok(Json(Me::from(&user)))
+}
+
+/// Profile changes.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMe {
+    /// A new display name (empty clears it).
+    pub name: Option<String>,
+}
+
+/// Updates the caller's profile.
+#[utoipa::path(patch, path = "/me", tag = "auth", request_body = UpdateMe, security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn update_me(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Json(req): Json<UpdateMe>,
+) -> Result<Json<Me>, ApiError> {
+    let store = s.store.as_ref();
+    let item = store.get(&users::user_key(caller.user_id)).await?.ok_or(ApiError::Unauthenticated)?;
+    let mut user: User = item.record()?;
+    if let Some(name) = req.name {
+        user.name = clean_name(Some(name))?;
+    }
+    users::save(store, &user, item.version).await?;
+    sessions::record(&s, user.id, "user.profile_updated", None, &ctx, json!({})).await?;
+    Ok(Json(Me::from(&user)))
+}
+
+/// Paging of a list.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    /// Items per page (1 to 100, default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of audit events.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<shared::audit::AuditEvent>,
+    /// Where the next page starts, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's own audit events (sign-ins, password changes, sessions...), newest first.
+#[utoipa::path(get, path = "/me/audit", tag = "auth", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, body = AuditPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+async fn my_audit(
+    State(s): State<Services>,
+    caller: AuthUser,
+    Query(p): Query<PageParams>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let cursor = p
+        .cursor
+        .as_deref()
+        .map(Cursor::decode)
+        .transpose()
+        .map_err(|_| ApiError::BadRequest { code: "invalid_cursor", detail: "the cursor is not valid".into() })?;
+    let limit = p.limit.unwrap_or(50).clamp(1, 100);
+    let (events, next) =
+        shared::audit::page(s.store.as_ref(), &format!("user:{}", caller.user_id), limit, cursor).await?;
+    Ok(Json(AuditPage { events, next_cursor: next.map(|c| c.encode()) }))
+}
+
+/// The public keys that verify access tokens (JSON Web Key Set).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "The JWKS", content_type = "application/json")))]
+async fn jwks(State(s): State<Services>) -> Response {
+    let mut res = axum::Json(s.tokens.keys.jwks().clone()).into_response();
+    res.headers_mut()
+        .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("public, max-age=300"));
+    res
+}
+
+/// Issuer metadata (OpenID Connect discovery), so any verifier finds the keys.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "auth",
+    responses((status = 200, description = "Issuer metadata", content_type = "application/json")))]
+async fn openid_configuration(State(s): State<Services>) -> Response {
+    let issuer = &s.tokens.issuer;
+    axum::Json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint": format!("{issuer}/auth/login"),
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+    }))
+    .into_response()
+}

@@ -1,0 +1,204 @@
+//! Issuing, refreshing and revoking sessions. Refresh tokens rotate: each use marks the
+//! token used and issues the next in one transaction; presenting a used token again means
+//! it leaked (or a client raced itself), so the whole session is revoked.
+
+use serde::Serialize;
+use serde_json::json;
+use shared::audit::{self, NewEvent};
+use shared::auth::session::{self, Session};
+use shared::auth::tokens::{self, AccessClaims};
+use shared::error::ApiError;
+use shared::http::RequestContext;
+use shared::id::{RequestId, SessionId, UserId};
+use shared::services::Services;
+use shared::store::{Condition, Delete, Item, Key, Put, StoreError, TxOp, Update};
+
+use crate::users::{hash_secret, random_secret};
+
+/// Tokens handed to a client after login or refresh.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
+    /// The access token (a JWT): `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The refresh token: exchange it at `/auth/refresh` for a new pair; it works once.
+    pub refresh_token: String,
+    /// The session these tokens belong to.
+    pub session_id: String,
+}
+
+fn refresh_key(token: &str) -> Key {
+    Key::new(format!("REFRESH#{}", hash_secret(token)), "REFRESH")
+}
+
+fn access_token(services: &Services, user: UserId, sid: SessionId, now_secs: i64) -> Result<(String, i64), ApiError> {
+    let t = &services.tokens;
+    let claims = AccessClaims {
+        iss: t.issuer.clone(),
+        aud: t.audience.clone(),
+        sub: user.to_string(),
+        sid: sid.to_string(),
+        iat: now_secs,
+        nbf: now_secs,
+        exp: now_secs + t.access_ttl_secs,
+        jti: RequestId::new().to_string(),
+    };
+    Ok((tokens::sign(&t.keys, &claims)?, t.access_ttl_secs))
+}
+
+/// Starts a session for `user`.
+///
+/// # Errors
+/// When the store fails.
+pub async fn start(services: &Services, user: UserId, ctx: &RequestContext) -> Result<TokenPair, ApiError> {
+    let now = services.clock.now_ms();
+    let expires = now / 1000 + services.tokens.refresh_ttl_secs;
+    let sid = SessionId::new();
+    let refresh = random_secret()?;
+    let record = Session {
+        id: sid,
+        user_id: user,
+        created_at_ms: now,
+        last_used_at_ms: now,
+        ip: ctx.ip.clone(),
+        user_agent: ctx.user_agent.clone(),
+        refresh_hash: hash_secret(&refresh),
+    };
+    let refresh_item = Item::new(refresh_key(&refresh))
+        .with("session_id", sid.to_string())
+        .with("user_id", user.to_string())
+        .with("used", false)
+        .expiring_at(expires);
+    services
+        .store
+        .transact(vec![
+            TxOp::Put(
+                Put::new(Item::from_record(session::key(user, sid), &record)?.expiring_at(expires)).if_not_exists(),
+            ),
+            TxOp::Put(Put::new(refresh_item).if_not_exists()),
+        ])
+        .await?;
+    let (access_token, expires_in) = access_token(services, user, sid, now / 1000)?;
+    Ok(TokenPair {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: refresh,
+        session_id: sid.to_string(),
+    })
+}
+
+/// Exchanges a refresh token for a new pair.
+///
+/// # Errors
+/// [`ApiError::Unauthenticated`] for an unknown, expired, used or revoked token.
+pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> Result<TokenPair, ApiError> {
+    let store = services.store.as_ref();
+    if token.is_empty() || token.len() > 200 {
+        return Err(ApiError::Unauthenticated);
+    }
+    let Some(item) = store.get(&refresh_key(token)).await? else { return Err(ApiError::Unauthenticated) };
+    let parse = |k: &str| item.data.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let (Some(sid), Some(uid)) = (parse("session_id"), parse("user_id")) else {
+        return Err(ApiError::Unexpected(anyhow::anyhow!("refresh record without a session")));
+    };
+    let (sid, user): (SessionId, UserId) = (
+        sid.parse().map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))?,
+        uid.parse().map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))?,
+    );
+    if item.data.get("used").and_then(serde_json::Value::as_bool) == Some(true) {
+        reuse_detected(services, user, sid, ctx).await?;
+        return Err(ApiError::Unauthenticated);
+    }
+    if session::load(store, user, sid).await?.is_none() {
+        return Err(ApiError::Unauthenticated);
+    }
+    let now = services.clock.now_ms();
+    let expires = now / 1000 + services.tokens.refresh_ttl_secs;
+    let next = random_secret()?;
+    let next_item = Item::new(refresh_key(&next))
+        .with("session_id", sid.to_string())
+        .with("user_id", user.to_string())
+        .with("used", false)
+        .expiring_at(expires);
+    let rotated = store
+        .transact(vec![
+            TxOp::Update(
+                Update::new(refresh_key(token)).set("used", true).when(Condition::Equals("used".into(), json!(false))),
+            ),
+            TxOp::Put(Put::new(next_item).if_not_exists()),
+            TxOp::Update(
+                Update::new(session::key(user, sid))
+                    .set("refresh_hash", hash_secret(&next))
+                    .set("last_used_at_ms", now)
+                    .expires_at(Some(expires))
+                    .when(Condition::Equals("refresh_hash".into(), json!(hash_secret(token)))),
+            ),
+        ])
+        .await;
+    match rotated {
+        Ok(()) => {}
+        // Another request used this token first: the same as reuse.
+        Err(StoreError::TransactionCanceled { .. }) => {
+            reuse_detected(services, user, sid, ctx).await?;
+            return Err(ApiError::Unauthenticated);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let (access_token, expires_in) = access_token(services, user, sid, now / 1000)?;
+    Ok(TokenPair { access_token, token_type: "Bearer", expires_in, refresh_token: next, session_id: sid.to_string() })
+}
+
+async fn reuse_detected(
+    services: &Services,
+    user: UserId,
+    sid: SessionId,
+    ctx: &RequestContext,
+) -> Result<(), ApiError> {
+    tracing::warn!(user_id = %user, session_id = %sid, "refresh token reused: revoking the session");
+    revoke(services, user, sid).await?;
+    record(services, user, "session.refresh_token_reused", Some(sid.to_string()), ctx, json!({})).await
+}
+
+/// Ends a session; `Ok(false)` if there was none.
+///
+/// # Errors
+/// When the store fails.
+pub async fn revoke(services: &Services, user: UserId, sid: SessionId) -> Result<bool, ApiError> {
+    Ok(services.store.delete(Delete::new(session::key(user, sid))).await?.is_some())
+}
+
+/// Ends every session of `user` but `keep`; returns how many ended.
+///
+/// # Errors
+/// When the store fails.
+pub async fn revoke_all(services: &Services, user: UserId, keep: Option<SessionId>) -> Result<usize, ApiError> {
+    let mut ended = 0;
+    for s in session::list(services.store.as_ref(), user).await? {
+        if Some(s.id) != keep && revoke(services, user, s.id).await? {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
+/// Appends an event to the user's own audit stream.
+///
+/// # Errors
+/// When the store fails.
+pub async fn record(
+    services: &Services,
+    user: UserId,
+    action: &str,
+    target: Option<String>,
+    ctx: &RequestContext,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let event =
+        NewEvent { actor: Some(user.to_string()), action: action.to_owned(), target, origin: ctx.origin(), detail };
+    audit::append(services.store.as_ref(), &format!("user:{user}"), event, services.clock.now_ms()).await?;
+    Ok(())
+}

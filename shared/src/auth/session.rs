@@ -1,0 +1,51 @@
+//! Sessions: one per login, under the user (`USER#<id>` / `SESSION#<id>`), expiring when
+//! unused for the refresh lifetime. A session holds the hash of its current refresh token;
+//! each refresh token is also indexed by its hash (`REFRESH#<hash>`) and used once.
+//! Revoking a session deletes it, which invalidates its access tokens at once (the request
+//! extractor checks the session) and its refresh tokens.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{SessionId, UserId};
+use crate::store::{Key, Query, Store, StoreError, StoreExt as _};
+
+/// A stored session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Its id.
+    pub id: SessionId,
+    /// Whose.
+    pub user_id: UserId,
+    /// When it was created (Unix ms).
+    pub created_at_ms: i64,
+    /// When a token of it was last refreshed (Unix ms).
+    pub last_used_at_ms: i64,
+    /// The IP it was created from.
+    pub ip: Option<String>,
+    /// The user agent it was created with.
+    pub user_agent: Option<String>,
+    /// The hash of its current refresh token.
+    pub refresh_hash: String,
+}
+
+/// The key of a session.
+pub fn key(user_id: UserId, session_id: SessionId) -> Key {
+    Key::new(format!("USER#{user_id}"), format!("SESSION#{session_id}"))
+}
+
+/// A live session, if it exists.
+///
+/// # Errors
+/// When the store fails.
+pub async fn load(store: &dyn Store, user_id: UserId, session_id: SessionId) -> Result<Option<Session>, StoreError> {
+    store.get_record(&key(user_id, session_id)).await
+}
+
+/// Every live session of a user (bounded: sessions expire).
+///
+/// # Errors
+/// When the store fails.
+pub async fn list(store: &dyn Store, user_id: UserId) -> Result<Vec<Session>, StoreError> {
+    let items = store.query_all(Query::partition(format!("USER#{user_id}")).begins_with("SESSION#")).await?;
+    items.iter().map(crate::store::Item::record).collect()
+}

@@ -1,0 +1,244 @@
+//! Auth end to end on the local stack, over HTTP: the flows a person goes through, and the
+//! attacks each step must refuse.
+
+mod common;
+
+use common::TestApp;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "violet-anchor-trombone-47";
+
+async fn signup_and_verify(app: &TestApp, email: &str) {
+    let (status, body) =
+        app.call("POST", "/auth/signup", None, Some(json!({"email": email, "password": PASSWORD}))).await;
+    assert_eq!(status, 202, "{body}");
+    let token = app.token_from_email(email, "Confirm your email address").await;
+    let (status, body) = app.call("POST", "/auth/verify-email", None, Some(json!({"token": token}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["email_verified"], true);
+}
+
+async fn login(app: &TestApp, email: &str, password: &str) -> (u16, Value) {
+    app.call("POST", "/auth/login", None, Some(json!({"email": email, "password": password}))).await
+}
+
+#[tokio::test]
+async fn sign_up_verify_log_in_refresh_and_log_out() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    // The verification link works once.
+    let (status, body) = login(&app, "ada@example.com", PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+
+    let (status, me) = app.call("GET", "/me", Some(&access), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["email"], "ada@example.com");
+
+    let (status, pair) = app.call("POST", "/auth/refresh", None, Some(json!({"refresh_token": refresh}))).await;
+    assert_eq!(status, 200, "{pair}");
+    let access2 = pair["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(pair["refresh_token"], refresh.as_str());
+    assert_eq!(app.call("GET", "/me", Some(&access2), None).await.0, 200);
+
+    let (status, list) = app.call("GET", "/auth/sessions", Some(&access2), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(list["sessions"][0]["current"], true);
+
+    assert_eq!(app.call("POST", "/auth/logout", Some(&access2), None).await.0, 204);
+    // Revoked at once, not at the token's expiry.
+    assert_eq!(app.call("GET", "/me", Some(&access2), None).await.0, 401);
+    assert_eq!(
+        app.call("POST", "/auth/refresh", None, Some(json!({"refresh_token": pair["refresh_token"]}))).await.0,
+        401
+    );
+    // A welcome email followed the verification.
+    assert!(app.emails_to("ada@example.com") >= 2);
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_ends_the_whole_session() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    let (_, first) = login(&app, "ada@example.com", PASSWORD).await;
+    let stolen = first["refresh_token"].clone();
+    let (status, second) = app.call("POST", "/auth/refresh", None, Some(json!({"refresh_token": stolen}))).await;
+    assert_eq!(status, 200);
+    // The attacker replays the old token: refused, and the legitimate chain dies too.
+    assert_eq!(app.call("POST", "/auth/refresh", None, Some(json!({"refresh_token": stolen}))).await.0, 401);
+    assert_eq!(
+        app.call("POST", "/auth/refresh", None, Some(json!({"refresh_token": second["refresh_token"]}))).await.0,
+        401
+    );
+    assert_eq!(app.call("GET", "/me", Some(second["access_token"].as_str().unwrap()), None).await.0, 401);
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn answers_do_not_reveal_who_is_registered() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    app.wait_email("ada@example.com", "Subject: Welcome to").await;
+    let before = app.emails_to("ada@example.com");
+    let (status, _) = app
+        .call(
+            "POST",
+            "/auth/signup",
+            None,
+            Some(json!({"email": "ada@example.com", "password": "another-quiet-harbour-93"})),
+        )
+        .await;
+    assert_eq!(status, 202, "same answer for a taken address");
+    let (status, _) =
+        app.call("POST", "/auth/password/forgot", None, Some(json!({"email": "nobody@example.com"}))).await;
+    assert_eq!(status, 202);
+    let (a, body_a) = login(&app, "nobody@example.com", PASSWORD).await;
+    let (b, body_b) = login(&app, "ada@example.com", "wrong-password-entirely-9").await;
+    assert_eq!((a, b), (401, 401));
+    assert_eq!(body_a["code"], body_b["code"]);
+    assert_eq!(body_a["detail"], body_b["detail"]);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.emails_to("ada@example.com"), before, "nothing sent for a verified, taken address");
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_problems_and_nothing_stored() {
+    let app = TestApp::spawn(&[]).await;
+    for (body, code) in [
+        (json!({"email": "not-an-email", "password": PASSWORD}), "invalid_email"),
+        (json!({"email": "ada@example.com", "password": "password123"}), "weak_password"),
+        (json!({"email": "ada@example.com", "password": "short"}), "weak_password"),
+        (json!({"email": "ada@example.com", "password": PASSWORD, "admin": true}), "invalid_body"),
+        (json!({"email": "ada@example.com", "password": PASSWORD, "name": "x".repeat(500)}), "invalid_name"),
+    ] {
+        let (status, problem) = app.call("POST", "/auth/signup", None, Some(body)).await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["code"], code, "{problem}");
+        assert!(!problem.to_string().contains(PASSWORD));
+    }
+    assert_eq!(app.emails_to("ada@example.com"), 0, "nothing was stored or sent");
+    let (status, problem) = app.call("POST", "/auth/verify-email", None, Some(json!({"token": "forged"}))).await;
+    assert_eq!((status, problem["code"].clone()), (400, json!("invalid_token")));
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    for _ in 0..5 {
+        assert_eq!(login(&app, "ada@example.com", "wrong-password-entirely-9").await.0, 401);
+    }
+    let (status, headers, body) = app
+        .call_full("POST", "/auth/login", None, Some(json!({"email": "ada@example.com", "password": PASSWORD})))
+        .await;
+    assert_eq!(status, 429, "even the right password waits: {body}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 900);
+    assert_eq!(body["code"], "too_many_requests");
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_password_reset_ends_every_session_and_its_link_works_once() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    let (_, s1) = login(&app, "ada@example.com", PASSWORD).await;
+    let (status, _) = app.call("POST", "/auth/password/forgot", None, Some(json!({"email": "ada@example.com"}))).await;
+    assert_eq!(status, 202);
+    let token = app.token_from_email("ada@example.com", "Reset your").await;
+    let (status, weak) =
+        app.call("POST", "/auth/password/reset", None, Some(json!({"token": token, "password": "123456789"}))).await;
+    assert_eq!(
+        (status, weak["code"].clone()),
+        (422, json!("weak_password")),
+        "a weak password does not use up the link"
+    );
+    let new_password = "copper-lantern-meadow-81";
+    let (status, body) =
+        app.call("POST", "/auth/password/reset", None, Some(json!({"token": token, "password": new_password}))).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(app.call("GET", "/me", Some(s1["access_token"].as_str().unwrap()), None).await.0, 401);
+    let (status, _) = app
+        .call(
+            "POST",
+            "/auth/password/reset",
+            None,
+            Some(json!({"token": token, "password": "another-copper-lantern-2"})),
+        )
+        .await;
+    assert_eq!(status, 400, "the link works once");
+    assert_eq!(login(&app, "ada@example.com", PASSWORD).await.0, 401);
+    assert_eq!(login(&app, "ada@example.com", new_password).await.0, 200);
+    app.wait_email("ada@example.com", "password was changed").await;
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn changing_the_password_keeps_this_session_and_ends_the_others() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    let (_, laptop) = login(&app, "ada@example.com", PASSWORD).await;
+    let (_, phone) = login(&app, "ada@example.com", PASSWORD).await;
+    let laptop_token = laptop["access_token"].as_str().unwrap();
+    let wrong = json!({"current_password": "not-my-password-at-all-1", "new_password": "copper-lantern-meadow-81"});
+    assert_eq!(app.call("POST", "/auth/password/change", Some(laptop_token), Some(wrong)).await.0, 403);
+    let change = json!({"current_password": PASSWORD, "new_password": "copper-lantern-meadow-81"});
+    assert_eq!(app.call("POST", "/auth/password/change", Some(laptop_token), Some(change)).await.0, 204);
+    assert_eq!(app.call("GET", "/me", Some(laptop_token), None).await.0, 200);
+    assert_eq!(app.call("GET", "/me", Some(phone["access_token"].as_str().unwrap()), None).await.0, 401);
+    // Revoking a session by id, and not someone else's.
+    let (_, tablet) = login(&app, "ada@example.com", "copper-lantern-meadow-81").await;
+    let path = format!("/auth/sessions/{}", tablet["session_id"].as_str().unwrap());
+    assert_eq!(app.call("DELETE", &path, Some(laptop_token), None).await.0, 204);
+    assert_eq!(app.call("DELETE", &path, Some(laptop_token), None).await.0, 404);
+    assert_eq!(app.call("GET", "/me", Some(tablet["access_token"].as_str().unwrap()), None).await.0, 401);
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_log_records_security_events_in_an_unbroken_chain() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    login(&app, "ada@example.com", "wrong-password-entirely-9").await;
+    let (_, s) = login(&app, "ada@example.com", PASSWORD).await;
+    let token = s["access_token"].as_str().unwrap();
+    let (status, page) = app.call("GET", "/me/audit?limit=2", Some(token), None).await;
+    assert_eq!(status, 200, "{page}");
+    let actions: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["user.logged_in", "user.login_failed"]);
+    let (_, rest) = app
+        .call("GET", &format!("/me/audit?cursor={}", page["next_cursor"].as_str().unwrap()), Some(token), None)
+        .await;
+    let older: Vec<&str> = rest["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(older, ["user.email_verified", "user.signed_up"]);
+    let uid = app.call("GET", "/me", Some(token), None).await.1["id"].as_str().unwrap().to_owned();
+    let stream = format!("user:{uid}");
+    let verified = shared::audit::verify(app.stack.services.store.as_ref(), &stream).await.unwrap();
+    assert_eq!(verified, Ok(4));
+    assert_eq!(app.call("GET", "/me/audit?cursor=garbage", Some(token), None).await.0, 400);
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn jwks_and_discovery_describe_the_signing_keys() {
+    let app = TestApp::spawn(&[]).await;
+    let (status, jwks) = app.call("GET", "/.well-known/jwks.json", None, None).await;
+    assert_eq!(status, 200);
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["alg"].as_str(), key["use"].as_str()),
+        (Some("RSA"), Some("RS256"), Some("sig"))
+    );
+    assert!(key["n"].as_str().unwrap().len() > 300);
+    let (_, discovery) = app.call("GET", "/.well-known/openid-configuration", None, None).await;
+    assert_eq!(discovery["issuer"], app.base.as_str());
+    assert_eq!(discovery["jwks_uri"], format!("{}/.well-known/jwks.json", app.base));
+    app.stack.stop().await;
+}

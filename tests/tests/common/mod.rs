@@ -1,0 +1,129 @@
+#![allow(dead_code)] // each test file uses a part of it
+//! The local stack for integration tests: each test gets its own, on a free port, in its own
+//! temporary data directory, with an HTTP client and helpers to read its outbox.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::config::Config;
+
+/// A running local stack.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// A client for it.
+    pub client: reqwest::Client,
+    /// The stack (its services: store, queues...).
+    pub stack: local::RunningStack,
+    /// Its data directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Starts a stack with `extra` settings on top of the defaults.
+    ///
+    /// # Panics
+    /// If it does not start.
+    pub async fn spawn(extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut vars = vec![
+            ("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string()),
+            ("GROUNDWORK_PORT".to_owned(), "0".to_owned()),
+            ("GROUNDWORK_APP_URL".to_owned(), "https://app.acme.test".to_owned()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let stack = local::start(Config::from_vars(vars).expect("config")).await.expect("stack starts");
+        let base = format!("http://{}", stack.addr);
+        Self { base, client: reqwest::Client::new(), stack, dir }
+    }
+
+    /// The outbox directory.
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.path().join("outbox")
+    }
+
+    /// Sends a JSON request; returns the status and the JSON body (Null if none).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let (status, _, body) = self.call_full(method, path, token, body).await;
+        (status, body)
+    }
+
+    /// As [`TestApp::call`], with the response headers.
+    pub async fn call_full(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.client.request(method.parse().expect("method"), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    /// Waits for an email to `to` whose text contains `needle`, and returns the value of the
+    /// first `token=` parameter in it.
+    ///
+    /// # Panics
+    /// If none arrives.
+    pub async fn token_from_email(&self, to: &str, needle: &str) -> String {
+        for _ in 0..100 {
+            if let Ok(entries) = std::fs::read_dir(self.outbox()) {
+                let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+                paths.sort();
+                for p in paths.iter().rev() {
+                    let Ok(text) = std::fs::read_to_string(p) else { continue };
+                    if text.contains(&format!("To: {to}")) && text.contains(needle) {
+                        let at = text.find("token=").expect("a token link") + "token=".len();
+                        return text[at..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                            .collect();
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no email to {to} containing {needle:?}");
+    }
+
+    /// Waits for an email to `to` containing `needle`; returns its text.
+    ///
+    /// # Panics
+    /// If none arrives.
+    pub async fn wait_email(&self, to: &str, needle: &str) -> String {
+        for _ in 0..100 {
+            if let Ok(entries) = std::fs::read_dir(self.outbox()) {
+                for e in entries.flatten() {
+                    let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+                    if text.contains(&format!("To: {to}")) && text.contains(needle) {
+                        return text;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no email to {to} containing {needle:?}");
+    }
+
+    /// How many emails went to `to`.
+    pub fn emails_to(&self, to: &str) -> usize {
+        std::fs::read_dir(self.outbox())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&format!("To: {to}"))))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
