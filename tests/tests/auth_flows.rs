@@ -242,3 +242,118 @@ async fn jwks_and_discovery_describe_the_signing_keys() {
     assert_eq!(discovery["jwks_uri"], format!("{}/.well-known/jwks.json", app.base));
     app.stack.stop().await;
 }
+
+fn totp_code(secret: &str, offset_secs: i64) -> String {
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+        .with_account_name("ada@example.com")
+        .build()
+        .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    totp.generate(now.checked_add_signed(offset_secs).unwrap()).to_string()
+}
+
+#[tokio::test]
+async fn two_factor_enrolment_login_recovery_and_disable() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    let (_, s) = login(&app, "ada@example.com", PASSWORD).await;
+    let token = s["access_token"].as_str().unwrap().to_owned();
+
+    let (status, enrol) = app.call("POST", "/auth/mfa/totp/enroll", Some(&token), None).await;
+    assert_eq!(status, 200, "{enrol}");
+    let secret = enrol["secret"].as_str().unwrap().to_owned();
+    assert!(enrol["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"));
+    assert!(enrol["qr_svg"].as_str().unwrap().contains("<svg"));
+    let (status, bad) = app.call("POST", "/auth/mfa/totp/confirm", Some(&token), Some(json!({"code": "000000"}))).await;
+    assert_eq!((status, bad["code"].clone()), (422, json!("invalid_code")));
+    let (status, codes) =
+        app.call("POST", "/auth/mfa/totp/confirm", Some(&token), Some(json!({"code": totp_code(&secret, 0)}))).await;
+    assert_eq!(status, 200, "{codes}");
+    let recovery: Vec<String> =
+        codes["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    assert_eq!(recovery.len(), 10);
+
+    // The password alone now yields a challenge, not tokens.
+    let (status, step1) = login(&app, "ada@example.com", PASSWORD).await;
+    assert_eq!(status, 200);
+    assert_eq!(step1["mfa_required"], true);
+    assert!(step1.get("access_token").is_none());
+    let challenge = step1["challenge"].clone();
+    let (status, _) =
+        app.call("POST", "/auth/login/mfa", None, Some(json!({"challenge": challenge, "code": "123456"}))).await;
+    assert_eq!(status, 401);
+    // The code of the next step works (skew), then cannot be replayed.
+    let code = totp_code(&secret, 30);
+    let (status, pair) =
+        app.call("POST", "/auth/login/mfa", None, Some(json!({"challenge": challenge, "code": code}))).await;
+    assert_eq!(status, 200, "{pair}");
+    assert!(pair["access_token"].is_string());
+    let (_, again) = login(&app, "ada@example.com", PASSWORD).await;
+    let (status, _) =
+        app.call("POST", "/auth/login/mfa", None, Some(json!({"challenge": again["challenge"], "code": code}))).await;
+    assert_eq!(status, 401, "a code works once");
+    // A recovery code works once, whatever its formatting.
+    let formatted = recovery[0].to_uppercase();
+    let (status, _) = app
+        .call(
+            "POST",
+            "/auth/login/mfa",
+            None,
+            Some(json!({"challenge": again["challenge"], "recovery_code": formatted})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, third) = login(&app, "ada@example.com", PASSWORD).await;
+    let (status, _) = app
+        .call(
+            "POST",
+            "/auth/login/mfa",
+            None,
+            Some(json!({"challenge": third["challenge"], "recovery_code": recovery[0]})),
+        )
+        .await;
+    assert_eq!(status, 401, "a recovery code works once");
+
+    // Disabling needs the password and a code.
+    let wrong = json!({"password": "not-my-password-at-all-1", "code": recovery[1]});
+    assert_eq!(app.call("DELETE", "/auth/mfa/totp", Some(&token), Some(wrong)).await.0, 403);
+    let right = json!({"password": PASSWORD, "code": recovery[1]});
+    assert_eq!(app.call("DELETE", "/auth/mfa/totp", Some(&token), Some(right)).await.0, 204);
+    let (_, plain) = login(&app, "ada@example.com", PASSWORD).await;
+    assert!(plain["access_token"].is_string());
+    let (_, audit) = app.call("GET", "/me/audit?limit=100", Some(&token), None).await;
+    let actions: Vec<&str> =
+        audit["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"mfa.enabled") && actions.contains(&"mfa.disabled"), "{actions:?}");
+    app.stack.stop().await;
+}
+
+#[tokio::test]
+async fn guessing_second_factor_codes_is_throttled() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    let (_, s) = login(&app, "ada@example.com", PASSWORD).await;
+    let token = s["access_token"].as_str().unwrap().to_owned();
+    let (_, enrol) = app.call("POST", "/auth/mfa/totp/enroll", Some(&token), None).await;
+    let secret = enrol["secret"].as_str().unwrap().to_owned();
+    app.call("POST", "/auth/mfa/totp/confirm", Some(&token), Some(json!({"code": totp_code(&secret, 0)}))).await;
+    let (_, step1) = login(&app, "ada@example.com", PASSWORD).await;
+    for guess in 0..5 {
+        let code = format!("{:06}", 111_111 * (guess + 1) % 1_000_000);
+        let (status, _) = app
+            .call("POST", "/auth/login/mfa", None, Some(json!({"challenge": step1["challenge"], "code": code})))
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, _) = app
+        .call(
+            "POST",
+            "/auth/login/mfa",
+            None,
+            Some(json!({"challenge": step1["challenge"], "code": totp_code(&secret, 30)})),
+        )
+        .await;
+    assert_eq!(status, 429, "locked out after five wrong codes, even with the right one");
+    app.stack.stop().await;
+}

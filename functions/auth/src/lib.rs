@@ -7,6 +7,7 @@
 //! answer 202 after the same work (a password hash), and login fails the same way for an
 //! unknown email and a wrong password.
 
+pub mod mfa;
 pub mod sessions;
 pub mod users;
 
@@ -17,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::auth::password::{self, WeakPassword};
-use shared::auth::rate_limit::{self, LOGIN_PER_EMAIL, LOGIN_PER_IP, RESET_PER_EMAIL, RESET_PER_IP, SIGNUP_PER_IP};
+use shared::auth::rate_limit::{
+    self, LOGIN_PER_EMAIL, LOGIN_PER_IP, MFA_PER_USER, RESET_PER_EMAIL, RESET_PER_IP, SIGNUP_PER_IP,
+};
 use shared::auth::{AuthUser, session};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, Path, Query, RequestContext};
@@ -68,6 +71,10 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(signup))
         .routes(routes!(verify_email))
         .routes(routes!(login))
+        .routes(routes!(login_mfa))
+        .routes(routes!(totp_enroll))
+        .routes(routes!(totp_confirm))
+        .routes(routes!(totp_disable))
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(logout_all))
@@ -165,6 +172,8 @@ async fn signup(
         password_hash: hash,
         created_at_ms: now,
         password_changed_at_ms: now,
+        mfa: None,
+        mfa_pending: None,
     };
     let target = if users::create(s.store.as_ref(), &user).await? {
         sessions::record(&s, user.id, "user.signed_up", Some(user.id.to_string()), &ctx, json!({})).await?;
@@ -275,16 +284,42 @@ fn login_failed() -> ApiError {
     ApiError::Unauthenticated
 }
 
-/// Logs in: a new session and its tokens. Wrong email and wrong password fail alike.
+/// What a login answers: tokens, or, for a user with two-factor authentication, a challenge
+/// to complete at `/auth/login/mfa`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    /// Logged in.
+    Tokens(TokenPair),
+    /// A second factor is needed.
+    Mfa(MfaChallenge),
+}
+
+/// A pending login waiting for its second factor.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MfaChallenge {
+    /// Always true.
+    pub mfa_required: bool,
+    /// Send it back with the code to `/auth/login/mfa`.
+    pub challenge: String,
+    /// Seconds the challenge stays valid.
+    pub expires_in: i64,
+}
+
+/// How long a login waits for its second factor.
+pub const MFA_CHALLENGE_SECS: i64 = 300;
+
+/// Logs in: a new session and its tokens, or an MFA challenge. Wrong email and wrong
+/// password fail alike.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenPair), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = LoginResponse), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn login(
     State(s): State<Services>,
     ctx: RequestContext,
     Json(req): Json<LoginRequest>,
-) -> Result<Json<TokenPair>, ApiError> {
+) -> Result<Json<LoginResponse>, ApiError> {
     let store = s.store.as_ref();
     let now = s.clock.now_ms();
     let ip = client_key(&ctx);
@@ -317,9 +352,217 @@ async fn login(
         });
     }
     rate_limit::clear(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
+    if user.mfa.is_some() {
+        let expires = s.clock.now_secs() + MFA_CHALLENGE_SECS;
+        let challenge = users::issue_token(store, Purpose::MfaChallenge, user.id, expires).await?;
+        sessions::record(&s, user.id, "user.password_verified", None, &ctx, json!({"next": "mfa"})).await?;
+        let challenge = MfaChallenge { mfa_required: true, challenge, expires_in: MFA_CHALLENGE_SECS };
+        return Ok(Json(LoginResponse::Mfa(challenge)));
+    }
     let pair = sessions::start(&s, user.id, &ctx).await?;
     sessions::record(&s, user.id, "user.logged_in", Some(pair.session_id.clone()), &ctx, json!({})).await?;
+    Ok(Json(LoginResponse::Tokens(pair)))
+}
+
+/// The second step of a login.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaLoginRequest {
+    /// The challenge from `/auth/login`.
+    #[schema(value_type = String)]
+    pub challenge: Secret<String>,
+    /// A code from the authenticator app...
+    #[schema(value_type = Option<String>)]
+    pub code: Option<Secret<String>>,
+    /// ...or one of the recovery codes.
+    #[schema(value_type = Option<String>)]
+    pub recovery_code: Option<Secret<String>>,
+}
+
+/// Completes a login with a TOTP code or a recovery code.
+#[utoipa::path(post, path = "/auth/login/mfa", tag = "auth", request_body = MfaLoginRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn login_mfa(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<MfaLoginRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let store = s.store.as_ref();
+    let now = s.clock.now_ms();
+    let user_id = users::peek_token(store, Purpose::MfaChallenge, req.challenge.expose())
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let subject = user_id.to_string();
+    rate_limit::check(store, MFA_PER_USER, &subject, now).await?;
+    let item = store.get(&users::user_key(user_id)).await?.ok_or(ApiError::Unauthenticated)?;
+    let mut user: User = item.record()?;
+    let Some(mut factor) = user.mfa.clone() else { return Err(ApiError::Unauthenticated) };
+    let method = match (&req.code, &req.recovery_code) {
+        (Some(code), None) => {
+            let totp = mfa::totp(&factor.secret, &s.config.app_name, user.email.as_str())?;
+            mfa::accept(&totp, code.expose(), s.clock.now_secs(), factor.last_step).map(|step| {
+                factor.last_step = step;
+                "totp"
+            })
+        }
+        (None, Some(code)) => {
+            let hash = mfa::recovery_hash(code.expose());
+            factor.recovery_hashes.iter().position(|h| *h == hash && !hash.is_empty()).map(|i| {
+                factor.recovery_hashes.remove(i);
+                "recovery_code"
+            })
+        }
+        _ => {
+            return Err(ApiError::BadRequest {
+                code: "one_factor",
+                detail: "send either `code` or `recovery_code`".into(),
+            });
+        }
+    };
+    let Some(method) = method else {
+        rate_limit::hit(store, MFA_PER_USER, &subject, now).await?;
+        sessions::record(&s, user.id, "user.login_failed", None, &ctx, json!({"reason": "second_factor"})).await?;
+        return Err(ApiError::Unauthenticated);
+    };
+    user.mfa = Some(factor);
+    // The version check makes a code (or a recovery code) work once, even under a race.
+    users::save(store, &user, item.version).await.map_err(|_| ApiError::Unauthenticated)?;
+    if users::use_token(store, Purpose::MfaChallenge, req.challenge.expose()).await?.is_none() {
+        return Err(ApiError::Unauthenticated);
+    }
+    rate_limit::clear(store, MFA_PER_USER, &subject, now).await?;
+    let pair = sessions::start(&s, user.id, &ctx).await?;
+    sessions::record(&s, user.id, "user.logged_in", Some(pair.session_id.clone()), &ctx, json!({"mfa": method}))
+        .await?;
     Ok(Json(pair))
+}
+
+/// A TOTP enrolment: add the secret to an authenticator app, then confirm with a code.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Enrolment {
+    /// The secret, base32, for typing in by hand.
+    pub secret: String,
+    /// The `otpauth://` URI authenticator apps read.
+    pub otpauth_uri: String,
+    /// The URI as a QR code, SVG.
+    pub qr_svg: String,
+}
+
+/// Starts TOTP enrolment (or restarts it, if it was never confirmed).
+#[utoipa::path(post, path = "/auth/mfa/totp/enroll", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Enrolment), (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn totp_enroll(State(s): State<Services>, caller: AuthUser) -> Result<Json<Enrolment>, ApiError> {
+    let store = s.store.as_ref();
+    let item = store.get(&users::user_key(caller.user_id)).await?.ok_or(ApiError::Unauthenticated)?;
+    let mut user: User = item.record()?;
+    if user.mfa.is_some() {
+        return Err(ApiError::Conflict {
+            code: "mfa_already_enabled",
+            detail: "disable two-factor authentication first".into(),
+        });
+    }
+    let secret = mfa::new_secret()?;
+    let totp = mfa::totp(&secret, &s.config.app_name, user.email.as_str())?;
+    let uri = totp.to_url().map_err(|e| anyhow::anyhow!("otpauth URI: {e:?}"))?;
+    let qr_svg = mfa::qr_svg(&uri)?;
+    user.mfa_pending = Some(secret.clone());
+    users::save(store, &user, item.version).await?;
+    Ok(Json(Enrolment { secret, otpauth_uri: uri, qr_svg }))
+}
+
+/// A TOTP code.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// The 6-digit code from the authenticator app.
+    #[schema(value_type = String)]
+    pub code: Secret<String>,
+}
+
+/// Recovery codes, shown once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RecoveryCodes {
+    /// Each works once, in place of a TOTP code. Store them somewhere safe.
+    pub recovery_codes: Vec<String>,
+}
+
+/// Confirms TOTP enrolment with a first code; returns the recovery codes.
+#[utoipa::path(post, path = "/auth/mfa/totp/confirm", tag = "auth", request_body = CodeRequest, security(("bearer" = [])),
+    responses((status = 200, body = RecoveryCodes), (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn totp_confirm(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Json(req): Json<CodeRequest>,
+) -> Result<Json<RecoveryCodes>, ApiError> {
+    let store = s.store.as_ref();
+    let item = store.get(&users::user_key(caller.user_id)).await?.ok_or(ApiError::Unauthenticated)?;
+    let mut user: User = item.record()?;
+    let Some(secret) = user.mfa_pending.clone() else {
+        return Err(ApiError::Conflict { code: "no_enrolment", detail: "start with /auth/mfa/totp/enroll".into() });
+    };
+    let totp = mfa::totp(&secret, &s.config.app_name, user.email.as_str())?;
+    let Some(step) = mfa::accept(&totp, req.code.expose(), s.clock.now_secs(), 0) else {
+        return Err(ApiError::Invalid {
+            code: "invalid_code",
+            detail: "the code does not match; check the device's clock".into(),
+        });
+    };
+    let (codes, hashes) = mfa::recovery_codes()?;
+    user.mfa = Some(mfa::Mfa { secret, enabled_at_ms: s.clock.now_ms(), last_step: step, recovery_hashes: hashes });
+    user.mfa_pending = None;
+    users::save(store, &user, item.version).await?;
+    sessions::record(&s, user.id, "mfa.enabled", None, &ctx, json!({"method": "totp"})).await?;
+    Ok(Json(RecoveryCodes { recovery_codes: codes }))
+}
+
+/// Re-authentication to disable two-factor authentication.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableRequest {
+    /// The password.
+    #[schema(value_type = String, format = Password)]
+    pub password: Secret<String>,
+    /// A current TOTP code (or a recovery code).
+    #[schema(value_type = String)]
+    pub code: Secret<String>,
+}
+
+/// Disables TOTP, after re-authentication with the password and a code.
+#[utoipa::path(delete, path = "/auth/mfa/totp", tag = "auth", request_body = DisableRequest, security(("bearer" = [])),
+    responses((status = 204), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn totp_disable(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Json(req): Json<DisableRequest>,
+) -> Result<StatusCode, ApiError> {
+    let store = s.store.as_ref();
+    let now = s.clock.now_ms();
+    let subject = caller.user_id.to_string();
+    rate_limit::check(store, MFA_PER_USER, &subject, now).await?;
+    let item = store.get(&users::user_key(caller.user_id)).await?.ok_or(ApiError::Unauthenticated)?;
+    let mut user: User = item.record()?;
+    let Some(factor) = user.mfa.clone() else {
+        return Err(ApiError::Conflict {
+            code: "mfa_not_enabled",
+            detail: "two-factor authentication is not enabled".into(),
+        });
+    };
+    let totp = mfa::totp(&factor.secret, &s.config.app_name, user.email.as_str())?;
+    let code_ok = mfa::accept(&totp, req.code.expose(), s.clock.now_secs(), factor.last_step).is_some()
+        || factor.recovery_hashes.contains(&mfa::recovery_hash(req.code.expose()));
+    if !(password::verify(&req.password, &user.password_hash).await && code_ok) {
+        rate_limit::hit(store, MFA_PER_USER, &subject, now).await?;
+        sessions::record(&s, user.id, "mfa.disable_failed", None, &ctx, json!({})).await?;
+        return Err(ApiError::Forbidden);
+    }
+    user.mfa = None;
+    users::save(store, &user, item.version).await?;
+    sessions::record(&s, user.id, "mfa.disabled", None, &ctx, json!({"method": "totp"})).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A refresh token.

@@ -31,6 +31,12 @@ pub struct User {
     pub created_at_ms: i64,
     /// When the password last changed (Unix ms).
     pub password_changed_at_ms: i64,
+    /// Two-factor authentication, once enabled.
+    #[serde(default)]
+    pub mfa: Option<crate::mfa::Mfa>,
+    /// A TOTP secret (base32) enrolled but not yet confirmed with a first code.
+    #[serde(default)]
+    pub mfa_pending: Option<String>,
 }
 
 /// The key of user `id`.
@@ -96,6 +102,8 @@ pub enum Purpose {
     VerifyEmail,
     /// Sets a new password.
     ResetPassword,
+    /// Completes a login with a second factor.
+    MfaChallenge,
 }
 
 impl Purpose {
@@ -103,6 +111,7 @@ impl Purpose {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::MfaChallenge => "mfa_challenge",
         }
     }
 }
@@ -143,6 +152,21 @@ pub async fn issue_token(
         .expiring_at(expires_at_secs);
     store.put(Put::new(item).if_not_exists()).await?;
     Ok(token)
+}
+
+/// The user of a live token, without using it up (an MFA challenge survives wrong codes).
+///
+/// # Errors
+/// When the store fails.
+pub async fn peek_token(store: &dyn Store, purpose: Purpose, token: &str) -> Result<Option<UserId>, StoreError> {
+    if token.is_empty() || token.len() > 200 {
+        return Ok(None);
+    }
+    let Some(item) = store.get(&token_key(token)).await? else { return Ok(None) };
+    if item.data.get("purpose").and_then(|v| v.as_str()) != Some(purpose.as_str()) {
+        return Ok(None);
+    }
+    Ok(item.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()))
 }
 
 /// Uses a token: deletes it if it exists, has not expired and is for `purpose`; returns
