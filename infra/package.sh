@@ -24,8 +24,9 @@ for f in "${functions[@]}"; do packages+=(--package "$f" --bin "$f"); done
 echo "==> building ${functions[*]} for arm64 (release)"
 cargo lambda build --release --arm64 --output-format zip "${packages[@]}"
 echo
-printf '%-20s %12s %12s\n' function "bootstrap" "zip"
+printf '%-20s %14s %12s\n' function "bootstrap" "zip"
 for f in "${functions[@]}"; do
-  dir="target/lambda/$f"
-  printf '%-20s %10s B %10s B\n' "$f" "$(stat -c %s "$dir/bootstrap" 2>/dev/null || echo '?')" "$(stat -c %s "$dir/bootstrap.zip")"
+  zip="target/lambda/$f/bootstrap.zip"
+  unzipped=$(python3 -c 'import sys, zipfile; print(sum(i.file_size for i in zipfile.ZipFile(sys.argv[1]).infolist()))' "$zip")
+  printf '%-20s %12s B %10s B\n' "$f" "$unzipped" "$(stat -c %s "$zip")"
 done
