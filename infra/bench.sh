@@ -5,6 +5,8 @@
 #   - emails rendered per second, and jobs per second through the embedded queue
 #     (enqueue → consume → ack) (criterion);
 #   - GET /health through the full router (criterion);
+#   - access-token verification, an authenticated request, a refresh rotation and a login
+#     with argon2id (criterion);
 #   - cold-start init time of the platform bootstrap binary next to a hello-world
 #     lambda_runtime binary, both built in release, against a Runtime API stub.
 set -euo pipefail
@@ -12,5 +14,6 @@ cd "$(dirname "$0")/.."
 cargo bench -p shared --bench embedded_store -- --noplot
 cargo bench -p shared --bench email_and_jobs -- --noplot
 cargo bench -p platform --bench health -- --noplot
+cargo bench -p auth --bench auth -- --noplot
 cargo build --release -p platform --bin platform -p tests --example hello_lambda --example init_time
 target/release/examples/init_time hello=target/release/examples/hello_lambda platform=target/release/platform
