@@ -22,7 +22,12 @@ pub fn init(config: &Config) {
             .with_span_list(false)
             .with_target(true)
             .try_init(),
-        LogFormat::Text => builder.compact().with_target(false).try_init(),
+        // Colours only for a person at a terminal, not in a file or a pipe.
+        LogFormat::Text => builder
+            .compact()
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .try_init(),
     };
     // Already installed: keep it.
     drop(result);
