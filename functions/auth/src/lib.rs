@@ -257,11 +257,10 @@ async fn verify_email(
 ) -> Result<Json<Me>, ApiError> {
     let store = s.store.as_ref();
     let user_id = users::use_token(store, Purpose::VerifyEmail, req.token.expose()).await?.ok_or_else(invalid_token)?;
-    let item = store.get(&users::user_key(user_id)).await?.ok_or_else(invalid_token)?;
-    let mut user: User = item.record()?;
+    let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or_else(invalid_token)?;
     if !user.email_verified {
         user.email_verified = true;
-        users::save(store, &user, item.version).await?;
+        users::save(store, &user, version).await?;
         sessions::record(&s, user.id, "user.email_verified", Some(user.email.to_string()), &ctx, json!({})).await?;
         enqueue(&s, Job::SendEmail { to: user.email.clone(), email: Email::Welcome { name: user.name.clone() } })
             .await?;
@@ -395,8 +394,7 @@ async fn login_mfa(
         .ok_or(ApiError::Unauthenticated)?;
     let subject = user_id.to_string();
     rate_limit::check(store, MFA_PER_USER, &subject, now).await?;
-    let item = store.get(&users::user_key(user_id)).await?.ok_or(ApiError::Unauthenticated)?;
-    let mut user: User = item.record()?;
+    let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or(ApiError::Unauthenticated)?;
     let Some(mut factor) = user.mfa.clone() else { return Err(ApiError::Unauthenticated) };
     let method = match (&req.code, &req.recovery_code) {
         (Some(code), None) => {
@@ -427,7 +425,7 @@ async fn login_mfa(
     };
     user.mfa = Some(factor);
     // The version check makes a code (or a recovery code) work once, even under a race.
-    users::save(store, &user, item.version).await.map_err(|_| ApiError::Unauthenticated)?;
+    users::save(store, &user, version).await.map_err(|_| ApiError::Unauthenticated)?;
     if users::use_token(store, Purpose::MfaChallenge, req.challenge.expose()).await?.is_none() {
         return Err(ApiError::Unauthenticated);
     }
@@ -454,8 +452,7 @@ pub struct Enrolment {
     responses((status = 200, body = Enrolment), (status = 409, body = Problem, content_type = "application/problem+json")))]
 async fn totp_enroll(State(s): State<Services>, caller: AuthUser) -> Result<Json<Enrolment>, ApiError> {
     let store = s.store.as_ref();
-    let item = store.get(&users::user_key(caller.user_id)).await?.ok_or(ApiError::Unauthenticated)?;
-    let mut user: User = item.record()?;
+    let (mut user, version) = users::load_versioned(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
     if user.mfa.is_some() {
         return Err(ApiError::Conflict {
             code: "mfa_already_enabled",
@@ -467,7 +464,7 @@ async fn totp_enroll(State(s): State<Services>, caller: AuthUser) -> Result<Json
     let uri = totp.to_url().map_err(|e| anyhow::anyhow!("otpauth URI: {e:?}"))?;
     let qr_svg = mfa::qr_svg(&uri)?;
     user.mfa_pending = Some(secret.clone());
-    users::save(store, &user, item.version).await?;
+    users::save(store, &user, version).await?;
     Ok(Json(Enrolment { secret, otpauth_uri: uri, qr_svg }))
 }
 
@@ -498,8 +495,7 @@ async fn totp_confirm(
     Json(req): Json<CodeRequest>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
     let store = s.store.as_ref();
-    let item = store.get(&users::user_key(caller.user_id)).await?.ok_or(ApiError::Unauthenticated)?;
-    let mut user: User = item.record()?;
+    let (mut user, version) = users::load_versioned(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
     let Some(secret) = user.mfa_pending.clone() else {
         return Err(ApiError::Conflict { code: "no_enrolment", detail: "start with /auth/mfa/totp/enroll".into() });
     };
@@ -513,7 +509,7 @@ async fn totp_confirm(
     let (codes, hashes) = mfa::recovery_codes()?;
     user.mfa = Some(mfa::Mfa { secret, enabled_at_ms: s.clock.now_ms(), last_step: step, recovery_hashes: hashes });
     user.mfa_pending = None;
-    users::save(store, &user, item.version).await?;
+    users::save(store, &user, version).await?;
     sessions::record(&s, user.id, "mfa.enabled", None, &ctx, json!({"method": "totp"})).await?;
     Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
@@ -543,8 +539,7 @@ async fn totp_disable(
     let now = s.clock.now_ms();
     let subject = caller.user_id.to_string();
     rate_limit::check(store, MFA_PER_USER, &subject, now).await?;
-    let item = store.get(&users::user_key(caller.user_id)).await?.ok_or(ApiError::Unauthenticated)?;
-    let mut user: User = item.record()?;
+    let (mut user, version) = users::load_versioned(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
     let Some(factor) = user.mfa.clone() else {
         return Err(ApiError::Conflict {
             code: "mfa_not_enabled",
@@ -560,7 +555,7 @@ async fn totp_disable(
         return Err(ApiError::Forbidden);
     }
     user.mfa = None;
-    users::save(store, &user, item.version).await?;
+    users::save(store, &user, version).await?;
     sessions::record(&s, user.id, "mfa.disabled", None, &ctx, json!({"method": "totp"})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -716,14 +711,13 @@ pub struct ResetRequest {
 
 async fn set_password(s: &Services, user_id: UserId, new: &Secret<String>) -> Result<User, ApiError> {
     let store = s.store.as_ref();
-    let item = store.get(&users::user_key(user_id)).await?.ok_or(ApiError::NotFound)?;
-    let mut user: User = item.record()?;
+    let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or(ApiError::NotFound)?;
     strong(new, &user.email, s)?;
     user.password_hash = password::hash(new).await?;
     user.password_changed_at_ms = s.clock.now_ms();
     // A reset proves control of the address.
     user.email_verified = true;
-    users::save(store, &user, item.version).await?;
+    users::save(store, &user, version).await?;
     enqueue(s, Job::SendEmail { to: user.email.clone(), email: Email::PasswordChanged { name: user.name.clone() } })
         .await?;
     Ok(user)
@@ -811,12 +805,11 @@ async fn update_me(
     Json(req): Json<UpdateMe>,
 ) -> Result<Json<Me>, ApiError> {
     let store = s.store.as_ref();
-    let item = store.get(&users::user_key(caller.user_id)).await?.ok_or(ApiError::Unauthenticated)?;
-    let mut user: User = item.record()?;
+    let (mut user, version) = users::load_versioned(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
     if let Some(name) = req.name {
         user.name = clean_name(Some(name))?;
     }
-    users::save(store, &user, item.version).await?;
+    users::save(store, &user, version).await?;
     sessions::record(&s, user.id, "user.profile_updated", None, &ctx, json!({})).await?;
     Ok(Json(Me::from(&user)))
 }

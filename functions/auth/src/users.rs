@@ -68,6 +68,17 @@ pub async fn by_id(store: &dyn Store, id: UserId) -> Result<Option<User>, StoreE
     store.get_record(&user_key(id)).await
 }
 
+/// The user `id` read for a change: the record, and the version to save it against.
+///
+/// # Errors
+/// When the store fails or the record is corrupt.
+pub async fn load_versioned(store: &dyn Store, id: UserId) -> Result<Option<(User, u64)>, StoreError> {
+    match store.get(&user_key(id)).await? {
+        Some(item) => Ok(Some((item.record()?, item.version))),
+        None => Ok(None),
+    }
+}
+
 /// Creates `user`; `Ok(false)` if the address is taken.
 ///
 /// # Errors
