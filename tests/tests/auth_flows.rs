@@ -160,6 +160,9 @@ async fn a_password_reset_ends_every_session_and_its_link_works_once() {
         (422, json!("weak_password")),
         "a weak password does not use up the link"
     );
+    let own = json!({"token": token, "password": "ada@example.com-2027"});
+    let (status, _) = app.call("POST", "/auth/password/reset", None, Some(own)).await;
+    assert_eq!(status, 422, "nor one built on the user's own address");
     let new_password = "copper-lantern-meadow-81";
     let (status, body) =
         app.call("POST", "/auth/password/reset", None, Some(json!({"token": token, "password": new_password}))).await;

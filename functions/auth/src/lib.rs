@@ -732,10 +732,13 @@ async fn password_reset(
     ctx: RequestContext,
     Json(req): Json<ResetRequest>,
 ) -> Result<StatusCode, ApiError> {
-    // Check the new password before using up the token, so a weak one can be corrected.
-    if let Err(WeakPassword(detail)) = password::check_strength(&req.password, &[]) {
-        return Err(ApiError::Invalid { code: "weak_password", detail });
-    }
+    // Check the new password (against the user's own address too) before using up the
+    // token, so a weak one can be corrected with the same link.
+    let holder = users::peek_token(s.store.as_ref(), Purpose::ResetPassword, req.token.expose())
+        .await?
+        .ok_or_else(invalid_token)?;
+    let user = users::by_id(s.store.as_ref(), holder).await?.ok_or_else(invalid_token)?;
+    strong(&req.password, &user.email, &s)?;
     let user_id = users::use_token(s.store.as_ref(), Purpose::ResetPassword, req.token.expose())
         .await?
         .ok_or_else(invalid_token)?;
