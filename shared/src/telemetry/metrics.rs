@@ -52,9 +52,11 @@ impl Metrics {
     /// An empty record. The Lambda function name, when known, is added as the `Function`
     /// dimension.
     pub fn new() -> Self {
+        // Read once per process: this runs on every request and every job outcome.
+        static FUNCTION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
         let mut m = Self::default();
-        if let Ok(f) = std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
-            m.dimensions.push(("Function".into(), f));
+        if let Some(f) = FUNCTION.get_or_init(|| std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok()) {
+            m.dimensions.push(("Function".into(), f.clone()));
         }
         m
     }
