@@ -147,6 +147,29 @@ pub async fn page(
     Ok((page.records()?, page.next))
 }
 
+/// A page of audit events, as routes answer it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<AuditEvent>,
+    /// Where the next page starts, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// One page of `stream` for a route: newest first, `params` paging.
+///
+/// # Errors
+/// 400 for a bad cursor; 503 when the store fails.
+pub async fn page_for(
+    store: &dyn Store,
+    stream: &str,
+    params: &crate::http::PageParams,
+) -> Result<AuditPage, crate::error::ApiError> {
+    let (events, next) = page(store, stream, params.limit(), params.cursor()?).await?;
+    Ok(AuditPage { events, next_cursor: next.map(|c| c.encode()) })
+}
+
 /// Where a stream's chain breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the audit chain of {stream} breaks at entry {seq}")]

@@ -66,17 +66,20 @@ pub enum QueueName {
     Email,
     /// SES bounce and complaint notifications, consumed by `mail-events`.
     MailEvents,
+    /// Other background jobs (data exports...), consumed by `worker`.
+    Jobs,
 }
 
 impl QueueName {
     /// Every queue.
-    pub const ALL: [Self; 2] = [Self::Email, Self::MailEvents];
+    pub const ALL: [Self; 3] = [Self::Email, Self::MailEvents, Self::Jobs];
 
     /// The queue's short name (logs, operator routes, embedded table rows).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Email => "email",
             Self::MailEvents => "mail-events",
+            Self::Jobs => "jobs",
         }
     }
 
@@ -89,6 +92,7 @@ impl QueueName {
         match self {
             Self::Email => ("GROUNDWORK_EMAIL_QUEUE_URL", "GROUNDWORK_EMAIL_DLQ_URL"),
             Self::MailEvents => ("GROUNDWORK_MAIL_EVENTS_QUEUE_URL", "GROUNDWORK_MAIL_EVENTS_DLQ_URL"),
+            Self::Jobs => ("GROUNDWORK_JOBS_QUEUE_URL", "GROUNDWORK_JOBS_DLQ_URL"),
         }
     }
 }
@@ -165,6 +169,8 @@ pub struct Config {
     pub app_url: String,
     /// `GROUNDWORK_OPERATOR_TOKEN`: the bearer token of the `/ops` routes (unset: disabled).
     pub operator_token: Option<Secret<String>>,
+    /// `GROUNDWORK_EXPORTS_BUCKET`: the S3 bucket of data exports (else `<data dir>/exports/`).
+    pub exports_bucket: Option<String>,
     /// `GROUNDWORK_JOB_MAX_ATTEMPTS`: attempts before a job is dead-lettered (default 5).
     pub job_max_attempts: u32,
     /// `GROUNDWORK_SOFT_DELETE_RETENTION_DAYS`: how long soft-deleted records can be
@@ -317,6 +323,7 @@ impl Config {
             mail_from,
             app_name: get("GROUNDWORK_APP_NAME").unwrap_or_else(|| "Groundwork".into()),
             operator_token: get("GROUNDWORK_OPERATOR_TOKEN").map(Secret::new),
+            exports_bucket: get("GROUNDWORK_EXPORTS_BUCKET"),
             job_max_attempts: parse_or("GROUNDWORK_JOB_MAX_ATTEMPTS", get("GROUNDWORK_JOB_MAX_ATTEMPTS"), 5)?,
             soft_delete_retention_days: parse_or(
                 "GROUNDWORK_SOFT_DELETE_RETENTION_DAYS",
@@ -438,6 +445,8 @@ mod tests {
             ("GROUNDWORK_EMAIL_DLQ_URL", "https://q/email-dlq"),
             ("GROUNDWORK_MAIL_EVENTS_QUEUE_URL", "https://q/mail-events"),
             ("GROUNDWORK_MAIL_EVENTS_DLQ_URL", "https://q/mail-events-dlq"),
+            ("GROUNDWORK_JOBS_QUEUE_URL", "https://q/jobs"),
+            ("GROUNDWORK_JOBS_DLQ_URL", "https://q/jobs-dlq"),
             ("GROUNDWORK_PORT", "8080"),
             ("GROUNDWORK_MAIL_FROM", "Acme <no-reply@acme.test>"),
             ("GROUNDWORK_SMTP_URL", "smtps://u:p@mail.acme.test"),

@@ -121,6 +121,22 @@ pub enum ApiError {
     /// 403: authenticated, but not allowed.
     #[error("forbidden")]
     Forbidden,
+    /// 403 with a reason the caller can act on (enable 2FA...).
+    #[error("forbidden ({code}): {detail}")]
+    ForbiddenBecause {
+        /// A stable code.
+        code: &'static str,
+        /// What to do, safe to show.
+        detail: String,
+    },
+    /// 410: it existed and is gone for good (an expired link...).
+    #[error("gone ({code}): {detail}")]
+    Gone {
+        /// A stable code.
+        code: &'static str,
+        /// What is wrong, safe to show.
+        detail: String,
+    },
     /// 404: no such resource (or not visible to the caller).
     #[error("not found")]
     NotFound,
@@ -166,6 +182,12 @@ impl ApiError {
             }
             Self::Unauthenticated => Problem::from_status(StatusCode::UNAUTHORIZED),
             Self::Forbidden => Problem::from_status(StatusCode::FORBIDDEN),
+            Self::ForbiddenBecause { code, detail } => {
+                Problem::new(StatusCode::FORBIDDEN, code, "Not allowed").with_detail(detail.clone())
+            }
+            Self::Gone { code, detail } => {
+                Problem::new(StatusCode::GONE, code, "No longer available").with_detail(detail.clone())
+            }
             Self::NotFound => Problem::from_status(StatusCode::NOT_FOUND),
             Self::Conflict { code, detail } => {
                 Problem::new(StatusCode::CONFLICT, code, "Conflict with the current state").with_detail(detail.clone())

@@ -87,6 +87,26 @@ ulid_id!(
     /// Identifies a session (one login, its refresh tokens, its access tokens).
     SessionId
 );
+ulid_id!(
+    /// Identifies an account: the tenant, the workspace that is billed.
+    AccountId
+);
+ulid_id!(
+    /// Identifies an organization: an optional umbrella over accounts holding SSO and policy.
+    OrgId
+);
+ulid_id!(
+    /// Identifies an invitation to an account.
+    InvitationId
+);
+ulid_id!(
+    /// Identifies an API key (its visible part).
+    ApiKeyId
+);
+ulid_id!(
+    /// Identifies a data export.
+    ExportId
+);
 
 /// A request id as received from outside (API Gateway, a client header): not necessarily a
 /// ULID, but bounded and printable, so it is safe to log.

@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::QueueName;
+use crate::exports::ExportSubject;
+use crate::id::ExportId;
 use crate::mail::EmailAddress;
 use crate::mail::templates::Email;
 use crate::queue::consumer::{Message, MessageHandler};
@@ -56,6 +58,15 @@ pub enum Job {
         /// The template and its variables.
         email: Email,
     },
+    /// Build a data export (GDPR), store it, and email its link.
+    ExportData {
+        /// The export.
+        export_id: ExportId,
+        /// What it covers.
+        subject: ExportSubject,
+        /// Who receives the link.
+        notify: EmailAddress,
+    },
 }
 
 impl Job {
@@ -63,6 +74,7 @@ impl Job {
     pub fn queue(&self) -> QueueName {
         match self {
             Self::SendEmail { .. } => QueueName::Email,
+            Self::ExportData { .. } => QueueName::Jobs,
         }
     }
 
@@ -70,6 +82,7 @@ impl Job {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::SendEmail { .. } => "send_email",
+            Self::ExportData { .. } => "export_data",
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - [`mail`]: email templates, the mailer port (SES, SMTP, local outbox), suppressions;
 //! - [`soft_delete`]: the `deleted_at` + retention marker and the purge it drives;
 //! - [`schedule`]: schedule definitions shared by the template and the local scheduler;
+//! - [`tenancy`]: accounts, memberships, roles and the `Tenant` extractor that scopes every
+//!   tenant route (isolation);
 //! - [`lambda`]: the only module that knows Lambda event types.
 
 pub mod audit;
@@ -24,6 +26,7 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod exports;
 pub mod http;
 pub mod id;
 pub mod jobs;
@@ -36,6 +39,7 @@ pub mod services;
 pub mod soft_delete;
 pub mod store;
 pub mod telemetry;
+pub mod tenancy;
 
 /// The version of this build, as reported by `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, MailBackend, QueueBackend, QueueName, StoreBackend};
+use crate::exports::ExportStorage;
 use crate::mail::Mailer;
 use crate::mail::outbox::OutboxMailer;
 use crate::mail::ses::SesMailer;
@@ -66,6 +67,8 @@ pub struct Services {
     pub embedded_store: Option<SqliteStore>,
     /// Access token keys and settings.
     pub tokens: Arc<crate::auth::TokenSettings>,
+    /// Where data exports are kept.
+    pub exports: Arc<ExportStorage>,
 }
 
 /// How each embedded queue behaves (on AWS, the same settings live in `template.yaml`).
@@ -97,7 +100,8 @@ impl Services {
         let db_path = config.data_dir.join(EMBEDDED_DB_FILE);
         let needs_aws = config.store == StoreBackend::DynamoDb
             || config.queues == QueueBackend::Sqs
-            || matches!(config.mail, MailBackend::Ses { .. });
+            || matches!(config.mail, MailBackend::Ses { .. })
+            || config.exports_bucket.is_some();
         let sdk = if needs_aws { Some(crate::aws::sdk_config(&config).await) } else { None };
         let sdk_ref = || sdk.as_ref().context("no AWS configuration");
 
@@ -140,7 +144,26 @@ impl Services {
             }
             MailBackend::Smtp { url } => Arc::new(SmtpMailer::from_url(url)?),
         };
+        let exports = Arc::new(match &config.exports_bucket {
+            None => ExportStorage::Local(config.data_dir.join("exports")),
+            Some(bucket) => {
+                // Path-style addressing when an endpoint is given (local S3 API servers).
+                let s3 = aws_sdk_s3::config::Builder::from(sdk_ref()?)
+                    .force_path_style(config.aws_endpoint_url.is_some())
+                    .build();
+                ExportStorage::S3 { client: aws_sdk_s3::Client::from_conf(s3), bucket: bucket.clone() }
+            }
+        });
         let tokens = crate::auth::TokenSettings::from_config(&config)?;
-        Ok(Self { config: Arc::new(config), clock, store, queues: Queues::new(queues), mailer, embedded_store, tokens })
+        Ok(Self {
+            config: Arc::new(config),
+            clock,
+            store,
+            queues: Queues::new(queues),
+            mailer,
+            embedded_store,
+            tokens,
+            exports,
+        })
     }
 }

@@ -31,6 +31,12 @@ pub fn mark_deleted(key: Key, now_ms: i64, retention: Duration) -> Update {
         .when(Condition::Missing("deleted_at_ms".into()))
 }
 
+/// Like [`mark_deleted`], for the root item of a partition (an account): its purge deletes
+/// every item of the partition with it.
+pub fn mark_partition_deleted(key: Key, now_ms: i64, retention: Duration) -> Update {
+    mark_deleted(key, now_ms, retention).set("purge_partition", true)
+}
+
 /// Whether `item` is soft-deleted.
 pub fn is_deleted(item: &Item) -> bool {
     item.data.contains_key("deleted_at_ms")
@@ -101,6 +107,9 @@ pub async fn purge_due(store: &dyn Store, now_ms: i64, batch: u32) -> Result<usi
                     purged += 1;
                     progressed = true;
                     tracing::info!(pk = %item.key.pk, sk = %item.key.sk, "purged a soft-deleted item");
+                    if item.data.get("purge_partition").and_then(serde_json::Value::as_bool) == Some(true) {
+                        purged += purge_partition(store, &item.key.pk).await?;
+                    }
                 }
                 Err(StoreError::ConditionFailed) => {}
                 Err(e) => return Err(e),
@@ -108,6 +117,22 @@ pub async fn purge_due(store: &dyn Store, now_ms: i64, batch: u32) -> Result<usi
         }
         if page.next.is_none() || !progressed {
             return Ok(purged);
+        }
+    }
+}
+
+/// Deletes every item of partition `pk` (after its root item was purged).
+async fn purge_partition(store: &dyn Store, pk: &str) -> Result<usize, StoreError> {
+    let mut purged = 0;
+    loop {
+        let page = store.query(Query::partition(pk).limit(100)).await?;
+        if page.items.is_empty() {
+            tracing::info!(pk, purged, "purged a deleted partition");
+            return Ok(purged);
+        }
+        for item in &page.items {
+            store.delete(Delete::new(item.key.clone())).await?;
+            purged += 1;
         }
     }
 }

@@ -17,12 +17,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use shared::audit::AuditPage;
 use shared::auth::password::{self, WeakPassword};
 use shared::auth::rate_limit::{
     self, LOGIN_PER_EMAIL, LOGIN_PER_IP, MFA_PER_USER, RESET_PER_EMAIL, RESET_PER_IP, SIGNUP_PER_IP,
 };
 use shared::auth::{AuthUser, session};
 use shared::error::{ApiError, Problem};
+use shared::http::PageParams;
 use shared::http::{Json, Path, Query, RequestContext};
 use shared::id::{SessionId, UserId};
 use shared::jobs::{Job, enqueue};
@@ -30,7 +32,6 @@ use shared::mail::EmailAddress;
 use shared::mail::templates::Email;
 use shared::secret::Secret;
 use shared::services::Services;
-use shared::store::Cursor;
 use utoipa::OpenApi as _;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -83,7 +84,8 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(password_forgot))
         .routes(routes!(password_reset))
         .routes(routes!(password_change))
-        .routes(routes!(get_me, update_me))
+        .routes(routes!(get_me, update_me, erase_me))
+        .routes(routes!(export_me))
         .routes(routes!(my_audit))
         .routes(routes!(jwks))
         .routes(routes!(openid_configuration))
@@ -261,7 +263,7 @@ async fn verify_email(
     if !user.email_verified {
         user.email_verified = true;
         users::save(store, &user, version).await?;
-        sessions::record(&s, user.id, "user.email_verified", Some(user.email.to_string()), &ctx, json!({})).await?;
+        sessions::record(&s, user.id, "user.email_verified", None, &ctx, json!({})).await?;
         enqueue(&s, Job::SendEmail { to: user.email.clone(), email: Email::Welcome { name: user.name.clone() } })
             .await?;
     }
@@ -358,7 +360,7 @@ async fn login(
         let challenge = MfaChallenge { mfa_required: true, challenge, expires_in: MFA_CHALLENGE_SECS };
         return Ok(Json(LoginResponse::Mfa(challenge)));
     }
-    let pair = sessions::start(&s, user.id, &ctx).await?;
+    let pair = sessions::start(&s, user.id, &ctx, false).await?;
     sessions::record(&s, user.id, "user.logged_in", Some(pair.session_id.clone()), &ctx, json!({})).await?;
     Ok(Json(LoginResponse::Tokens(pair)))
 }
@@ -430,7 +432,7 @@ async fn login_mfa(
         return Err(ApiError::Unauthenticated);
     }
     rate_limit::clear(store, MFA_PER_USER, &subject, now).await?;
-    let pair = sessions::start(&s, user.id, &ctx).await?;
+    let pair = sessions::start(&s, user.id, &ctx, true).await?;
     sessions::record(&s, user.id, "user.logged_in", Some(pair.session_id.clone()), &ctx, json!({"mfa": method}))
         .await?;
     Ok(Json(pair))
@@ -790,6 +792,107 @@ async fn get_me(State(s): State<Services>, caller: AuthUser) -> Result<Json<Me>,
     Ok(Json(Me::from(&user)))
 }
 
+/// Re-authentication for erasing the account.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    /// The current password.
+    #[schema(value_type = String, format = Password)]
+    pub password: Secret<String>,
+}
+
+/// Erases the caller (GDPR): personal fields are scrubbed (the record keeps only its id, the
+/// pseudonym audit entries refer to), the address is released, memberships are removed and
+/// every session ends. An account the caller alone owns is soft-deleted with them if nobody
+/// else is in it; if others are, ownership must be handed over first (409 `sole_owner`).
+#[utoipa::path(delete, path = "/me", tag = "auth", request_body = EraseRequest, security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn erase_me(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Json(req): Json<EraseRequest>,
+) -> Result<StatusCode, ApiError> {
+    use shared::store::{Delete, Index, Item, Put, Query as StoreQuery, StoreExt as _, TxOp};
+    use shared::tenancy::{self, Membership, Role};
+    let store = s.store.as_ref();
+    let now = s.clock.now_ms();
+    let (user, version) = users::load_versioned(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
+    rate_limit::check(store, LOGIN_PER_EMAIL, user.email.as_str(), now).await?;
+    if !password::verify(&req.password, &user.password_hash).await {
+        rate_limit::hit(store, LOGIN_PER_EMAIL, user.email.as_str(), now).await?;
+        return Err(ApiError::Unauthenticated);
+    }
+    let index = StoreQuery::index(Index::Gsi1, format!("MEMBERSHIPS#{}", user.id));
+    let memberships: Vec<Membership> = store
+        .query_all(index)
+        .await?
+        .iter()
+        .filter(|i| !shared::soft_delete::is_deleted(i))
+        .map(Item::record)
+        .collect::<Result<_, _>>()?;
+    let mut ops = Vec::new();
+    let mut blocking = Vec::new();
+    for m in &memberships {
+        ops.push(TxOp::Delete(Delete::new(tenancy::membership_key(m.account_id, m.user_id))));
+        if m.role != Role::Owner {
+            continue;
+        }
+        let others = tenancy::members(store, m.account_id).await?;
+        if others.iter().any(|o| o.user_id != user.id && o.role == Role::Owner) {
+            continue;
+        }
+        if others.iter().any(|o| o.user_id != user.id) {
+            blocking.push(m.account_id.to_string());
+        } else if let Some((account, _)) = tenancy::load_account(store, m.account_id).await?
+            && account.deleted_at_ms.is_none()
+        {
+            ops.extend(tenancy::delete_account_ops(account.id, now, s.config.soft_delete_retention_days));
+        }
+    }
+    if !blocking.is_empty() {
+        return Err(ApiError::Conflict {
+            code: "sole_owner",
+            detail: format!("transfer ownership of these accounts first: {}", blocking.join(", ")),
+        });
+    }
+    let mut tombstone = Item::new(users::user_key(user.id)).with("id", user.id.to_string()).with("erased_at_ms", now);
+    tombstone.version = version;
+    ops.push(TxOp::Put(Put::new(tombstone).if_unchanged()));
+    ops.push(TxOp::Delete(Delete::new(users::email_key(&user.email))));
+    // One transaction holds at most 100 operations; members of that many accounts are rare.
+    for chunk in ops.chunks(100) {
+        store.transact(chunk.to_vec()).await?;
+    }
+    sessions::revoke_all(&s, user.id, None).await?;
+    sessions::record(&s, user.id, "user.erased", None, &ctx, json!({"memberships_removed": memberships.len()})).await?;
+    for m in &memberships {
+        let actor = Some(user.id.to_string());
+        tenancy::record(&s, m.account_id, actor, "member.erased", Some(user.id.to_string()), ctx.origin(), json!({}))
+            .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A started export.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ExportStarted {
+    /// The export; a link to it is emailed when it is ready.
+    pub export_id: String,
+}
+
+/// Starts an export of everything about the caller (GDPR); the link arrives by email.
+#[utoipa::path(post, path = "/me/export", tag = "auth", security(("bearer" = [])),
+    responses((status = 202, body = ExportStarted), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn export_me(State(s): State<Services>, ctx: RequestContext, caller: AuthUser) -> Result<Response, ApiError> {
+    let subject = shared::exports::ExportSubject::User(caller.user_id);
+    let id = shared::exports::start(&s, subject, caller.user_id).await?;
+    sessions::record(&s, caller.user_id, "user.export_requested", Some(id.to_string()), &ctx, json!({})).await?;
+    Ok(shared::http::json_with_status(StatusCode::ACCEPTED, &ExportStarted { export_id: id.to_string() }))
+}
+
 /// Profile changes.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -817,25 +920,6 @@ async fn update_me(
     Ok(Json(Me::from(&user)))
 }
 
-/// Paging of a list.
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct PageParams {
-    /// Items per page (1 to 100, default 50).
-    pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// A page of audit events.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct AuditPage {
-    /// Newest first.
-    #[schema(value_type = Vec<Object>)]
-    pub events: Vec<shared::audit::AuditEvent>,
-    /// Where the next page starts, if there is one.
-    pub next_cursor: Option<String>,
-}
-
 /// The caller's own audit events (sign-ins, password changes, sessions...), newest first.
 #[utoipa::path(get, path = "/me/audit", tag = "auth", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = AuditPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
@@ -844,16 +928,7 @@ async fn my_audit(
     caller: AuthUser,
     Query(p): Query<PageParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let cursor = p
-        .cursor
-        .as_deref()
-        .map(Cursor::decode)
-        .transpose()
-        .map_err(|_| ApiError::BadRequest { code: "invalid_cursor", detail: "the cursor is not valid".into() })?;
-    let limit = p.limit.unwrap_or(50).clamp(1, 100);
-    let (events, next) =
-        shared::audit::page(s.store.as_ref(), &format!("user:{}", caller.user_id), limit, cursor).await?;
-    Ok(Json(AuditPage { events, next_cursor: next.map(|c| c.encode()) }))
+    Ok(Json(shared::audit::page_for(s.store.as_ref(), &format!("user:{}", caller.user_id), &p).await?))
 }
 
 /// The public keys that verify access tokens (JSON Web Key Set).

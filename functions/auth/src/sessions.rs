@@ -49,11 +49,11 @@ fn access_token(services: &Services, user: UserId, sid: SessionId, now_secs: i64
     Ok((tokens::sign(&t.keys, &claims)?, t.access_ttl_secs))
 }
 
-/// Starts a session for `user`.
+/// Starts a session for `user`; `mfa` says whether a second factor was checked.
 ///
 /// # Errors
 /// When the store fails.
-pub async fn start(services: &Services, user: UserId, ctx: &RequestContext) -> Result<TokenPair, ApiError> {
+pub async fn start(services: &Services, user: UserId, ctx: &RequestContext, mfa: bool) -> Result<TokenPair, ApiError> {
     let now = services.clock.now_ms();
     let expires = now / 1000 + services.tokens.refresh_ttl_secs;
     let sid = SessionId::new();
@@ -66,6 +66,7 @@ pub async fn start(services: &Services, user: UserId, ctx: &RequestContext) -> R
         ip: ctx.ip.clone(),
         user_agent: ctx.user_agent.clone(),
         refresh_hash: hash_secret(&refresh),
+        mfa,
     };
     let refresh_item = Item::new(refresh_key(&refresh))
         .with("session_id", sid.to_string())

@@ -6,10 +6,8 @@
 //! - `TOKEN#<sha256>` / `TOKEN`: a single-use token (email verification, password reset),
 //!   stored hashed, expiring, deleted when used.
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use shared::id::UserId;
 use shared::mail::EmailAddress;
 use shared::store::{Condition, Delete, Item, Key, Put, Store, StoreError, StoreExt as _, TxOp};
@@ -44,7 +42,8 @@ pub fn user_key(id: UserId) -> Key {
     Key::new(format!("USER#{id}"), "USER")
 }
 
-fn email_key(email: &EmailAddress) -> Key {
+/// The key of an address's owner record.
+pub fn email_key(email: &EmailAddress) -> Key {
     Key::new(format!("EMAIL#{email}"), "EMAIL")
 }
 
@@ -127,20 +126,7 @@ impl Purpose {
     }
 }
 
-/// A fresh random secret, URL-safe (256 bits).
-///
-/// # Errors
-/// If the system's random source fails.
-pub fn random_secret() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// The hex SHA-256 of a secret, as stored.
-pub fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use shared::auth::{hash_secret, random_secret};
 
 fn token_key(token: &str) -> Key {
     Key::new(format!("TOKEN#{}", hash_secret(token)), "TOKEN")

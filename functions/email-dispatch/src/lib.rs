@@ -38,7 +38,9 @@ impl EmailDispatch {
 #[async_trait]
 impl JobHandler for EmailDispatch {
     async fn run(&self, envelope: &Envelope) -> Result<JobOutcome, JobError> {
-        let Job::SendEmail { to, email } = &envelope.job;
+        let Job::SendEmail { to, email } = &envelope.job else {
+            return Err(JobError::Permanent(anyhow::anyhow!("{} is not an email job", envelope.job.kind())));
+        };
         let store = self.services.store.as_ref();
         if let Some(s) = suppression::get(store, to).await.map_err(|e| JobError::Retry(e.into()))? {
             return Ok(JobOutcome::Skipped(format!("recipient suppressed ({:?}: {})", s.reason, s.detail)));

@@ -82,6 +82,7 @@ pub fn api_description() -> &'static OpenApi {
     DOC.get_or_init(|| {
         let mut doc = api();
         doc.merge(auth::api());
+        doc.merge(tenancy::api());
         doc.info.version = shared::VERSION.to_owned();
         doc
     })

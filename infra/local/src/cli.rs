@@ -51,7 +51,7 @@ pub const USAGE: &str = "usage:
   groundwork dead-letters [list|redrive] [--queue NAME] list or redrive dead-lettered jobs
   groundwork dns-records DOMAIN [--region R] [--from-ses] print the DNS records for sending mail
   groundwork jwt-key                                    print a new access-token signing key (base64 PKCS#8)
-queues: email, mail-events";
+queues: email, mail-events, jobs";
 
 /// Parses the arguments after the program name.
 ///

@@ -24,7 +24,10 @@ pub mod cli;
 
 /// Every function's routes, merged, with the shared HTTP conventions applied once.
 pub fn router(services: &Services) -> Router {
-    let routes = Router::new().merge(platform::routes(services.clone())).merge(auth::routes(services.clone()));
+    let routes = Router::new()
+        .merge(platform::routes(services.clone()))
+        .merge(auth::routes(services.clone()))
+        .merge(tenancy::routes(services.clone()));
     shared::http::finish(routes, HttpSettings::from(services.config.as_ref()))
 }
 
@@ -39,6 +42,7 @@ pub fn consumers(services: &Services) -> anyhow::Result<Vec<Consumer>> {
     Ok(vec![
         (services.queues.get(QueueName::Email), email_dispatch::handler(services.clone())?),
         (services.queues.get(QueueName::MailEvents), mail_events::handler(services.clone())),
+        (services.queues.get(QueueName::Jobs), worker::handler(services.clone())),
     ])
 }
 

@@ -2,6 +2,7 @@
 //! ([`tokens`]), passwords ([`password`]), attempt limits ([`rate_limit`]), sessions
 //! ([`session`]) and the request extractor [`AuthUser`], which every authenticated route takes.
 
+pub mod api_keys;
 pub mod keys;
 pub mod password;
 pub mod rate_limit;
@@ -56,6 +57,25 @@ impl TokenSettings {
     }
 }
 
+/// A fresh random secret: 32 bytes, URL-safe base64 (tokens in links, refresh tokens, API
+/// key secrets).
+///
+/// # Errors
+/// When the system has no randomness.
+pub fn random_secret() -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The hex SHA-256 of a secret, as stored (secrets are random, so no salt or stretching is
+/// needed; only passwords get argon2).
+pub fn hash_secret(secret: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The authenticated caller: a user, through a live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
@@ -63,6 +83,43 @@ pub struct AuthUser {
     pub user_id: UserId,
     /// The session the access token belongs to.
     pub session_id: SessionId,
+    /// Whether the session was opened with a second factor.
+    pub mfa: bool,
+}
+
+/// Who is calling: a signed-in user, or an API key of one account. Tenant-scoped routes take
+/// either (through [`crate::tenancy::Tenant`]); user routes take [`AuthUser`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A user with a session.
+    User(AuthUser),
+    /// A machine, with an API key.
+    ApiKey(api_keys::ApiKeyCaller),
+}
+
+impl Caller {
+    /// The actor recorded in audit events: `user:<id>` or `api_key:<id>`.
+    pub fn actor(&self) -> String {
+        match self {
+            Self::User(u) => u.user_id.to_string(),
+            Self::ApiKey(k) => format!("api_key:{}", k.key_id),
+        }
+    }
+}
+
+impl FromRequestParts<Services> for Caller {
+    type Rejection = crate::error::ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+        match bearer(parts) {
+            Some(token) if token.starts_with(api_keys::PREFIX) => {
+                let key = api_keys::authenticate(services, token).await?;
+                crate::http::record_tenant(&key.account_id);
+                Ok(Self::ApiKey(key))
+            }
+            _ => Ok(Self::User(authenticate(parts, services).await?)),
+        }
+    }
 }
 
 /// Why a request is not authenticated: 401 with `WWW-Authenticate`, nothing more specific.
@@ -104,9 +161,9 @@ async fn authenticate(parts: &Parts, services: &Services) -> Result<AuthUser, cr
     let user_id: UserId = claims.sub.parse().map_err(|_| unauthenticated())?;
     let session_id: SessionId = claims.sid.parse().map_err(|_| unauthenticated())?;
     // A revoked session's access tokens stop working at once, not at their expiry.
-    if session::load(services.store.as_ref(), user_id, session_id).await?.is_none() {
+    let Some(session) = session::load(services.store.as_ref(), user_id, session_id).await? else {
         return Err(unauthenticated());
-    }
+    };
     crate::http::record_user(&user_id);
-    Ok(AuthUser { user_id, session_id })
+    Ok(AuthUser { user_id, session_id, mfa: session.mfa })
 }

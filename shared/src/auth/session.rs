@@ -26,6 +26,9 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// The hash of its current refresh token.
     pub refresh_hash: String,
+    /// Whether it was opened with a second factor (TOTP or a recovery code).
+    #[serde(default)]
+    pub mfa: bool,
 }
 
 /// The key of a session.

@@ -124,3 +124,29 @@ pub fn api_of(router: FunctionRouter) -> utoipa::openapi::OpenApi {
 pub fn json_with_status<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     (status, axum::Json(value)).into_response()
 }
+
+/// The paging of a list: `?limit=` and the opaque `?cursor=` of the previous page.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    /// Items per page (1 to 100, default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    /// The page size, clamped to 1..=100.
+    pub fn limit(&self) -> u32 {
+        self.limit.unwrap_or(50).clamp(1, 100)
+    }
+
+    /// The decoded cursor.
+    ///
+    /// # Errors
+    /// 400 `invalid_cursor`.
+    pub fn cursor(&self) -> Result<Option<crate::store::Cursor>, crate::error::ApiError> {
+        self.cursor.as_deref().map(crate::store::Cursor::decode).transpose().map_err(|_| {
+            crate::error::ApiError::BadRequest { code: "invalid_cursor", detail: "the cursor is not valid".into() }
+        })
+    }
+}

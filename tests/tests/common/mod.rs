@@ -127,3 +127,26 @@ impl TestApp {
             .unwrap_or(0)
     }
 }
+
+/// The password test users sign up with.
+pub const PASSWORD: &str = "violet-anchor-trombone-47";
+
+impl TestApp {
+    /// Signs `email` up, verifies it through the emailed link, logs in; returns the access
+    /// token and the user id.
+    ///
+    /// # Panics
+    /// If a step fails.
+    pub async fn user(&self, email: &str) -> (String, String) {
+        let body = serde_json::json!({"email": email, "password": PASSWORD});
+        let (status, answer) = self.call("POST", "/auth/signup", None, Some(body.clone())).await;
+        assert_eq!(status, 202, "{answer}");
+        let token = self.token_from_email(email, "Confirm your email address").await;
+        let (status, me) =
+            self.call("POST", "/auth/verify-email", None, Some(serde_json::json!({"token": token}))).await;
+        assert_eq!(status, 200, "{me}");
+        let (status, tokens) = self.call("POST", "/auth/login", None, Some(body)).await;
+        assert_eq!(status, 200, "{tokens}");
+        (tokens["access_token"].as_str().expect("token").to_owned(), me["id"].as_str().expect("id").to_owned())
+    }
+}

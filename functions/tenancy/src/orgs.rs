@@ -1,0 +1,333 @@
+//! Organizations: an optional umbrella over accounts that holds enterprise SSO settings.
+//! The creator is its first admin; an account joins when an org admin who also owns the
+//! account attaches it.
+//!
+//! - `ORG#<id>` / `ORG`: the [`Organization`];
+//! - `ORG#<id>` / `ACCOUNT#<account>`: an attached account.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::auth::{AuthUser, Caller};
+use shared::error::{ApiError, Problem};
+use shared::http::{Json, Path, RequestContext, json_with_status};
+use shared::id::{AccountId, OrgId, UserId};
+use shared::secret::Secret;
+use shared::services::Services;
+use shared::store::{Item, Key, Put, Query, StoreExt as _, TxOp};
+use shared::tenancy::{self, Action, Deleted, Role, account_key};
+
+/// Enterprise OIDC settings of an organization.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SsoConfig {
+    /// The IdP's issuer URL (its discovery document is `<issuer>/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// The client id registered at the IdP.
+    pub client_id: String,
+    /// The client secret (stored; never returned).
+    pub client_secret: String,
+    /// Email domains whose users may sign in through it.
+    pub allowed_domains: Vec<String>,
+    /// Just-in-time membership: users signing in through it join this account...
+    pub jit_account_id: Option<AccountId>,
+    /// ...with this role.
+    pub jit_role: Role,
+    /// When it last changed (Unix ms).
+    pub updated_at_ms: i64,
+}
+
+/// An organization.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Organization {
+    /// Its id.
+    pub id: OrgId,
+    /// Its name.
+    pub name: String,
+    /// Who created it.
+    pub created_by: UserId,
+    /// When (Unix ms).
+    pub created_at_ms: i64,
+    /// Its admins.
+    pub admins: Vec<UserId>,
+    /// Enterprise SSO, once configured.
+    #[serde(default)]
+    pub sso: Option<SsoConfig>,
+}
+
+fn org_key(id: OrgId) -> Key {
+    Key::new(format!("ORG#{id}"), "ORG")
+}
+
+/// SSO settings as shown (no secret).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SsoView {
+    /// The issuer.
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// Allowed email domains.
+    pub allowed_domains: Vec<String>,
+    /// The account users join on first sign-in.
+    pub jit_account_id: Option<String>,
+    /// Their role there.
+    pub jit_role: Role,
+    /// When it last changed (Unix ms).
+    pub updated_at_ms: i64,
+}
+
+/// An organization as its admins see it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrgView {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its admins (user ids).
+    pub admins: Vec<String>,
+    /// Its accounts.
+    pub account_ids: Vec<String>,
+    /// Its SSO settings.
+    pub sso: Option<SsoView>,
+    /// When it was created (Unix ms).
+    pub created_at_ms: i64,
+}
+
+async fn org_view(s: &Services, org: &Organization) -> Result<OrgView, ApiError> {
+    let items = s.store.query_all(Query::partition(format!("ORG#{}", org.id)).begins_with("ACCOUNT#")).await?;
+    let account_ids = items.iter().filter_map(|i| i.key.sk.strip_prefix("ACCOUNT#").map(str::to_owned)).collect();
+    Ok(OrgView {
+        id: org.id.to_string(),
+        name: org.name.clone(),
+        admins: org.admins.iter().map(ToString::to_string).collect(),
+        account_ids,
+        sso: org.sso.as_ref().map(|c| SsoView {
+            issuer: c.issuer.clone(),
+            client_id: c.client_id.clone(),
+            allowed_domains: c.allowed_domains.clone(),
+            jit_account_id: c.jit_account_id.map(|a| a.to_string()),
+            jit_role: c.jit_role,
+            updated_at_ms: c.updated_at_ms,
+        }),
+        created_at_ms: org.created_at_ms,
+    })
+}
+
+async fn record(
+    s: &Services,
+    org: OrgId,
+    actor: UserId,
+    action: &str,
+    ctx: &RequestContext,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let event = shared::audit::NewEvent {
+        actor: Some(actor.to_string()),
+        action: action.to_owned(),
+        target: Some(org.to_string()),
+        origin: ctx.origin(),
+        detail,
+    };
+    shared::audit::append(s.store.as_ref(), &format!("org:{org}"), event, s.clock.now_ms()).await?;
+    Ok(())
+}
+
+/// An organization as an admin may change it; anyone else gets 404.
+async fn load_as_admin(s: &Services, id: OrgId, user: UserId) -> Result<(Organization, u64), ApiError> {
+    let item = s.store.get(&org_key(id)).await?.ok_or(ApiError::NotFound)?;
+    let org: Organization = item.record()?;
+    if !org.admins.contains(&user) {
+        return Err(ApiError::NotFound);
+    }
+    Ok((org, item.version))
+}
+
+/// A new organization.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrganization {
+    /// Its name.
+    pub name: String,
+}
+
+/// Creates an organization; the caller is its admin.
+#[utoipa::path(post, path = "/organizations", tag = "tenancy", request_body = NewOrganization, security(("bearer" = [])),
+    responses((status = 201, body = OrgView), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn create(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Json(req): Json<NewOrganization>,
+) -> Result<Response, ApiError> {
+    let org = Organization {
+        id: OrgId::new(),
+        name: crate::clean_name(&req.name)?,
+        created_by: caller.user_id,
+        created_at_ms: s.clock.now_ms(),
+        admins: vec![caller.user_id],
+        sso: None,
+    };
+    s.store.put(Put::new(Item::from_record(org_key(org.id), &org)?).if_not_exists()).await?;
+    record(&s, org.id, caller.user_id, "organization.created", &ctx, json!({})).await?;
+    Ok(json_with_status(StatusCode::CREATED, &org_view(&s, &org).await?))
+}
+
+/// Reads an organization (its admins only).
+#[utoipa::path(get, path = "/organizations/{org_id}", tag = "tenancy", security(("bearer" = [])),
+    params(("org_id" = String, Path)),
+    responses((status = 200, body = OrgView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn get(
+    State(s): State<Services>,
+    caller: AuthUser,
+    Path(id): Path<OrgId>,
+) -> Result<Json<OrgView>, ApiError> {
+    let (org, _) = load_as_admin(&s, id, caller.user_id).await?;
+    Ok(Json(org_view(&s, &org).await?))
+}
+
+/// An account to attach.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Attach {
+    /// An account the caller owns.
+    pub account_id: String,
+}
+
+/// Attaches an account to the organization: the caller must be an org admin and own the
+/// account.
+#[utoipa::path(post, path = "/organizations/{org_id}/accounts", tag = "tenancy", request_body = Attach,
+    security(("bearer" = [])), params(("org_id" = String, Path)),
+    responses((status = 200, body = OrgView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn attach(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Path(id): Path<OrgId>,
+    Json(req): Json<Attach>,
+) -> Result<Json<OrgView>, ApiError> {
+    let (org, _) = load_as_admin(&s, id, caller.user_id).await?;
+    let account_id: AccountId = req.account_id.parse().map_err(|_| ApiError::NotFound)?;
+    let scope = tenancy::authorize(&s, Caller::User(caller.clone()), account_id, Deleted::Refuse).await?;
+    scope.require(Action::TransferOwnership)?;
+    let (mut account, version) =
+        tenancy::load_account(s.store.as_ref(), account_id).await?.ok_or(ApiError::NotFound)?;
+    if let Some(current) = account.org_id
+        && current != id
+    {
+        return Err(ApiError::Conflict {
+            code: "in_another_organization",
+            detail: "the account belongs to another organization".into(),
+        });
+    }
+    account.org_id = Some(id);
+    let mut item = Item::from_record(account_key(account_id), &account)?;
+    item.version = version;
+    let link = Item::new(Key::new(format!("ORG#{id}"), format!("ACCOUNT#{account_id}")))
+        .with("account_id", account_id.to_string());
+    s.store.transact(vec![TxOp::Put(Put::new(item).if_unchanged()), TxOp::Put(Put::new(link))]).await?;
+    record(&s, id, caller.user_id, "organization.account_attached", &ctx, json!({"account_id": account_id})).await?;
+    scope.audit(&s, "account.attached_to_organization", Some(id.to_string()), ctx.origin(), json!({})).await?;
+    Ok(Json(org_view(&s, &org).await?))
+}
+
+/// Enterprise OIDC settings.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoRequest {
+    /// The IdP's issuer URL (https; http only for loopback).
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    #[schema(value_type = String)]
+    pub client_secret: Secret<String>,
+    /// Email domains allowed to sign in (at least one).
+    pub allowed_domains: Vec<String>,
+    /// An account of the organization that users join on first sign-in.
+    pub jit_account_id: Option<String>,
+    /// Their role there (default `member`; never `owner`).
+    pub jit_role: Option<Role>,
+}
+
+fn invalid(code: &'static str, detail: &str) -> ApiError {
+    ApiError::Invalid { code, detail: detail.into() }
+}
+
+fn valid_issuer(issuer: &str) -> bool {
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
+    (issuer.starts_with("https://") || loopback.iter().any(|p| issuer.starts_with(p)))
+        && issuer.len() <= 500
+        && !issuer.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Sets the organization's enterprise OIDC configuration.
+#[utoipa::path(put, path = "/organizations/{org_id}/sso", tag = "tenancy", request_body = SsoRequest,
+    security(("bearer" = [])), params(("org_id" = String, Path)),
+    responses((status = 200, body = OrgView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn put_sso(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Path(id): Path<OrgId>,
+    Json(req): Json<SsoRequest>,
+) -> Result<Json<OrgView>, ApiError> {
+    let (mut org, version) = load_as_admin(&s, id, caller.user_id).await?;
+    if !valid_issuer(&req.issuer) {
+        return Err(invalid("invalid_issuer", "the issuer is an https URL (http only on loopback)"));
+    }
+    if req.client_id.trim().is_empty() || req.client_id.len() > 500 {
+        return Err(invalid("invalid_client_id", "the client id is 1 to 500 characters"));
+    }
+    if req.client_secret.expose().is_empty() || req.client_secret.expose().len() > 1000 {
+        return Err(invalid("invalid_client_secret", "the client secret is 1 to 1000 characters"));
+    }
+    let mut domains = Vec::new();
+    for d in &req.allowed_domains {
+        let d = d.trim().to_ascii_lowercase();
+        let ok = !d.is_empty()
+            && d.len() <= 253
+            && d.contains('.')
+            && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if !ok {
+            return Err(invalid("invalid_domain", "allowed_domains holds domain names like example.com"));
+        }
+        domains.push(d);
+    }
+    if domains.is_empty() || domains.len() > 50 {
+        return Err(invalid("invalid_domain", "give 1 to 50 allowed domains"));
+    }
+    let jit_role = req.jit_role.unwrap_or(Role::Member);
+    if jit_role == Role::Owner {
+        return Err(invalid("invalid_role", "single sign-on cannot make owners"));
+    }
+    let jit_account_id = match &req.jit_account_id {
+        None => None,
+        Some(raw) => {
+            let account: AccountId =
+                raw.parse().map_err(|_| invalid("invalid_account", "jit_account_id is not an account id"))?;
+            let attached = s.store.get(&Key::new(format!("ORG#{id}"), format!("ACCOUNT#{account}"))).await?;
+            if attached.is_none() {
+                return Err(invalid("invalid_account", "jit_account_id is not an account of this organization"));
+            }
+            Some(account)
+        }
+    };
+    org.sso = Some(SsoConfig {
+        issuer: req.issuer.trim_end_matches('/').to_owned(),
+        client_id: req.client_id.trim().to_owned(),
+        client_secret: req.client_secret.expose().clone(),
+        allowed_domains: domains,
+        jit_account_id,
+        jit_role,
+        updated_at_ms: s.clock.now_ms(),
+    });
+    let mut item = Item::from_record(org_key(id), &org)?;
+    item.version = version;
+    s.store.put(Put::new(item).if_unchanged()).await?;
+    let detail = json!({"issuer": req.issuer, "client_id": req.client_id});
+    record(&s, id, caller.user_id, "organization.sso_configured", &ctx, detail).await?;
+    Ok(Json(org_view(&s, &org).await?))
+}

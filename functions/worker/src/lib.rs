@@ -1,0 +1,185 @@
+//! The worker function: consumes the jobs queue. It builds data exports (GDPR): a JSON
+//! document of everything about a user or everything an account holds, stored through
+//! [`ExportStorage`](shared::exports::ExportStorage) (files locally, S3 on AWS), announced by
+//! email with a link that works for [`LINK_TTL_HOURS`] hours.
+//!
+//! Secrets never leave: any field named `*_hash`, `*secret*`, or a user's `mfa` data is
+//! dropped from the document.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use shared::auth::{hash_secret, random_secret, session};
+use shared::config::QueueName;
+use shared::exports::{ExportRecord, ExportSubject, LINK_TTL_HOURS};
+use shared::id::{AccountId, ExportId, UserId};
+use shared::jobs::{Envelope, Job, JobError, JobHandler, JobOutcome, JobRunner, enqueue};
+use shared::mail::EmailAddress;
+use shared::mail::templates::Email;
+use shared::queue::consumer::MessageHandler;
+use shared::services::Services;
+use shared::soft_delete;
+use shared::store::{Index, Item, Put, Query, StoreError, StoreExt as _};
+
+/// Carries out the jobs of the jobs queue.
+pub struct Worker {
+    services: Services,
+}
+
+fn retry(e: impl Into<anyhow::Error>) -> JobError {
+    JobError::Retry(e.into())
+}
+
+/// Drops secrets from a document: `*_hash` and `*secret*` fields, and the user's MFA data.
+pub fn scrub(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|k, _| {
+                !(k.ends_with("_hash")
+                    || k.ends_with("_hashes")
+                    || k.contains("secret")
+                    || k == "mfa"
+                    || k == "mfa_pending")
+            });
+            map.values_mut().for_each(scrub);
+        }
+        Value::Array(items) => items.iter_mut().for_each(scrub),
+        _ => {}
+    }
+}
+
+fn item_json(item: &Item) -> Value {
+    let mut v = Value::Object(item.data.clone().into_iter().collect::<Map<String, Value>>());
+    scrub(&mut v);
+    v
+}
+
+async fn audit_stream(s: &Services, stream: &str) -> Result<Vec<Value>, JobError> {
+    let lines = shared::audit::export_json_lines(s.store.as_ref(), stream).await.map_err(retry)?;
+    lines.lines().map(|l| serde_json::from_str(l).map_err(|e| JobError::Permanent(e.into()))).collect()
+}
+
+/// Everything about user `id`: profile, memberships, sessions, their audit stream.
+///
+/// # Errors
+/// When the store fails.
+pub async fn user_document(s: &Services, id: UserId) -> Result<Value, JobError> {
+    let store = s.store.as_ref();
+    let profile = store.get(&shared::tenancy::user_key(id)).await.map_err(retry)?.map(|i| item_json(&i));
+    let sessions = session::list(store, id).await.map_err(retry)?;
+    let sessions: Vec<Value> = sessions
+        .iter()
+        .map(|x| json!({"id": x.id, "created_at_ms": x.created_at_ms, "last_used_at_ms": x.last_used_at_ms, "ip": x.ip, "user_agent": x.user_agent}))
+        .collect();
+    let memberships = store
+        .query_all(Query::index(Index::Gsi1, format!("MEMBERSHIPS#{id}")))
+        .await
+        .map_err(retry)?
+        .iter()
+        .filter(|i| !soft_delete::is_deleted(i))
+        .map(item_json)
+        .collect::<Vec<_>>();
+    Ok(json!({
+        "kind": "user",
+        "user": profile,
+        "memberships": memberships,
+        "sessions": sessions,
+        "audit": audit_stream(s, &format!("user:{id}")).await?,
+    }))
+}
+
+/// Everything account `id` holds: the account, its members, invitations, API keys, every
+/// other item of its partition (product data), and its audit stream.
+///
+/// # Errors
+/// When the store fails.
+pub async fn account_document(s: &Services, id: AccountId) -> Result<Value, JobError> {
+    let items = s.store.query_all(Query::partition(shared::tenancy::partition(id))).await.map_err(retry)?;
+    let mut sections: Map<String, Value> = Map::new();
+    let mut account = Value::Null;
+    for item in items.iter().filter(|i| !soft_delete::is_deleted(i)) {
+        let kind = item.key.sk.split('#').next().unwrap_or_default().to_ascii_lowercase();
+        if kind == "account" {
+            account = item_json(item);
+            continue;
+        }
+        let section = match kind.as_str() {
+            "member" => "members".to_owned(),
+            "invite" => "invitations".to_owned(),
+            "apikey" => "api_keys".to_owned(),
+            other => format!("data:{other}"),
+        };
+        let entry = sections.entry(section).or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.push(item_json(item));
+        }
+    }
+    Ok(json!({
+        "kind": "account",
+        "account": account,
+        "items": sections,
+        "audit": audit_stream(s, &format!("account:{id}")).await?,
+    }))
+}
+
+impl Worker {
+    async fn export(
+        &self,
+        id: ExportId,
+        subject: ExportSubject,
+        notify: &EmailAddress,
+    ) -> Result<JobOutcome, JobError> {
+        let s = &self.services;
+        let key = shared::exports::key(id);
+        let Some(item) = s.store.get(&key).await.map_err(retry)? else {
+            return Ok(JobOutcome::Skipped("the export request expired".into()));
+        };
+        let mut record: ExportRecord = item.record().map_err(|e: StoreError| JobError::Permanent(e.into()))?;
+        if record.ready_at_ms.is_some() {
+            return Ok(JobOutcome::Skipped("already exported".into()));
+        }
+        let (document, what) = match subject {
+            ExportSubject::User(user) => (user_document(s, user).await?, "your personal data".to_owned()),
+            ExportSubject::Account(account) => {
+                let name = shared::tenancy::load_account(s.store.as_ref(), account)
+                    .await
+                    .map_err(retry)?
+                    .map_or_else(|| "the account".to_owned(), |(a, _)| a.name);
+                (account_document(s, account).await?, name)
+            }
+        };
+        let now = s.clock.now_ms();
+        let document = json!({"export_id": id, "generated_at_ms": now, "subject": subject, "data": document});
+        let bytes = serde_json::to_vec_pretty(&document).map_err(|e| JobError::Permanent(e.into()))?;
+        s.exports.put(id, bytes).await.map_err(JobError::Retry)?;
+        let token = random_secret().map_err(JobError::Retry)?;
+        record.ready_at_ms = Some(now);
+        record.token_hash = hash_secret(&token);
+        let expires = now / 1000 + i64::from(LINK_TTL_HOURS) * 3600;
+        let mut next = Item::from_record(key, &record).map_err(|e| JobError::Permanent(e.into()))?.expiring_at(expires);
+        next.version = item.version;
+        s.store.put(Put::new(next).if_unchanged()).await.map_err(retry)?;
+        let link = format!("{}/exports/{id}?token={token}", s.config.api_url);
+        let email = Email::DataExportReady { subject: what, link, expires_in_hours: LINK_TTL_HOURS };
+        enqueue(s, Job::SendEmail { to: notify.clone(), email }).await.map_err(retry)?;
+        tracing::info!(export_id = %id, "data export ready");
+        Ok(JobOutcome::Done)
+    }
+}
+
+#[async_trait]
+impl JobHandler for Worker {
+    async fn run(&self, envelope: &Envelope) -> Result<JobOutcome, JobError> {
+        match &envelope.job {
+            Job::ExportData { export_id, subject, notify } => self.export(*export_id, *subject, notify).await,
+            other => Err(JobError::Permanent(anyhow::anyhow!("{} does not run on the jobs queue", other.kind()))),
+        }
+    }
+}
+
+/// The queue consumer Lambda and the local stack attach to the jobs queue.
+pub fn handler(services: Services) -> Arc<dyn MessageHandler> {
+    let worker = Arc::new(Worker { services: services.clone() });
+    Arc::new(JobRunner::new(services, QueueName::Jobs, worker))
+}

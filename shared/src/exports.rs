@@ -1,0 +1,174 @@
+//! Where data exports (GDPR) are kept until downloaded: files under `<data dir>/exports/`
+//! locally, an S3 bucket (`GROUNDWORK_EXPORTS_BUCKET`, objects expiring by lifecycle rule) on
+//! AWS. Downloads always go through the API (`GET /exports/{id}?token=`), which checks the
+//! single export's token and then streams the local file or redirects to a presigned S3 URL
+//! valid for [`PRESIGNED_SECS`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::id::{AccountId, ExportId, UserId};
+use crate::store::Key;
+
+/// How long a presigned S3 download URL works (the API link itself lasts longer).
+pub const PRESIGNED_SECS: u64 = 300;
+
+/// How long an export's download link works.
+pub const LINK_TTL_HOURS: u32 = 72;
+
+/// Where exports are kept.
+#[derive(Debug, Clone)]
+pub enum ExportStorage {
+    /// Files in a directory.
+    Local(PathBuf),
+    /// Objects in an S3 bucket.
+    S3 {
+        /// The client.
+        client: aws_sdk_s3::Client,
+        /// The bucket.
+        bucket: String,
+    },
+}
+
+/// How a download is served.
+#[derive(Debug)]
+pub enum Download {
+    /// The document itself.
+    Bytes(Vec<u8>),
+    /// A short-lived URL to redirect to.
+    Redirect(String),
+    /// It is not there (expired by the bucket's lifecycle...).
+    Missing,
+}
+
+fn object_name(id: ExportId) -> String {
+    format!("exports/{id}.json")
+}
+
+impl ExportStorage {
+    /// Stores the document of export `id` (overwriting: a re-run job writes the same thing).
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn put(&self, id: ExportId, document: Vec<u8>) -> anyhow::Result<()> {
+        match self {
+            Self::Local(dir) => {
+                tokio::fs::create_dir_all(dir).await.with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join(format!("{id}.json"));
+                let tmp = dir.join(format!("{id}.json.tmp"));
+                tokio::fs::write(&tmp, document).await.with_context(|| format!("writing {}", tmp.display()))?;
+                tokio::fs::rename(&tmp, &path).await.with_context(|| format!("renaming to {}", path.display()))?;
+                Ok(())
+            }
+            Self::S3 { client, bucket } => {
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(object_name(id))
+                    .content_type("application/json")
+                    .body(document.into())
+                    .send()
+                    .await
+                    .map_err(aws_sdk_s3::Error::from)
+                    .context("storing the export in S3")?;
+                Ok(())
+            }
+        }
+    }
+
+    /// How to serve export `id`.
+    ///
+    /// # Errors
+    /// When reading or presigning fails.
+    pub async fn download(&self, id: ExportId) -> anyhow::Result<Download> {
+        match self {
+            Self::Local(dir) => match tokio::fs::read(dir.join(format!("{id}.json"))).await {
+                Ok(bytes) => Ok(Download::Bytes(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Download::Missing),
+                Err(e) => Err(e).context("reading the export"),
+            },
+            Self::S3 { client, bucket } => {
+                let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(PRESIGNED_SECS))?;
+                let request = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(object_name(id))
+                    .response_content_disposition(format!("attachment; filename=\"export-{id}.json\""))
+                    .presigned(config)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("presigning: {e}"))?;
+                Ok(Download::Redirect(request.uri().to_owned()))
+            }
+        }
+    }
+}
+
+/// What an export covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum ExportSubject {
+    /// Everything about one user.
+    User(UserId),
+    /// Everything one account holds.
+    Account(AccountId),
+}
+
+/// The state of an export (`EXPORT#<id>` / `EXPORT`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExportRecord {
+    /// Its id.
+    #[schema(value_type = String)]
+    pub id: ExportId,
+    /// What it covers.
+    #[schema(value_type = Object)]
+    pub subject: ExportSubject,
+    /// Who asked.
+    #[schema(value_type = String)]
+    pub requested_by: UserId,
+    /// When (Unix ms).
+    pub requested_at_ms: i64,
+    /// When the document was ready (Unix ms).
+    pub ready_at_ms: Option<i64>,
+    /// The SHA-256 of the download token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(ignore)]
+    pub token_hash: String,
+}
+
+/// The key of an export's record.
+pub fn key(id: ExportId) -> Key {
+    Key::new(format!("EXPORT#{id}"), "EXPORT")
+}
+
+/// Starts an export (GDPR) of `subject` for `user`: records it and queues the job that
+/// builds it and emails the link.
+///
+/// # Errors
+/// When the store or the queue fails.
+pub async fn start(
+    s: &crate::services::Services,
+    subject: ExportSubject,
+    user: UserId,
+) -> Result<ExportId, crate::error::ApiError> {
+    let summary =
+        crate::tenancy::user_summary(s.store.as_ref(), user).await?.ok_or(crate::error::ApiError::Unauthenticated)?;
+    let notify =
+        crate::mail::EmailAddress::parse(&summary.email).map_err(|e| crate::error::ApiError::Unexpected(e.into()))?;
+    let record = ExportRecord {
+        id: ExportId::new(),
+        subject,
+        requested_by: user,
+        requested_at_ms: s.clock.now_ms(),
+        ready_at_ms: None,
+        token_hash: String::new(),
+    };
+    // The request expires with the link it would produce, ready or not.
+    let expires = s.clock.now_secs() + 7 * 86_400;
+    let item = crate::store::Item::from_record(key(record.id), &record)?.expiring_at(expires);
+    s.store.put(crate::store::Put::new(item).if_not_exists()).await?;
+    crate::jobs::enqueue(s, crate::jobs::Job::ExportData { export_id: record.id, subject, notify }).await?;
+    Ok(record.id)
+}

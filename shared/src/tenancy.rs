@@ -1,0 +1,528 @@
+//! Tenancy: accounts (the tenant), memberships with roles, the one permission table, and the
+//! isolation mechanism every tenant-scoped route goes through.
+//!
+//! A tenant-scoped handler takes [`Tenant`], whose [`TenantScope`] can only be built by
+//! [`authorize`]: the caller is authenticated, the account in the path exists and is not
+//! deleted, and the caller is a live member of it (or holds one of its API keys). Tenant data
+//! lives under the account's partition (`ACCOUNT#<id>`), and the helpers that read or write it
+//! ([`TenantScope::key`], [`get`], [`put`], [`list`]) take the scope, so a handler cannot name
+//! another tenant's items. What the caller may do is decided by [`allows`] alone.
+//!
+//! Items:
+//! - `ACCOUNT#<id>` / `ACCOUNT`: the [`Account`];
+//! - `ACCOUNT#<id>` / `MEMBER#<user>`: a [`Membership`], indexed by user (gsi1
+//!   `MEMBERSHIPS#<user>` / `<account>`) for "my accounts";
+//! - `ACCOUNT#<id>` / `<KIND>#<id>`: everything else the tenant owns (invitations, API keys,
+//!   product data).
+
+use std::fmt;
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{self, NewEvent, Origin};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::id::{AccountId, OrgId, UserId};
+use crate::services::Services;
+use crate::soft_delete;
+use crate::store::{Cursor, Item, Key, Put, Query, Store, StoreError, StoreExt as _};
+
+/// A member's role in an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including deleting the account and transferring ownership.
+    Owner,
+    /// Runs the account: members, invitations, API keys, settings, audit; not billing.
+    Admin,
+    /// Uses the product.
+    Member,
+    /// Manages billing; reads the account.
+    Billing,
+    /// Reads.
+    ReadOnly,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Self; 5] = [Self::Owner, Self::Admin, Self::Member, Self::Billing, Self::ReadOnly];
+
+    /// The role's name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+            Self::Billing => "billing",
+            Self::ReadOnly => "read_only",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something a caller may want to do in an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Read the account's settings.
+    ReadAccount,
+    /// Change the account's settings.
+    UpdateAccount,
+    /// Soft-delete or restore the account.
+    DeleteAccount,
+    /// Hand ownership to another member.
+    TransferOwnership,
+    /// See who is a member.
+    ReadMembers,
+    /// Change roles, remove members, invite.
+    ManageMembers,
+    /// Create and revoke API keys.
+    ManageApiKeys,
+    /// Read the account's audit log.
+    ReadAudit,
+    /// Export all the account's data.
+    ExportData,
+    /// See the subscription.
+    ReadBilling,
+    /// Change the subscription.
+    ManageBilling,
+    /// Read the product's data.
+    ReadData,
+    /// Change the product's data.
+    WriteData,
+}
+
+/// Whether `role` may do `action`: the one permission table.
+pub fn allows(role: Role, action: Action) -> bool {
+    use Action as A;
+    match role {
+        Role::Owner => true,
+        Role::Admin => !matches!(action, A::DeleteAccount | A::TransferOwnership | A::ManageBilling),
+        Role::Member => matches!(action, A::ReadAccount | A::ReadMembers | A::ReadData | A::WriteData),
+        Role::Billing => matches!(action, A::ReadAccount | A::ReadMembers | A::ReadBilling | A::ManageBilling),
+        Role::ReadOnly => matches!(action, A::ReadAccount | A::ReadMembers | A::ReadData),
+    }
+}
+
+/// Whether someone with `actor` may give or take away `role`: owners may do anything,
+/// admins may manage every role but owner, nobody else manages roles.
+pub fn may_assign(actor: Role, role: Role) -> bool {
+    match actor {
+        Role::Owner => true,
+        Role::Admin => role != Role::Owner,
+        _ => false,
+    }
+}
+
+/// An account: the tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Account {
+    /// Its id.
+    #[schema(value_type = String)]
+    pub id: AccountId,
+    /// Its name.
+    pub name: String,
+    /// Who created it.
+    #[schema(value_type = String)]
+    pub created_by: UserId,
+    /// When (Unix ms).
+    pub created_at_ms: i64,
+    /// The organization it belongs to, if any.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub org_id: Option<OrgId>,
+    /// Whether every member must sign in with a second factor to act in it.
+    #[serde(default)]
+    pub require_mfa: bool,
+    /// When it was soft-deleted (Unix ms); deleted accounts are invisible but restorable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at_ms: Option<i64>,
+    /// When a deleted account is purged (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_after_ms: Option<i64>,
+}
+
+/// The key of an account.
+pub fn account_key(id: AccountId) -> Key {
+    Key::new(partition(id), "ACCOUNT")
+}
+
+/// The partition of everything an account owns.
+pub fn partition(id: AccountId) -> String {
+    format!("ACCOUNT#{id}")
+}
+
+/// The key under which a deleted account waits for its subscription to be cancelled (the
+/// billing side consumes these; a restore removes it).
+pub fn pending_cancellation_key(account: AccountId) -> Key {
+    Key::new("BILLING#PENDING_CANCELLATION", account.to_string())
+}
+
+/// The writes that soft-delete an account (for `retention_days`, then purged with everything
+/// it holds) and mark its subscription for cancellation, for one transaction.
+pub fn delete_account_ops(id: AccountId, now_ms: i64, retention_days: u32) -> Vec<crate::store::TxOp> {
+    let retention = std::time::Duration::from_secs(u64::from(retention_days) * 86_400);
+    let cancellation =
+        Item::new(pending_cancellation_key(id)).with("account_id", id.to_string()).with("requested_at_ms", now_ms);
+    vec![
+        crate::store::TxOp::Update(soft_delete::mark_partition_deleted(account_key(id), now_ms, retention)),
+        crate::store::TxOp::Put(Put::new(cancellation)),
+    ]
+}
+
+/// A user's membership of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Membership {
+    /// The account.
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    /// The member.
+    #[schema(value_type = String)]
+    pub user_id: UserId,
+    /// Their role.
+    pub role: Role,
+    /// When they joined (Unix ms).
+    pub joined_at_ms: i64,
+}
+
+/// The key of a membership.
+pub fn membership_key(account: AccountId, user: UserId) -> Key {
+    Key::new(partition(account), format!("MEMBER#{user}"))
+}
+
+/// The index entry that lists a user's memberships.
+pub fn membership_index(account: AccountId, user: UserId) -> Key {
+    Key::new(format!("MEMBERSHIPS#{user}"), account.to_string())
+}
+
+/// The item of a new membership.
+///
+/// # Errors
+/// When the record does not serialise.
+pub fn membership_item(m: &Membership) -> Result<Item, StoreError> {
+    Ok(Item::from_record(membership_key(m.account_id, m.user_id), m)?
+        .with_gsi1(membership_index(m.account_id, m.user_id)))
+}
+
+/// A live account (not soft-deleted), if it exists.
+///
+/// # Errors
+/// When the store fails.
+pub async fn load_account(store: &dyn Store, id: AccountId) -> Result<Option<(Account, u64)>, StoreError> {
+    let Some(item) = store.get(&account_key(id)).await? else { return Ok(None) };
+    Ok(Some((item.record()?, item.version)))
+}
+
+/// A live membership (not removed), with its version.
+///
+/// # Errors
+/// When the store fails.
+pub async fn load_membership(
+    store: &dyn Store,
+    account: AccountId,
+    user: UserId,
+) -> Result<Option<(Membership, u64)>, StoreError> {
+    match store.get(&membership_key(account, user)).await? {
+        Some(item) if !soft_delete::is_deleted(&item) => Ok(Some((item.record()?, item.version))),
+        _ => Ok(None),
+    }
+}
+
+/// Every live member of an account (an account's member list is bounded by its seats).
+///
+/// # Errors
+/// When the store fails.
+pub async fn members(store: &dyn Store, account: AccountId) -> Result<Vec<Membership>, StoreError> {
+    let items = store.query_all(Query::partition(partition(account)).begins_with("MEMBER#")).await?;
+    items.iter().filter(|i| !soft_delete::is_deleted(i)).map(Item::record).collect()
+}
+
+/// Whether a deleted account may be acted on (only its restore does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// A deleted account is refused.
+    Refuse,
+    /// A deleted account is acted on (restore).
+    Allow,
+}
+
+/// Proof that the caller may act in one account, with the role they act as. Built only by
+/// [`authorize`] (through [`Tenant`]).
+#[derive(Debug, Clone)]
+pub struct TenantScope {
+    account: Account,
+    caller: Caller,
+    role: Role,
+}
+
+impl TenantScope {
+    /// The account.
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+
+    /// The account's id.
+    pub fn account_id(&self) -> AccountId {
+        self.account.id
+    }
+
+    /// Who is calling.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The role the caller acts with.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The calling user, if a user is calling (not an API key).
+    pub fn user_id(&self) -> Option<UserId> {
+        match &self.caller {
+            Caller::User(u) => Some(u.user_id),
+            Caller::ApiKey(_) => None,
+        }
+    }
+
+    /// The calling user, or 403 for an API key (for what only a person may do).
+    ///
+    /// # Errors
+    /// 403 when an API key calls.
+    pub fn require_user(&self) -> Result<UserId, ApiError> {
+        self.user_id().ok_or(ApiError::Forbidden)
+    }
+
+    /// Ok if the caller's role allows `action`, else 403.
+    ///
+    /// # Errors
+    /// 403.
+    pub fn require(&self, action: Action) -> Result<(), ApiError> {
+        if allows(self.role, action) { Ok(()) } else { Err(ApiError::Forbidden) }
+    }
+
+    /// The key of one of the tenant's items: `ACCOUNT#<id>` / `<kind>#<id>`.
+    pub fn key(&self, kind: &str, id: &str) -> Key {
+        Key::new(partition(self.account.id), format!("{kind}#{id}"))
+    }
+
+    /// Appends an event to the account's audit stream, as the caller.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn audit(
+        &self,
+        services: &Services,
+        action: &str,
+        target: Option<String>,
+        origin: Origin,
+        detail: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        record(services, self.account.id, Some(self.caller.actor()), action, target, origin, detail).await
+    }
+}
+
+/// Appends an event to an account's audit stream (`account:<id>`).
+///
+/// # Errors
+/// When the store fails.
+pub async fn record(
+    services: &Services,
+    account: AccountId,
+    actor: Option<String>,
+    action: &str,
+    target: Option<String>,
+    origin: Origin,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let event = NewEvent { actor, action: action.to_owned(), target, origin, detail };
+    audit::append(services.store.as_ref(), &format!("account:{account}"), event, services.clock.now_ms()).await?;
+    Ok(())
+}
+
+/// The membership check: `caller` may act in `account_id` as the returned scope says.
+/// Not a member (or another account's API key), or no such account: 404, so accounts of
+/// others cannot be discovered. A deleted account: 409 `account_deleted` for its members
+/// (unless `deleted` allows it). An account requiring a second factor, and a session opened
+/// without one: 403 `mfa_required`.
+///
+/// # Errors
+/// As above; 503 when the store fails.
+pub async fn authorize(
+    services: &Services,
+    caller: Caller,
+    account_id: AccountId,
+    deleted: Deleted,
+) -> Result<TenantScope, ApiError> {
+    let store = services.store.as_ref();
+    let role = match &caller {
+        Caller::User(u) => load_membership(store, account_id, u.user_id).await?.ok_or(ApiError::NotFound)?.0.role,
+        Caller::ApiKey(k) if k.account_id == account_id => k.role,
+        Caller::ApiKey(_) => return Err(ApiError::NotFound),
+    };
+    let (account, _) = load_account(store, account_id).await?.ok_or(ApiError::NotFound)?;
+    if account.deleted_at_ms.is_some() && deleted == Deleted::Refuse {
+        return Err(ApiError::Conflict {
+            code: "account_deleted",
+            detail: "the account is deleted; an owner can restore it within the retention window".into(),
+        });
+    }
+    if account.require_mfa && matches!(&caller, Caller::User(u) if !u.mfa) {
+        return Err(ApiError::ForbiddenBecause {
+            code: "mfa_required",
+            detail: "this account requires two-factor authentication: enable it and sign in again".into(),
+        });
+    }
+    crate::http::record_tenant(&account_id);
+    Ok(TenantScope { account, caller, role })
+}
+
+/// The extractor of tenant-scoped routes: the path's `{account_id}`, the caller, and the
+/// membership check ([`authorize`]).
+#[derive(Debug, Clone)]
+pub struct Tenant(pub TenantScope);
+
+/// The `{account_id}` of a request's path.
+///
+/// # Errors
+/// 404 when it is missing or not an id.
+pub async fn path_account(parts: &mut Parts, services: &Services) -> Result<AccountId, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, services).await.map_err(|_| ApiError::NotFound)?;
+    let raw = params.iter().find(|(k, _)| *k == "account_id").map(|(_, v)| v.to_owned()).ok_or(ApiError::NotFound)?;
+    raw.parse().map_err(|_| ApiError::NotFound)
+}
+
+impl FromRequestParts<Services> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+        // Authentication first: an anonymous caller learns nothing about which ids exist.
+        let caller = Caller::from_request_parts(parts, services).await?;
+        let account = path_account(parts, services).await?;
+        authorize(services, caller, account, Deleted::Refuse).await.map(Tenant)
+    }
+}
+
+/// Reads one of the tenant's items (soft-deleted ones are absent).
+///
+/// # Errors
+/// When the store fails or the item does not decode.
+pub async fn get<T: DeserializeOwned>(
+    store: &dyn Store,
+    scope: &TenantScope,
+    kind: &str,
+    id: &str,
+) -> Result<Option<(T, u64)>, StoreError> {
+    match store.get(&scope.key(kind, id)).await? {
+        Some(item) if !soft_delete::is_deleted(&item) => Ok(Some((item.record()?, item.version))),
+        _ => Ok(None),
+    }
+}
+
+/// Writes one of the tenant's items, based on `version` (0: it must not exist yet).
+///
+/// # Errors
+/// A condition failure when it changed since `version` was read.
+pub async fn put<T: Serialize>(
+    store: &dyn Store,
+    scope: &TenantScope,
+    kind: &str,
+    id: &str,
+    record: &T,
+    version: u64,
+) -> Result<(), StoreError> {
+    let mut item = Item::from_record(scope.key(kind, id), record)?;
+    item.version = version;
+    let put = if version == 0 { Put::new(item).if_not_exists() } else { Put::new(item).if_unchanged() };
+    store.put(put).await.map(|_| ())
+}
+
+/// One page of the tenant's items of `kind` (soft-deleted ones left out).
+///
+/// # Errors
+/// When the store fails or the cursor is not valid.
+pub async fn list<T: DeserializeOwned>(
+    store: &dyn Store,
+    scope: &TenantScope,
+    kind: &str,
+    limit: u32,
+    cursor: Option<Cursor>,
+) -> Result<(Vec<T>, Option<Cursor>), StoreError> {
+    let q = Query::partition(partition(scope.account.id)).begins_with(format!("{kind}#")).limit(limit).after(cursor);
+    let page = store.query(q).await?;
+    let records =
+        page.items.iter().filter(|i| !soft_delete::is_deleted(i)).map(Item::record).collect::<Result<_, _>>()?;
+    Ok((records, page.next))
+}
+
+/// What tenancy knows of a user: read from the user's record, which the auth function owns.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UserSummary {
+    /// The id.
+    pub id: UserId,
+    /// The email address (empty once the user is erased).
+    #[serde(default)]
+    pub email: String,
+    /// The display name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The key of a user's record.
+pub fn user_key(id: UserId) -> Key {
+    Key::new(format!("USER#{id}"), "USER")
+}
+
+/// A user's summary, if the user exists.
+///
+/// # Errors
+/// When the store fails.
+pub async fn user_summary(store: &dyn Store, id: UserId) -> Result<Option<UserSummary>, StoreError> {
+    store.get_record(&user_key(id)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_may_do_everything_and_only_owners_and_billing_manage_billing() {
+        let all = [
+            Action::ReadAccount,
+            Action::UpdateAccount,
+            Action::DeleteAccount,
+            Action::TransferOwnership,
+            Action::ReadMembers,
+            Action::ManageMembers,
+            Action::ManageApiKeys,
+            Action::ReadAudit,
+            Action::ExportData,
+            Action::ReadBilling,
+            Action::ManageBilling,
+            Action::ReadData,
+            Action::WriteData,
+        ];
+        assert!(all.iter().all(|a| allows(Role::Owner, *a)));
+        let billing: Vec<Role> = Role::ALL.into_iter().filter(|r| allows(*r, Action::ManageBilling)).collect();
+        assert_eq!(billing, vec![Role::Owner, Role::Billing]);
+        assert!(!allows(Role::ReadOnly, Action::WriteData));
+        assert!(!allows(Role::Admin, Action::DeleteAccount));
+        for role in Role::ALL {
+            assert!(allows(role, Action::ReadAccount), "every member reads the account");
+        }
+    }
+
+    #[test]
+    fn admins_cannot_make_or_unmake_owners() {
+        assert!(may_assign(Role::Owner, Role::Owner));
+        assert!(!may_assign(Role::Admin, Role::Owner));
+        assert!(may_assign(Role::Admin, Role::Billing));
+        assert!(!may_assign(Role::Member, Role::ReadOnly));
+    }
+}
