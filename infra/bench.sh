@@ -7,6 +7,7 @@
 #   - GET /health through the full router (criterion);
 #   - access-token verification, an authenticated request, a refresh rotation and a login
 #     with argon2id (criterion);
+#   - the membership check + a tenant-scoped read at a fixed request rate (p50/p99);
 #   - cold-start init time of the platform bootstrap binary next to a hello-world
 #     lambda_runtime binary, both built in release, against a Runtime API stub.
 set -euo pipefail
@@ -15,5 +16,6 @@ cargo bench -p shared --bench embedded_store -- --noplot
 cargo bench -p shared --bench email_and_jobs -- --noplot
 cargo bench -p platform --bench health -- --noplot
 cargo bench -p auth --bench auth -- --noplot
+cargo bench -p tenancy --bench tenancy
 cargo build --release -p platform --bin platform -p tests --example hello_lambda --example init_time
 target/release/examples/init_time hello=target/release/examples/hello_lambda platform=target/release/platform

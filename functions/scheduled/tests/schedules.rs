@@ -137,3 +137,29 @@ fn template_deploys_exactly_the_schedules_defined_in_code() {
     let deployed = template.matches("Type: Schedule").count();
     assert_eq!(deployed, scheduled::DEPLOYED.len(), "template.yaml has schedules the code does not define");
 }
+
+#[tokio::test]
+async fn purging_a_deleted_account_purges_everything_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0_MS);
+    let s = services(dir.path(), &clock).await;
+    let store = s.store.as_ref();
+    let (doomed, kept): (shared::id::AccountId, shared::id::AccountId) = (Default::default(), Default::default());
+    for id in [doomed, kept] {
+        let pk = shared::tenancy::partition(id);
+        store.put(Put::new(Item::new(shared::tenancy::account_key(id)).with("name", "x"))).await.unwrap();
+        for sk in ["MEMBER#1", "INVITE#2", "DATA#3"] {
+            store.put(Put::new(Item::new(Key::new(pk.clone(), sk)))).await.unwrap();
+        }
+    }
+    store.transact(shared::tenancy::delete_account_ops(doomed, clock.now_ms(), 30)).await.unwrap();
+    let job = scheduled::deployed_jobs(&s).into_iter().find(|(sch, _)| sch.name == "purge-soft-deleted").unwrap().1;
+    clock.advance_ms(31 * DAY_MS);
+    job.run(clock.now_ms()).await.unwrap();
+    let left = |id| async move {
+        use shared::store::StoreExt as _;
+        store.query_all(shared::store::Query::partition(shared::tenancy::partition(id))).await.unwrap().len()
+    };
+    assert_eq!(left(doomed).await, 0, "the account and everything under it are gone");
+    assert_eq!(left(kept).await, 4, "another account is untouched");
+}
