@@ -343,6 +343,10 @@ async fn isolation_matrix_every_tenant_route_against_every_attacker() {
     assert_eq!(status, 204);
     let (reader, _) = app.user("reader@victim.test").await;
     join(&app, &owner, &victim, "reader@victim.test", "read_only", &reader).await;
+    let (_, org) = app.call("POST", "/organizations", Some(&owner), Some(json!({"name": "Victim Group"}))).await;
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    let attach = json!({"account_id": victim});
+    assert_eq!(app.call("POST", &format!("/organizations/{org_id}/accounts"), Some(&owner), Some(attach)).await.0, 200);
     let expired = {
         let settings = &app.stack.services.tokens;
         let claims = shared::auth::tokens::AccessClaims {
@@ -376,13 +380,14 @@ async fn isolation_matrix_every_tenant_route_against_every_attacker() {
     }
     assert!(routes.len() >= 18, "{routes:?}");
 
-    let attackers: Vec<(&str, Option<&str>, u16)> = vec![
-        ("no token", None, 401),
-        ("expired token", Some(&expired), 401),
-        ("tampered token", Some(&tampered), 401),
-        ("member of another account", Some(&outsider), 404),
-        ("another account's API key", Some(&evil_key), 404),
-        ("removed member", Some(&removed), 404),
+    // Routes for people only refuse any API key as unauthenticated; that is as good as 404.
+    let attackers: Vec<(&str, Option<&str>, &[u16])> = vec![
+        ("no token", None, &[401]),
+        ("expired token", Some(&expired), &[401]),
+        ("tampered token", Some(&tampered), &[401]),
+        ("member of another account", Some(&outsider), &[404]),
+        ("another account's API key", Some(&evil_key), &[404, 401]),
+        ("removed member", Some(&removed), &[404]),
     ];
     let mut failures = Vec::new();
     for (method, template) in &routes {
@@ -390,19 +395,23 @@ async fn isolation_matrix_every_tenant_route_against_every_attacker() {
             .replace("{account_id}", &victim)
             .replace("{user_id}", &owner_id)
             .replace("{invitation_id}", &invitation_id)
-            .replace("{key_id}", &key_id);
+            .replace("{key_id}", &key_id)
+            .replace("{org_id}", &org_id);
         let body = sample_body(method, template, &owner_id);
         for (who, token, expected) in &attackers {
             let (status, answer) = app.call(method, &path, *token, body.clone()).await;
             let text = answer.to_string();
-            if status != *expected || text.contains("Victim Secret Corp") || text.contains("owner@victim.test") {
+            if !expected.contains(&status) || text.contains("Victim Secret Corp") || text.contains("owner@victim.test")
+            {
                 failures.push(format!("{method} {template} as {who}: {status} {text}"));
             }
         }
         let allowed = READ_ONLY_ALLOWED.contains(&(method.as_str(), template.as_str()));
         if !allowed {
+            // Outside the account's own paths (an organization's), a member is a stranger: 404.
+            let refused: &[u16] = if template.starts_with("/accounts/") { &[403] } else { &[403, 404] };
             let (status, answer) = app.call(method, &path, Some(&reader), body.clone()).await;
-            if status != 403 {
+            if !refused.contains(&status) {
                 failures.push(format!("{method} {template} as read-only member: {status} {answer}"));
             }
         }
@@ -416,4 +425,54 @@ async fn isolation_matrix_every_tenant_route_against_every_attacker() {
     let (_, keys) = app.call("GET", &format!("/accounts/{victim}/api-keys"), Some(&owner), None).await;
     assert_eq!(keys["api_keys"].as_array().unwrap().len(), 1);
     assert!(keys["api_keys"][0]["revoked_at_ms"].is_null());
+}
+
+#[tokio::test]
+async fn organizations_group_accounts_and_hold_sso_settings() {
+    let app = TestApp::spawn(&[]).await;
+    let (ada, ada_id) = app.user("ada@example.com").await;
+    let (bob, bob_id) = app.user("bob@example.com").await;
+    let acme = create_account(&app, &ada, "Acme").await;
+    let (status, org) = app.call("POST", "/organizations", Some(&ada), Some(json!({"name": "Acme Group"}))).await;
+    assert_eq!(status, 201, "{org}");
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    let base = format!("/organizations/{org_id}");
+    assert_eq!(app.call("GET", &base, Some(&bob), None).await.0, 404, "only its admins see it");
+    let (status, org) =
+        app.call("POST", &format!("{base}/accounts"), Some(&ada), Some(json!({"account_id": acme}))).await;
+    assert_eq!(status, 200, "{org}");
+    assert_eq!(org["account_ids"][0], acme.as_str());
+    // Bob cannot attach an account he does not own.
+    let globex = create_account(&app, &bob, "Globex").await;
+    let (status, _) =
+        app.call("POST", &format!("{base}/accounts"), Some(&ada), Some(json!({"account_id": globex}))).await;
+    assert_eq!(status, 404);
+
+    let sso = json!({"issuer": "https://login.acme.test", "client_id": "gw", "client_secret": "s3cr3t-value",
+                     "allowed_domains": ["Acme.test"], "jit_account_id": acme, "jit_role": "member"});
+    let (status, org) = app.call("PUT", &format!("{base}/sso"), Some(&ada), Some(sso.clone())).await;
+    assert_eq!(status, 200, "{org}");
+    assert_eq!(org["sso"]["allowed_domains"][0], "acme.test");
+    assert!(!org.to_string().contains("s3cr3t-value"), "the client secret is never shown");
+    let mut bad = sso.clone();
+    bad["issuer"] = json!("http://login.acme.test");
+    let (status, body) = app.call("PUT", &format!("{base}/sso"), Some(&ada), Some(bad)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_issuer")));
+    let mut bad = sso;
+    bad["jit_role"] = json!("owner");
+    assert_eq!(app.call("PUT", &format!("{base}/sso"), Some(&ada), Some(bad)).await.0, 422);
+
+    // Admins: add Bob, the last one cannot go.
+    let (status, org) = app.call("POST", &format!("{base}/admins"), Some(&ada), Some(json!({"user_id": bob_id}))).await;
+    assert_eq!(status, 200, "{org}");
+    assert_eq!(app.call("GET", &base, Some(&bob), None).await.0, 200);
+    assert_eq!(app.call("DELETE", &format!("{base}/admins/{ada_id}"), Some(&bob), None).await.0, 204);
+    let (status, body) = app.call("DELETE", &format!("{base}/admins/{bob_id}"), Some(&bob), None).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("last_admin")));
+    // Ada, no longer an admin, still owns Acme, so she may take it out.
+    assert_eq!(app.call("DELETE", &format!("{base}/accounts/{acme}"), Some(&ada), None).await.0, 204);
+    assert!(app.call("GET", &base, Some(&bob), None).await.1["account_ids"].as_array().unwrap().is_empty());
+    assert!(app.call("GET", &format!("/accounts/{acme}"), Some(&ada), None).await.1["org_id"].is_null());
+    let (_, audit) = app.call("GET", &format!("/accounts/{acme}/audit"), Some(&ada), None).await;
+    assert!(ids(&audit["events"], "action").contains(&"account.detached_from_organization".to_owned()));
 }

@@ -60,6 +60,9 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(orgs::create))
         .routes(routes!(orgs::get))
         .routes(routes!(orgs::attach))
+        .routes(routes!(orgs::detach))
+        .routes(routes!(orgs::add_admin))
+        .routes(routes!(orgs::remove_admin))
         .routes(routes!(orgs::put_sso))
 }
 

@@ -232,6 +232,121 @@ pub(crate) async fn attach(
     Ok(Json(org_view(&s, &org).await?))
 }
 
+/// Detaches an account from the organization: an org admin, or the account's owner, may.
+/// Its members stop being able to sign in through the organization's SSO into it.
+#[utoipa::path(delete, path = "/organizations/{org_id}/accounts/{account_id}", tag = "tenancy",
+    security(("bearer" = [])), params(("org_id" = String, Path), ("account_id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn detach(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Path(ids): Path<(OrgId, AccountId)>,
+) -> Result<StatusCode, ApiError> {
+    let (id, account_id) = ids;
+    let org_item = s.store.get(&org_key(id)).await?.ok_or(ApiError::NotFound)?;
+    let org: Organization = org_item.record()?;
+    let is_admin = org.admins.contains(&caller.user_id);
+    let owns = match tenancy::load_membership(s.store.as_ref(), account_id, caller.user_id).await? {
+        Some((m, _)) => tenancy::allows(m.role, Action::TransferOwnership),
+        None => false,
+    };
+    if !is_admin && !owns {
+        return Err(ApiError::NotFound);
+    }
+    let link = Key::new(format!("ORG#{id}"), format!("ACCOUNT#{account_id}"));
+    if s.store.get(&link).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let (mut account, version) =
+        tenancy::load_account(s.store.as_ref(), account_id).await?.ok_or(ApiError::NotFound)?;
+    account.org_id = None;
+    let mut item = Item::from_record(account_key(account_id), &account)?;
+    item.version = version;
+    s.store
+        .transact(vec![TxOp::Put(Put::new(item).if_unchanged()), TxOp::Delete(shared::store::Delete::new(link))])
+        .await?;
+    record(&s, id, caller.user_id, "organization.account_detached", &ctx, json!({"account_id": account_id})).await?;
+    let actor = Some(caller.user_id.to_string());
+    let origin = ctx.origin();
+    tenancy::record(
+        &s,
+        account_id,
+        actor,
+        "account.detached_from_organization",
+        Some(id.to_string()),
+        origin,
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Another admin.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAdmin {
+    /// An existing user's id.
+    pub user_id: String,
+}
+
+/// Makes another user an admin of the organization (org admins).
+#[utoipa::path(post, path = "/organizations/{org_id}/admins", tag = "tenancy", request_body = NewAdmin,
+    security(("bearer" = [])), params(("org_id" = String, Path)),
+    responses((status = 200, body = OrgView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn add_admin(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Path(id): Path<OrgId>,
+    Json(req): Json<NewAdmin>,
+) -> Result<Json<OrgView>, ApiError> {
+    let (mut org, version) = load_as_admin(&s, id, caller.user_id).await?;
+    let user: UserId = req.user_id.parse().map_err(|_| invalid("invalid_user_id", "user_id is not a user id"))?;
+    if tenancy::user_summary(s.store.as_ref(), user).await?.is_none_or(|u| u.email.is_empty()) {
+        return Err(invalid("unknown_user", "no such user"));
+    }
+    if !org.admins.contains(&user) {
+        org.admins.push(user);
+        let mut item = Item::from_record(org_key(id), &org)?;
+        item.version = version;
+        s.store.put(Put::new(item).if_unchanged()).await?;
+        record(&s, id, caller.user_id, "organization.admin_added", &ctx, json!({"user_id": user})).await?;
+    }
+    Ok(Json(org_view(&s, &org).await?))
+}
+
+/// Removes an admin of the organization (org admins; never the last one).
+#[utoipa::path(delete, path = "/organizations/{org_id}/admins/{user_id}", tag = "tenancy",
+    security(("bearer" = [])), params(("org_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn remove_admin(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Path(ids): Path<(OrgId, UserId)>,
+) -> Result<StatusCode, ApiError> {
+    let (id, user) = ids;
+    let (mut org, version) = load_as_admin(&s, id, caller.user_id).await?;
+    if !org.admins.contains(&user) {
+        return Err(ApiError::NotFound);
+    }
+    if org.admins.len() == 1 {
+        return Err(ApiError::Conflict {
+            code: "last_admin",
+            detail: "an organization keeps at least one admin".into(),
+        });
+    }
+    org.admins.retain(|a| *a != user);
+    let mut item = Item::from_record(org_key(id), &org)?;
+    item.version = version;
+    s.store.put(Put::new(item).if_unchanged()).await?;
+    record(&s, id, caller.user_id, "organization.admin_removed", &ctx, json!({"user_id": user})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Enterprise OIDC settings.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
