@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project, from a fresh machine with only Rust and Python 3:
 #   1. installs the pinned test tools (infra/requirements-test.txt) into .tools/venv, once;
-#   2. starts the DynamoDB/SQS/SES API server (moto) and a capturing SMTP server on free
+#   2. starts the DynamoDB/SQS/SES API server (moto), a capturing SMTP server and an OpenID
+#      Connect provider (npm oidc-provider, installed into infra/oidc/node_modules) on free
 #      loopback ports;
 #   3. checks formatting and clippy (warnings are errors);
 #   4. runs every Rust test in the workspace: unit tests, the storage and queue contract
@@ -61,6 +62,22 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 export GROUNDWORK_SMTP_CAPTURE_PORT="$smtp_port" GROUNDWORK_SMTP_CAPTURE_DIR="$smtp_dir"
+# The OpenID Connect provider (npm oidc-provider, pinned by infra/oidc/package-lock.json).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "Node.js (20 or newer) and npm are needed for the OpenID Connect provider the tests log in through" >&2
+  exit 1
+fi
+if [[ ! -d infra/oidc/node_modules/oidc-provider ]] || [[ infra/oidc/package-lock.json -nt infra/oidc/node_modules/.package-lock.json ]]; then
+  log "installing the OpenID Connect provider (npm ci)"
+  (cd infra/oidc && npm ci --no-audit --no-fund --loglevel=error)
+fi
+oidc_port=$(free_port)
+log "starting the OpenID Connect provider on 127.0.0.1:$oidc_port"
+node infra/oidc/provider.mjs "$oidc_port" > "$tools/oidc.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$oidc_port/.well-known/openid-configuration" oidc
+export GROUNDWORK_OIDC_PROVIDER_URL="http://127.0.0.1:$oidc_port"
+
 # The SDK must never reach for real credentials or a real region in tests.
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_SESSION_TOKEN || true

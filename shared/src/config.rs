@@ -19,6 +19,14 @@ pub enum ConfigError {
         /// Why it is needed.
         why: &'static str,
     },
+    /// A variable named after something configured (a login provider) is not set.
+    #[error("missing environment variable {var}: {why}")]
+    MissingFor {
+        /// The variable's name.
+        var: String,
+        /// Why it is needed.
+        why: &'static str,
+    },
     /// A variable is set to something that does not parse.
     #[error("invalid environment variable {var}={value:?}: {reason}")]
     Invalid {
@@ -95,6 +103,58 @@ impl QueueName {
             Self::Jobs => ("GROUNDWORK_JOBS_QUEUE_URL", "GROUNDWORK_JOBS_DLQ_URL"),
         }
     }
+}
+
+/// A social login provider: `GROUNDWORK_OIDC_PROVIDERS=google,okta`, then per name (upper
+/// case, `-` as `_`) `GROUNDWORK_OIDC_<NAME>_CLIENT_ID`, `..._CLIENT_SECRET` and
+/// `..._ISSUER` (preset for `google`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcProvider {
+    /// The name in `/auth/oidc/{provider}/...`.
+    pub name: String,
+    /// The issuer URL (discovery at `<issuer>/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// The client id registered with it.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: Secret<String>,
+}
+
+/// Issuers of the providers known by name.
+pub const OIDC_PRESETS: &[(&str, &str)] = &[("google", "https://accounts.google.com")];
+
+fn oidc_providers(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<OidcProvider>, ConfigError> {
+    let Some(list) = get("GROUNDWORK_OIDC_PROVIDERS") else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let valid = name.len() <= 32
+            && !name.starts_with("org-")
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(ConfigError::Invalid {
+                var: "GROUNDWORK_OIDC_PROVIDERS",
+                value: list.clone(),
+                reason: "names are lower-case letters, digits and -, not starting with org-".into(),
+            });
+        }
+        let prefix = format!("GROUNDWORK_OIDC_{}", name.to_ascii_uppercase().replace('-', "_"));
+        let need = |suffix: &str, why: &'static str| {
+            let var = format!("{prefix}_{suffix}");
+            get(&var).ok_or(ConfigError::MissingFor { var, why })
+        };
+        let preset = OIDC_PRESETS.iter().find(|(n, _)| *n == name).map(|(_, issuer)| (*issuer).to_owned());
+        let issuer = match get(&format!("{prefix}_ISSUER")).or(preset) {
+            Some(i) => i.trim_end_matches('/').to_owned(),
+            None => need("ISSUER", "every OpenID Connect provider needs its issuer URL")?,
+        };
+        out.push(OidcProvider {
+            name: name.to_owned(),
+            issuer,
+            client_id: need("CLIENT_ID", "every OpenID Connect provider needs a client id")?,
+            client_secret: Secret::new(need("CLIENT_SECRET", "every OpenID Connect provider needs a client secret")?),
+        });
+    }
+    Ok(out)
 }
 
 /// How transactional email leaves the system.
@@ -188,6 +248,8 @@ pub struct Config {
     pub access_token_ttl_secs: u32,
     /// `GROUNDWORK_REFRESH_TOKEN_TTL_DAYS`: how long an unused session lasts (default 30).
     pub refresh_token_ttl_days: u32,
+    /// `GROUNDWORK_OIDC_PROVIDERS`: social login providers (OpenID Connect), by name.
+    pub oidc_providers: Vec<OidcProvider>,
     /// Whether this runs on Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set).
     pub on_lambda: bool,
 }
@@ -352,6 +414,7 @@ impl Config {
                 get("GROUNDWORK_REFRESH_TOKEN_TTL_DAYS"),
                 30,
             )?,
+            oidc_providers: oidc_providers(&get)?,
             on_lambda,
         })
     }
@@ -433,6 +496,25 @@ mod tests {
         assert_eq!(c.mail_from, None, "only email-dispatch needs a sender; it checks at init");
         let e = Config::from_vars(vars(&[("GROUNDWORK_STORE", "postgres")])).unwrap_err();
         assert!(e.to_string().contains("GROUNDWORK_STORE"), "{e}");
+    }
+
+    #[test]
+    fn oidc_providers_need_their_client_and_know_presets() {
+        let c = Config::from_vars(vars(&[
+            ("GROUNDWORK_OIDC_PROVIDERS", "google, acme-sso"),
+            ("GROUNDWORK_OIDC_GOOGLE_CLIENT_ID", "g"),
+            ("GROUNDWORK_OIDC_GOOGLE_CLIENT_SECRET", "gs"),
+            ("GROUNDWORK_OIDC_ACME_SSO_ISSUER", "https://login.acme.test/"),
+            ("GROUNDWORK_OIDC_ACME_SSO_CLIENT_ID", "a"),
+            ("GROUNDWORK_OIDC_ACME_SSO_CLIENT_SECRET", "as"),
+        ]))
+        .unwrap();
+        assert_eq!(c.oidc_providers[0].issuer, "https://accounts.google.com");
+        assert_eq!(c.oidc_providers[1].issuer, "https://login.acme.test");
+        let e = Config::from_vars(vars(&[("GROUNDWORK_OIDC_PROVIDERS", "okta")])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_OIDC_OKTA_ISSUER"), "{e}");
+        let e = Config::from_vars(vars(&[("GROUNDWORK_OIDC_PROVIDERS", "org-x")])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_OIDC_PROVIDERS"), "{e}");
     }
 
     #[test]

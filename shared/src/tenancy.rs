@@ -159,6 +159,43 @@ pub fn partition(id: AccountId) -> String {
     format!("ACCOUNT#{id}")
 }
 
+/// Enterprise OIDC settings of an organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoConfig {
+    /// The IdP's issuer URL (its discovery document is `<issuer>/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// The client id registered at the IdP.
+    pub client_id: String,
+    /// The client secret (stored; never returned).
+    pub client_secret: String,
+    /// Email domains whose users may sign in through it.
+    pub allowed_domains: Vec<String>,
+    /// Just-in-time membership: users signing in through it join this account...
+    pub jit_account_id: Option<AccountId>,
+    /// ...with this role.
+    pub jit_role: Role,
+    /// When it last changed (Unix ms).
+    pub updated_at_ms: i64,
+}
+
+/// The key of an organization.
+pub fn org_key(id: OrgId) -> Key {
+    Key::new(format!("ORG#{id}"), "ORG")
+}
+
+/// An organization's SSO settings, if it exists and has them.
+///
+/// # Errors
+/// When the store fails.
+pub async fn org_sso(store: &dyn Store, id: OrgId) -> Result<Option<SsoConfig>, StoreError> {
+    #[derive(Deserialize)]
+    struct OrgSso {
+        #[serde(default)]
+        sso: Option<SsoConfig>,
+    }
+    Ok(store.get_record::<OrgSso>(&org_key(id)).await?.and_then(|o| o.sso))
+}
+
 /// The key under which a deleted account waits for its subscription to be cancelled (the
 /// billing side consumes these; a restore removes it).
 pub fn pending_cancellation_key(account: AccountId) -> Key {

@@ -17,26 +17,7 @@ use shared::id::{AccountId, OrgId, UserId};
 use shared::secret::Secret;
 use shared::services::Services;
 use shared::store::{Item, Key, Put, Query, StoreExt as _, TxOp};
-use shared::tenancy::{self, Action, Deleted, Role, account_key};
-
-/// Enterprise OIDC settings of an organization.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SsoConfig {
-    /// The IdP's issuer URL (its discovery document is `<issuer>/.well-known/openid-configuration`).
-    pub issuer: String,
-    /// The client id registered at the IdP.
-    pub client_id: String,
-    /// The client secret (stored; never returned).
-    pub client_secret: String,
-    /// Email domains whose users may sign in through it.
-    pub allowed_domains: Vec<String>,
-    /// Just-in-time membership: users signing in through it join this account...
-    pub jit_account_id: Option<AccountId>,
-    /// ...with this role.
-    pub jit_role: Role,
-    /// When it last changed (Unix ms).
-    pub updated_at_ms: i64,
-}
+use shared::tenancy::{self, Action, Deleted, Role, SsoConfig, account_key, org_key};
 
 /// An organization.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,10 +35,6 @@ pub struct Organization {
     /// Enterprise SSO, once configured.
     #[serde(default)]
     pub sso: Option<SsoConfig>,
-}
-
-fn org_key(id: OrgId) -> Key {
-    Key::new(format!("ORG#{id}"), "ORG")
 }
 
 /// SSO settings as shown (no secret).

@@ -82,6 +82,14 @@ impl RunningStack {
 /// # Errors
 /// If the services cannot be built or the address cannot be bound.
 pub async fn start(config: Config) -> anyhow::Result<RunningStack> {
+    start_with_clock(config, Arc::new(shared::clock::SystemClock)).await
+}
+
+/// As [`start`], on the given clock (tests move time).
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with_clock(config: Config, clock: Arc<dyn shared::clock::Clock>) -> anyhow::Result<RunningStack> {
     let bind = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
@@ -93,7 +101,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningStack> {
             *url = format!("http://{addr}");
         }
     }
-    let services = Services::from_config(config).await.context("building the services")?;
+    let services = Services::with_clock(config, clock).await.context("building the services")?;
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = JoinSet::new();
 

@@ -46,6 +46,15 @@ pub async fn hash(password: &Secret<String>) -> anyhow::Result<String> {
 
 /// Whether `password` matches the PHC string `phc`.
 pub async fn verify(password: &Secret<String>, phc: &str) -> bool {
+    if phc.is_empty() {
+        // An account without a password (it signs in through a provider): same time, no match.
+        let _ = verify_phc(password, dummy_phc()).await;
+        return false;
+    }
+    verify_phc(password, phc).await
+}
+
+async fn verify_phc(password: &Secret<String>, phc: &str) -> bool {
     let (password, phc) = (password.clone(), phc.to_owned());
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&phc).is_ok_and(|h| argon2().verify_password(password.expose().as_bytes(), &h).is_ok())
@@ -56,12 +65,15 @@ pub async fn verify(password: &Secret<String>, phc: &str) -> bool {
 
 /// Spends the time of one verification, for an account that does not exist.
 pub async fn verify_dummy(password: &Secret<String>) {
+    let _ = verify_phc(password, dummy_phc()).await;
+}
+
+fn dummy_phc() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    let phc = DUMMY.get_or_init(|| {
+    DUMMY.get_or_init(|| {
         let Ok(salt) = fresh_salt() else { return String::new() };
         argon2().hash_password(b"not a real password", &salt).map(|h| h.to_string()).unwrap_or_default()
-    });
-    let _ = verify(password, phc).await;
+    })
 }
 
 /// Why a password is refused (safe to show: it never repeats the password).

@@ -26,6 +26,14 @@ impl TestApp {
     /// # Panics
     /// If it does not start.
     pub async fn spawn(extra: &[(&str, &str)]) -> Self {
+        Self::spawn_with_clock(extra, std::sync::Arc::new(shared::clock::SystemClock)).await
+    }
+
+    /// As [`TestApp::spawn`], on the given clock.
+    ///
+    /// # Panics
+    /// If it does not start.
+    pub async fn spawn_with_clock(extra: &[(&str, &str)], clock: std::sync::Arc<dyn shared::clock::Clock>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut vars = vec![
             ("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string()),
@@ -33,7 +41,8 @@ impl TestApp {
             ("GROUNDWORK_APP_URL".to_owned(), "https://app.acme.test".to_owned()),
         ];
         vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let stack = local::start(Config::from_vars(vars).expect("config")).await.expect("stack starts");
+        let stack =
+            local::start_with_clock(Config::from_vars(vars).expect("config"), clock).await.expect("stack starts");
         let base = format!("http://{}", stack.addr);
         Self { base, client: reqwest::Client::new(), stack, dir }
     }

@@ -1,0 +1,306 @@
+//! OpenID Connect login: authorization code flow with PKCE (S256), `state` and `nonce`,
+//! through the `openidconnect` crate. Providers are the social ones configured by env
+//! (`GROUNDWORK_OIDC_PROVIDERS`; see [`shared::config::OidcProvider`]) and each
+//! organization's enterprise SSO (`org-<org id>`, set with `PUT /organizations/{id}/sso`).
+//!
+//! - `/auth/oidc/{provider}/start` stores the flow's secrets under the hash of `state`
+//!   (`OIDC#<sha256>` / `STATE`, ten minutes, single use) and redirects to the provider;
+//! - `/auth/oidc/{provider}/callback` takes the flow back (once), exchanges the code with the
+//!   PKCE verifier, verifies the ID token (signature from the provider's JWKS, issuer,
+//!   audience, expiry against our clock, nonce), and signs the user in: by the identity
+//!   (`IDENTITY#<sha256 of issuer>#<subject>`), else by verified email (linking it), else as a
+//!   new user; enterprise SSO checks the email domain and adds the user to the organization's
+//!   just-in-time account.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse as _,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::error::ApiError;
+use shared::id::{OrgId, UserId};
+use shared::services::Services;
+use shared::store::{Delete, Index, Item, Key, Put, Query, StoreExt as _};
+use shared::tenancy::{self, Membership};
+
+/// How long a started login waits for the provider's answer.
+pub const FLOW_TTL_SECS: i64 = 600;
+/// How long discovered provider metadata is reused.
+const METADATA_TTL: Duration = Duration::from_secs(600);
+
+/// A provider resolved from the path.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// The path name (`google`, `org-<id>`).
+    pub name: String,
+    /// Its issuer.
+    pub issuer: String,
+    client_id: String,
+    client_secret: String,
+    /// For enterprise SSO: the organization's rules.
+    pub org: Option<(OrgId, tenancy::SsoConfig)>,
+}
+
+/// The provider named `name`, if configured.
+///
+/// # Errors
+/// When the store fails.
+pub async fn provider(s: &Services, name: &str) -> Result<Option<Provider>, ApiError> {
+    if let Some(id) = name.strip_prefix("org-") {
+        let Ok(org) = id.parse::<OrgId>() else { return Ok(None) };
+        let Some(sso) = tenancy::org_sso(s.store.as_ref(), org).await? else { return Ok(None) };
+        return Ok(Some(Provider {
+            name: name.to_owned(),
+            issuer: sso.issuer.clone(),
+            client_id: sso.client_id.clone(),
+            client_secret: sso.client_secret.clone(),
+            org: Some((org, sso)),
+        }));
+    }
+    Ok(s.config.oidc_providers.iter().find(|p| p.name == name).map(|p| Provider {
+        name: p.name.clone(),
+        issuer: p.issuer.clone(),
+        client_id: p.client_id.clone(),
+        client_secret: p.client_secret.expose().clone(),
+        org: None,
+    }))
+}
+
+fn http_client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            // Never follow a provider's redirects (SSRF).
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+type MetadataCache = Mutex<HashMap<String, (Instant, CoreProviderMetadata)>>;
+
+async fn metadata(issuer: &str) -> Result<CoreProviderMetadata, ApiError> {
+    static CACHE: OnceLock<MetadataCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some((at, m)) = cache.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.get(issuer)
+        && at.elapsed() < METADATA_TTL
+    {
+        return Ok(m.clone());
+    }
+    let url = IssuerUrl::new(issuer.to_owned()).map_err(|e| anyhow::anyhow!("issuer URL: {e}"))?;
+    // Discovery also checks that the document names this very issuer.
+    let m = CoreProviderMetadata::discover_async(url, http_client()).await.map_err(|e| match e {
+        // The document names another issuer, or is not valid: never trust it.
+        openidconnect::DiscoveryError::Validation(_) | openidconnect::DiscoveryError::Parse(_) => {
+            refused(&format!("discovery of {issuer}: {e}"))
+        }
+        other => {
+            tracing::warn!(issuer, error = %other, "OpenID Connect discovery failed");
+            ApiError::Unavailable(anyhow::anyhow!("the identity provider's discovery failed"))
+        }
+    })?;
+    cache.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(issuer.to_owned(), (Instant::now(), m.clone()));
+    Ok(m)
+}
+
+fn redirect_uri(s: &Services, provider: &str) -> Result<RedirectUrl, ApiError> {
+    RedirectUrl::new(format!("{}/auth/oidc/{provider}/callback", s.config.api_url))
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("redirect URL: {e}")))
+}
+
+/// What a started login keeps until the provider answers.
+#[derive(Debug, Serialize, Deserialize)]
+struct Flow {
+    provider: String,
+    nonce: String,
+    pkce_verifier: String,
+}
+
+fn flow_key(state: &str) -> Key {
+    Key::new(format!("OIDC#{}", shared::auth::hash_secret(state)), "STATE")
+}
+
+/// Starts a login: returns the provider's authorization URL.
+///
+/// # Errors
+/// 503 when the provider's discovery fails.
+pub async fn start(s: &Services, p: &Provider, login_hint: Option<&str>) -> Result<String, ApiError> {
+    let client = CoreClient::from_provider_metadata(
+        metadata(&p.issuer).await?,
+        ClientId::new(p.client_id.clone()),
+        Some(ClientSecret::new(p.client_secret.clone())),
+    )
+    .set_redirect_uri(redirect_uri(s, &p.name)?);
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("profile".into()))
+        .set_pkce_challenge(challenge);
+    if let Some(hint) = login_hint {
+        request = request.add_extra_param("login_hint", hint.to_owned());
+    }
+    let (url, state, nonce) = request.url();
+    let flow =
+        Flow { provider: p.name.clone(), nonce: nonce.secret().clone(), pkce_verifier: verifier.secret().clone() };
+    let item = Item::from_record(flow_key(state.secret()), &flow)?.expiring_at(s.clock.now_secs() + FLOW_TTL_SECS);
+    s.store.put(Put::new(item)).await?;
+    Ok(url.to_string())
+}
+
+/// What the provider said about the user, verified.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The issuer.
+    pub issuer: String,
+    /// The subject at the issuer.
+    pub subject: String,
+    /// The email address, if given and verified.
+    pub email: Option<String>,
+    /// The name, if given.
+    pub name: Option<String>,
+}
+
+fn refused(why: &str) -> ApiError {
+    tracing::warn!(reason = why, "OpenID Connect login refused");
+    ApiError::Unauthenticated
+}
+
+/// Completes a login: takes the flow of `state` (once), exchanges `code`, verifies the ID
+/// token. Any mismatch is a 401 (the reason is logged, not told).
+///
+/// # Errors
+/// 401 as above, 503 when the provider does not answer.
+pub async fn finish(s: &Services, p: &Provider, code: &str, state: &str) -> Result<Identity, ApiError> {
+    let Some(item) = s.store.delete(Delete::new(flow_key(state))).await? else {
+        return Err(refused("unknown, used or expired state"));
+    };
+    let flow: Flow = item.record()?;
+    if flow.provider != p.name {
+        return Err(refused("state of another provider"));
+    }
+    let client = CoreClient::from_provider_metadata(
+        metadata(&p.issuer).await?,
+        ClientId::new(p.client_id.clone()),
+        Some(ClientSecret::new(p.client_secret.clone())),
+    )
+    .set_redirect_uri(redirect_uri(s, &p.name)?);
+    let request = client
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("the provider has no token endpoint: {e}")))?
+        .set_pkce_verifier(PkceCodeVerifier::new(flow.pkce_verifier));
+    let tokens = request.request_async(http_client()).await.map_err(|e| refused(&format!("code exchange: {e}")))?;
+    let id_token = tokens.id_token().ok_or_else(|| refused("no ID token"))?;
+    let now_ms = s.clock.now_ms();
+    let verifier = client
+        .id_token_verifier()
+        .set_time_fn(move || chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default());
+    let claims = id_token.claims(&verifier, &Nonce::new(flow.nonce)).map_err(|e| refused(&format!("ID token: {e}")))?;
+    let mut email = match (claims.email(), claims.email_verified()) {
+        (Some(e), Some(true)) => Some(e.as_str().to_ascii_lowercase()),
+        _ => None,
+    };
+    let mut name = claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned());
+    if claims.email().is_none() {
+        // Many providers keep profile claims out of the ID token: ask the UserInfo endpoint,
+        // which must answer for the same subject.
+        let request = client
+            .user_info(tokens.access_token().clone(), Some(claims.subject().clone()))
+            .map_err(|e| refused(&format!("no UserInfo endpoint: {e}")))?;
+        let info: openidconnect::core::CoreUserInfoClaims =
+            request.request_async(http_client()).await.map_err(|e| refused(&format!("UserInfo: {e}")))?;
+        if let (Some(e), Some(true)) = (info.email(), info.email_verified()) {
+            email = Some(e.as_str().to_ascii_lowercase());
+        }
+        name = name.or_else(|| info.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()));
+    }
+    Ok(Identity {
+        issuer: claims.issuer().as_str().to_owned(),
+        subject: claims.subject().as_str().to_owned(),
+        email,
+        name,
+    })
+}
+
+/// The key linking an identity at an issuer to a user.
+pub fn identity_key(issuer: &str, subject: &str) -> Key {
+    Key::new(format!("IDENTITY#{}#{subject}", shared::auth::hash_secret(issuer)), "IDENTITY")
+}
+
+/// Links `identity` to `user` (indexed by user, so erasure finds it).
+///
+/// # Errors
+/// When the store fails.
+pub async fn link(s: &Services, identity: &Identity, user: UserId) -> Result<(), ApiError> {
+    let item = Item::new(identity_key(&identity.issuer, &identity.subject))
+        .with("user_id", user.to_string())
+        .with("issuer", identity.issuer.clone())
+        .with("linked_at_ms", s.clock.now_ms())
+        .with_gsi1(Key::new(format!("IDENTITIES#{user}"), identity_key(&identity.issuer, &identity.subject).pk));
+    s.store.put(Put::new(item)).await?;
+    Ok(())
+}
+
+/// The user an identity is linked to.
+///
+/// # Errors
+/// When the store fails.
+pub async fn linked_user(s: &Services, identity: &Identity) -> Result<Option<UserId>, ApiError> {
+    let item = s.store.get(&identity_key(&identity.issuer, &identity.subject)).await?;
+    Ok(item.and_then(|i| i.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())))
+}
+
+/// Every identity key linked to `user`.
+///
+/// # Errors
+/// When the store fails.
+pub async fn identities_of(s: &Services, user: UserId) -> Result<Vec<Key>, ApiError> {
+    let items = s.store.query_all(Query::index(Index::Gsi1, format!("IDENTITIES#{user}"))).await?;
+    Ok(items.into_iter().map(|i| i.key).collect())
+}
+
+/// Enterprise SSO rules: the email's domain must be allowed.
+///
+/// # Errors
+/// 403 `domain_not_allowed`.
+pub fn check_domain(sso: &tenancy::SsoConfig, email: &str) -> Result<(), ApiError> {
+    let domain = email.rsplit('@').next().unwrap_or_default();
+    if sso.allowed_domains.iter().any(|d| d == domain) {
+        Ok(())
+    } else {
+        Err(ApiError::ForbiddenBecause {
+            code: "domain_not_allowed",
+            detail: "this organization's single sign-on does not accept that email domain".into(),
+        })
+    }
+}
+
+/// Just-in-time membership: the organization's account, with its role, unless the user is
+/// (or was removed as) a member already.
+///
+/// # Errors
+/// When the store fails.
+pub async fn join_jit(s: &Services, org: OrgId, sso: &tenancy::SsoConfig, user: UserId) -> Result<(), ApiError> {
+    let Some(account) = sso.jit_account_id else { return Ok(()) };
+    if s.store.get(&tenancy::membership_key(account, user)).await?.is_some() {
+        return Ok(());
+    }
+    let m = Membership { account_id: account, user_id: user, role: sso.jit_role, joined_at_ms: s.clock.now_ms() };
+    match s.store.put(Put::new(tenancy::membership_item(&m)?).if_not_exists()).await {
+        Ok(_) => {
+            let detail = json!({"role": m.role, "organization": org});
+            let actor = Some(user.to_string());
+            let origin = shared::audit::Origin::default();
+            tenancy::record(s, account, actor, "member.joined_via_sso", Some(user.to_string()), origin, detail).await
+        }
+        Err(e) if e.is_condition_failure() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
