@@ -250,6 +250,8 @@ pub struct Config {
     pub refresh_token_ttl_days: u32,
     /// `GROUNDWORK_OIDC_PROVIDERS`: social login providers (OpenID Connect), by name.
     pub oidc_providers: Vec<OidcProvider>,
+    /// Rent-auth mode: `GROUNDWORK_EXTERNAL_ISSUER` (+ `_JWKS_URL`, `_AUDIENCE`).
+    pub external_issuer: Option<crate::auth::external::ExternalIssuer>,
     /// Whether this runs on Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set).
     pub on_lambda: bool,
 }
@@ -415,6 +417,15 @@ impl Config {
                 30,
             )?,
             oidc_providers: oidc_providers(&get)?,
+            external_issuer: get("GROUNDWORK_EXTERNAL_ISSUER").map(|issuer| {
+                let issuer = issuer.trim_end_matches('/').to_owned();
+                crate::auth::external::ExternalIssuer {
+                    jwks_url: get("GROUNDWORK_EXTERNAL_JWKS_URL")
+                        .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
+                    audience: get("GROUNDWORK_EXTERNAL_AUDIENCE"),
+                    issuer,
+                }
+            }),
             on_lambda,
         })
     }

@@ -7,53 +7,19 @@ mod common;
 
 use std::sync::Arc;
 
-use common::TestApp;
+use common::{TestApp, idp, register};
 use serde_json::{Value, json};
 use shared::clock::{Clock, ManualClock};
-
-fn idp() -> String {
-    std::env::var("GROUNDWORK_OIDC_PROVIDER_URL").unwrap_or_else(|_| {
-        panic!("GROUNDWORK_OIDC_PROVIDER_URL is not set: run the suite with ./infra/test.sh, which starts the provider")
-    })
-}
-
-/// Registers a client at the provider (dynamic registration) for `redirect_uri`.
-async fn register(redirect_uri: &str) -> (String, String) {
-    let body = json!({"redirect_uris": [redirect_uri], "grant_types": ["authorization_code"],
-                      "response_types": ["code"], "token_endpoint_auth_method": "client_secret_basic"});
-    let res = reqwest::Client::new().post(format!("{}/reg", idp())).json(&body).send().await.unwrap();
-    assert_eq!(res.status(), 201);
-    let client: Value = res.json().await.unwrap();
-    (client["client_id"].as_str().unwrap().to_owned(), client["client_secret"].as_str().unwrap().to_owned())
-}
 
 /// A browser: follows the login from our `/start` through the provider's login page, as
 /// `login`, and returns the URL the provider sends back to our callback.
 async fn browser_login(app: &TestApp, provider: &str, login: &str) -> String {
-    let browser =
-        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let browser = common::browser();
     let res = browser.get(format!("{}/auth/oidc/{provider}/start", app.base)).send().await.unwrap();
     assert_eq!(res.status(), 302, "{}", res.text().await.unwrap());
-    let mut url = res.headers()["location"].to_str().unwrap().to_owned();
+    let url = res.headers()["location"].to_str().unwrap().to_owned();
     assert!(url.contains("code_challenge_method=S256") && url.contains("nonce=") && url.contains("state="), "{url}");
-    for _ in 0..10 {
-        if url.starts_with(&app.base) {
-            return url;
-        }
-        let res = browser.get(&url).send().await.unwrap();
-        if res.status().is_redirection() {
-            let next = res.headers()["location"].to_str().unwrap().to_owned();
-            url = if next.starts_with('/') { format!("{}{next}", idp()) } else { next };
-            continue;
-        }
-        let page = res.text().await.unwrap();
-        assert!(page.contains(r#"name="prompt" value="login""#), "an unexpected page: {page}");
-        let form = [("prompt", "login"), ("login", login), ("password", "anything")];
-        let res = browser.post(&url).form(&form).send().await.unwrap();
-        assert!(res.status().is_redirection(), "login not accepted: {}", res.status());
-        url = res.headers()["location"].to_str().unwrap().to_owned();
-    }
-    panic!("the provider never sent the browser back");
+    common::follow_login(&browser, url, login, &app.base).await
 }
 
 async fn callback(app: &TestApp, url: &str) -> (u16, Value) {

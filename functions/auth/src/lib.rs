@@ -109,6 +109,17 @@ pub fn api() -> OpenApi {
     shared::http::api_of(openapi_router())
 }
 
+/// In rent-auth mode the external issuer signs people in; our own sign-in routes refuse.
+fn own_auth(s: &Services) -> Result<(), ApiError> {
+    match &s.tokens.external {
+        None => Ok(()),
+        Some(_) => Err(ApiError::Conflict {
+            code: "external_auth",
+            detail: "sign-in is handled by the external identity provider".into(),
+        }),
+    }
+}
+
 fn email(s: &str) -> Result<EmailAddress, ApiError> {
     EmailAddress::parse(s)
         .map_err(|_| ApiError::Invalid { code: "invalid_email", detail: "not a valid email address".into() })
@@ -162,6 +173,7 @@ async fn signup(
     ctx: RequestContext,
     Json(req): Json<SignupRequest>,
 ) -> Result<Response, ApiError> {
+    own_auth(&s)?;
     let address = email(&req.email)?;
     strong(&req.password, &address, &s)?;
     let name = clean_name(req.name)?;
@@ -324,6 +336,7 @@ async fn login(
     ctx: RequestContext,
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    own_auth(&s)?;
     let store = s.store.as_ref();
     let now = s.clock.now_ms();
     let ip = client_key(&ctx);
@@ -582,6 +595,7 @@ async fn refresh(
     ctx: RequestContext,
     Json(req): Json<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
+    own_auth(&s)?;
     Ok(Json(sessions::refresh(&s, req.refresh_token.expose(), &ctx).await?))
 }
 
@@ -683,6 +697,7 @@ async fn password_forgot(
     ctx: RequestContext,
     Json(req): Json<ForgotRequest>,
 ) -> Result<Response, ApiError> {
+    own_auth(&s)?;
     let address = email(&req.email)?;
     let now = s.clock.now_ms();
     rate_limit::take(s.store.as_ref(), RESET_PER_IP, &client_key(&ctx), now).await?;
@@ -956,6 +971,7 @@ async fn oidc_start(
     Path(provider): Path<String>,
     Query(p): Query<OidcStartParams>,
 ) -> Result<Response, ApiError> {
+    own_auth(&s)?;
     let provider = oidc::provider(&s, &provider).await?.ok_or(ApiError::NotFound)?;
     let hint = p.login_hint.filter(|h| h.len() <= 254 && !h.chars().any(char::is_control));
     let url = oidc::start(&s, &provider, hint.as_deref()).await?;

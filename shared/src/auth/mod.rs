@@ -3,6 +3,7 @@
 //! ([`session`]) and the request extractor [`AuthUser`], which every authenticated route takes.
 
 pub mod api_keys;
+pub mod external;
 pub mod keys;
 pub mod password;
 pub mod rate_limit;
@@ -35,6 +36,8 @@ pub struct TokenSettings {
     pub access_ttl_secs: i64,
     /// Session (refresh token) lifetime without use.
     pub refresh_ttl_secs: i64,
+    /// Rent-auth mode: the external issuer whose tokens are accepted instead of ours.
+    pub external: Option<external::ExternalVerifier>,
 }
 
 impl TokenSettings {
@@ -53,8 +56,29 @@ impl TokenSettings {
             audience: config.jwt_audience.clone(),
             access_ttl_secs: i64::from(config.access_token_ttl_secs),
             refresh_ttl_secs: i64::from(config.refresh_token_ttl_days) * 86_400,
+            external: config.external_issuer.clone().map(external::ExternalVerifier::new),
         }))
     }
+}
+
+/// Rent-auth mode: the external issuer's token, its subject mapped to a user. There is no
+/// Groundwork session: the session id is derived from the issuer's (or the token's) identity,
+/// and revocation is the issuer's business (its tokens are short-lived).
+async fn authenticate_external(
+    external: &external::ExternalVerifier,
+    token: &str,
+    services: &Services,
+) -> Result<AuthUser, crate::error::ApiError> {
+    let claims =
+        external.verify(token, services.clock.now_secs()).await.map_err(|_| crate::error::ApiError::Unauthenticated)?;
+    let user_id = external::user_for(services.store.as_ref(), &claims, services.clock.now_ms()).await?;
+    let seed = format!("{}#{}#{}", claims.iss, claims.sub, claims.sid.as_deref().unwrap_or_default());
+    let digest = hash_secret(&seed);
+    let bytes: [u8; 16] = std::array::from_fn(|i| u8::from_str_radix(&digest[i * 2..i * 2 + 2], 16).unwrap_or(0));
+    let session_id: SessionId =
+        ulid::Ulid::from_bytes(bytes).to_string().parse().map_err(|_| crate::error::ApiError::Unauthenticated)?;
+    crate::http::record_user(&user_id);
+    Ok(AuthUser { user_id, session_id, mfa: claims.mfa() })
 }
 
 /// A fresh random secret: 32 bytes, URL-safe base64 (tokens in links, refresh tokens, API
@@ -156,6 +180,9 @@ async fn authenticate(parts: &Parts, services: &Services) -> Result<AuthUser, cr
     let unauthenticated = || crate::error::ApiError::Unauthenticated;
     let token = bearer(parts).ok_or_else(unauthenticated)?;
     let settings = &services.tokens;
+    if let Some(external) = &settings.external {
+        return authenticate_external(external, token, services).await;
+    }
     let claims = tokens::verify(&settings.keys, token, &settings.issuer, &settings.audience, services.clock.now_secs())
         .map_err(|_| unauthenticated())?;
     let user_id: UserId = claims.sub.parse().map_err(|_| unauthenticated())?;

@@ -159,3 +159,58 @@ impl TestApp {
         (tokens["access_token"].as_str().expect("token").to_owned(), me["id"].as_str().expect("id").to_owned())
     }
 }
+
+/// The loopback OpenID Connect provider the test command starts.
+///
+/// # Panics
+/// When it was not started.
+pub fn idp() -> String {
+    std::env::var("GROUNDWORK_OIDC_PROVIDER_URL").unwrap_or_else(|_| {
+        panic!("GROUNDWORK_OIDC_PROVIDER_URL is not set: run the suite with ./infra/test.sh, which starts the provider")
+    })
+}
+
+/// Registers a client at the provider (dynamic registration) for `redirect_uri`; returns
+/// its id and secret.
+///
+/// # Panics
+/// When the provider refuses.
+pub async fn register(redirect_uri: &str) -> (String, String) {
+    let body = serde_json::json!({"redirect_uris": [redirect_uri], "grant_types": ["authorization_code"],
+                      "response_types": ["code"], "token_endpoint_auth_method": "client_secret_basic"});
+    let res = reqwest::Client::new().post(format!("{}/reg", idp())).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let client: Value = res.json().await.unwrap();
+    (client["client_id"].as_str().unwrap().to_owned(), client["client_secret"].as_str().unwrap().to_owned())
+}
+
+/// A client that keeps cookies and does not follow redirects: a browser, step by step.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Follows redirects from `url` through the provider's login page (logging in as `login`)
+/// until one leads to a URL starting with `back_to`, which it returns.
+///
+/// # Panics
+/// If the provider shows something else or never sends the browser back.
+pub async fn follow_login(browser: &reqwest::Client, mut url: String, login: &str, back_to: &str) -> String {
+    for _ in 0..10 {
+        if url.starts_with(back_to) {
+            return url;
+        }
+        let res = browser.get(&url).send().await.unwrap();
+        if res.status().is_redirection() {
+            let next = res.headers()["location"].to_str().unwrap().to_owned();
+            url = if next.starts_with('/') { format!("{}{next}", idp()) } else { next };
+            continue;
+        }
+        let page = res.text().await.unwrap();
+        assert!(page.contains(r#"name="prompt" value="login""#), "an unexpected page: {page}");
+        let form = [("prompt", "login"), ("login", login), ("password", "anything")];
+        let res = browser.post(&url).form(&form).send().await.unwrap();
+        assert!(res.status().is_redirection(), "login not accepted: {}", res.status());
+        url = res.headers()["location"].to_str().unwrap().to_owned();
+    }
+    panic!("the provider never sent the browser back");
+}

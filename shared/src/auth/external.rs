@@ -1,0 +1,242 @@
+//! Rent-auth mode: with `GROUNDWORK_EXTERNAL_ISSUER` set (Clerk, WorkOS, Cognito, Auth0...),
+//! the request extractor accepts that issuer's JWTs instead of ours. Keys come from its JWKS
+//! (fetched on first use, cached, fetched again when a token names an unknown key, at most
+//! once a minute). Only asymmetric algorithms are accepted, pinned by the key's type; issuer,
+//! expiry, not-before and (when configured) audience are checked against our clock.
+//!
+//! Each external subject maps to a Groundwork user on first sight
+//! (`EXTERNAL#<sha256 of issuer>#<subject>` / `USER`), created with the token's email when it
+//! carries a free one, so the rest of the system sees an ordinary user.
+
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::tokens::{LEEWAY_SECS, TokenError};
+use crate::id::UserId;
+use crate::store::{Item, Key, Put, Store, StoreError, TxOp};
+
+/// How long fetched keys are trusted before a refresh.
+const KEYS_TTL: Duration = Duration::from_secs(3600);
+/// The least time between two fetches prompted by unknown key ids.
+const REFETCH_MIN: Duration = Duration::from_secs(60);
+
+/// The external issuer's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIssuer {
+    /// `GROUNDWORK_EXTERNAL_ISSUER`: the `iss` its tokens carry.
+    pub issuer: String,
+    /// `GROUNDWORK_EXTERNAL_JWKS_URL` (default `<issuer>/.well-known/jwks.json`).
+    pub jwks_url: String,
+    /// `GROUNDWORK_EXTERNAL_AUDIENCE`: the `aud` required, if any.
+    pub audience: Option<String>,
+}
+
+/// The claims Groundwork reads from an external token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExternalClaims {
+    /// The issuer.
+    pub iss: String,
+    /// The subject.
+    pub sub: String,
+    /// Expiry.
+    pub exp: i64,
+    /// Not before.
+    #[serde(default)]
+    pub nbf: Option<i64>,
+    /// Issued at.
+    #[serde(default)]
+    pub iat: Option<i64>,
+    /// An email address, if the issuer puts one in.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Whether it is verified (absent: trusted as the issuer's own address).
+    #[serde(default)]
+    pub email_verified: Option<bool>,
+    /// A name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Authentication methods (`mfa`, `otp`...).
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// The issuer's session id, if any.
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+impl ExternalClaims {
+    /// Whether the issuer says a second factor was used.
+    pub fn mfa(&self) -> bool {
+        self.amr.iter().any(|m| matches!(m.as_str(), "mfa" | "otp" | "hwk" | "swk" | "sms" | "totp"))
+    }
+}
+
+/// Verifies an external issuer's tokens.
+#[derive(Debug)]
+pub struct ExternalVerifier {
+    /// The settings.
+    pub issuer: ExternalIssuer,
+    keys: RwLock<Option<(Instant, JwkSet)>>,
+    http: reqwest::Client,
+}
+
+impl ExternalVerifier {
+    /// A verifier for `issuer` (no network until the first token).
+    pub fn new(issuer: ExternalIssuer) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Self { issuer, keys: RwLock::new(None), http }
+    }
+
+    fn cached(&self, kid: &str) -> (Option<jsonwebtoken::jwk::Jwk>, bool) {
+        let guard = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match guard.as_ref() {
+            None => (None, true),
+            Some((at, set)) => {
+                let key = set.find(kid).cloned();
+                let stale = at.elapsed() > KEYS_TTL || (key.is_none() && at.elapsed() > REFETCH_MIN);
+                (key, stale)
+            }
+        }
+    }
+
+    async fn key(&self, kid: &str) -> Result<jsonwebtoken::jwk::Jwk, TokenError> {
+        let (key, stale) = self.cached(kid);
+        if !stale {
+            return key.ok_or(TokenError::Invalid);
+        }
+        match self.fetch().await {
+            Ok(set) => {
+                let found = set.find(kid).cloned();
+                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), set));
+                found.ok_or(TokenError::Invalid)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, url = %self.issuer.jwks_url, "fetching the external issuer's keys failed");
+                key.ok_or(TokenError::Invalid)
+            }
+        }
+    }
+
+    async fn fetch(&self) -> anyhow::Result<JwkSet> {
+        let res = self.http.get(&self.issuer.jwks_url).send().await?.error_for_status()?;
+        Ok(res.json().await?)
+    }
+
+    /// Verifies `token` at `now_secs`.
+    ///
+    /// # Errors
+    /// [`TokenError`].
+    pub async fn verify(&self, token: &str, now_secs: i64) -> Result<ExternalClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let allowed = [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ];
+        if !allowed.contains(&header.alg) {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let jwk = self.key(&kid).await?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|_| TokenError::Invalid)?;
+        // The key's own algorithm, when it names one, must be the token's.
+        if jwk.common.key_algorithm.is_some_and(|a| a.to_string() != format!("{:?}", header.alg)) {
+            return Err(TokenError::Invalid);
+        }
+        let mut v = Validation::new(header.alg);
+        v.set_issuer(&[&self.issuer.issuer]);
+        match &self.issuer.audience {
+            Some(aud) => v.set_audience(&[aud]),
+            None => v.validate_aud = false,
+        }
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.leeway = 0;
+        let claims = jsonwebtoken::decode::<ExternalClaims>(token, &key, &v).map_err(|_| TokenError::Invalid)?.claims;
+        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(30);
+        if claims.nbf.is_some_and(|t| t > now_secs + leeway) || claims.iat.is_some_and(|t| t > now_secs + leeway) {
+            return Err(TokenError::Invalid);
+        }
+        if claims.exp <= now_secs - leeway {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+fn subject_key(issuer: &str, subject: &str) -> Key {
+    Key::new(format!("EXTERNAL#{}#{subject}", super::hash_secret(issuer)), "USER")
+}
+
+/// The Groundwork user of an external subject, created on first sight.
+///
+/// # Errors
+/// When the store fails.
+pub async fn user_for(store: &dyn Store, claims: &ExternalClaims, now_ms: i64) -> Result<UserId, StoreError> {
+    let key = subject_key(&claims.iss, &claims.sub);
+    let id_of = |item: &Item| item.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok());
+    if let Some(item) = store.get(&key).await? {
+        return id_of(&item).ok_or_else(|| StoreError::Corrupt("external subject without a user".into()));
+    }
+    let user = UserId::new();
+    let email = claims
+        .email
+        .as_deref()
+        .and_then(|e| crate::mail::EmailAddress::parse(e).ok())
+        .filter(|_| claims.email_verified != Some(false));
+    let link = Item::new(key.clone()).with("user_id", user.to_string()).with("created_at_ms", now_ms);
+    let record = |email: &str, verified: bool| {
+        json!({
+            "id": user, "email": email, "email_verified": verified, "name": claims.name,
+            "password_hash": "", "created_at_ms": now_ms, "password_changed_at_ms": now_ms,
+            "external_issuer": claims.iss,
+        })
+    };
+    let mut attempts: Vec<Vec<TxOp>> = Vec::new();
+    if let Some(email) = &email {
+        let owner = Item::new(Key::new(format!("EMAIL#{email}"), "EMAIL")).with("user_id", user.to_string());
+        attempts.push(vec![
+            TxOp::Put(Put::new(link.clone()).if_not_exists()),
+            TxOp::Put(Put::new(Item::from_record(crate::tenancy::user_key(user), &record(email.as_str(), true))?)),
+            TxOp::Put(Put::new(owner).if_not_exists()),
+        ]);
+    }
+    // Without a (free) address: a placeholder no mail is ever sent to (RFC 2606).
+    let placeholder =
+        format!("{}@external.invalid", &super::hash_secret(&format!("{}#{}", claims.iss, claims.sub))[..24]);
+    attempts.push(vec![
+        TxOp::Put(Put::new(link).if_not_exists()),
+        TxOp::Put(Put::new(Item::from_record(crate::tenancy::user_key(user), &record(&placeholder, false))?)),
+    ]);
+    for ops in attempts {
+        match store.transact(ops).await {
+            Ok(()) => {
+                tracing::info!(user_id = %user, "first sight of an external subject: user created");
+                return Ok(user);
+            }
+            Err(StoreError::TransactionCanceled { .. }) => {
+                // Another request created the link first, or the address is taken.
+                if let Some(item) = store.get(&key).await? {
+                    return id_of(&item).ok_or_else(|| StoreError::Corrupt("external subject without a user".into()));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Unavailable(anyhow::anyhow!("could not map the external subject")))
+}
