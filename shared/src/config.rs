@@ -120,6 +120,21 @@ pub struct OidcProvider {
     pub client_secret: Secret<String>,
 }
 
+/// Where access-token keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `GROUNDWORK_JWT_KEYS`: base64 PKCS#8 keys, comma-separated, newest first.
+    Value(Secret<String>),
+    /// `GROUNDWORK_JWT_KEYS_SECRET`: a Secrets Manager secret holding that value, read at
+    /// first use (the function that signs: auth).
+    SecretsManager(String),
+    /// `GROUNDWORK_JWKS_URL`: verify only, with the public keys the auth function publishes
+    /// (every other function: no private key leaves auth).
+    Jwks(String),
+    /// Generated into `<data dir>/keys/` (local).
+    DataDir,
+}
+
 /// Issuers of the providers known by name.
 pub const OIDC_PRESETS: &[(&str, &str)] = &[("google", "https://accounts.google.com")];
 
@@ -241,9 +256,8 @@ pub struct Config {
     pub api_url: String,
     /// `GROUNDWORK_JWT_AUDIENCE`: the audience of access tokens (default `groundwork`).
     pub jwt_audience: String,
-    /// `GROUNDWORK_JWT_KEYS`: signing keys (base64 PKCS#8, comma-separated, newest first);
-    /// required on Lambda, generated into the data directory locally.
-    pub jwt_keys: Option<Secret<String>>,
+    /// Where access-token keys come from (see [`KeySource`]).
+    pub jwt_keys: KeySource,
     /// `GROUNDWORK_ACCESS_TOKEN_TTL_SECS`: access token lifetime (default 900).
     pub access_token_ttl_secs: u32,
     /// `GROUNDWORK_REFRESH_TOKEN_TTL_DAYS`: how long an unused session lasts (default 30).
@@ -396,15 +410,19 @@ impl Config {
             )?,
             api_url,
             jwt_audience: get("GROUNDWORK_JWT_AUDIENCE").unwrap_or_else(|| "groundwork".into()),
-            jwt_keys: match get("GROUNDWORK_JWT_KEYS") {
-                Some(k) => Some(Secret::new(k)),
-                None if on_lambda => {
+            jwt_keys: match (get("GROUNDWORK_JWT_KEYS"), get("GROUNDWORK_JWT_KEYS_SECRET"), get("GROUNDWORK_JWKS_URL"))
+            {
+                (Some(k), _, _) => KeySource::Value(Secret::new(k)),
+                (None, Some(id), _) => KeySource::SecretsManager(id),
+                (None, None, Some(url)) => KeySource::Jwks(url),
+                (None, None, None) if on_lambda && get("GROUNDWORK_EXTERNAL_ISSUER").is_none() => {
                     return Err(ConfigError::Missing {
-                        var: "GROUNDWORK_JWT_KEYS",
-                        why: "functions on Lambda verify access tokens with these keys",
+                        var: "GROUNDWORK_JWT_KEYS_SECRET",
+                        why: "on Lambda, auth reads its signing keys from Secrets Manager (or GROUNDWORK_JWT_KEYS) \
+                              and other functions verify with GROUNDWORK_JWKS_URL",
                     });
                 }
-                None => None,
+                (None, None, None) => KeySource::DataDir,
             },
             access_token_ttl_secs: parse_or(
                 "GROUNDWORK_ACCESS_TOKEN_TTL_SECS",

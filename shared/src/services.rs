@@ -101,7 +101,8 @@ impl Services {
         let needs_aws = config.store == StoreBackend::DynamoDb
             || config.queues == QueueBackend::Sqs
             || matches!(config.mail, MailBackend::Ses { .. })
-            || config.exports_bucket.is_some();
+            || config.exports_bucket.is_some()
+            || matches!(config.jwt_keys, crate::config::KeySource::SecretsManager(_));
         let sdk = if needs_aws { Some(crate::aws::sdk_config(&config).await) } else { None };
         let sdk_ref = || sdk.as_ref().context("no AWS configuration");
 
@@ -154,7 +155,7 @@ impl Services {
                 ExportStorage::S3 { client: aws_sdk_s3::Client::from_conf(s3), bucket: bucket.clone() }
             }
         });
-        let tokens = crate::auth::TokenSettings::from_config(&config)?;
+        let tokens = crate::auth::TokenSettings::from_config(&config, sdk.as_ref())?;
         Ok(Self {
             config: Arc::new(config),
             clock,

@@ -99,7 +99,7 @@ async fn the_external_issuers_tokens_are_accepted_instead_of_ours() {
             exp: now + 600,
             jti: "j".into(),
         };
-        shared::auth::tokens::sign(&t.keys, &claims).unwrap()
+        shared::auth::tokens::sign(t.signing_keys().await.unwrap(), &claims).unwrap()
     };
     assert_eq!(app.call("GET", "/me", Some(&ours), None).await.0, 401);
 

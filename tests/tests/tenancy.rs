@@ -359,7 +359,7 @@ async fn isolation_matrix_every_tenant_route_against_every_attacker() {
             exp: 2_000,
             jti: "j".into(),
         };
-        shared::auth::tokens::sign(&settings.keys, &claims).unwrap()
+        shared::auth::tokens::sign(settings.signing_keys().await.unwrap(), &claims).unwrap()
     };
     let tampered = {
         let mut parts: Vec<String> = owner.split('.').map(str::to_owned).collect();

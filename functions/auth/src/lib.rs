@@ -1097,11 +1097,11 @@ async fn sso_user(
 /// The public keys that verify access tokens (JSON Web Key Set).
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "The JWKS", content_type = "application/json")))]
-async fn jwks(State(s): State<Services>) -> Response {
-    let mut res = axum::Json(s.tokens.keys.jwks().clone()).into_response();
+async fn jwks(State(s): State<Services>) -> Result<Response, ApiError> {
+    let mut res = axum::Json(s.tokens.signing_keys().await?.jwks().clone()).into_response();
     res.headers_mut()
         .insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("public, max-age=300"));
-    res
+    Ok(res)
 }
 
 /// Issuer metadata (OpenID Connect discovery), so any verifier finds the keys.

@@ -34,7 +34,12 @@ fn refresh_key(token: &str) -> Key {
     Key::new(format!("REFRESH#{}", hash_secret(token)), "REFRESH")
 }
 
-fn access_token(services: &Services, user: UserId, sid: SessionId, now_secs: i64) -> Result<(String, i64), ApiError> {
+async fn access_token(
+    services: &Services,
+    user: UserId,
+    sid: SessionId,
+    now_secs: i64,
+) -> Result<(String, i64), ApiError> {
     let t = &services.tokens;
     let claims = AccessClaims {
         iss: t.issuer.clone(),
@@ -46,7 +51,7 @@ fn access_token(services: &Services, user: UserId, sid: SessionId, now_secs: i64
         exp: now_secs + t.access_ttl_secs,
         jti: RequestId::new().to_string(),
     };
-    Ok((tokens::sign(&t.keys, &claims)?, t.access_ttl_secs))
+    Ok((tokens::sign(t.signing_keys().await?, &claims)?, t.access_ttl_secs))
 }
 
 /// Starts a session for `user`; `mfa` says whether a second factor was checked.
@@ -82,7 +87,7 @@ pub async fn start(services: &Services, user: UserId, ctx: &RequestContext, mfa:
             TxOp::Put(Put::new(refresh_item).if_not_exists()),
         ])
         .await?;
-    let (access_token, expires_in) = access_token(services, user, sid, now / 1000)?;
+    let (access_token, expires_in) = access_token(services, user, sid, now / 1000).await?;
     Ok(TokenPair {
         access_token,
         token_type: "Bearer",
@@ -149,7 +154,7 @@ pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> 
         }
         Err(e) => return Err(e.into()),
     }
-    let (access_token, expires_in) = access_token(services, user, sid, now / 1000)?;
+    let (access_token, expires_in) = access_token(services, user, sid, now / 1000).await?;
     Ok(TokenPair { access_token, token_type: "Bearer", expires_in, refresh_token: next, session_id: sid.to_string() })
 }
 

@@ -80,7 +80,7 @@ async fn main() {
         exp: secs + 3600,
         jti: "bench".into(),
     };
-    let token = tokens::sign(&t.keys, &claims).unwrap();
+    let token = tokens::sign(t.signing_keys().await.unwrap(), &claims).unwrap();
     let app = tenancy::app(s.clone());
     let path = format!("/accounts/{}/members", account.id);
 

@@ -75,24 +75,55 @@ impl ExternalClaims {
     }
 }
 
-/// Verifies an external issuer's tokens.
+/// Public keys fetched from a JWKS URL: on first use, again after an hour, and again when a
+/// token names an unknown key (at most once a minute).
 #[derive(Debug)]
-pub struct ExternalVerifier {
-    /// The settings.
-    pub issuer: ExternalIssuer,
+pub struct JwksCache {
+    url: String,
     keys: RwLock<Option<(Instant, JwkSet)>>,
     http: reqwest::Client,
 }
 
-impl ExternalVerifier {
-    /// A verifier for `issuer` (no network until the first token).
-    pub fn new(issuer: ExternalIssuer) -> Self {
+/// The asymmetric algorithms accepted from a JWKS.
+pub const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+impl JwksCache {
+    /// A cache of the keys at `url` (no network until the first token).
+    pub fn new(url: String) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        Self { issuer, keys: RwLock::new(None), http }
+        Self { url, keys: RwLock::new(None), http }
+    }
+
+    /// The key that verifies `token`, with the token's algorithm: asymmetric only, and the
+    /// key's own algorithm (when it names one) must be the token's.
+    ///
+    /// # Errors
+    /// [`TokenError::Invalid`].
+    pub async fn key_for(&self, token: &str) -> Result<(DecodingKey, Algorithm), TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if !ASYMMETRIC.contains(&header.alg) {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let jwk = self.key(&kid).await?;
+        if jwk.common.key_algorithm.is_some_and(|a| a.to_string() != format!("{:?}", header.alg)) {
+            return Err(TokenError::Invalid);
+        }
+        Ok((DecodingKey::from_jwk(&jwk).map_err(|_| TokenError::Invalid)?, header.alg))
     }
 
     fn cached(&self, kid: &str) -> (Option<jsonwebtoken::jwk::Jwk>, bool) {
@@ -119,15 +150,30 @@ impl ExternalVerifier {
                 found.ok_or(TokenError::Invalid)
             }
             Err(e) => {
-                tracing::warn!(error = %e, url = %self.issuer.jwks_url, "fetching the external issuer's keys failed");
+                tracing::warn!(error = %e, url = %self.url, "fetching the JWKS failed");
                 key.ok_or(TokenError::Invalid)
             }
         }
     }
 
     async fn fetch(&self) -> anyhow::Result<JwkSet> {
-        let res = self.http.get(&self.issuer.jwks_url).send().await?.error_for_status()?;
+        let res = self.http.get(&self.url).send().await?.error_for_status()?;
         Ok(res.json().await?)
+    }
+}
+
+/// Verifies an external issuer's tokens.
+#[derive(Debug)]
+pub struct ExternalVerifier {
+    /// The settings.
+    pub issuer: ExternalIssuer,
+    jwks: JwksCache,
+}
+
+impl ExternalVerifier {
+    /// A verifier for `issuer` (no network until the first token).
+    pub fn new(issuer: ExternalIssuer) -> Self {
+        Self { jwks: JwksCache::new(issuer.jwks_url.clone()), issuer }
     }
 
     /// Verifies `token` at `now_secs`.
@@ -135,29 +181,8 @@ impl ExternalVerifier {
     /// # Errors
     /// [`TokenError`].
     pub async fn verify(&self, token: &str, now_secs: i64) -> Result<ExternalClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
-        let allowed = [
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-            Algorithm::ES256,
-            Algorithm::ES384,
-            Algorithm::EdDSA,
-        ];
-        if !allowed.contains(&header.alg) {
-            return Err(TokenError::Invalid);
-        }
-        let kid = header.kid.ok_or(TokenError::Invalid)?;
-        let jwk = self.key(&kid).await?;
-        let key = DecodingKey::from_jwk(&jwk).map_err(|_| TokenError::Invalid)?;
-        // The key's own algorithm, when it names one, must be the token's.
-        if jwk.common.key_algorithm.is_some_and(|a| a.to_string() != format!("{:?}", header.alg)) {
-            return Err(TokenError::Invalid);
-        }
-        let mut v = Validation::new(header.alg);
+        let (key, alg) = self.jwks.key_for(token).await?;
+        let mut v = Validation::new(alg);
         v.set_issuer(&[&self.issuer.issuer]);
         match &self.issuer.audience {
             Some(aud) => v.set_audience(&[aud]),

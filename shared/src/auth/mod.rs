@@ -17,7 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::config::Config;
+use crate::config::{Config, KeySource};
 use crate::error::Problem;
 use crate::id::{SessionId, UserId};
 use crate::services::Services;
@@ -26,8 +26,13 @@ use keys::SigningKeys;
 /// Everything needed to issue and verify access tokens.
 #[derive(Debug)]
 pub struct TokenSettings {
-    /// The keys.
-    pub keys: SigningKeys,
+    /// The signing keys, once loaded (at init from the environment or the data directory; at
+    /// first use from Secrets Manager).
+    keys: tokio::sync::OnceCell<SigningKeys>,
+    /// Where they come from, when not loaded at init.
+    secret: Option<(aws_sdk_secretsmanager::Client, String)>,
+    /// Verify-only functions: the public keys the auth function publishes.
+    jwks: Option<external::JwksCache>,
     /// `iss`: the API's base URL.
     pub issuer: String,
     /// `aud`.
@@ -41,17 +46,70 @@ pub struct TokenSettings {
 }
 
 impl TokenSettings {
-    /// From configuration: keys from `GROUNDWORK_JWT_KEYS`, or the data directory locally.
+    /// The signing keys (read from Secrets Manager on first use when configured so).
     ///
     /// # Errors
-    /// If the keys do not load.
-    pub fn from_config(config: &Config) -> anyhow::Result<Arc<Self>> {
-        let keys = match &config.jwt_keys {
-            Some(value) => SigningKeys::from_env_value(value.expose())?,
-            None => SigningKeys::load_or_generate(&config.data_dir.join("keys"))?,
-        };
+    /// 503 when the secret cannot be read; 500 when this function has no signing keys.
+    pub async fn signing_keys(&self) -> Result<&SigningKeys, crate::error::ApiError> {
+        self.keys
+            .get_or_try_init(|| async {
+                let Some((client, id)) = &self.secret else {
+                    return Err(crate::error::ApiError::Unexpected(anyhow::anyhow!(
+                        "this function verifies tokens only (GROUNDWORK_JWKS_URL): it has no signing keys"
+                    )));
+                };
+                let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
+                    crate::error::ApiError::Unavailable(anyhow::anyhow!(
+                        "reading the signing keys from Secrets Manager: {}",
+                        aws_sdk_secretsmanager::Error::from(e)
+                    ))
+                })?;
+                let value = out.secret_string().ok_or_else(|| {
+                    crate::error::ApiError::Unexpected(anyhow::anyhow!("the signing-key secret holds no string"))
+                })?;
+                SigningKeys::from_env_value(value).map_err(crate::error::ApiError::Unexpected)
+            })
+            .await
+    }
+
+    /// Verifies one of our access tokens: with the local keys, or (verify-only functions)
+    /// with the published JWKS.
+    ///
+    /// # Errors
+    /// 401 for a bad token; 503 when the keys cannot be had.
+    pub async fn verify(&self, token: &str, now_secs: i64) -> Result<tokens::AccessClaims, crate::error::ApiError> {
+        let unauthenticated = |_| crate::error::ApiError::Unauthenticated;
+        match &self.jwks {
+            Some(jwks) => {
+                let (key, _) = jwks.key_for(token).await.map_err(unauthenticated)?;
+                tokens::verify_with(&key, token, &self.issuer, &self.audience, now_secs).map_err(unauthenticated)
+            }
+            None => tokens::verify(self.signing_keys().await?, token, &self.issuer, &self.audience, now_secs)
+                .map_err(unauthenticated),
+        }
+    }
+
+    /// From configuration (see [`KeySource`]); `sdk` is needed for Secrets Manager. No
+    /// network call: a secret is read at first use.
+    ///
+    /// # Errors
+    /// If keys given in the environment or the data directory do not load.
+    pub fn from_config(config: &Config, sdk: Option<&aws_config::SdkConfig>) -> anyhow::Result<Arc<Self>> {
+        let keys = tokio::sync::OnceCell::new();
+        let (mut secret, mut jwks) = (None, None);
+        match &config.jwt_keys {
+            KeySource::Value(value) => keys.set(SigningKeys::from_env_value(value.expose())?)?,
+            KeySource::DataDir => keys.set(SigningKeys::load_or_generate(&config.data_dir.join("keys"))?)?,
+            KeySource::SecretsManager(id) => {
+                let sdk = sdk.ok_or_else(|| anyhow::anyhow!("GROUNDWORK_JWT_KEYS_SECRET needs AWS configuration"))?;
+                secret = Some((aws_sdk_secretsmanager::Client::new(sdk), id.clone()));
+            }
+            KeySource::Jwks(url) => jwks = Some(external::JwksCache::new(url.clone())),
+        }
         Ok(Arc::new(Self {
             keys,
+            secret,
+            jwks,
             issuer: config.api_url.clone(),
             audience: config.jwt_audience.clone(),
             access_ttl_secs: i64::from(config.access_token_ttl_secs),
@@ -183,8 +241,7 @@ async fn authenticate(parts: &Parts, services: &Services) -> Result<AuthUser, cr
     if let Some(external) = &settings.external {
         return authenticate_external(external, token, services).await;
     }
-    let claims = tokens::verify(&settings.keys, token, &settings.issuer, &settings.audience, services.clock.now_secs())
-        .map_err(|_| unauthenticated())?;
+    let claims = settings.verify(token, services.clock.now_secs()).await?;
     let user_id: UserId = claims.sub.parse().map_err(|_| unauthenticated())?;
     let session_id: SessionId = claims.sid.parse().map_err(|_| unauthenticated())?;
     // A revoked session's access tokens stop working at once, not at their expiry.

@@ -69,6 +69,24 @@ pub fn verify(
         return Err(TokenError::Invalid);
     }
     let key = header.kid.as_deref().and_then(|k| keys.decoding(k)).ok_or(TokenError::Invalid)?;
+    verify_with(key, token, issuer, audience, now_secs)
+}
+
+/// As [`verify`], with the key already chosen (from a JWKS): RS256 only.
+///
+/// # Errors
+/// [`TokenError`].
+pub fn verify_with(
+    key: &jsonwebtoken::DecodingKey,
+    token: &str,
+    issuer: &str,
+    audience: &str,
+    now_secs: i64,
+) -> Result<AccessClaims, TokenError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+    if header.alg != Algorithm::RS256 {
+        return Err(TokenError::Invalid);
+    }
     let mut v = Validation::new(Algorithm::RS256);
     v.set_issuer(&[issuer]);
     v.set_audience(&[audience]);
