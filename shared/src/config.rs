@@ -76,11 +76,13 @@ pub enum QueueName {
     MailEvents,
     /// Other background jobs (data exports...), consumed by `worker`.
     Jobs,
+    /// Stripe events (FIFO, grouped by customer), consumed by `billing-events`.
+    Billing,
 }
 
 impl QueueName {
     /// Every queue.
-    pub const ALL: [Self; 3] = [Self::Email, Self::MailEvents, Self::Jobs];
+    pub const ALL: [Self; 4] = [Self::Email, Self::MailEvents, Self::Jobs, Self::Billing];
 
     /// The queue's short name (logs, operator routes, embedded table rows).
     pub fn as_str(self) -> &'static str {
@@ -88,6 +90,7 @@ impl QueueName {
             Self::Email => "email",
             Self::MailEvents => "mail-events",
             Self::Jobs => "jobs",
+            Self::Billing => "billing",
         }
     }
 
@@ -101,6 +104,7 @@ impl QueueName {
             Self::Email => ("GROUNDWORK_EMAIL_QUEUE_URL", "GROUNDWORK_EMAIL_DLQ_URL"),
             Self::MailEvents => ("GROUNDWORK_MAIL_EVENTS_QUEUE_URL", "GROUNDWORK_MAIL_EVENTS_DLQ_URL"),
             Self::Jobs => ("GROUNDWORK_JOBS_QUEUE_URL", "GROUNDWORK_JOBS_DLQ_URL"),
+            Self::Billing => ("GROUNDWORK_BILLING_QUEUE_URL", "GROUNDWORK_BILLING_DLQ_URL"),
         }
     }
 }
@@ -246,6 +250,14 @@ pub struct Config {
     pub operator_token: Option<Secret<String>>,
     /// `GROUNDWORK_EXPORTS_BUCKET`: the S3 bucket of data exports (else `<data dir>/exports/`).
     pub exports_bucket: Option<String>,
+    /// `GROUNDWORK_PLANS_FILE`: the plan catalogue (else the shipped `shared/config/plans.toml`).
+    pub plans_file: Option<PathBuf>,
+    /// `STRIPE_SECRET_KEY`: Stripe's API key; billing routes answer 503 without it.
+    pub stripe_secret_key: Option<Secret<String>>,
+    /// `STRIPE_WEBHOOK_SECRET`: endpoint signing secrets, comma-separated (a rotation).
+    pub stripe_webhook_secrets: Secret<Vec<String>>,
+    /// `STRIPE_API_BASE`: Stripe's API (default `https://api.stripe.com`).
+    pub stripe_api_base: String,
     /// `GROUNDWORK_JOB_MAX_ATTEMPTS`: attempts before a job is dead-lettered (default 5).
     pub job_max_attempts: u32,
     /// `GROUNDWORK_SOFT_DELETE_RETENTION_DAYS`: how long soft-deleted records can be
@@ -402,6 +414,15 @@ impl Config {
             app_name: get("GROUNDWORK_APP_NAME").unwrap_or_else(|| "Groundwork".into()),
             operator_token: get("GROUNDWORK_OPERATOR_TOKEN").map(Secret::new),
             exports_bucket: get("GROUNDWORK_EXPORTS_BUCKET"),
+            plans_file: get("GROUNDWORK_PLANS_FILE").map(PathBuf::from),
+            stripe_secret_key: get("STRIPE_SECRET_KEY").map(Secret::new),
+            stripe_webhook_secrets: Secret::new(
+                get("STRIPE_WEBHOOK_SECRET")
+                    .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                    .unwrap_or_default(),
+            ),
+            stripe_api_base: get("STRIPE_API_BASE")
+                .map_or_else(|| "https://api.stripe.com".to_owned(), |v| v.trim_end_matches('/').to_owned()),
             job_max_attempts: parse_or("GROUNDWORK_JOB_MAX_ATTEMPTS", get("GROUNDWORK_JOB_MAX_ATTEMPTS"), 5)?,
             soft_delete_retention_days: parse_or(
                 "GROUNDWORK_SOFT_DELETE_RETENTION_DAYS",
@@ -558,6 +579,8 @@ mod tests {
             ("GROUNDWORK_MAIL_EVENTS_DLQ_URL", "https://q/mail-events-dlq"),
             ("GROUNDWORK_JOBS_QUEUE_URL", "https://q/jobs"),
             ("GROUNDWORK_JOBS_DLQ_URL", "https://q/jobs-dlq"),
+            ("GROUNDWORK_BILLING_QUEUE_URL", "https://q/billing.fifo"),
+            ("GROUNDWORK_BILLING_DLQ_URL", "https://q/billing-dlq.fifo"),
             ("GROUNDWORK_PORT", "8080"),
             ("GROUNDWORK_MAIL_FROM", "Acme <no-reply@acme.test>"),
             ("GROUNDWORK_SMTP_URL", "smtps://u:p@mail.acme.test"),

@@ -23,6 +23,7 @@
 pub mod audit;
 pub mod auth;
 pub mod aws;
+pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -73,13 +73,13 @@ pub struct Services {
 
 /// How each embedded queue behaves (on AWS, the same settings live in `template.yaml`).
 pub fn embedded_queue_settings(name: QueueName, config: &Config) -> QueueSettings {
-    let _ = name;
     QueueSettings {
         visibility_timeout: std::time::Duration::from_secs(60),
         // The job runner dead-letters after `job_max_attempts`; the queue's own limit is a
         // safety net for crashes that never reach the runner.
         max_receives: config.job_max_attempts.saturating_mul(2).max(2),
-        fifo: false,
+        // Stripe events of one customer are applied in the order they arrived.
+        fifo: name == QueueName::Billing,
     }
 }
 

@@ -294,6 +294,9 @@ fn sample_body(method: &str, path: &str, victim_owner: &str) -> Option<Value> {
         ("POST", "/accounts/{account_id}/transfer-ownership") => json!({"user_id": victim_owner}),
         ("POST", "/accounts/{account_id}/invitations") => json!({"email": "mallory@example.com", "role": "member"}),
         ("POST", "/accounts/{account_id}/api-keys") => json!({"name": "stolen", "role": "read_only"}),
+        ("POST", "/accounts/{account_id}/billing/checkout" | "/accounts/{account_id}/billing/change-plan") => {
+            json!({"plan": "team", "interval": "monthly"})
+        }
         _ => return None,
     };
     Some(body)

@@ -83,6 +83,8 @@ pub fn api_description() -> &'static OpenApi {
         let mut doc = api();
         doc.merge(auth::api());
         doc.merge(tenancy::api());
+        doc.merge(billing::api());
+        doc.merge(stripe_webhook::api());
         doc.info.version = shared::VERSION.to_owned();
         doc
     })

@@ -18,8 +18,11 @@ pub const PURGE_SOFT_DELETED: Schedule = Schedule { name: "purge-soft-deleted", 
 /// embedded store. On DynamoDB the table's TTL does this, so it is not deployed.
 pub const SWEEP_EXPIRED: Schedule = Schedule { name: "sweep-expired", expression: "rate(1 hour)" };
 
+/// Repair subscription drift from Stripe (a missed or failed webhook).
+pub const RECONCILE_BILLING: Schedule = Schedule { name: "reconcile-billing", expression: "rate(1 day)" };
+
 /// The schedules `template.yaml` deploys.
-pub const DEPLOYED: &[Schedule] = &[PURGE_SOFT_DELETED];
+pub const DEPLOYED: &[Schedule] = &[PURGE_SOFT_DELETED, RECONCILE_BILLING];
 
 /// How many soft-deleted items one purge query takes at a time.
 const PURGE_BATCH: u32 = 100;
@@ -38,6 +41,29 @@ impl ScheduledJob for PurgeSoftDeleted {
     async fn run(&self, fired_at_ms: i64) -> anyhow::Result<()> {
         let purged = shared::soft_delete::purge_due(self.services.store.as_ref(), fired_at_ms, PURGE_BATCH).await?;
         tracing::info!(purged, "purge of soft-deleted records done");
+        Ok(())
+    }
+}
+
+/// The billing reconciliation.
+pub struct ReconcileBilling {
+    services: Services,
+}
+
+#[async_trait]
+impl ScheduledJob for ReconcileBilling {
+    fn name(&self) -> &str {
+        RECONCILE_BILLING.name
+    }
+
+    async fn run(&self, _fired_at_ms: i64) -> anyhow::Result<()> {
+        let Some(stripe) = shared::billing::stripe::StripeClient::from_config(&self.services.config) else {
+            tracing::info!("STRIPE_SECRET_KEY is not set: nothing to reconcile");
+            return Ok(());
+        };
+        let plans = shared::billing::Plans::load(&self.services.config)?;
+        let repairs = shared::billing::events::reconcile(&self.services, plans, &stripe).await?;
+        tracing::info!(repaired = repairs.len(), "billing reconciliation done");
         Ok(())
     }
 }
@@ -62,7 +88,10 @@ impl ScheduledJob for SweepExpired {
 
 /// The jobs Lambda runs, by schedule.
 pub fn deployed_jobs(services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob>)> {
-    vec![(PURGE_SOFT_DELETED, Arc::new(PurgeSoftDeleted { services: services.clone() }))]
+    vec![
+        (PURGE_SOFT_DELETED, Arc::new(PurgeSoftDeleted { services: services.clone() })),
+        (RECONCILE_BILLING, Arc::new(ReconcileBilling { services: services.clone() })),
+    ]
 }
 
 /// The jobs the local stack runs: the deployed ones, plus the expiry sweep when the store

@@ -157,7 +157,20 @@ pub(crate) async fn invite(
             return Err(ApiError::Conflict { code: "already_member", detail: "they are already a member".into() });
         }
     }
-    if pending(&s, &scope).await?.iter().any(|(i, _)| i.email == email.as_str()) {
+    let pending_now = pending(&s, &scope).await?;
+    // The plan's seats bound members plus pending invitations.
+    let seats =
+        shared::billing::entitlements(&s, scope.account_id()).await.map_err(ApiError::Unexpected)?.limit("seats");
+    if let Some(seats) = seats {
+        let taken = tenancy::members(store, scope.account_id()).await?.len() + pending_now.len();
+        if taken as u64 >= seats {
+            return Err(ApiError::Conflict {
+                code: "seat_limit",
+                detail: format!("the plan allows {seats} members (pending invitations count): upgrade to invite more"),
+            });
+        }
+    }
+    if pending_now.iter().any(|(i, _)| i.email == email.as_str()) {
         return Err(ApiError::Conflict {
             code: "already_invited",
             detail: "an invitation to this address is pending: resend or revoke it".into(),

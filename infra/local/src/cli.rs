@@ -4,6 +4,7 @@
 //! groundwork                                   serve the local stack (the default)
 //! groundwork dead-letters [list|redrive] [--queue NAME]
 //! groundwork dns-records DOMAIN [--region REGION] [--from-ses]
+//! groundwork billing reconcile|replay
 //! ```
 //!
 //! Commands use the same configuration as the stack, so with `GROUNDWORK_QUEUES=sqs` and the
@@ -41,6 +42,10 @@ pub enum Command {
     },
     /// Print a fresh token signing key.
     JwtKey,
+    /// Repair billing drift from Stripe now.
+    BillingReconcile,
+    /// Queue failed Stripe events again.
+    BillingReplay,
     /// Print usage.
     Help,
 }
@@ -51,7 +56,9 @@ pub const USAGE: &str = "usage:
   groundwork dead-letters [list|redrive] [--queue NAME] list or redrive dead-lettered jobs
   groundwork dns-records DOMAIN [--region R] [--from-ses] print the DNS records for sending mail
   groundwork jwt-key                                    print a new access-token signing key (base64 PKCS#8)
-queues: email, mail-events, jobs";
+  groundwork billing reconcile                          repair every account's subscription state from Stripe
+  groundwork billing replay                             queue the Stripe events that failed again
+queues: email, mail-events, jobs, billing";
 
 /// Parses the arguments after the program name.
 ///
@@ -82,6 +89,8 @@ pub fn parse(args: &[String]) -> anyhow::Result<Command> {
         ["dead-letters", "redrive"] => Command::DeadLettersRedrive { queue },
         ["dns-records", domain] => Command::DnsRecords { domain: (*domain).to_owned(), region, from_ses },
         ["jwt-key"] => Command::JwtKey,
+        ["billing", "reconcile"] => Command::BillingReconcile,
+        ["billing", "replay"] => Command::BillingReplay,
         other => bail!("unknown command {:?}\n{USAGE}", other.join(" ")),
     })
 }
@@ -99,6 +108,25 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
     match command {
         Command::Serve => bail!("serve is not a one-shot command"),
         Command::Help => out.push_str(USAGE),
+        Command::BillingReconcile => {
+            let services = Services::from_config(config).await?;
+            let plans = shared::billing::Plans::load(&services.config)?;
+            let stripe = shared::billing::stripe::StripeClient::from_config(&services.config)
+                .context("STRIPE_SECRET_KEY is not set")?;
+            let repairs = shared::billing::events::reconcile(&services, plans, &stripe).await?;
+            for r in &repairs {
+                out.push_str(&format!(
+                    "{}: status {:?} -> {:?}, plan {:?} -> {:?}\n",
+                    r.account, r.status.0, r.status.1, r.plan.0, r.plan.1
+                ));
+            }
+            out.push_str(&format!("{} account(s) repaired\n", repairs.len()));
+        }
+        Command::BillingReplay => {
+            let services = Services::from_config(config).await?;
+            let n = shared::billing::events::replay_failed(&services).await?;
+            out.push_str(&format!("{n} failed Stripe event(s) queued again\n"));
+        }
         Command::JwtKey => {
             use base64::Engine as _;
             let der = shared::auth::keys::generate_pkcs8()?;

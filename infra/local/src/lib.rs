@@ -23,12 +23,17 @@ use tokio::task::JoinSet;
 pub mod cli;
 
 /// Every function's routes, merged, with the shared HTTP conventions applied once.
-pub fn router(services: &Services) -> Router {
+///
+/// # Errors
+/// When a function's configuration (the plan catalogue) does not load.
+pub fn router(services: &Services) -> anyhow::Result<Router> {
     let routes = Router::new()
         .merge(platform::routes(services.clone()))
         .merge(auth::routes(services.clone()))
-        .merge(tenancy::routes(services.clone()));
-    shared::http::finish(routes, HttpSettings::from(services.config.as_ref()))
+        .merge(tenancy::routes(services.clone()))
+        .merge(billing::routes(services.clone())?)
+        .merge(stripe_webhook::routes(services.clone()));
+    Ok(shared::http::finish(routes, HttpSettings::from(services.config.as_ref())))
 }
 
 /// A queue and the handler Lambda's event source would attach to it.
@@ -43,6 +48,7 @@ pub fn consumers(services: &Services) -> anyhow::Result<Vec<Consumer>> {
         (services.queues.get(QueueName::Email), email_dispatch::handler(services.clone())?),
         (services.queues.get(QueueName::MailEvents), mail_events::handler(services.clone())),
         (services.queues.get(QueueName::Jobs), worker::handler(services.clone())),
+        (services.queues.get(QueueName::Billing), billing_events::handler(services.clone())?),
     ])
 }
 
@@ -116,7 +122,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn shared::clock::Cloc
             }
         });
     }
-    let app = router(&services);
+    let app = router(&services)?;
     let mut stop = watcher.clone();
     tasks.spawn(async move {
         let served = axum::serve(listener, app)

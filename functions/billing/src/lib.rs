@@ -1,0 +1,450 @@
+//! The billing function: the public plan catalogue and each account's subscription through
+//! Stripe: Checkout (the customer is created once per account and reused; a trial on the
+//! first subscription), the customer portal, plan changes (upgrades at once with proration;
+//! downgrades at the period end through a subscription schedule), cancel at period end and
+//! resume, and the state with its entitlements. Only owners and billing members change
+//! billing (`Action::ManageBilling`); every Stripe call carries an idempotency key.
+//!
+//! State changes made here are applied at once from Stripe's answer; the webhook events that
+//! follow apply the same snapshots again, harmlessly.
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shared::billing::events::{self, apply_snapshot};
+use shared::billing::stripe::{Form, StripeClient, StripeError, field, id_of};
+use shared::billing::{BillingState, Entitlements, Interval, Plans, state, state_key};
+use shared::error::{ApiError, Problem};
+use shared::http::{Json, RequestContext};
+use shared::services::Services;
+use shared::store::{Item, Put};
+use shared::tenancy::{self, Action, Tenant, TenantScope};
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(tags((name = "billing", description = "Plans, subscriptions, Stripe")))]
+struct ApiDoc;
+
+fn openapi_router() -> OpenApiRouter<Services> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_plans))
+        .routes(routes!(get_billing))
+        .routes(routes!(checkout))
+        .routes(routes!(portal))
+        .routes(routes!(change_plan))
+        .routes(routes!(cancel))
+        .routes(routes!(resume))
+}
+
+/// This function's routes, without the shared conventions (the local stack merges them).
+///
+/// # Errors
+/// When the plan catalogue does not load or validate.
+pub fn routes(services: Services) -> anyhow::Result<Router> {
+    Plans::load(&services.config)?;
+    Ok(shared::http::routes_of(openapi_router(), services))
+}
+
+/// This function's routes with the shared HTTP conventions: what Lambda serves.
+///
+/// # Errors
+/// When the plan catalogue does not load or validate.
+pub fn app(services: Services) -> anyhow::Result<Router> {
+    Plans::load(&services.config)?;
+    Ok(shared::http::app_of(openapi_router(), services))
+}
+
+/// This function's part of the OpenAPI document.
+pub fn api() -> OpenApi {
+    shared::http::api_of(openapi_router())
+}
+
+fn plans(s: &Services) -> Result<&'static Plans, ApiError> {
+    Plans::load(&s.config).map_err(ApiError::Unexpected)
+}
+
+fn stripe(s: &Services) -> Result<&'static StripeClient, ApiError> {
+    static CLIENT: OnceLock<Option<StripeClient>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| StripeClient::from_config(&s.config))
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("STRIPE_SECRET_KEY is not set")))
+}
+
+fn stripe_error(e: StripeError) -> ApiError {
+    match e {
+        StripeError::Unavailable(m) => ApiError::Unavailable(anyhow::anyhow!("Stripe: {m}")),
+        StripeError::Rejected { status, message } => {
+            tracing::warn!(status, message = %message, "Stripe refused a request");
+            ApiError::Conflict { code: "stripe_refused", detail: message }
+        }
+    }
+}
+
+/// A plan as the catalogue shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PlanView {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Feature keys.
+    pub features: Vec<String>,
+    /// Limits.
+    #[schema(value_type = Object)]
+    pub limits: std::collections::BTreeMap<String, u64>,
+}
+
+/// The catalogue.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Catalogue {
+    /// The paid plans, cheapest first.
+    pub plans: Vec<PlanView>,
+    /// What accounts without a subscription get.
+    pub free: PlanView,
+    /// Trial days of a first subscription.
+    pub trial_days: u32,
+    /// Whether the price is per member.
+    pub per_seat: bool,
+}
+
+/// The plan catalogue (public).
+#[utoipa::path(get, path = "/plans", tag = "billing", responses((status = 200, body = Catalogue)))]
+async fn list_plans(State(s): State<Services>) -> Result<Json<Catalogue>, ApiError> {
+    let p = plans(&s)?;
+    let view =
+        |id: &str, name: &str, f: &std::collections::BTreeSet<String>, l: &std::collections::BTreeMap<String, u64>| {
+            PlanView { id: id.into(), name: name.into(), features: f.iter().cloned().collect(), limits: l.clone() }
+        };
+    Ok(Json(Catalogue {
+        plans: p.plans.iter().map(|x| view(&x.id, &x.name, &x.features, &x.limits)).collect(),
+        free: view("free", &p.free.name, &p.free.features, &p.free.limits),
+        trial_days: p.trial_days,
+        per_seat: p.per_seat,
+    }))
+}
+
+/// An account's billing.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BillingView {
+    /// The subscription as last known from Stripe.
+    pub subscription: BillingState,
+    /// What the account may use now.
+    pub entitlements: Entitlements,
+}
+
+async fn view(s: &Services, account: shared::id::AccountId) -> Result<BillingView, ApiError> {
+    let (mut state, _) = state(s.store.as_ref(), account).await?;
+    let entitlements = shared::billing::entitlements(s, account).await.map_err(ApiError::Unexpected)?;
+    state.as_of_event = String::new();
+    state.entitlements = None;
+    Ok(BillingView { subscription: state, entitlements })
+}
+
+/// The account's subscription state and entitlements.
+#[utoipa::path(get, path = "/accounts/{account_id}/billing", tag = "billing", security(("bearer" = [])),
+    params(("account_id" = String, Path)),
+    responses((status = 200, body = BillingView), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn get_billing(State(s): State<Services>, Tenant(scope): Tenant) -> Result<Json<BillingView>, ApiError> {
+    scope.require(Action::ReadBilling)?;
+    Ok(Json(view(&s, scope.account_id()).await?))
+}
+
+/// A plan and how often it is billed.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanChoice {
+    /// A plan id of `/plans`.
+    pub plan: String,
+    /// `monthly` or `yearly`.
+    pub interval: Interval,
+}
+
+/// A URL to send the person to.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Redirect {
+    /// Stripe's page.
+    pub url: String,
+}
+
+fn chosen_price(s: &Services, choice: &PlanChoice) -> Result<(String, &'static shared::billing::Plan), ApiError> {
+    let p = plans(s)?;
+    let plan = p
+        .plan(&choice.plan)
+        .ok_or_else(|| ApiError::Invalid { code: "unknown_plan", detail: "no such plan: see /plans".into() })?;
+    let price = p
+        .price(plan, choice.interval, &s.config.environment)
+        .ok_or_else(|| ApiError::Invalid { code: "unknown_plan", detail: "that plan has no price here".into() })?;
+    Ok((price, plan))
+}
+
+async fn quantity(s: &Services, scope: &TenantScope) -> Result<u64, ApiError> {
+    if !plans(s)?.per_seat {
+        return Ok(1);
+    }
+    Ok(tenancy::members(s.store.as_ref(), scope.account_id()).await?.len().max(1) as u64)
+}
+
+/// The account's Stripe customer, created (once: the idempotency key is the account) if
+/// there is none.
+async fn customer(s: &Services, scope: &TenantScope) -> Result<String, ApiError> {
+    let (st, _) = state(s.store.as_ref(), scope.account_id()).await?;
+    if let Some(c) = st.customer_id {
+        return Ok(c);
+    }
+    let email = match scope.user_id() {
+        Some(u) => tenancy::user_summary(s.store.as_ref(), u).await?.map(|x| x.email),
+        None => None,
+    };
+    let id = stripe(s)?
+        .create_customer(&scope.account_id().to_string(), &scope.account().name, email.as_deref())
+        .await
+        .map_err(stripe_error)?;
+    events::link_customer(s, &id, scope.account_id()).await?;
+    for _ in 0..5 {
+        let (mut st, version) = state(s.store.as_ref(), scope.account_id()).await?;
+        if st.customer_id.is_some() {
+            break;
+        }
+        st.customer_id = Some(id.clone());
+        let mut item = Item::from_record(state_key(scope.account_id()), &st)?;
+        item.version = version;
+        let put = if version == 0 { Put::new(item).if_not_exists() } else { Put::new(item).if_unchanged() };
+        match s.store.put(put).await {
+            Ok(_) => break,
+            Err(e) if e.is_condition_failure() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(id)
+}
+
+fn billing_url(s: &Services, scope: &TenantScope, outcome: &str) -> String {
+    format!("{}/accounts/{}/billing?checkout={outcome}", s.config.app_url, scope.account_id())
+}
+
+/// Starts a Stripe Checkout for a plan (with the trial on a first subscription).
+#[utoipa::path(post, path = "/accounts/{account_id}/billing/checkout", tag = "billing", request_body = PlanChoice,
+    security(("bearer" = [])), params(("account_id" = String, Path)),
+    responses((status = 200, body = Redirect), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn checkout(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Tenant(scope): Tenant,
+    Json(choice): Json<PlanChoice>,
+) -> Result<Json<Redirect>, ApiError> {
+    scope.require(Action::ManageBilling)?;
+    let (price, _) = chosen_price(&s, &choice)?;
+    let (st, _) = state(s.store.as_ref(), scope.account_id()).await?;
+    if st.status.is_some_and(|x| x.grants_plan()) {
+        return Err(ApiError::Conflict {
+            code: "already_subscribed",
+            detail: "the account has a subscription: change its plan instead".into(),
+        });
+    }
+    let customer = customer(&s, &scope).await?;
+    let account = scope.account_id().to_string();
+    let mut form: Form = vec![
+        field("mode", "subscription"),
+        field("customer", &customer),
+        field("client_reference_id", &account),
+        field("line_items[0][price]", &price),
+        field("line_items[0][quantity]", quantity(&s, &scope).await?),
+        field("subscription_data[metadata][account_id]", &account),
+        field("success_url", billing_url(&s, &scope, "success")),
+        field("cancel_url", billing_url(&s, &scope, "canceled")),
+    ];
+    // The trial is for a first subscription only.
+    if st.subscription_id.is_none() && plans(&s)?.trial_days > 0 {
+        form.push(field("subscription_data[trial_period_days]", plans(&s)?.trial_days));
+    }
+    let key = format!("checkout-{account}-{}", ctx.request_id);
+    let session = stripe(&s)?.post("/v1/checkout/sessions", &form, &key).await.map_err(stripe_error)?;
+    let url = session["url"].as_str().ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no checkout URL")))?;
+    scope
+        .audit(
+            &s,
+            "billing.checkout_started",
+            None,
+            ctx.origin(),
+            json!({"plan": choice.plan, "interval": choice.interval}),
+        )
+        .await?;
+    Ok(Json(Redirect { url: url.to_owned() }))
+}
+
+/// Opens Stripe's customer portal (payment methods, invoices).
+#[utoipa::path(post, path = "/accounts/{account_id}/billing/portal", tag = "billing", security(("bearer" = [])),
+    params(("account_id" = String, Path)),
+    responses((status = 200, body = Redirect), (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn portal(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Tenant(scope): Tenant,
+) -> Result<Json<Redirect>, ApiError> {
+    scope.require(Action::ManageBilling)?;
+    let (st, _) = state(s.store.as_ref(), scope.account_id()).await?;
+    let Some(customer) = st.customer_id else {
+        return Err(ApiError::Conflict { code: "no_customer", detail: "the account has never subscribed".into() });
+    };
+    let form = vec![field("customer", &customer), field("return_url", billing_url(&s, &scope, "portal"))];
+    let key = format!("portal-{}-{}", scope.account_id(), ctx.request_id);
+    let session = stripe(&s)?.post("/v1/billing_portal/sessions", &form, &key).await.map_err(stripe_error)?;
+    let url = session["url"].as_str().ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no portal URL")))?;
+    Ok(Json(Redirect { url: url.to_owned() }))
+}
+
+/// The live subscription of the account, or 409.
+async fn live(s: &Services, scope: &TenantScope) -> Result<(BillingState, String), ApiError> {
+    let (st, _) = state(s.store.as_ref(), scope.account_id()).await?;
+    match (&st.subscription_id, st.status) {
+        (Some(id), Some(status)) if status.grants_plan() => {
+            let id = id.clone();
+            Ok((st, id))
+        }
+        _ => Err(ApiError::Conflict { code: "no_subscription", detail: "the account has no live subscription".into() }),
+    }
+}
+
+async fn applied(
+    s: &Services,
+    scope: &TenantScope,
+    sub: &Value,
+    ctx: &RequestContext,
+) -> Result<Json<BillingView>, ApiError> {
+    let source = format!("api:{}", ctx.request_id);
+    apply_snapshot(s, plans(s)?, scope.account_id(), sub, s.clock.now_secs(), &source)
+        .await
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;
+    Ok(Json(view(s, scope.account_id()).await?))
+}
+
+/// Changes the plan: an upgrade applies at once with proration; a downgrade at the end of
+/// the period.
+#[utoipa::path(post, path = "/accounts/{account_id}/billing/change-plan", tag = "billing", request_body = PlanChoice,
+    security(("bearer" = [])), params(("account_id" = String, Path)),
+    responses((status = 200, body = BillingView), (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn change_plan(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Tenant(scope): Tenant,
+    Json(choice): Json<PlanChoice>,
+) -> Result<Json<BillingView>, ApiError> {
+    scope.require(Action::ManageBilling)?;
+    let (price, plan) = chosen_price(&s, &choice)?;
+    let (st, sub_id) = live(&s, &scope).await?;
+    if st.plan_id.as_deref() == Some(plan.id.as_str()) && st.interval == Some(choice.interval) {
+        return Err(ApiError::Conflict { code: "same_plan", detail: "the account is on that plan already".into() });
+    }
+    let p = plans(&s)?;
+    let rank = |id: Option<&str>| id.and_then(|i| p.rank(i)).unwrap_or(0);
+    let (from, to) = (rank(st.plan_id.as_deref()), rank(Some(&plan.id)));
+    let upgrade = to > from || (to == from && choice.interval == Interval::Yearly);
+    let client = stripe(&s)?;
+    let item = st.item_id.clone().ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no subscription item")))?;
+    let key = |what: &str| format!("{what}-{sub_id}-{}-{}", plan.id, ctx.request_id);
+    let detail = json!({"from": st.plan_id, "to": plan.id, "interval": choice.interval, "upgrade": upgrade});
+    if upgrade {
+        let form = vec![
+            field("items[0][id]", &item),
+            field("items[0][price]", &price),
+            field("proration_behavior", "always_invoice"),
+            field("cancel_at_period_end", "false"),
+        ];
+        let sub =
+            client.post(&format!("/v1/subscriptions/{sub_id}"), &form, &key("upgrade")).await.map_err(stripe_error)?;
+        scope.audit(&s, "billing.plan_changed", Some(sub_id), ctx.origin(), detail).await?;
+        return applied(&s, &scope, &sub, &ctx).await;
+    }
+    // Downgrade: a schedule keeps the current price until the period ends, then the new one.
+    let schedule = client
+        .post("/v1/subscription_schedules", &vec![field("from_subscription", &sub_id)], &key("schedule"))
+        .await
+        .map_err(stripe_error)?;
+    let schedule_id = id_of(&schedule).map_err(stripe_error)?;
+    let phase = &schedule["phases"][0];
+    let current_price = phase["items"][0]["price"].as_str().map(str::to_owned);
+    let (Some(start), Some(end), Some(current_price)) =
+        (phase["start_date"].as_i64(), phase["end_date"].as_i64(), current_price)
+    else {
+        return Err(ApiError::Unexpected(anyhow::anyhow!("the subscription schedule has no current phase")));
+    };
+    let qty = st.quantity.unwrap_or(1);
+    let form = vec![
+        field("end_behavior", "release"),
+        field("phases[0][items][0][price]", current_price),
+        field("phases[0][items][0][quantity]", qty),
+        field("phases[0][start_date]", start),
+        field("phases[0][end_date]", end),
+        field("phases[1][items][0][price]", &price),
+        field("phases[1][items][0][quantity]", qty),
+        field("proration_behavior", "none"),
+    ];
+    client
+        .post(&format!("/v1/subscription_schedules/{schedule_id}"), &form, &key("phases"))
+        .await
+        .map_err(stripe_error)?;
+    for _ in 0..5 {
+        let (mut st, version) = state(s.store.as_ref(), scope.account_id()).await?;
+        st.pending_plan_id = Some(plan.id.clone());
+        st.pending_interval = Some(choice.interval);
+        let mut item = Item::from_record(state_key(scope.account_id()), &st)?;
+        item.version = version;
+        match s.store.put(Put::new(item).if_unchanged()).await {
+            Ok(_) => break,
+            Err(e) if e.is_condition_failure() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    scope.audit(&s, "billing.downgrade_scheduled", Some(sub_id), ctx.origin(), detail).await?;
+    Ok(Json(view(&s, scope.account_id()).await?))
+}
+
+async fn set_cancel(
+    s: &Services,
+    ctx: &RequestContext,
+    scope: &TenantScope,
+    cancel: bool,
+) -> Result<Json<BillingView>, ApiError> {
+    scope.require(Action::ManageBilling)?;
+    let (_, sub_id) = live(s, scope).await?;
+    let form = vec![field("cancel_at_period_end", cancel)];
+    let key = format!("{}-{sub_id}-{}", if cancel { "cancel" } else { "resume" }, ctx.request_id);
+    let sub = stripe(s)?.post(&format!("/v1/subscriptions/{sub_id}"), &form, &key).await.map_err(stripe_error)?;
+    let action = if cancel { "billing.cancel_scheduled" } else { "billing.resumed" };
+    scope.audit(s, action, Some(sub_id), ctx.origin(), json!({})).await?;
+    applied(s, scope, &sub, ctx).await
+}
+
+/// Cancels at the end of the current period (the plan stays until then).
+#[utoipa::path(post, path = "/accounts/{account_id}/billing/cancel", tag = "billing", security(("bearer" = [])),
+    params(("account_id" = String, Path)),
+    responses((status = 200, body = BillingView), (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn cancel(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Tenant(scope): Tenant,
+) -> Result<Json<BillingView>, ApiError> {
+    set_cancel(&s, &ctx, &scope, true).await
+}
+
+/// Undoes a pending cancellation.
+#[utoipa::path(post, path = "/accounts/{account_id}/billing/resume", tag = "billing", security(("bearer" = [])),
+    params(("account_id" = String, Path)),
+    responses((status = 200, body = BillingView), (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn resume(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Tenant(scope): Tenant,
+) -> Result<Json<BillingView>, ApiError> {
+    set_cancel(&s, &ctx, &scope, false).await
+}

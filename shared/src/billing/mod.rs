@@ -1,0 +1,354 @@
+//! Billing: the plan catalogue ([`Plans`]), an account's subscription state as last known
+//! from Stripe ([`BillingState`], `ACCOUNT#<id>` / `BILLING`), and [`entitlements`], which
+//! any function asks to gate a feature or enforce a limit. [`stripe`] talks to Stripe's API,
+//! [`webhook`] checks `Stripe-Signature`, [`events`] applies Stripe events in any order.
+
+pub mod events;
+pub mod stripe;
+pub mod webhook;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::id::AccountId;
+use crate::store::{Key, Store, StoreError};
+
+/// The catalogue shipped with the code (`shared/config/plans.toml`).
+pub const DEFAULT_PLANS: &str = include_str!("../../config/plans.toml");
+
+/// How a plan is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Interval {
+    /// Every month.
+    Monthly,
+    /// Every year.
+    Yearly,
+}
+
+/// Stripe price ids of a plan in one environment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prices {
+    /// The monthly price.
+    pub monthly: String,
+    /// The yearly price.
+    pub yearly: String,
+}
+
+/// A paid plan.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Its id (`starter`).
+    pub id: String,
+    /// Its name for people.
+    pub name: String,
+    /// Feature keys it grants.
+    pub features: BTreeSet<String>,
+    /// Numeric limits (`seats`...).
+    pub limits: BTreeMap<String, u64>,
+    /// Price ids per environment.
+    pub prices: BTreeMap<String, Prices>,
+}
+
+/// What accounts without a subscription get.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreeTier {
+    /// Its name.
+    pub name: String,
+    /// Feature keys.
+    pub features: BTreeSet<String>,
+    /// Limits.
+    pub limits: BTreeMap<String, u64>,
+}
+
+/// The catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plans {
+    /// Trial days of a first subscription.
+    pub trial_days: u32,
+    /// Whether quantity follows the member count.
+    pub per_seat: bool,
+    /// The free state.
+    pub free: FreeTier,
+    /// The paid plans, cheapest first (their order ranks upgrades and downgrades).
+    pub plans: Vec<Plan>,
+}
+
+impl Plans {
+    /// Parses and validates a catalogue for `environment`: one to three plans, unique ids,
+    /// each priced monthly and yearly in that environment.
+    ///
+    /// # Errors
+    /// What is wrong, naming the plan.
+    pub fn parse(text: &str, environment: &str) -> anyhow::Result<Self> {
+        let plans: Self = toml::from_str(text).context("the plan catalogue is not valid TOML of the expected shape")?;
+        anyhow::ensure!((1..=3).contains(&plans.plans.len()), "define one to three plans");
+        let mut ids = BTreeSet::new();
+        for p in &plans.plans {
+            anyhow::ensure!(
+                !p.id.is_empty() && p.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "plan id {:?}: lower-case letters, digits and _",
+                p.id
+            );
+            anyhow::ensure!(p.id != "free" && ids.insert(p.id.clone()), "plan id {:?} is used twice or reserved", p.id);
+            let prices = p
+                .prices
+                .get(environment)
+                .with_context(|| format!("plan {} has no Stripe prices for environment {environment}", p.id))?;
+            anyhow::ensure!(
+                !prices.monthly.is_empty() && !prices.yearly.is_empty(),
+                "plan {} has an empty price id in {environment}",
+                p.id
+            );
+        }
+        Ok(plans)
+    }
+
+    /// The catalogue from `GROUNDWORK_PLANS_FILE`, else the shipped one, read once.
+    ///
+    /// # Errors
+    /// When it does not load or validate.
+    pub fn load(config: &crate::config::Config) -> anyhow::Result<&'static Self> {
+        static PLANS: OnceLock<Plans> = OnceLock::new();
+        if let Some(p) = PLANS.get() {
+            return Ok(p);
+        }
+        let text = match &config.plans_file {
+            Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            None => DEFAULT_PLANS.to_owned(),
+        };
+        let parsed = Self::parse(&text, &config.environment)?;
+        Ok(PLANS.get_or_init(|| parsed))
+    }
+
+    /// The plan `id`.
+    pub fn plan(&self, id: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.id == id)
+    }
+
+    /// The rank of plan `id` (0 = cheapest).
+    pub fn rank(&self, id: &str) -> Option<usize> {
+        self.plans.iter().position(|p| p.id == id)
+    }
+
+    /// The plan and interval a Stripe price id stands for, in `environment`.
+    pub fn by_price(&self, environment: &str, price: &str) -> Option<(&Plan, Interval)> {
+        self.plans.iter().find_map(|p| {
+            let prices = p.prices.get(environment)?;
+            if prices.monthly == price {
+                Some((p, Interval::Monthly))
+            } else if prices.yearly == price {
+                Some((p, Interval::Yearly))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The price id of `plan` billed every `interval`, in `environment`.
+    pub fn price(&self, plan: &Plan, interval: Interval, environment: &str) -> Option<String> {
+        let prices = plan.prices.get(environment)?;
+        Some(match interval {
+            Interval::Monthly => prices.monthly.clone(),
+            Interval::Yearly => prices.yearly.clone(),
+        })
+    }
+}
+
+/// A Stripe subscription status. Exhaustive: a status Stripe adds later fails to decode
+/// loudly rather than being guessed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    /// In its trial.
+    Trialing,
+    /// Paid up.
+    Active,
+    /// A payment failed; Stripe is retrying.
+    PastDue,
+    /// Stripe gave up retrying; the subscription stays but is not paid.
+    Unpaid,
+    /// Ended.
+    Canceled,
+    /// The first payment has not succeeded yet.
+    Incomplete,
+    /// The first payment never succeeded.
+    IncompleteExpired,
+    /// Paused (a trial ended without a payment method).
+    Paused,
+}
+
+impl SubscriptionStatus {
+    /// Whether the plan's entitlements apply.
+    pub fn grants_plan(self) -> bool {
+        matches!(self, Self::Trialing | Self::Active | Self::PastDue)
+    }
+}
+
+/// An account's billing, as last known from Stripe (`ACCOUNT#<id>` / `BILLING`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BillingState {
+    /// The Stripe customer, created once per account.
+    pub customer_id: Option<String>,
+    /// The current subscription.
+    pub subscription_id: Option<String>,
+    /// Its status.
+    pub status: Option<SubscriptionStatus>,
+    /// Its plan.
+    pub plan_id: Option<String>,
+    /// Its interval.
+    pub interval: Option<Interval>,
+    /// Its item (for plan changes and seat quantities).
+    pub item_id: Option<String>,
+    /// Its quantity.
+    pub quantity: Option<u64>,
+    /// Whether it ends at the period end.
+    pub cancel_at_period_end: bool,
+    /// When it is set to end (Unix seconds).
+    pub cancel_at: Option<i64>,
+    /// The current period's end (Unix seconds).
+    pub current_period_end: Option<i64>,
+    /// The trial's end (Unix seconds).
+    pub trial_end: Option<i64>,
+    /// The Stripe time (Unix seconds) of the snapshot this state came from, and the event
+    /// id that brought it: only a newer snapshot replaces it.
+    pub as_of: i64,
+    /// The event (or `reconcile`) that brought the snapshot.
+    pub as_of_event: String,
+    /// The entitlements last derived from it.
+    #[serde(default)]
+    pub entitlements: Option<Entitlements>,
+    /// A downgrade scheduled for the period end: the plan...
+    #[serde(default)]
+    pub pending_plan_id: Option<String>,
+    /// ...and its interval.
+    #[serde(default)]
+    pub pending_interval: Option<Interval>,
+    /// Features Stripe's own entitlements grant (lookup keys), added to the plan's.
+    #[serde(default)]
+    pub stripe_features: Option<BTreeSet<String>>,
+    /// The Stripe time of those.
+    #[serde(default)]
+    pub stripe_features_as_of: i64,
+    /// The event that brought them.
+    #[serde(default)]
+    pub stripe_features_event: String,
+}
+
+/// The key of an account's billing state.
+pub fn state_key(account: AccountId) -> Key {
+    Key::new(crate::tenancy::partition(account), "BILLING")
+}
+
+/// The key mapping a Stripe customer to its account.
+pub fn customer_key(customer: &str) -> Key {
+    Key::new(format!("STRIPE_CUSTOMER#{customer}"), "ACCOUNT")
+}
+
+/// The index entry listing every account with a Stripe customer (for reconciliation).
+pub fn customers_index(account: AccountId) -> Key {
+    Key::new("BILLING#CUSTOMERS", account.to_string())
+}
+
+/// An account's billing state (default: never billed).
+///
+/// # Errors
+/// When the store fails.
+pub async fn state(store: &dyn Store, account: AccountId) -> Result<(BillingState, u64), StoreError> {
+    match store.get(&state_key(account)).await? {
+        Some(item) => Ok((item.record()?, item.version)),
+        None => Ok((BillingState::default(), 0)),
+    }
+}
+
+/// What an account may use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Entitlements {
+    /// The plan in force (`free` without a live subscription).
+    pub plan: String,
+    /// Feature keys.
+    pub features: BTreeSet<String>,
+    /// Numeric limits.
+    pub limits: BTreeMap<String, u64>,
+}
+
+impl Entitlements {
+    /// Whether `feature` is granted.
+    pub fn has(&self, feature: &str) -> bool {
+        self.features.contains(feature)
+    }
+
+    /// The limit `name`, if the plan sets one.
+    pub fn limit(&self, name: &str) -> Option<u64> {
+        self.limits.get(name).copied()
+    }
+}
+
+/// The entitlements a billing state grants under `plans`.
+pub fn derive(plans: &Plans, state: &BillingState) -> Entitlements {
+    let paid = state.status.filter(|s| s.grants_plan()).and(state.plan_id.as_deref()).and_then(|id| plans.plan(id));
+    match paid {
+        Some(p) => Entitlements { plan: p.id.clone(), features: p.features.clone(), limits: p.limits.clone() },
+        None => Entitlements {
+            plan: "free".into(),
+            features: plans.free.features.clone(),
+            limits: plans.free.limits.clone(),
+        },
+    }
+}
+
+/// What `account` may use now: any function's gate for features and limits (the plan's,
+/// plus any feature Stripe's entitlements grant).
+///
+/// # Errors
+/// When the store fails or the catalogue does not load.
+pub async fn entitlements(services: &crate::services::Services, account: AccountId) -> anyhow::Result<Entitlements> {
+    let plans = Plans::load(&services.config)?;
+    let (state, _) = state(services.store.as_ref(), account).await?;
+    let mut e = derive(plans, &state);
+    e.features.extend(state.stripe_features.iter().flatten().cloned());
+    Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_catalogue_is_valid_and_ranked() {
+        let plans = Plans::parse(DEFAULT_PLANS, "local").unwrap();
+        assert_eq!(plans.plans.len(), 3);
+        assert!(plans.rank("starter") < plans.rank("business"));
+        let (plan, interval) = plans.by_price("local", "price_team_yearly_local").unwrap();
+        assert_eq!((plan.id.as_str(), interval), ("team", Interval::Yearly));
+        let e = Plans::parse(DEFAULT_PLANS, "production").unwrap_err();
+        assert!(e.to_string().contains("production"), "{e}");
+    }
+
+    #[test]
+    fn only_live_subscriptions_grant_their_plan() {
+        let plans = Plans::parse(DEFAULT_PLANS, "local").unwrap();
+        let mut s = BillingState { plan_id: Some("team".into()), ..BillingState::default() };
+        for (status, plan) in [
+            (SubscriptionStatus::Trialing, "team"),
+            (SubscriptionStatus::Active, "team"),
+            (SubscriptionStatus::PastDue, "team"),
+            (SubscriptionStatus::Unpaid, "free"),
+            (SubscriptionStatus::Canceled, "free"),
+            (SubscriptionStatus::Incomplete, "free"),
+            (SubscriptionStatus::IncompleteExpired, "free"),
+            (SubscriptionStatus::Paused, "free"),
+        ] {
+            s.status = Some(status);
+            assert_eq!(derive(&plans, &s).plan, plan, "{status:?}");
+        }
+        assert_eq!(derive(&plans, &BillingState::default()).limit("seats"), Some(3));
+    }
+}
