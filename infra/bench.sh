@@ -8,6 +8,7 @@
 #   - access-token verification, an authenticated request, a refresh rotation and a login
 #     with argon2id (criterion);
 #   - the membership check + a tenant-scoped read at a fixed request rate (p50/p99);
+#   - Stripe webhook ingest throughput and events applied per second;
 #   - cold-start init time of the platform bootstrap binary next to a hello-world
 #     lambda_runtime binary, both built in release, against a Runtime API stub.
 set -euo pipefail
@@ -17,5 +18,6 @@ cargo bench -p shared --bench email_and_jobs -- --noplot
 cargo bench -p platform --bench health -- --noplot
 cargo bench -p auth --bench auth -- --noplot
 cargo bench -p tenancy --bench tenancy
+cargo bench -p tests --bench billing
 cargo build --release -p platform --bin platform -p tests --example hello_lambda --example init_time
 target/release/examples/init_time hello=target/release/examples/hello_lambda platform=target/release/platform

@@ -58,6 +58,11 @@ pub enum Job {
         /// The template and its variables.
         email: Email,
     },
+    /// Set a per-seat subscription's quantity to the account's member count.
+    SyncSeats {
+        /// The account.
+        account_id: crate::id::AccountId,
+    },
     /// Build a data export (GDPR), store it, and email its link.
     ExportData {
         /// The export.
@@ -74,7 +79,7 @@ impl Job {
     pub fn queue(&self) -> QueueName {
         match self {
             Self::SendEmail { .. } => QueueName::Email,
-            Self::ExportData { .. } => QueueName::Jobs,
+            Self::ExportData { .. } | Self::SyncSeats { .. } => QueueName::Jobs,
         }
     }
 
@@ -83,6 +88,7 @@ impl Job {
         match self {
             Self::SendEmail { .. } => "send_email",
             Self::ExportData { .. } => "export_data",
+            Self::SyncSeats { .. } => "sync_seats",
         }
     }
 }

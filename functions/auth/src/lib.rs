@@ -893,6 +893,7 @@ async fn erase_me(
         let actor = Some(user.id.to_string());
         tenancy::record(&s, m.account_id, actor, "member.erased", Some(user.id.to_string()), ctx.origin(), json!({}))
             .await?;
+        shared::billing::seats_changed(&s, m.account_id).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -394,5 +394,6 @@ pub(crate) async fn accept(
     let actor = Some(caller.user_id.to_string());
     let detail = json!({"role": inv.role});
     tenancy::record(&s, account_id, actor, "invitation.accepted", Some(id.to_string()), ctx.origin(), detail).await?;
+    shared::billing::seats_changed(&s, account_id).await?;
     Ok(Json(AccountView { account, role: inv.role }))
 }

@@ -466,6 +466,7 @@ async fn remove_member(
     }
     end_membership(&s, &scope, &m, version).await?;
     scope.audit(&s, "member.removed", Some(user_id.to_string()), ctx.origin(), json!({"role": m.role})).await?;
+    shared::billing::seats_changed(&s, scope.account_id()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -478,6 +479,7 @@ async fn leave(State(s): State<Services>, ctx: RequestContext, Tenant(scope): Te
     let (m, version) = load_membership(s.store.as_ref(), scope.account_id(), user).await?.ok_or(ApiError::NotFound)?;
     end_membership(&s, &scope, &m, version).await?;
     scope.audit(&s, "member.left", Some(user.to_string()), ctx.origin(), json!({"role": m.role})).await?;
+    shared::billing::seats_changed(&s, scope.account_id()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -168,11 +168,31 @@ impl Worker {
     }
 }
 
+impl Worker {
+    async fn sync_seats(&self, account: AccountId) -> Result<JobOutcome, JobError> {
+        let s = &self.services;
+        let plans = shared::billing::Plans::load(&s.config).map_err(JobError::Permanent)?;
+        let Some(client) = shared::billing::stripe::StripeClient::from_config(&s.config) else {
+            return Ok(JobOutcome::Skipped("STRIPE_SECRET_KEY is not set".into()));
+        };
+        match shared::billing::sync_seats(s, plans, &client, account).await {
+            Ok(Some(n)) => {
+                tracing::info!(account_id = %account, seats = n, "subscription quantity synced");
+                Ok(JobOutcome::Done)
+            }
+            Ok(None) => Ok(JobOutcome::Skipped("nothing to sync".into())),
+            Err(shared::billing::events::ApplyError::Retry(e)) => Err(JobError::Retry(anyhow::anyhow!(e))),
+            Err(shared::billing::events::ApplyError::Permanent(e)) => Err(JobError::Permanent(anyhow::anyhow!(e))),
+        }
+    }
+}
+
 #[async_trait]
 impl JobHandler for Worker {
     async fn run(&self, envelope: &Envelope) -> Result<JobOutcome, JobError> {
         match &envelope.job {
             Job::ExportData { export_id, subject, notify } => self.export(*export_id, *subject, notify).await,
+            Job::SyncSeats { account_id } => self.sync_seats(*account_id).await,
             other => Err(JobError::Permanent(anyhow::anyhow!("{} does not run on the jobs queue", other.kind()))),
         }
     }

@@ -317,6 +317,54 @@ pub async fn entitlements(services: &crate::services::Services, account: Account
     Ok(e)
 }
 
+/// After a membership change: with per-seat pricing, queues the job that brings the
+/// subscription's quantity in line with the member count. A no-op otherwise.
+///
+/// # Errors
+/// When the catalogue does not load or the queue fails.
+pub async fn seats_changed(
+    services: &crate::services::Services,
+    account: AccountId,
+) -> Result<(), crate::error::ApiError> {
+    let plans = Plans::load(&services.config).map_err(crate::error::ApiError::Unexpected)?;
+    if plans.per_seat {
+        crate::jobs::enqueue(services, crate::jobs::Job::SyncSeats { account_id: account }).await?;
+    }
+    Ok(())
+}
+
+/// Sets a live per-seat subscription's quantity to the member count (prorated), with an
+/// idempotency key of the subscription and count; returns the new quantity if it changed.
+///
+/// # Errors
+/// When the store or Stripe fails.
+pub async fn sync_seats(
+    services: &crate::services::Services,
+    plans: &Plans,
+    client: &stripe::StripeClient,
+    account: AccountId,
+) -> Result<Option<u64>, events::ApplyError> {
+    let (st, _) = state(services.store.as_ref(), account).await?;
+    let (Some(sub), Some(item), Some(status)) = (&st.subscription_id, &st.item_id, st.status) else { return Ok(None) };
+    if !plans.per_seat || !status.grants_plan() {
+        return Ok(None);
+    }
+    let members = crate::tenancy::members(services.store.as_ref(), account).await?.len().max(1) as u64;
+    if st.quantity == Some(members) {
+        return Ok(None);
+    }
+    let form = vec![
+        stripe::field("items[0][id]", item),
+        stripe::field("items[0][quantity]", members),
+        stripe::field("proration_behavior", "create_prorations"),
+    ];
+    let key = format!("seats-{sub}-{members}-{}", st.as_of);
+    let snapshot = client.post(&format!("/v1/subscriptions/{sub}"), &form, &key).await?;
+    let now = services.clock.now_secs();
+    events::apply_snapshot(services, plans, account, &snapshot, now, &format!("seats:{now}")).await?;
+    Ok(Some(members))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

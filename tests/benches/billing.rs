@@ -1,0 +1,97 @@
+//! Billing load harness (printed report, nothing asserted): webhook ingest throughput
+//! (signature check + ledger write + FIFO enqueue, through the full receiver router) and
+//! end-to-end events applied per second (the billing-events consumer draining the queue),
+//! on the embedded store. Run: `cargo bench -p tests --bench billing`.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::{Value, json};
+use shared::config::{Config, QueueName};
+use shared::queue::consumer::{Message, process_batch};
+use shared::services::Services;
+use tower::ServiceExt as _;
+
+const SECRET: &str = "whsec_bench";
+const EVENTS: usize = 4000;
+const CUSTOMERS: usize = 50;
+
+fn subscription(customer: &str, status: &str) -> Value {
+    let path = format!("{}/data/stripe/subscription.json", env!("CARGO_MANIFEST_DIR"));
+    let mut s: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    s["id"] = json!(format!("sub_{customer}"));
+    s["customer"] = json!(customer);
+    s["status"] = json!(status);
+    s["items"]["data"][0]["price"]["id"] = json!("price_team_monthly_local");
+    s
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_vars([
+        ("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string()),
+        ("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+    ])
+    .unwrap();
+    let s = Services::from_config(config).await.unwrap();
+    for c in 0..CUSTOMERS {
+        shared::billing::events::link_customer(&s, &format!("cus_{c}"), shared::id::AccountId::new()).await.unwrap();
+    }
+    let app = stripe_webhook::app(s.clone());
+    let base = s.clock.now_secs() - 3600;
+    let bodies: Vec<String> = (0..EVENTS)
+        .map(|i| {
+            let status = if i % 3 == 0 { "past_due" } else { "active" };
+            json!({"id": format!("evt_{i}"), "object": "event", "type": "customer.subscription.updated",
+                   "created": base + i as i64, "data": {"object": subscription(&format!("cus_{}", i % CUSTOMERS), status)}})
+            .to_string()
+        })
+        .collect();
+
+    // Ingest: verify + ledger + enqueue, one request after another.
+    let started = Instant::now();
+    for body in &bodies {
+        let now = s.clock.now_secs();
+        let req = Request::post("/webhooks/stripe")
+            .header("content-type", "application/json")
+            .header("stripe-signature", shared::billing::webhook::header(SECRET, now, body.as_bytes()))
+            .body(Body::from(body.clone()))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let ingest = started.elapsed();
+
+    // Apply: the consumer drains the FIFO queue in batches of 10.
+    let handler = billing_events::handler(s.clone()).unwrap();
+    let queue = s.queues.get(QueueName::Billing);
+    let started = Instant::now();
+    let mut applied = 0;
+    loop {
+        let batch = queue.receive(10, std::time::Duration::ZERO).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        let messages: Vec<Message> = batch.iter().map(Message::from).collect();
+        let failed = process_batch(handler.as_ref(), &messages, true).await;
+        assert!(failed.is_empty());
+        for m in &batch {
+            queue.ack(&m.receipt).await.unwrap();
+        }
+        applied += batch.len();
+    }
+    let apply = started.elapsed();
+    println!(
+        "billing/webhook_ingest: {EVENTS} signed events in {:.2} s = {:.0} events/s ({:.0} µs each)",
+        ingest.as_secs_f64(),
+        EVENTS as f64 / ingest.as_secs_f64(),
+        ingest.as_micros() as f64 / EVENTS as f64
+    );
+    println!(
+        "billing/events_applied: {applied} events for {CUSTOMERS} customers in {:.2} s = {:.0} events/s",
+        apply.as_secs_f64(),
+        applied as f64 / apply.as_secs_f64()
+    );
+}
