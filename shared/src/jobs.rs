@@ -63,6 +63,11 @@ pub enum Job {
         /// The account.
         account_id: crate::id::AccountId,
     },
+    /// Cancel a deleted account's subscription at the period end.
+    CancelForDeletedAccount {
+        /// The account.
+        account_id: crate::id::AccountId,
+    },
     /// Build a data export (GDPR), store it, and email its link.
     ExportData {
         /// The export.
@@ -79,7 +84,7 @@ impl Job {
     pub fn queue(&self) -> QueueName {
         match self {
             Self::SendEmail { .. } => QueueName::Email,
-            Self::ExportData { .. } | Self::SyncSeats { .. } => QueueName::Jobs,
+            Self::ExportData { .. } | Self::SyncSeats { .. } | Self::CancelForDeletedAccount { .. } => QueueName::Jobs,
         }
     }
 
@@ -89,6 +94,7 @@ impl Job {
             Self::SendEmail { .. } => "send_email",
             Self::ExportData { .. } => "export_data",
             Self::SyncSeats { .. } => "sync_seats",
+            Self::CancelForDeletedAccount { .. } => "cancel_for_deleted_account",
         }
     }
 }

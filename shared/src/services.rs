@@ -69,6 +69,8 @@ pub struct Services {
     pub tokens: Arc<crate::auth::TokenSettings>,
     /// Where data exports are kept.
     pub exports: Arc<ExportStorage>,
+    /// Stripe's API, when `STRIPE_SECRET_KEY` is set.
+    pub stripe: Option<crate::billing::stripe::StripeClient>,
 }
 
 /// How each embedded queue behaves (on AWS, the same settings live in `template.yaml`).
@@ -156,6 +158,7 @@ impl Services {
             }
         });
         let tokens = crate::auth::TokenSettings::from_config(&config, sdk.as_ref())?;
+        let stripe = crate::billing::stripe::StripeClient::from_config(&config);
         Ok(Self {
             config: Arc::new(config),
             clock,
@@ -165,6 +168,7 @@ impl Services {
             embedded_store,
             tokens,
             exports,
+            stripe,
         })
     }
 }

@@ -496,3 +496,42 @@ async fn reconciliation_repairs_drift_from_stripe() {
     assert!(events::reconcile(s, plans, &client).await.unwrap().is_empty());
     let _ = Arc::new(());
 }
+
+#[tokio::test]
+async fn deleting_an_account_cancels_its_subscription_at_the_period_end() {
+    let stripe = MockServer::start().await;
+    let app = app_with(&stripe).await;
+    let (ada, _) = app.user("ada@example.com").await;
+    let (_, account) = app.call("POST", "/accounts", Some(&ada), Some(json!({"name": "Acme"}))).await;
+    let acme: AccountId = account["id"].as_str().unwrap().parse().unwrap();
+    let s = &app.stack.services;
+    let plans = Plans::load(&s.config).unwrap();
+    events::link_customer(s, "cus_del", acme).await.unwrap();
+    let now = s.clock.now_secs();
+    let active = subscription("sub_del", "cus_del", "active", "price_team_monthly_local", now - 100);
+    events::apply_snapshot(s, plans, acme, &active, now - 50, "evt_seed").await.unwrap();
+    let mut ending = active.clone();
+    ending["cancel_at_period_end"] = json!(true);
+    Mock::given(method("POST"))
+        .and(path("/v1/subscriptions/sub_del"))
+        .and(header_exists("idempotency-key"))
+        .and(body_string_contains("cancel_at_period_end=true"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ending))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    assert_eq!(app.call("DELETE", &format!("/accounts/{acme}"), Some(&ada), None).await.0, 200);
+    let marker = shared::tenancy::pending_cancellation_key(acme);
+    for _ in 0..100 {
+        if s.store.get(&marker).await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(s.store.get(&marker).await.unwrap().is_none(), "the cancellation happened");
+    let (state, _) = shared::billing::state(s.store.as_ref(), acme).await.unwrap();
+    assert!(state.cancel_at_period_end);
+    // Restored within the period: the owner can resume the subscription.
+    assert_eq!(app.call("POST", &format!("/accounts/{acme}/restore"), Some(&ada), None).await.0, 200);
+    stripe.verify().await;
+}

@@ -887,6 +887,14 @@ async fn erase_me(
     for chunk in ops.chunks(100) {
         store.transact(chunk.to_vec()).await?;
     }
+    for op in &ops {
+        if let shared::store::TxOp::Put(p) = op
+            && p.item.key.pk == "BILLING#PENDING_CANCELLATION"
+            && let Ok(account) = p.item.key.sk.parse()
+        {
+            shared::jobs::enqueue(&s, shared::jobs::Job::CancelForDeletedAccount { account_id: account }).await?;
+        }
+    }
     sessions::revoke_all(&s, user.id, None).await?;
     sessions::record(&s, user.id, "user.erased", None, &ctx, json!({"memberships_removed": memberships.len()})).await?;
     for m in &memberships {

@@ -57,6 +57,6 @@ impl MessageHandler for BillingEvents {
 /// When the plan catalogue does not load.
 pub fn handler(services: Services) -> anyhow::Result<Arc<dyn MessageHandler>> {
     let plans = Plans::load(&services.config)?;
-    let stripe = StripeClient::from_config(&services.config);
+    let stripe = services.stripe.clone();
     Ok(Arc::new(BillingEvents { services, plans, stripe }))
 }

@@ -8,8 +8,6 @@
 //! State changes made here are applied at once from Stripe's answer; the webhook events that
 //! follow apply the same snapshots again, harmlessly.
 
-use std::sync::OnceLock;
-
 use axum::Router;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -69,12 +67,8 @@ fn plans(s: &Services) -> Result<&'static Plans, ApiError> {
     Plans::load(&s.config).map_err(ApiError::Unexpected)
 }
 
-fn stripe(s: &Services) -> Result<&'static StripeClient, ApiError> {
-    static CLIENT: OnceLock<Option<StripeClient>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| StripeClient::from_config(&s.config))
-        .as_ref()
-        .ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("STRIPE_SECRET_KEY is not set")))
+fn stripe(s: &Services) -> Result<&StripeClient, ApiError> {
+    s.stripe.as_ref().ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("STRIPE_SECRET_KEY is not set")))
 }
 
 fn stripe_error(e: StripeError) -> ApiError {
@@ -314,13 +308,8 @@ async fn live(s: &Services, scope: &TenantScope) -> Result<(BillingState, String
     }
 }
 
-async fn applied(
-    s: &Services,
-    scope: &TenantScope,
-    sub: &Value,
-    ctx: &RequestContext,
-) -> Result<Json<BillingView>, ApiError> {
-    let source = format!("api:{}", ctx.request_id);
+async fn applied(s: &Services, scope: &TenantScope, sub: &Value) -> Result<Json<BillingView>, ApiError> {
+    let source = format!("api:{}", s.clock.now_ms());
     apply_snapshot(s, plans(s)?, scope.account_id(), sub, s.clock.now_secs(), &source)
         .await
         .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;
@@ -363,7 +352,7 @@ async fn change_plan(
         let sub =
             client.post(&format!("/v1/subscriptions/{sub_id}"), &form, &key("upgrade")).await.map_err(stripe_error)?;
         scope.audit(&s, "billing.plan_changed", Some(sub_id), ctx.origin(), detail).await?;
-        return applied(&s, &scope, &sub, &ctx).await;
+        return applied(&s, &scope, &sub).await;
     }
     // Downgrade: a schedule keeps the current price until the period ends, then the new one.
     let schedule = client
@@ -422,7 +411,7 @@ async fn set_cancel(
     let sub = stripe(s)?.post(&format!("/v1/subscriptions/{sub_id}"), &form, &key).await.map_err(stripe_error)?;
     let action = if cancel { "billing.cancel_scheduled" } else { "billing.resumed" };
     scope.audit(s, action, Some(sub_id), ctx.origin(), json!({})).await?;
-    applied(s, scope, &sub, ctx).await
+    applied(s, scope, &sub).await
 }
 
 /// Cancels at the end of the current period (the plan stays until then).

@@ -57,7 +57,7 @@ impl ScheduledJob for ReconcileBilling {
     }
 
     async fn run(&self, _fired_at_ms: i64) -> anyhow::Result<()> {
-        let Some(stripe) = shared::billing::stripe::StripeClient::from_config(&self.services.config) else {
+        let Some(stripe) = self.services.stripe.clone() else {
             tracing::info!("STRIPE_SECRET_KEY is not set: nothing to reconcile");
             return Ok(());
         };

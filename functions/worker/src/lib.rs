@@ -169,10 +169,24 @@ impl Worker {
 }
 
 impl Worker {
+    async fn cancel_for_deleted(&self, account: AccountId) -> Result<JobOutcome, JobError> {
+        let s = &self.services;
+        let plans = shared::billing::Plans::load(&s.config).map_err(JobError::Permanent)?;
+        let Some(client) = s.stripe.clone() else {
+            return Ok(JobOutcome::Skipped("STRIPE_SECRET_KEY is not set; the marker stays for reconciliation".into()));
+        };
+        match shared::billing::events::cancel_for_deleted(s, plans, &client, account).await {
+            Ok(true) => Ok(JobOutcome::Done),
+            Ok(false) => Ok(JobOutcome::Skipped("no live subscription to cancel".into())),
+            Err(shared::billing::events::ApplyError::Retry(e)) => Err(JobError::Retry(anyhow::anyhow!(e))),
+            Err(shared::billing::events::ApplyError::Permanent(e)) => Err(JobError::Permanent(anyhow::anyhow!(e))),
+        }
+    }
+
     async fn sync_seats(&self, account: AccountId) -> Result<JobOutcome, JobError> {
         let s = &self.services;
         let plans = shared::billing::Plans::load(&s.config).map_err(JobError::Permanent)?;
-        let Some(client) = shared::billing::stripe::StripeClient::from_config(&s.config) else {
+        let Some(client) = s.stripe.clone() else {
             return Ok(JobOutcome::Skipped("STRIPE_SECRET_KEY is not set".into()));
         };
         match shared::billing::sync_seats(s, plans, &client, account).await {
@@ -193,6 +207,7 @@ impl JobHandler for Worker {
         match &envelope.job {
             Job::ExportData { export_id, subject, notify } => self.export(*export_id, *subject, notify).await,
             Job::SyncSeats { account_id } => self.sync_seats(*account_id).await,
+            Job::CancelForDeletedAccount { account_id } => self.cancel_for_deleted(*account_id).await,
             other => Err(JobError::Permanent(anyhow::anyhow!("{} does not run on the jobs queue", other.kind()))),
         }
     }

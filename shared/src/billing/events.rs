@@ -267,6 +267,11 @@ pub async fn apply_snapshot(
         state.cancel_at = snap.cancel_at;
         state.current_period_end = snap.current_period_end;
         state.trial_end = snap.trial_end;
+        // A scheduled downgrade that has happened (or a different subscription) is no longer pending.
+        if state.pending_plan_id.is_some() && (state.plan_id == state.pending_plan_id || other) {
+            state.pending_plan_id = None;
+            state.pending_interval = None;
+        }
         state.as_of = as_of;
         state.as_of_event = source.to_owned();
         match save(s, account, &state, version, Some(plans)).await {
@@ -511,6 +516,48 @@ pub struct Repair {
     pub plan: (Option<String>, Option<String>),
 }
 
+/// For a deleted account awaiting it (`BILLING#PENDING_CANCELLATION`): cancels its live
+/// subscription at the period end (so a restore within the period can resume it) and clears
+/// the marker; a marker of a restored account is just cleared. Returns whether a
+/// subscription was cancelled.
+///
+/// # Errors
+/// When the store or Stripe fails.
+pub async fn cancel_for_deleted(
+    s: &Services,
+    plans: &Plans,
+    stripe: &StripeClient,
+    account: AccountId,
+) -> Result<bool, ApplyError> {
+    let marker = tenancy::pending_cancellation_key(account);
+    if s.store.get(&marker).await?.is_none() {
+        return Ok(false);
+    }
+    let deleted =
+        tenancy::load_account(s.store.as_ref(), account).await?.is_none_or(|(a, _)| a.deleted_at_ms.is_some());
+    let (state, _) = super::state(s.store.as_ref(), account).await?;
+    let mut cancelled = false;
+    if deleted
+        && let (Some(sub), Some(status)) = (&state.subscription_id, state.status)
+        && status.grants_plan()
+        && !state.cancel_at_period_end
+    {
+        let form = vec![super::stripe::field("cancel_at_period_end", true)];
+        let snapshot =
+            stripe.post(&format!("/v1/subscriptions/{sub}"), &form, &format!("account-deleted-{sub}")).await?;
+        let now = s.clock.now_secs();
+        apply_snapshot(s, plans, account, &snapshot, now, &format!("account-deleted:{}", s.clock.now_ms())).await?;
+        let origin = crate::audit::Origin::default();
+        let detail = json!({"subscription": sub});
+        tenancy::record(s, account, None, "billing.cancelled_with_account", None, origin, detail)
+            .await
+            .map_err(|e| ApplyError::Retry(e.to_string()))?;
+        cancelled = true;
+    }
+    s.store.delete(crate::store::Delete::new(marker)).await?;
+    Ok(cancelled)
+}
+
 /// For every account with a Stripe customer, reads its subscriptions from Stripe and
 /// applies the current one as the newest snapshot; returns the repairs (each also logged).
 ///
@@ -518,6 +565,12 @@ pub struct Repair {
 /// When the store or Stripe fails.
 pub async fn reconcile(s: &Services, plans: &Plans, stripe: &StripeClient) -> anyhow::Result<Vec<Repair>> {
     use crate::store::StoreExt as _;
+    // Deleted accounts whose cancellation has not happened yet (a failed job).
+    for item in s.store.query_all(crate::store::Query::partition("BILLING#PENDING_CANCELLATION")).await? {
+        if let Ok(account) = item.key.sk.parse::<AccountId>() {
+            cancel_for_deleted(s, plans, stripe, account).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
     let accounts = s.store.query_all(crate::store::Query::partition("BILLING#CUSTOMERS")).await?;
     let mut repairs = Vec::new();
     for item in accounts {
@@ -536,7 +589,7 @@ pub async fn reconcile(s: &Services, plans: &Plans, stripe: &StripeClient) -> an
         let Some(current) = current else { continue };
         let (before, _) = super::state(s.store.as_ref(), account).await?;
         let now = s.clock.now_secs();
-        apply_snapshot(s, plans, account, current, now, &format!("reconcile:{now}"))
+        apply_snapshot(s, plans, account, current, now, &format!("reconcile:{}", s.clock.now_ms()))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (after, _) = super::state(s.store.as_ref(), account).await?;

@@ -361,7 +361,8 @@ pub async fn sync_seats(
     let key = format!("seats-{sub}-{members}-{}", st.as_of);
     let snapshot = client.post(&format!("/v1/subscriptions/{sub}"), &form, &key).await?;
     let now = services.clock.now_secs();
-    events::apply_snapshot(services, plans, account, &snapshot, now, &format!("seats:{now}")).await?;
+    events::apply_snapshot(services, plans, account, &snapshot, now, &format!("seats:{}", services.clock.now_ms()))
+        .await?;
     Ok(Some(members))
 }
 
