@@ -254,8 +254,8 @@ async fn checkout_webhooks_dunning_and_entitlements_on_the_local_stack() {
     stripe.verify().await;
 }
 
-#[tokio::test]
-async fn plan_changes_cancel_and_resume_send_exactly_the_right_requests() {
+/// A local stack and a Stripe double, with Ada owning an account on an active team plan.
+async fn subscribed(customer: &str, sub: &str) -> (MockServer, TestApp, String, AccountId, Value) {
     let stripe = MockServer::start().await;
     let app = app_with(&stripe).await;
     let (ada, _) = app.user("ada@example.com").await;
@@ -263,10 +263,17 @@ async fn plan_changes_cancel_and_resume_send_exactly_the_right_requests() {
     let acme: AccountId = account["id"].as_str().unwrap().parse().unwrap();
     let s = &app.stack.services;
     let plans = Plans::load(&s.config).unwrap();
-    events::link_customer(s, "cus_acme", acme).await.unwrap();
+    events::link_customer(s, customer, acme).await.unwrap();
     let now = s.clock.now_secs();
-    let active = subscription("sub_1", "cus_acme", "active", "price_team_monthly_local", now - 100);
+    let active = subscription(sub, customer, "active", "price_team_monthly_local", now - 100);
     events::apply_snapshot(s, plans, acme, &active, now - 50, "evt_seed").await.unwrap();
+    (stripe, app, ada, acme, active)
+}
+
+#[tokio::test]
+async fn plan_changes_cancel_and_resume_send_exactly_the_right_requests() {
+    let (stripe, app, ada, acme, _) = subscribed("cus_acme", "sub_1").await;
+    let now = app.stack.services.clock.now_secs();
     let path_of = |what: &str| format!("/accounts/{acme}/billing/{what}");
 
     // Upgrade: at once, prorated, with an idempotency key.
@@ -499,17 +506,8 @@ async fn reconciliation_repairs_drift_from_stripe() {
 
 #[tokio::test]
 async fn deleting_an_account_cancels_its_subscription_at_the_period_end() {
-    let stripe = MockServer::start().await;
-    let app = app_with(&stripe).await;
-    let (ada, _) = app.user("ada@example.com").await;
-    let (_, account) = app.call("POST", "/accounts", Some(&ada), Some(json!({"name": "Acme"}))).await;
-    let acme: AccountId = account["id"].as_str().unwrap().parse().unwrap();
+    let (stripe, app, ada, acme, active) = subscribed("cus_del", "sub_del").await;
     let s = &app.stack.services;
-    let plans = Plans::load(&s.config).unwrap();
-    events::link_customer(s, "cus_del", acme).await.unwrap();
-    let now = s.clock.now_secs();
-    let active = subscription("sub_del", "cus_del", "active", "price_team_monthly_local", now - 100);
-    events::apply_snapshot(s, plans, acme, &active, now - 50, "evt_seed").await.unwrap();
     let mut ending = active.clone();
     ending["cancel_at_period_end"] = json!(true);
     Mock::given(method("POST"))
