@@ -14,6 +14,7 @@
 //!   `AuthUser` extractor; [`audit`]: the tamper-evident audit log;
 //! - [`jobs`]: typed background jobs, `enqueue`, and the idempotent job runner;
 //! - [`mail`]: email templates, the mailer port (SES, SMTP, local outbox), suppressions;
+//! - [`flags`]: feature flags (kill switches, plans, overrides, rollouts, variants);
 //! - [`soft_delete`]: the `deleted_at` + retention marker and the purge it drives;
 //! - [`schedule`]: schedule definitions shared by the template and the local scheduler;
 //! - [`tenancy`]: accounts, memberships, roles and the `Tenant` extractor that scopes every
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod exports;
+pub mod flags;
 pub mod http;
 pub mod id;
 pub mod jobs;

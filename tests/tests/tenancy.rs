@@ -306,6 +306,7 @@ fn sample_body(method: &str, path: &str, victim_owner: &str) -> Option<Value> {
 const READ_ONLY_ALLOWED: &[(&str, &str)] = &[
     ("GET", "/accounts/{account_id}"),
     ("GET", "/accounts/{account_id}/members"),
+    ("GET", "/accounts/{account_id}/flags"),
     ("POST", "/accounts/{account_id}/leave"),
 ];
 

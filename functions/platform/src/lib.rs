@@ -9,6 +9,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub mod flags;
 pub mod ops;
 
 use axum::Router;
@@ -58,6 +59,9 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(openapi_json))
         .routes(routes!(ops::list))
         .routes(routes!(ops::redrive))
+        .routes(routes!(flags::list))
+        .routes(routes!(flags::put, flags::delete))
+        .routes(routes!(flags::put_override, flags::delete_override))
 }
 
 /// This function's routes, without the shared conventions (the local stack merges them).

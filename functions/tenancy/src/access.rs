@@ -184,3 +184,23 @@ pub(crate) async fn download_export(
         Download::Missing => Err(no_export()),
     }
 }
+
+/// The account's feature flags, evaluated (for the frontend).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FlagValues {
+    /// Each flag: on or off, its variant, and why.
+    #[schema(value_type = Object)]
+    pub flags: std::collections::BTreeMap<String, shared::flags::Evaluation>,
+}
+
+/// The account's feature flags, evaluated for it.
+#[utoipa::path(get, path = "/accounts/{account_id}/flags", tag = "tenancy", security(("bearer" = [])),
+    params(("account_id" = String, Path)), responses((status = 200, body = FlagValues)))]
+pub(crate) async fn account_flags(
+    State(s): State<Services>,
+    Tenant(scope): Tenant,
+) -> Result<Json<FlagValues>, ApiError> {
+    scope.require(Action::ReadAccount)?;
+    let flags = shared::flags::for_account(&s, scope.account_id()).await.map_err(ApiError::Unexpected)?;
+    Ok(Json(FlagValues { flags }))
+}

@@ -55,6 +55,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(access::create_key, access::list_keys))
         .routes(routes!(access::revoke_key))
         .routes(routes!(access::account_audit))
+        .routes(routes!(access::account_flags))
         .routes(routes!(access::export_account))
         .routes(routes!(access::download_export))
         .routes(routes!(orgs::create))

@@ -1,0 +1,139 @@
+//! Operator routes for feature flags (operator token, like the other `/ops` routes): list,
+//! define or change (a kill switch takes effect within the flag cache's 30 seconds, with no
+//! deploy), delete, and per-account overrides. Changes are audited in the `ops` stream, and
+//! overrides also in the account's.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::json;
+use shared::audit::{NewEvent, Origin};
+use shared::error::{ApiError, Problem};
+use shared::flags::{Flag, FlagSettings, Override, flag_key, override_key};
+use shared::http::{Json, Path, RequestContext};
+use shared::id::AccountId;
+use shared::services::Services;
+use shared::store::{Delete, Item, Put};
+
+use crate::ops::Operator;
+
+async fn record(
+    s: &Services,
+    ctx: &RequestContext,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let event = NewEvent {
+        actor: Some("operator".into()),
+        action: action.into(),
+        target: Some(target.into()),
+        origin: ctx.origin(),
+        detail,
+    };
+    shared::audit::append(s.store.as_ref(), "ops", event, s.clock.now_ms()).await?;
+    Ok(())
+}
+
+/// Every flag.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FlagList {
+    /// The definitions.
+    pub flags: Vec<Flag>,
+}
+
+/// Lists the feature flags.
+#[utoipa::path(get, path = "/ops/flags", tag = "operations", security(("operator_token" = [])),
+    responses((status = 200, body = FlagList), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn list(_: Operator, State(s): State<Services>) -> Result<Json<FlagList>, ApiError> {
+    Ok(Json(FlagList { flags: shared::flags::read_definitions(s.store.as_ref()).await? }))
+}
+
+/// Defines or changes a flag.
+#[utoipa::path(put, path = "/ops/flags/{key}", tag = "operations", security(("operator_token" = [])),
+    params(("key" = String, Path)), request_body = FlagSettings,
+    responses((status = 200, body = Flag), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put(
+    _: Operator,
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Path(key): Path<String>,
+    Json(req): Json<FlagSettings>,
+) -> Result<Json<Flag>, ApiError> {
+    let flag = Flag { key: key.clone(), settings: req, updated_at_ms: s.clock.now_ms() };
+    flag.validate().map_err(|detail| ApiError::Invalid { code: "invalid_flag", detail })?;
+    let plans = shared::billing::Plans::load(&s.config).map_err(ApiError::Unexpected)?;
+    if let Some(unknown) = flag.settings.plans.iter().find(|p| *p != "free" && plans.plan(p).is_none()) {
+        return Err(ApiError::Invalid {
+            code: "unknown_plan",
+            detail: format!("no plan {unknown:?} in the catalogue"),
+        });
+    }
+    s.store.put(Put::new(Item::from_record(flag_key(&key), &flag)?)).await?;
+    record(
+        &s,
+        &ctx,
+        "flag.changed",
+        &key,
+        json!({"enabled": flag.settings.enabled, "rollout_percent": flag.settings.rollout_percent}),
+    )
+    .await?;
+    Ok(Json(flag))
+}
+
+/// Deletes a flag (it is then off everywhere).
+#[utoipa::path(delete, path = "/ops/flags/{key}", tag = "operations", security(("operator_token" = [])),
+    params(("key" = String, Path)), responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    _: Operator,
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.store.delete(Delete::new(flag_key(&key))).await?.ok_or(ApiError::NotFound)?;
+    record(&s, &ctx, "flag.deleted", &key, json!({})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets one account's override of a flag.
+#[utoipa::path(put, path = "/ops/flags/{key}/overrides/{account}", tag = "operations", security(("operator_token" = [])),
+    params(("key" = String, Path), ("account" = String, Path)), request_body = Override,
+    responses((status = 200, body = Override), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn put_override(
+    _: Operator,
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Path(ids): Path<(String, AccountId)>,
+    Json(req): Json<Override>,
+) -> Result<Json<Override>, ApiError> {
+    let (key, account) = ids;
+    if s.store.get(&flag_key(&key)).await?.is_none()
+        || shared::tenancy::load_account(s.store.as_ref(), account).await?.is_none()
+    {
+        return Err(ApiError::NotFound);
+    }
+    s.store.put(Put::new(Item::from_record(override_key(account, &key), &req)?)).await?;
+    let detail = json!({"enabled": req.enabled, "variant": req.variant});
+    record(&s, &ctx, "flag.override_set", &format!("{key}:{account}"), detail.clone()).await?;
+    let origin =
+        Origin { ip: ctx.ip.clone(), user_agent: ctx.user_agent.clone(), request_id: Some(ctx.request_id.to_string()) };
+    shared::tenancy::record(&s, account, Some("operator".into()), "flag.override_set", Some(key), origin, detail)
+        .await?;
+    Ok(Json(req))
+}
+
+/// Removes one account's override of a flag.
+#[utoipa::path(delete, path = "/ops/flags/{key}/overrides/{account}", tag = "operations", security(("operator_token" = [])),
+    params(("key" = String, Path), ("account" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_override(
+    _: Operator,
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Path(ids): Path<(String, AccountId)>,
+) -> Result<StatusCode, ApiError> {
+    let (key, account) = ids;
+    s.store.delete(Delete::new(override_key(account, &key))).await?.ok_or(ApiError::NotFound)?;
+    record(&s, &ctx, "flag.override_removed", &format!("{key}:{account}"), json!({})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

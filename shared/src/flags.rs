@@ -1,0 +1,291 @@
+//! Feature flags, evaluated in-process: kill switches, per-plan gating, per-account
+//! overrides, percentage rollouts with stable bucketing, and A/B variants.
+//!
+//! Flags live in the table (`FLAGS` / `FLAG#<key>`, changed by operators through
+//! `/ops/flags`, so a kill switch needs no deploy), and per-account overrides under the account
+//! (`ACCOUNT#<id>` / `FLAG#<key>`). A process reads the definitions at most every
+//! [`CACHE_SECS`] seconds. Evaluation, in order:
+//! 1. a flag that does not exist, or is switched off (`enabled: false`), is off for everyone;
+//! 2. an account override decides (on, or on with a given variant; or off);
+//! 3. plan gating: if the flag lists plans, only accounts whose entitlements are on one of
+//!    them qualify;
+//! 4. the rollout: the account's bucket (SHA-256 of flag key and account id, 0..10000) must be
+//!    under `rollout_percent` × 100; the same account always lands in the same bucket, and
+//!    raising the percentage only adds accounts;
+//! 5. the variant: a second, independent bucket picks among the weighted variants.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::id::AccountId;
+use crate::store::{Key, Query, Store, StoreError, StoreExt as _};
+
+/// How long a process keeps the flag definitions before reading them again.
+pub const CACHE_SECS: u64 = 30;
+
+/// A variant and its weight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Variant {
+    /// Its name (`control`, `treatment`...).
+    pub name: String,
+    /// Its share, relative to the others.
+    pub weight: u32,
+}
+
+/// What an operator sets on a flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlagSettings {
+    /// What it is for.
+    #[serde(default)]
+    pub description: String,
+    /// The kill switch: false turns it off for everyone, overrides included.
+    pub enabled: bool,
+    /// Plans it is limited to (plan ids of the catalogue, or `free`); empty: every plan.
+    #[serde(default)]
+    pub plans: Vec<String>,
+    /// The share of qualifying accounts it is on for, 0 to 100.
+    pub rollout_percent: u8,
+    /// A/B variants; empty: a plain on/off flag.
+    #[serde(default)]
+    pub variants: Vec<Variant>,
+}
+
+/// A flag's definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Flag {
+    /// Its key (`new_editor`).
+    pub key: String,
+    /// Its settings.
+    #[serde(flatten)]
+    pub settings: FlagSettings,
+    /// When it last changed (Unix ms).
+    #[serde(default)]
+    pub updated_at_ms: i64,
+}
+
+impl Flag {
+    /// Checks the definition.
+    ///
+    /// # Errors
+    /// What is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let key_ok = !self.key.is_empty()
+            && self.key.len() <= 64
+            && self.key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !key_ok {
+            return Err("a flag key is 1 to 64 lower-case letters, digits, _ and -".into());
+        }
+        if self.settings.rollout_percent > 100 {
+            return Err("rollout_percent is 0 to 100".into());
+        }
+        if !self.settings.variants.is_empty()
+            && self.settings.variants.iter().map(|v| u64::from(v.weight)).sum::<u64>() == 0
+        {
+            return Err("variants need a positive total weight".into());
+        }
+        if self.settings.variants.iter().any(|v| v.name.is_empty() || v.name.len() > 64) {
+            return Err("a variant name is 1 to 64 characters".into());
+        }
+        Ok(())
+    }
+}
+
+/// An account's override of a flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Override {
+    /// On or off for this account.
+    pub enabled: bool,
+    /// The variant it gets, if the flag has variants.
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+/// A flag's value for one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Evaluation {
+    /// Whether it is on.
+    pub enabled: bool,
+    /// The variant, for an A/B flag that is on.
+    pub variant: Option<String>,
+    /// Why (`off`, `override`, `plan`, `rollout`, `on`).
+    pub reason: &'static str,
+}
+
+/// The key of a flag definition.
+pub fn flag_key(key: &str) -> Key {
+    Key::new("FLAGS", format!("FLAG#{key}"))
+}
+
+/// The key of an account's override.
+pub fn override_key(account: AccountId, key: &str) -> Key {
+    Key::new(crate::tenancy::partition(account), format!("FLAG#{key}"))
+}
+
+/// A bucket in 0..10000 of `account` for `salt`, stable forever.
+pub fn bucket(salt: &str, account: AccountId) -> u32 {
+    let digest = Sha256::digest(format!("{salt}:{account}").as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 10_000
+}
+
+/// Evaluates `flag` for `account` on `plan`, with its override if any.
+pub fn evaluate(flag: &Flag, account: AccountId, plan: &str, overriding: Option<&Override>) -> Evaluation {
+    let variant = |flag: &Flag| pick_variant(flag, account);
+    if !flag.settings.enabled {
+        return Evaluation { enabled: false, variant: None, reason: "off" };
+    }
+    if let Some(o) = overriding {
+        let chosen = if o.enabled { o.variant.clone().or_else(|| variant(flag)) } else { None };
+        return Evaluation { enabled: o.enabled, variant: chosen, reason: "override" };
+    }
+    if !flag.settings.plans.is_empty() && !flag.settings.plans.iter().any(|p| p == plan) {
+        return Evaluation { enabled: false, variant: None, reason: "plan" };
+    }
+    if bucket(&flag.key, account) >= u32::from(flag.settings.rollout_percent) * 100 {
+        return Evaluation { enabled: false, variant: None, reason: "rollout" };
+    }
+    Evaluation { enabled: true, variant: variant(flag), reason: "on" }
+}
+
+fn pick_variant(flag: &Flag, account: AccountId) -> Option<String> {
+    let total: u64 = flag.settings.variants.iter().map(|v| u64::from(v.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let point = u64::from(bucket(&format!("{}#variant", flag.key), account)) * total / 10_000;
+    let mut acc = 0;
+    for v in &flag.settings.variants {
+        acc += u64::from(v.weight);
+        if point < acc {
+            return Some(v.name.clone());
+        }
+    }
+    flag.settings.variants.last().map(|v| v.name.clone())
+}
+
+type Cached = Option<(Instant, Vec<Flag>)>;
+
+/// Every flag definition, read at most every [`CACHE_SECS`] seconds by this process.
+///
+/// # Errors
+/// When the store fails.
+pub async fn definitions(store: &dyn Store) -> Result<Vec<Flag>, StoreError> {
+    static CACHE: Mutex<Cached> = Mutex::new(None);
+    if let Some((at, flags)) = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+        && at.elapsed() < Duration::from_secs(CACHE_SECS)
+    {
+        return Ok(flags.clone());
+    }
+    let flags = read_definitions(store).await?;
+    *CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), flags.clone()));
+    Ok(flags)
+}
+
+/// Every flag definition, read now (operators' routes; tests).
+///
+/// # Errors
+/// When the store fails.
+pub async fn read_definitions(store: &dyn Store) -> Result<Vec<Flag>, StoreError> {
+    let items = store.query_all(Query::partition("FLAGS").begins_with("FLAG#")).await?;
+    items.iter().map(crate::store::Item::record).collect()
+}
+
+/// Every flag's value for `account`: what any function gates on, and what the frontend gets.
+///
+/// # Errors
+/// When the store fails or the plan catalogue does not load.
+pub async fn for_account(
+    services: &crate::services::Services,
+    account: AccountId,
+) -> anyhow::Result<BTreeMap<String, Evaluation>> {
+    let flags = definitions(services.store.as_ref()).await?;
+    let plan = crate::billing::entitlements(services, account).await?.plan;
+    let overrides =
+        services.store.query_all(Query::partition(crate::tenancy::partition(account)).begins_with("FLAG#")).await?;
+    let overrides: BTreeMap<String, Override> =
+        overrides.iter().filter_map(|i| Some((i.key.sk.strip_prefix("FLAG#")?.to_owned(), i.record().ok()?))).collect();
+    Ok(flags.iter().map(|f| (f.key.clone(), evaluate(f, account, &plan, overrides.get(&f.key)))).collect())
+}
+
+/// Whether `key` is on for `account` (a missing flag is off).
+///
+/// # Errors
+/// As [`for_account`].
+pub async fn enabled(services: &crate::services::Services, account: AccountId, key: &str) -> anyhow::Result<bool> {
+    Ok(for_account(services, account).await?.get(key).is_some_and(|e| e.enabled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(percent: u8) -> Flag {
+        Flag {
+            key: "new_editor".into(),
+            settings: FlagSettings {
+                description: String::new(),
+                enabled: true,
+                plans: Vec::new(),
+                rollout_percent: percent,
+                variants: Vec::new(),
+            },
+            updated_at_ms: 0,
+        }
+    }
+
+    fn accounts(n: usize) -> Vec<AccountId> {
+        (0..n).map(|_| AccountId::new()).collect()
+    }
+
+    #[test]
+    fn rollouts_are_stable_proportional_and_only_grow() {
+        let all = accounts(10_000);
+        let on = |p: u8| all.iter().filter(|a| evaluate(&flag(p), **a, "free", None).enabled).count();
+        assert_eq!(on(0), 0);
+        assert_eq!(on(100), 10_000);
+        let half = on(50);
+        assert!((4_700..=5_300).contains(&half), "{half}");
+        // Raising the percentage keeps everyone who had it.
+        for a in &all {
+            if evaluate(&flag(20), *a, "free", None).enabled {
+                assert!(evaluate(&flag(21), *a, "free", None).enabled);
+            }
+            assert_eq!(bucket("new_editor", *a), bucket("new_editor", *a));
+        }
+    }
+
+    #[test]
+    fn kill_switch_beats_overrides_which_beat_plans_and_rollouts() {
+        let a = AccountId::new();
+        let mut f = flag(0);
+        f.settings.plans = vec!["team".into()];
+        let on = Override { enabled: true, variant: None };
+        assert_eq!(evaluate(&f, a, "free", Some(&on)).reason, "override");
+        assert!(evaluate(&f, a, "free", Some(&on)).enabled);
+        assert_eq!(evaluate(&f, a, "free", None).reason, "plan");
+        assert_eq!(evaluate(&f, a, "team", None).reason, "rollout");
+        f.settings.rollout_percent = 100;
+        assert!(evaluate(&f, a, "team", None).enabled);
+        f.settings.enabled = false;
+        assert_eq!(evaluate(&f, a, "team", Some(&on)), Evaluation { enabled: false, variant: None, reason: "off" });
+    }
+
+    #[test]
+    fn variants_split_by_weight_and_stick() {
+        let mut f = flag(100);
+        f.settings.variants =
+            vec![Variant { name: "control".into(), weight: 1 }, Variant { name: "treatment".into(), weight: 3 }];
+        let all = accounts(8_000);
+        let treated =
+            all.iter().filter(|a| evaluate(&f, **a, "free", None).variant.as_deref() == Some("treatment")).count();
+        assert!((5_700..=6_300).contains(&treated), "{treated}");
+        let a = all[0];
+        assert_eq!(evaluate(&f, a, "free", None).variant, evaluate(&f, a, "free", None).variant);
+        let forced = Override { enabled: true, variant: Some("control".into()) };
+        assert_eq!(evaluate(&f, a, "free", Some(&forced)).variant.as_deref(), Some("control"));
+    }
+}
