@@ -12,7 +12,6 @@ pub mod oidc;
 pub mod sessions;
 pub mod users;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -94,20 +93,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(openid_configuration))
 }
 
-/// This function's routes, without the shared conventions (the local stack merges them).
-pub fn routes(services: Services) -> Router {
-    shared::http::routes_of(openapi_router(), services)
-}
-
-/// This function's routes with the shared HTTP conventions: what Lambda serves.
-pub fn app(services: Services) -> Router {
-    shared::http::app_of(openapi_router(), services)
-}
-
-/// This function's part of the OpenAPI document.
-pub fn api() -> OpenApi {
-    shared::http::api_of(openapi_router())
-}
+shared::function_routes!();
 
 /// In rent-auth mode the external issuer signs people in; our own sign-in routes refuse.
 fn own_auth(s: &Services) -> Result<(), ApiError> {

@@ -12,7 +12,6 @@ use std::time::Duration;
 pub mod flags;
 pub mod ops;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -64,20 +63,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(flags::put_override, flags::delete_override))
 }
 
-/// This function's routes, without the shared conventions (the local stack merges them).
-pub fn routes(services: Services) -> Router {
-    shared::http::routes_of(openapi_router(), services)
-}
-
-/// This function's routes with the shared HTTP conventions: what Lambda serves.
-pub fn app(services: Services) -> Router {
-    shared::http::app_of(openapi_router(), services)
-}
-
-/// This function's part of the OpenAPI document.
-pub fn api() -> OpenApi {
-    shared::http::api_of(openapi_router())
-}
+shared::function_routes!();
 
 /// The OpenAPI document of the whole system: every function's [`api`] merged. A new
 /// function adds its own `api()` here.

@@ -5,7 +5,6 @@
 //! and not queued again (unless its first delivery never got queued). A bad signature is a
 //! 400 and nothing is recorded.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -19,7 +18,6 @@ use shared::queue::Outgoing;
 use shared::services::Services;
 use shared::store::{Condition, Item, Put, Update};
 use utoipa::OpenApi as _;
-use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -31,20 +29,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(receive))
 }
 
-/// This function's routes, without the shared conventions (the local stack merges them).
-pub fn routes(services: Services) -> Router {
-    shared::http::routes_of(openapi_router(), services)
-}
-
-/// This function's routes with the shared HTTP conventions: what Lambda serves.
-pub fn app(services: Services) -> Router {
-    shared::http::app_of(openapi_router(), services)
-}
-
-/// This function's part of the OpenAPI document.
-pub fn api() -> OpenApi {
-    shared::http::api_of(openapi_router())
-}
+shared::function_routes!();
 
 pub use shared::billing::events::ledger_key;
 

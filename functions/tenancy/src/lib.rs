@@ -10,7 +10,6 @@ pub mod access;
 pub mod invitations;
 pub mod orgs;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -28,7 +27,6 @@ use shared::tenancy::{
     membership_item, membership_key,
 };
 use utoipa::OpenApi as _;
-use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -67,20 +65,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(orgs::put_sso))
 }
 
-/// This function's routes, without the shared conventions (the local stack merges them).
-pub fn routes(services: Services) -> Router {
-    shared::http::routes_of(openapi_router(), services)
-}
-
-/// This function's routes with the shared HTTP conventions: what Lambda serves.
-pub fn app(services: Services) -> Router {
-    shared::http::app_of(openapi_router(), services)
-}
-
-/// This function's part of the OpenAPI document.
-pub fn api() -> OpenApi {
-    shared::http::api_of(openapi_router())
-}
+shared::function_routes!();
 
 /// A trimmed name of 1 to [`MAX_NAME_CHARS`] printable characters.
 ///

@@ -100,6 +100,29 @@ fn to_map(p: Problem) -> serde_json::Map<String, Value> {
     }
 }
 
+/// Declares an HTTP function's `routes(services)` (its routes, unfinished: the local stack
+/// merges them), `app(services)` (finished with the conventions: what Lambda serves) and
+/// `api()` (its part of the OpenAPI document), from the crate's `openapi_router()`.
+#[macro_export]
+macro_rules! function_routes {
+    () => {
+        /// This function's routes, without the shared conventions (the local stack merges them).
+        pub fn routes(services: $crate::services::Services) -> ::axum::Router {
+            $crate::http::routes_of(openapi_router(), services)
+        }
+
+        /// This function's routes with the shared HTTP conventions: what Lambda serves.
+        pub fn app(services: $crate::services::Services) -> ::axum::Router {
+            $crate::http::app_of(openapi_router(), services)
+        }
+
+        /// This function's part of the OpenAPI document.
+        pub fn api() -> ::utoipa::openapi::OpenApi {
+            $crate::http::api_of(openapi_router())
+        }
+    };
+}
+
 /// A function's routes, declared once with their OpenAPI documentation.
 pub type FunctionRouter = utoipa_axum::router::OpenApiRouter<crate::services::Services>;
 
