@@ -283,6 +283,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// How long soft-deleted records stay restorable.
+    pub fn soft_delete_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.soft_delete_retention_days) * 86_400)
+    }
+
     /// Reads the process environment.
     ///
     /// # Errors

@@ -202,10 +202,9 @@ pub fn pending_cancellation_key(account: AccountId) -> Key {
     Key::new("BILLING#PENDING_CANCELLATION", account.to_string())
 }
 
-/// The writes that soft-delete an account (for `retention_days`, then purged with everything
+/// The writes that soft-delete an account (for `retention`, then purged with everything
 /// it holds) and mark its subscription for cancellation, for one transaction.
-pub fn delete_account_ops(id: AccountId, now_ms: i64, retention_days: u32) -> Vec<crate::store::TxOp> {
-    let retention = std::time::Duration::from_secs(u64::from(retention_days) * 86_400);
+pub fn delete_account_ops(id: AccountId, now_ms: i64, retention: std::time::Duration) -> Vec<crate::store::TxOp> {
     let cancellation =
         Item::new(pending_cancellation_key(id)).with("account_id", id.to_string()).with("requested_at_ms", now_ms);
     vec![

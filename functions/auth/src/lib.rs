@@ -853,7 +853,7 @@ async fn erase_me(
         } else if let Some((account, _)) = tenancy::load_account(store, m.account_id).await?
             && account.deleted_at_ms.is_none()
         {
-            ops.extend(tenancy::delete_account_ops(account.id, now, s.config.soft_delete_retention_days));
+            ops.extend(tenancy::delete_account_ops(account.id, now, s.config.soft_delete_retention()));
         }
     }
     if !blocking.is_empty() {

@@ -14,11 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::billing::events::{self, apply_snapshot};
 use shared::billing::stripe::{Form, StripeClient, StripeError, field, id_of};
-use shared::billing::{BillingState, Entitlements, Interval, Plans, state, state_key};
+use shared::billing::{BillingState, Entitlements, Interval, Plans, state};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, RequestContext};
 use shared::services::Services;
-use shared::store::{Item, Put};
 use shared::tenancy::{self, Action, Tenant, TenantScope};
 use utoipa::OpenApi as _;
 use utoipa::openapi::OpenApi;
@@ -201,21 +200,14 @@ async fn customer(s: &Services, scope: &TenantScope) -> Result<String, ApiError>
         .await
         .map_err(stripe_error)?;
     events::link_customer(s, &id, scope.account_id()).await?;
-    for _ in 0..5 {
-        let (mut st, version) = state(s.store.as_ref(), scope.account_id()).await?;
-        if st.customer_id.is_some() {
-            break;
+    events::update_state(s, scope.account_id(), None, |st| {
+        let missing = st.customer_id.is_none();
+        if missing {
+            st.customer_id = Some(id.clone());
         }
-        st.customer_id = Some(id.clone());
-        let mut item = Item::from_record(state_key(scope.account_id()), &st)?;
-        item.version = version;
-        let put = if version == 0 { Put::new(item).if_not_exists() } else { Put::new(item).if_unchanged() };
-        match s.store.put(put).await {
-            Ok(_) => break,
-            Err(e) if e.is_condition_failure() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+        Ok::<_, ApiError>(missing)
+    })
+    .await?;
     Ok(id)
 }
 
@@ -382,18 +374,12 @@ async fn change_plan(
         .post(&format!("/v1/subscription_schedules/{schedule_id}"), &form, &key("phases"))
         .await
         .map_err(stripe_error)?;
-    for _ in 0..5 {
-        let (mut st, version) = state(s.store.as_ref(), scope.account_id()).await?;
+    events::update_state(&s, scope.account_id(), None, |st| {
         st.pending_plan_id = Some(plan.id.clone());
         st.pending_interval = Some(choice.interval);
-        let mut item = Item::from_record(state_key(scope.account_id()), &st)?;
-        item.version = version;
-        match s.store.put(Put::new(item).if_unchanged()).await {
-            Ok(_) => break,
-            Err(e) if e.is_condition_failure() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+        Ok::<_, ApiError>(true)
+    })
+    .await?;
     scope.audit(&s, "billing.downgrade_scheduled", Some(sub_id), ctx.origin(), detail).await?;
     Ok(Json(view(&s, scope.account_id()).await?))
 }

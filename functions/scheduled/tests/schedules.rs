@@ -152,7 +152,10 @@ async fn purging_a_deleted_account_purges_everything_it_holds() {
             store.put(Put::new(Item::new(Key::new(pk.clone(), sk)))).await.unwrap();
         }
     }
-    store.transact(shared::tenancy::delete_account_ops(doomed, clock.now_ms(), 30)).await.unwrap();
+    store
+        .transact(shared::tenancy::delete_account_ops(doomed, clock.now_ms(), Duration::from_secs(30 * 86_400)))
+        .await
+        .unwrap();
     let job = scheduled::deployed_jobs(&s).into_iter().find(|(sch, _)| sch.name == "purge-soft-deleted").unwrap().1;
     clock.advance_ms(31 * DAY_MS);
     job.run(clock.now_ms()).await.unwrap();

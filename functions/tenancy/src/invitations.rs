@@ -252,7 +252,7 @@ pub(crate) async fn revoke(
     let id = ids.1;
     scope.require(Action::ManageMembers)?;
     let (inv, version) = load_pending(&s, &scope, id).await?;
-    let retention = std::time::Duration::from_secs(u64::from(s.config.soft_delete_retention_days) * 86_400);
+    let retention = s.config.soft_delete_retention();
     let mark = soft_delete::mark_deleted(invitation_key(inv.account_id, id), s.clock.now_ms(), retention);
     s.store
         .transact(vec![

@@ -82,10 +82,6 @@ pub fn clean_name(name: &str) -> Result<String, ApiError> {
     Ok(n.to_owned())
 }
 
-fn retention(s: &Services) -> std::time::Duration {
-    std::time::Duration::from_secs(u64::from(s.config.soft_delete_retention_days) * 86_400)
-}
-
 /// An account as its members see it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AccountView {
@@ -260,8 +256,8 @@ async fn delete_account(
     scope.require(Action::DeleteAccount)?;
     let now = s.clock.now_ms();
     let id = scope.account_id();
-    s.store.transact(tenancy::delete_account_ops(id, now, s.config.soft_delete_retention_days)).await?;
-    let retention = retention(&s);
+    s.store.transact(tenancy::delete_account_ops(id, now, s.config.soft_delete_retention())).await?;
+    let retention = s.config.soft_delete_retention();
     let until = now + i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
     scope.audit(&s, "account.deleted", None, ctx.origin(), json!({"restorable_until_ms": until})).await?;
     shared::jobs::enqueue(&s, shared::jobs::Job::CancelForDeletedAccount { account_id: id }).await?;
@@ -425,7 +421,7 @@ async fn end_membership(s: &Services, scope: &TenantScope, m: &Membership, versi
         ops.push(other_owner_check(s, scope, m.user_id).await?);
     }
     let key = membership_key(scope.account_id(), m.user_id);
-    let mark = soft_delete::mark_deleted(key, s.clock.now_ms(), retention(s));
+    let mark = soft_delete::mark_deleted(key, s.clock.now_ms(), s.config.soft_delete_retention());
     ops.push(TxOp::Update(
         mark.when(Condition::All(vec![Condition::VersionIs(version), Condition::Missing("deleted_at_ms".into())])),
     ));

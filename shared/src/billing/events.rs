@@ -175,11 +175,15 @@ pub async fn apply(
         }
         "entitlements.active_entitlement_summary.updated" => apply_stripe_features(s, plans, account, event).await,
         "customer.updated" => {
-            let (mut state, version) = super::state(s.store.as_ref(), account).await?;
-            if state.customer_id.is_none() {
-                state.customer_id = event.customer();
-                save(s, account, &state, version, None).await?;
-            }
+            let customer = event.customer();
+            update_state(s, account, None, |state| {
+                let missing = state.customer_id.is_none();
+                if missing {
+                    state.customer_id.clone_from(&customer);
+                }
+                Ok::<_, ApplyError>(missing)
+            })
+            .await?;
             Ok(Outcome::Applied)
         }
         other => {
@@ -240,23 +244,25 @@ pub async fn apply_snapshot(
     source: &str,
 ) -> Result<Outcome, ApplyError> {
     let snap = read_snapshot(sub)?;
-    for _ in 0..5 {
-        let (mut state, version) = super::state(s.store.as_ref(), account).await?;
+    let mut ignored = "";
+    let changed = update_state(s, account, Some(plans), |state| {
         let newer = (as_of, source) > (state.as_of, state.as_of_event.as_str());
         if !newer {
-            return Ok(Outcome::Ignored("a snapshot no newer than the state".into()));
+            ignored = "a snapshot no newer than the state";
+            return Ok(false);
         }
         // Another subscription than the current one replaces it only if it is live or the
         // current one is not (an old, ended subscription never displaces a live one).
         let other = state.subscription_id.as_deref().is_some_and(|id| id != snap.id);
         if other && !snap.status.grants_plan() && state.status.is_some_and(SubscriptionStatus::grants_plan) {
-            return Ok(Outcome::Ignored("an ended subscription other than the live one".into()));
+            ignored = "an ended subscription other than the live one";
+            return Ok(false);
         }
         let plan = snap.price.as_deref().and_then(|p| plans.by_price(&s.config.environment, p));
         if snap.price.is_some() && plan.is_none() {
             tracing::warn!(subscription = %snap.id, "the subscription's price is not in the plan catalogue");
         }
-        state.customer_id = state.customer_id.or_else(|| sub["customer"].as_str().map(str::to_owned));
+        state.customer_id = state.customer_id.take().or_else(|| sub["customer"].as_str().map(str::to_owned));
         state.subscription_id = Some(snap.id.clone());
         state.status = Some(snap.status);
         state.plan_id = plan.map(|(p, _)| p.id.clone());
@@ -274,13 +280,36 @@ pub async fn apply_snapshot(
         }
         state.as_of = as_of;
         state.as_of_event = source.to_owned();
-        match save(s, account, &state, version, Some(plans)).await {
-            Ok(()) => return Ok(Outcome::Applied),
+        Ok::<_, ApplyError>(true)
+    })
+    .await?;
+    Ok(if changed { Outcome::Applied } else { Outcome::Ignored(ignored.into()) })
+}
+
+/// Changes an account's billing state under its optimistic lock, reading it again and
+/// retrying when another writer got there first. `change` returns false to leave the state
+/// as it is. With `plans`, the entitlements are derived again (and a change of them audited).
+///
+/// # Errors
+/// The closure's errors; store failures, including a state that keeps changing.
+pub async fn update_state<E: From<StoreError>>(
+    s: &Services,
+    account: AccountId,
+    plans: Option<&Plans>,
+    mut change: impl FnMut(&mut BillingState) -> Result<bool, E>,
+) -> Result<bool, E> {
+    for _ in 0..5 {
+        let (mut state, version) = super::state(s.store.as_ref(), account).await?;
+        if !change(&mut state)? {
+            return Ok(false);
+        }
+        match save(s, account, &state, version, plans).await {
+            Ok(()) => return Ok(true),
             Err(StoreError::ConditionFailed) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApplyError::Retry("the billing state kept changing".into()))
+    Err(StoreError::Unavailable(anyhow::anyhow!("the billing state of {account} kept changing")).into())
 }
 
 /// Writes `state` over `version`, deriving entitlements when `plans` is given and auditing a
@@ -333,21 +362,17 @@ async fn apply_stripe_features(
         .as_array()
         .map(|list| list.iter().filter_map(|e| e["lookup_key"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
-    for _ in 0..5 {
-        let (mut state, version) = super::state(s.store.as_ref(), account).await?;
+    let changed = update_state(s, account, Some(plans), |state| {
         if (event.created, event.id.as_str()) <= (state.stripe_features_as_of, state.stripe_features_event.as_str()) {
-            return Ok(Outcome::Ignored("older entitlements".into()));
+            return Ok::<_, ApplyError>(false);
         }
         state.stripe_features = Some(keys.clone());
         state.stripe_features_as_of = event.created;
         state.stripe_features_event = event.id.clone();
-        match save(s, account, &state, version, Some(plans)).await {
-            Ok(()) => return Ok(Outcome::Applied),
-            Err(StoreError::ConditionFailed) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApplyError::Retry("the billing state kept changing".into()))
+        Ok(true)
+    })
+    .await?;
+    Ok(if changed { Outcome::Applied } else { Outcome::Ignored("older entitlements".into()) })
 }
 
 /// Claims the one-time side effect `key`: true the first time only.
