@@ -214,7 +214,12 @@ impl IntoResponse for ApiError {
             Self::Unexpected(e) => tracing::error!(error = format!("{e:#}"), "unexpected error"),
             _ => {}
         }
-        self.to_problem().into_response()
+        let mut res = self.to_problem().into_response();
+        if matches!(self, Self::Unauthenticated) {
+            // RFC 6750 section 3: a 401 names the scheme the client should use.
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
     }
 }
 
@@ -257,6 +262,13 @@ mod tests {
         assert_eq!(v["type"], "urn:groundwork:problem:unavailable");
         assert_eq!(v["status"], 503);
         assert!(!body.windows(4).any(|w| w == b"down"), "internal detail leaked");
+    }
+
+    #[test]
+    fn unauthenticated_names_the_bearer_scheme() {
+        let res = ApiError::Unauthenticated.into_response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub struct ExportRecord {
 
 /// The key of an export's record.
 pub fn key(id: ExportId) -> Key {
-    Key::new(format!("EXPORT#{id}"), "EXPORT")
+    crate::keys::export(id)
 }
 
 /// Starts an export (GDPR) of `subject` for `user`: records it and queues the job that
@@ -153,10 +153,8 @@ pub async fn start(
     subject: ExportSubject,
     user: UserId,
 ) -> Result<ExportId, crate::error::ApiError> {
-    let summary =
-        crate::tenancy::user_summary(s.store.as_ref(), user).await?.ok_or(crate::error::ApiError::Unauthenticated)?;
     let notify =
-        crate::mail::EmailAddress::parse(&summary.email).map_err(|e| crate::error::ApiError::Unexpected(e.into()))?;
+        crate::auth::users::by_id(s.store.as_ref(), user).await?.ok_or(crate::error::ApiError::Unauthenticated)?.email;
     let record = ExportRecord {
         id: ExportId::new(),
         subject,

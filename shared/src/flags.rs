@@ -16,11 +16,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::Clock;
 use crate::id::AccountId;
 use crate::store::{Key, Query, Store, StoreError, StoreExt as _};
 
@@ -118,12 +118,12 @@ pub struct Evaluation {
 
 /// The key of a flag definition.
 pub fn flag_key(key: &str) -> Key {
-    Key::new("FLAGS", format!("FLAG#{key}"))
+    crate::keys::flag(key)
 }
 
 /// The key of an account's override.
 pub fn override_key(account: AccountId, key: &str) -> Key {
-    Key::new(crate::tenancy::partition(account), format!("FLAG#{key}"))
+    crate::keys::flag_override(account, key)
 }
 
 /// A bucket in 0..10000 of `account` for `salt`, stable forever.
@@ -167,22 +167,28 @@ fn pick_variant(flag: &Flag, account: AccountId) -> Option<String> {
     flag.settings.variants.last().map(|v| v.name.clone())
 }
 
-type Cached = Option<(Instant, Vec<Flag>)>;
+/// The flag definitions a process read last, and when (by its [`Clock`]): one per process,
+/// in [`crate::services::Services::flag_cache`].
+#[derive(Debug, Default)]
+pub struct FlagCache(Mutex<Option<(i64, Vec<Flag>)>>);
 
-/// Every flag definition, read at most every [`CACHE_SECS`] seconds by this process.
-///
-/// # Errors
-/// When the store fails.
-pub async fn definitions(store: &dyn Store) -> Result<Vec<Flag>, StoreError> {
-    static CACHE: Mutex<Cached> = Mutex::new(None);
-    if let Some((at, flags)) = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
-        && at.elapsed() < Duration::from_secs(CACHE_SECS)
-    {
-        return Ok(flags.clone());
+impl FlagCache {
+    /// Every flag definition, read at most every [`CACHE_SECS`] seconds of `clock`'s time.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn definitions(&self, store: &dyn Store, clock: &dyn Clock) -> Result<Vec<Flag>, StoreError> {
+        let now = clock.now_ms();
+        let fresh_ms = i64::try_from(CACHE_SECS * 1000).unwrap_or(i64::MAX);
+        if let Some((at, flags)) = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref()
+            && (0..fresh_ms).contains(&(now - at))
+        {
+            return Ok(flags.clone());
+        }
+        let flags = read_definitions(store).await?;
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, flags.clone()));
+        Ok(flags)
     }
-    let flags = read_definitions(store).await?;
-    *CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), flags.clone()));
-    Ok(flags)
 }
 
 /// Every flag definition, read now (operators' routes; tests).
@@ -190,7 +196,8 @@ pub async fn definitions(store: &dyn Store) -> Result<Vec<Flag>, StoreError> {
 /// # Errors
 /// When the store fails.
 pub async fn read_definitions(store: &dyn Store) -> Result<Vec<Flag>, StoreError> {
-    let items = store.query_all(Query::partition("FLAGS").begins_with("FLAG#")).await?;
+    let items =
+        store.query_all(Query::partition(crate::keys::FLAGS_PARTITION).begins_with(crate::keys::FLAG_PREFIX)).await?;
     items.iter().map(crate::store::Item::record).collect()
 }
 
@@ -202,12 +209,16 @@ pub async fn for_account(
     services: &crate::services::Services,
     account: AccountId,
 ) -> anyhow::Result<BTreeMap<String, Evaluation>> {
-    let flags = definitions(services.store.as_ref()).await?;
+    let flags = services.flag_cache.definitions(services.store.as_ref(), services.clock.as_ref()).await?;
     let plan = crate::billing::entitlements(services, account).await?.plan;
-    let overrides =
-        services.store.query_all(Query::partition(crate::tenancy::partition(account)).begins_with("FLAG#")).await?;
-    let overrides: BTreeMap<String, Override> =
-        overrides.iter().filter_map(|i| Some((i.key.sk.strip_prefix("FLAG#")?.to_owned(), i.record().ok()?))).collect();
+    let overrides = services
+        .store
+        .query_all(Query::partition(crate::keys::account_partition(account)).begins_with(crate::keys::FLAG_PREFIX))
+        .await?;
+    let overrides: BTreeMap<String, Override> = overrides
+        .iter()
+        .filter_map(|i| Some((i.key.sk.strip_prefix(crate::keys::FLAG_PREFIX)?.to_owned(), i.record().ok()?)))
+        .collect();
     Ok(flags.iter().map(|f| (f.key.clone(), evaluate(f, account, &plan, overrides.get(&f.key)))).collect())
 }
 

@@ -217,14 +217,14 @@ impl JobState {
 
     /// The key of job `id`'s state.
     pub fn key(id: &str) -> Key {
-        Key::new(format!("JOB#{id}"), "STATE")
+        crate::keys::job_state(id)
     }
 
     async fn save(&self, store: &dyn Store, now: i64) -> Result<(), StoreError> {
         let mut item = Item::from_record(Self::key(&self.id), self)?
             .expiring_at((now + i64::try_from(STATE_RETENTION.as_millis()).unwrap_or(0)) / 1000);
         if self.status == JobStatus::Dead {
-            item = item.with_gsi1(Key::new("JOBS#dead", format!("{:013}#{}", self.updated_at_ms, self.id)));
+            item = item.with_gsi1(crate::keys::dead_job(self.updated_at_ms, &self.id));
         }
         store.put(Put::new(item)).await.map(|_| ())
     }
@@ -242,7 +242,7 @@ impl JobState {
     /// # Errors
     /// When the store fails.
     pub async fn list_dead(store: &dyn Store, limit: u32) -> Result<Vec<Self>, StoreError> {
-        store.query(Query::index(Index::Gsi1, "JOBS#dead").descending().limit(limit)).await?.records()
+        store.query(Query::index(Index::Gsi1, crate::keys::DEAD_JOBS).descending().limit(limit)).await?.records()
     }
 }
 
@@ -292,7 +292,7 @@ impl JobRunner {
     }
 
     fn idempotency_key(key: &str) -> Key {
-        Key::new(format!("IDEMPOTENCY#{key}"), "RECORD")
+        crate::keys::job_idempotency(key)
     }
 
     /// Takes the lease; `Ok(false)` when the job already completed or runs elsewhere.

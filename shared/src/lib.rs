@@ -10,6 +10,7 @@
 //!   request ids, fallbacks) applied to every router;
 //! - [`telemetry`]: structured logs and CloudWatch EMF metrics;
 //! - [`config`], [`secret`], [`id`], [`clock`]: typed configuration, secrets, ids and time;
+//! - [`keys`]: the key chart of the single table (every pk, sk and index key);
 //! - [`auth`]: signing keys, access tokens, passwords, attempt limits, sessions and the
 //!   `AuthUser` extractor; [`audit`]: the tamper-evident audit log;
 //! - [`jobs`]: typed background jobs, `enqueue`, and the idempotent job runner;
@@ -27,14 +28,17 @@ pub mod aws;
 pub mod billing;
 pub mod clock;
 pub mod config;
+pub mod erasure;
 pub mod error;
 pub mod exports;
 pub mod flags;
 pub mod http;
 pub mod id;
 pub mod jobs;
+pub mod keys;
 pub mod lambda;
 pub mod mail;
+pub mod outbound;
 pub mod queue;
 pub mod schedule;
 pub mod secret;

@@ -71,6 +71,13 @@ pub struct Services {
     pub exports: Arc<ExportStorage>,
     /// Stripe's API, when `STRIPE_SECRET_KEY` is set.
     pub stripe: Option<crate::billing::stripe::StripeClient>,
+    /// The client for calls to configured third parties (OpenID Connect providers): see
+    /// [`crate::outbound`].
+    pub http: reqwest::Client,
+    /// The plan catalogue, validated.
+    pub plans: Arc<crate::billing::Plans>,
+    /// The feature flag definitions this process read last.
+    pub flag_cache: Arc<crate::flags::FlagCache>,
 }
 
 /// How each embedded queue behaves (on AWS, the same settings live in `template.yaml`).
@@ -86,6 +93,18 @@ pub fn embedded_queue_settings(name: QueueName, config: &Config) -> QueueSetting
 }
 
 impl Services {
+    /// Appends `event` to the audit `stream`, now (see [`crate::audit::record`]).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn audit(
+        &self,
+        stream: crate::audit::AuditStream,
+        event: crate::audit::NewEvent,
+    ) -> Result<crate::audit::AuditEvent, crate::store::StoreError> {
+        crate::audit::record(self.store.as_ref(), stream, event, self.clock.now_ms()).await
+    }
+
     /// Builds the adapters `config` asks for. AWS clients are built once here.
     ///
     /// # Errors
@@ -158,7 +177,9 @@ impl Services {
             }
         });
         let tokens = crate::auth::TokenSettings::from_config(&config, sdk.as_ref())?;
-        let stripe = crate::billing::stripe::StripeClient::from_config(&config);
+        let stripe = crate::billing::stripe::StripeClient::from_config(&config)?;
+        let http = crate::outbound::client(std::time::Duration::from_secs(5))?;
+        let plans = Arc::new(crate::billing::Plans::from_config(&config)?);
         Ok(Self {
             config: Arc::new(config),
             clock,
@@ -169,6 +190,9 @@ impl Services {
             tokens,
             exports,
             stripe,
+            http,
+            plans,
+            flag_cache: Arc::new(crate::flags::FlagCache::default()),
         })
     }
 }

@@ -12,18 +12,13 @@ use serde_json::json;
 
 use crate::store::{Condition, Delete, Index, Item, Key, Query, SortKey, Store, StoreError, Update};
 
-/// The gsi2 partition holding every soft-deleted item.
-pub const PURGE_PARTITION: &str = "PURGE";
-
-fn purge_sort_key(purge_after_ms: i64, key: &Key) -> String {
-    format!("{purge_after_ms:013}#{}#{}", key.pk, key.sk)
-}
+pub use crate::keys::PURGE_PARTITION;
 
 /// The update that soft-deletes the item at `key` (fails with a condition error if it is
 /// missing or already deleted).
 pub fn mark_deleted(key: Key, now_ms: i64, retention: Duration) -> Update {
     let purge_after = now_ms + i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
-    let index = Key::new(PURGE_PARTITION, purge_sort_key(purge_after, &key));
+    let index = crate::keys::purge_index(purge_after, &key);
     Update::new(key)
         .set("deleted_at_ms", now_ms)
         .set("purge_after_ms", purge_after)

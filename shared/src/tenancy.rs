@@ -22,10 +22,11 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{self, NewEvent, Origin};
+use crate::audit::{AuditAction, AuditStream, NewEvent, Origin};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::id::{AccountId, OrgId, UserId};
+use crate::keys;
 use crate::services::Services;
 use crate::soft_delete;
 use crate::store::{Cursor, Item, Key, Put, Query, Store, StoreError, StoreExt as _};
@@ -149,16 +150,6 @@ pub struct Account {
     pub purge_after_ms: Option<i64>,
 }
 
-/// The key of an account.
-pub fn account_key(id: AccountId) -> Key {
-    Key::new(partition(id), "ACCOUNT")
-}
-
-/// The partition of everything an account owns.
-pub fn partition(id: AccountId) -> String {
-    format!("ACCOUNT#{id}")
-}
-
 /// Enterprise OIDC settings of an organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SsoConfig {
@@ -178,11 +169,6 @@ pub struct SsoConfig {
     pub updated_at_ms: i64,
 }
 
-/// The key of an organization.
-pub fn org_key(id: OrgId) -> Key {
-    Key::new(format!("ORG#{id}"), "ORG")
-}
-
 /// An organization's SSO settings, if it exists and has them.
 ///
 /// # Errors
@@ -193,22 +179,18 @@ pub async fn org_sso(store: &dyn Store, id: OrgId) -> Result<Option<SsoConfig>, 
         #[serde(default)]
         sso: Option<SsoConfig>,
     }
-    Ok(store.get_record::<OrgSso>(&org_key(id)).await?.and_then(|o| o.sso))
-}
-
-/// The key under which a deleted account waits for its subscription to be cancelled (the
-/// billing side consumes these; a restore removes it).
-pub fn pending_cancellation_key(account: AccountId) -> Key {
-    Key::new("BILLING#PENDING_CANCELLATION", account.to_string())
+    Ok(store.get_record::<OrgSso>(&keys::organization(id)).await?.and_then(|o| o.sso))
 }
 
 /// The writes that soft-delete an account (for `retention`, then purged with everything
-/// it holds) and mark its subscription for cancellation, for one transaction.
+/// it holds) and mark its subscription for cancellation (`BILLING#PENDING_CANCELLATION`,
+/// which the billing side consumes and a restore removes), for one transaction. After
+/// they commit, the caller queues [`crate::jobs::Job::CancelForDeletedAccount`].
 pub fn delete_account_ops(id: AccountId, now_ms: i64, retention: std::time::Duration) -> Vec<crate::store::TxOp> {
     let cancellation =
-        Item::new(pending_cancellation_key(id)).with("account_id", id.to_string()).with("requested_at_ms", now_ms);
+        Item::new(keys::pending_cancellation(id)).with("account_id", id.to_string()).with("requested_at_ms", now_ms);
     vec![
-        crate::store::TxOp::Update(soft_delete::mark_partition_deleted(account_key(id), now_ms, retention)),
+        crate::store::TxOp::Update(soft_delete::mark_partition_deleted(keys::account(id), now_ms, retention)),
         crate::store::TxOp::Put(Put::new(cancellation)),
     ]
 }
@@ -228,23 +210,13 @@ pub struct Membership {
     pub joined_at_ms: i64,
 }
 
-/// The key of a membership.
-pub fn membership_key(account: AccountId, user: UserId) -> Key {
-    Key::new(partition(account), format!("MEMBER#{user}"))
-}
-
-/// The index entry that lists a user's memberships.
-pub fn membership_index(account: AccountId, user: UserId) -> Key {
-    Key::new(format!("MEMBERSHIPS#{user}"), account.to_string())
-}
-
 /// The item of a new membership.
 ///
 /// # Errors
 /// When the record does not serialise.
 pub fn membership_item(m: &Membership) -> Result<Item, StoreError> {
-    Ok(Item::from_record(membership_key(m.account_id, m.user_id), m)?
-        .with_gsi1(membership_index(m.account_id, m.user_id)))
+    Ok(Item::from_record(keys::membership(m.account_id, m.user_id), m)?
+        .with_gsi1(keys::membership_index(m.account_id, m.user_id)))
 }
 
 /// A live account (not soft-deleted), if it exists.
@@ -252,7 +224,7 @@ pub fn membership_item(m: &Membership) -> Result<Item, StoreError> {
 /// # Errors
 /// When the store fails.
 pub async fn load_account(store: &dyn Store, id: AccountId) -> Result<Option<(Account, u64)>, StoreError> {
-    let Some(item) = store.get(&account_key(id)).await? else { return Ok(None) };
+    let Some(item) = store.get(&keys::account(id)).await? else { return Ok(None) };
     Ok(Some((item.record()?, item.version)))
 }
 
@@ -265,7 +237,7 @@ pub async fn load_membership(
     account: AccountId,
     user: UserId,
 ) -> Result<Option<(Membership, u64)>, StoreError> {
-    match store.get(&membership_key(account, user)).await? {
+    match store.get(&keys::membership(account, user)).await? {
         Some(item) if !soft_delete::is_deleted(&item) => Ok(Some((item.record()?, item.version))),
         _ => Ok(None),
     }
@@ -276,7 +248,8 @@ pub async fn load_membership(
 /// # Errors
 /// When the store fails.
 pub async fn members(store: &dyn Store, account: AccountId) -> Result<Vec<Membership>, StoreError> {
-    let items = store.query_all(Query::partition(partition(account)).begins_with("MEMBER#")).await?;
+    let items =
+        store.query_all(Query::partition(keys::account_partition(account)).begins_with(keys::MEMBER_PREFIX)).await?;
     items.iter().filter(|i| !soft_delete::is_deleted(i)).map(Item::record).collect()
 }
 
@@ -345,7 +318,7 @@ impl TenantScope {
 
     /// The key of one of the tenant's items: `ACCOUNT#<id>` / `<kind>#<id>`.
     pub fn key(&self, kind: &str, id: &str) -> Key {
-        Key::new(partition(self.account.id), format!("{kind}#{id}"))
+        keys::tenant_item(self.account.id, kind, id)
     }
 
     /// Appends an event to the account's audit stream, as the caller.
@@ -355,31 +328,15 @@ impl TenantScope {
     pub async fn audit(
         &self,
         services: &Services,
-        action: &str,
+        action: AuditAction,
         target: Option<String>,
         origin: Origin,
         detail: serde_json::Value,
     ) -> Result<(), ApiError> {
-        record(services, self.account.id, Some(self.caller.actor()), action, target, origin, detail).await
+        let event = NewEvent { actor: self.caller.actor(), action, target, origin, detail };
+        services.audit(AuditStream::Account(self.account.id), event).await?;
+        Ok(())
     }
-}
-
-/// Appends an event to an account's audit stream (`account:<id>`).
-///
-/// # Errors
-/// When the store fails.
-pub async fn record(
-    services: &Services,
-    account: AccountId,
-    actor: Option<String>,
-    action: &str,
-    target: Option<String>,
-    origin: Origin,
-    detail: serde_json::Value,
-) -> Result<(), ApiError> {
-    let event = NewEvent { actor, action: action.to_owned(), target, origin, detail };
-    audit::append(services.store.as_ref(), &format!("account:{account}"), event, services.clock.now_ms()).await?;
-    Ok(())
 }
 
 /// The membership check: `caller` may act in `account_id` as the returned scope says.
@@ -490,37 +447,14 @@ pub async fn list<T: DeserializeOwned>(
     limit: u32,
     cursor: Option<Cursor>,
 ) -> Result<(Vec<T>, Option<Cursor>), StoreError> {
-    let q = Query::partition(partition(scope.account.id)).begins_with(format!("{kind}#")).limit(limit).after(cursor);
+    let q = Query::partition(keys::account_partition(scope.account.id))
+        .begins_with(keys::tenant_kind_prefix(kind))
+        .limit(limit)
+        .after(cursor);
     let page = store.query(q).await?;
     let records =
         page.items.iter().filter(|i| !soft_delete::is_deleted(i)).map(Item::record).collect::<Result<_, _>>()?;
     Ok((records, page.next))
-}
-
-/// What tenancy knows of a user: read from the user's record, which the auth function owns.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct UserSummary {
-    /// The id.
-    pub id: UserId,
-    /// The email address (empty once the user is erased).
-    #[serde(default)]
-    pub email: String,
-    /// The display name.
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
-/// The key of a user's record.
-pub fn user_key(id: UserId) -> Key {
-    Key::new(format!("USER#{id}"), "USER")
-}
-
-/// A user's summary, if the user exists.
-///
-/// # Errors
-/// When the store fails.
-pub async fn user_summary(store: &dyn Store, id: UserId) -> Result<Option<UserSummary>, StoreError> {
-    store.get_record(&user_key(id)).await
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ async fn main() {
     let ingest = started.elapsed();
 
     // Apply: the consumer drains the FIFO queue in batches of 10.
-    let handler = billing_events::handler(s.clone()).unwrap();
+    let handler = billing_events::handler(s.clone());
     let queue = s.queues.get(QueueName::Billing);
     let started = Instant::now();
     let mut applied = 0;

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use tests::events::api_gateway_v2;
-use tests::runtime_api::{Outcome, RuntimeApi, lambda_env};
+use testkit::events::api_gateway_v2;
+use testkit::runtime_api::{Outcome, RuntimeApi, lambda_env};
 
 const RUNS: usize = 20;
 

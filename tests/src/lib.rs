@@ -1,6 +1,10 @@
 //! Test support shared by every crate's tests, and home of the cross-function integration
 //! tests (`tests/tests/`).
 //!
+//! - [`app`]: the whole local stack per test ([`app::TestApp`]), with its outbox, and the
+//!   loopback OpenID Connect provider's helpers;
+//! - [`eventually`]: waits for what background work (queues, jobs, schedules) makes true;
+//! - [`logs`]: with `TEST_LOG=1`, a failing test shows its logs;
 //! - [`moto`]: clients for the DynamoDB/SQS API server the test command starts on loopback,
 //!   with a fresh table or queue per test;
 //! - [`runtime_api`]: a Lambda Runtime API stub, to run a function's real bootstrap binary;
@@ -9,6 +13,7 @@
 //! - [`events`]: real Lambda event payloads from `tests/data/`;
 //! - [`smtp`]: the capturing SMTP server the test command starts.
 
+pub mod app;
 pub mod events;
 pub mod moto;
 pub mod queue_contract;
@@ -16,5 +21,43 @@ pub mod runtime_api;
 pub mod smtp;
 pub mod store_contract;
 
+use std::future::Future;
+use std::time::Duration;
+
 /// A fixed start time for manual clocks (2027-01-15T08:00:00Z).
 pub const T0_MS: i64 = 1_800_000_000_000;
+
+/// How long [`eventually`] waits before it gives up.
+pub const EVENTUALLY: Duration = Duration::from_secs(10);
+
+/// Polls `probe` until it returns `Some`, and returns that; the way a test waits for what
+/// queues, jobs and schedules do in the background.
+///
+/// # Panics
+/// After [`EVENTUALLY`], naming `what` it waited for.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(start.elapsed() < EVENTUALLY, "waited {EVENTUALLY:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// With `TEST_LOG=1` (or a filter: `TEST_LOG=shared=debug`), routes the logs of this test
+/// process to the test harness, which shows a test's output when it fails. Idempotent.
+pub fn logs() {
+    let Ok(filter) = std::env::var("TEST_LOG") else { return };
+    let filter = if filter == "1" { "debug".to_owned() } else { filter };
+    // A process has one global subscriber; a test binary that set its own keeps it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
+}

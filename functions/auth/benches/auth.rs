@@ -40,17 +40,17 @@ fn bench(c: &mut Criterion) {
     let pair = rt.block_on(async {
         call(&app, "POST", "/auth/signup", None, Some(json!({"email": "ada@example.com", "password": password}))).await;
         // Confirm the address directly in the store, as the emailed link would.
-        let user = auth::users::by_email(
+        let user = shared::auth::users::by_email(
             services.store.as_ref(),
             &shared::mail::EmailAddress::parse("ada@example.com").unwrap(),
         )
         .await
         .unwrap()
         .unwrap();
-        let item = services.store.get(&auth::users::user_key(user.id)).await.unwrap().unwrap();
+        let item = services.store.get(&shared::keys::user(user.id)).await.unwrap().unwrap();
         let mut verified = user.clone();
         verified.email_verified = true;
-        auth::users::save(services.store.as_ref(), &verified, item.version).await.unwrap();
+        shared::auth::users::save(services.store.as_ref(), &verified, item.version).await.unwrap();
         call(&app, "POST", "/auth/login", None, Some(json!({"email": "ada@example.com", "password": password}))).await
     });
     let access = pair["access_token"].as_str().unwrap().to_owned();

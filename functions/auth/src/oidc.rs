@@ -23,10 +23,12 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use shared::audit::{Actor, AuditAction, AuditStream, NewEvent, Origin};
 use shared::error::ApiError;
 use shared::id::{OrgId, UserId};
+use shared::keys;
 use shared::services::Services;
-use shared::store::{Delete, Index, Item, Key, Put, Query, StoreExt as _};
+use shared::store::{Delete, Item, Key, Put};
 use shared::tenancy::{self, Membership};
 
 /// How long a started login waits for the provider's answer.
@@ -72,21 +74,9 @@ pub async fn provider(s: &Services, name: &str) -> Result<Option<Provider>, ApiE
     }))
 }
 
-fn http_client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            // Never follow a provider's redirects (SSRF).
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default()
-    })
-}
-
 type MetadataCache = Mutex<HashMap<String, (Instant, CoreProviderMetadata)>>;
 
-async fn metadata(issuer: &str) -> Result<CoreProviderMetadata, ApiError> {
+async fn metadata(s: &Services, issuer: &str) -> Result<CoreProviderMetadata, ApiError> {
     static CACHE: OnceLock<MetadataCache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some((at, m)) = cache.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.get(issuer)
@@ -96,7 +86,7 @@ async fn metadata(issuer: &str) -> Result<CoreProviderMetadata, ApiError> {
     }
     let url = IssuerUrl::new(issuer.to_owned()).map_err(|e| anyhow::anyhow!("issuer URL: {e}"))?;
     // Discovery also checks that the document names this very issuer.
-    let m = CoreProviderMetadata::discover_async(url, http_client()).await.map_err(|e| match e {
+    let m = CoreProviderMetadata::discover_async(url, &s.http).await.map_err(|e| match e {
         // The document names another issuer, or is not valid: never trust it.
         openidconnect::DiscoveryError::Validation(_) | openidconnect::DiscoveryError::Parse(_) => {
             refused(&format!("discovery of {issuer}: {e}"))
@@ -124,7 +114,7 @@ struct Flow {
 }
 
 fn flow_key(state: &str) -> Key {
-    Key::new(format!("OIDC#{}", shared::auth::hash_secret(state)), "STATE")
+    keys::oidc_state(&shared::auth::hash_secret(state))
 }
 
 /// Starts a login: returns the provider's authorization URL.
@@ -133,7 +123,7 @@ fn flow_key(state: &str) -> Key {
 /// 503 when the provider's discovery fails.
 pub async fn start(s: &Services, p: &Provider, login_hint: Option<&str>) -> Result<String, ApiError> {
     let client = CoreClient::from_provider_metadata(
-        metadata(&p.issuer).await?,
+        metadata(s, &p.issuer).await?,
         ClientId::new(p.client_id.clone()),
         Some(ClientSecret::new(p.client_secret.clone())),
     )
@@ -187,7 +177,7 @@ pub async fn finish(s: &Services, p: &Provider, code: &str, state: &str) -> Resu
         return Err(refused("state of another provider"));
     }
     let client = CoreClient::from_provider_metadata(
-        metadata(&p.issuer).await?,
+        metadata(s, &p.issuer).await?,
         ClientId::new(p.client_id.clone()),
         Some(ClientSecret::new(p.client_secret.clone())),
     )
@@ -196,7 +186,7 @@ pub async fn finish(s: &Services, p: &Provider, code: &str, state: &str) -> Resu
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("the provider has no token endpoint: {e}")))?
         .set_pkce_verifier(PkceCodeVerifier::new(flow.pkce_verifier));
-    let tokens = request.request_async(http_client()).await.map_err(|e| refused(&format!("code exchange: {e}")))?;
+    let tokens = request.request_async(&s.http).await.map_err(|e| refused(&format!("code exchange: {e}")))?;
     let id_token = tokens.id_token().ok_or_else(|| refused("no ID token"))?;
     let now_ms = s.clock.now_ms();
     let verifier = client
@@ -215,7 +205,7 @@ pub async fn finish(s: &Services, p: &Provider, code: &str, state: &str) -> Resu
             .user_info(tokens.access_token().clone(), Some(claims.subject().clone()))
             .map_err(|e| refused(&format!("no UserInfo endpoint: {e}")))?;
         let info: openidconnect::core::CoreUserInfoClaims =
-            request.request_async(http_client()).await.map_err(|e| refused(&format!("UserInfo: {e}")))?;
+            request.request_async(&s.http).await.map_err(|e| refused(&format!("UserInfo: {e}")))?;
         if let (Some(e), Some(true)) = (info.email(), info.email_verified()) {
             email = Some(e.as_str().to_ascii_lowercase());
         }
@@ -231,7 +221,7 @@ pub async fn finish(s: &Services, p: &Provider, code: &str, state: &str) -> Resu
 
 /// The key linking an identity at an issuer to a user.
 pub fn identity_key(issuer: &str, subject: &str) -> Key {
-    Key::new(format!("IDENTITY#{}#{subject}", shared::auth::hash_secret(issuer)), "IDENTITY")
+    keys::identity(&shared::auth::hash_secret(issuer), subject)
 }
 
 /// Links `identity` to `user` (indexed by user, so erasure finds it).
@@ -239,11 +229,13 @@ pub fn identity_key(issuer: &str, subject: &str) -> Key {
 /// # Errors
 /// When the store fails.
 pub async fn link(s: &Services, identity: &Identity, user: UserId) -> Result<(), ApiError> {
-    let item = Item::new(identity_key(&identity.issuer, &identity.subject))
+    let key = identity_key(&identity.issuer, &identity.subject);
+    let index = keys::identity_index(user, &key);
+    let item = Item::new(key)
         .with("user_id", user.to_string())
         .with("issuer", identity.issuer.clone())
         .with("linked_at_ms", s.clock.now_ms())
-        .with_gsi1(Key::new(format!("IDENTITIES#{user}"), identity_key(&identity.issuer, &identity.subject).pk));
+        .with_gsi1(index);
     s.store.put(Put::new(item)).await?;
     Ok(())
 }
@@ -255,15 +247,6 @@ pub async fn link(s: &Services, identity: &Identity, user: UserId) -> Result<(),
 pub async fn linked_user(s: &Services, identity: &Identity) -> Result<Option<UserId>, ApiError> {
     let item = s.store.get(&identity_key(&identity.issuer, &identity.subject)).await?;
     Ok(item.and_then(|i| i.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())))
-}
-
-/// Every identity key linked to `user`.
-///
-/// # Errors
-/// When the store fails.
-pub async fn identities_of(s: &Services, user: UserId) -> Result<Vec<Key>, ApiError> {
-    let items = s.store.query_all(Query::index(Index::Gsi1, format!("IDENTITIES#{user}"))).await?;
-    Ok(items.into_iter().map(|i| i.key).collect())
 }
 
 /// Enterprise SSO rules: the email's domain must be allowed.
@@ -289,16 +272,17 @@ pub fn check_domain(sso: &tenancy::SsoConfig, email: &str) -> Result<(), ApiErro
 /// When the store fails.
 pub async fn join_jit(s: &Services, org: OrgId, sso: &tenancy::SsoConfig, user: UserId) -> Result<(), ApiError> {
     let Some(account) = sso.jit_account_id else { return Ok(()) };
-    if s.store.get(&tenancy::membership_key(account, user)).await?.is_some() {
+    if s.store.get(&keys::membership(account, user)).await?.is_some() {
         return Ok(());
     }
     let m = Membership { account_id: account, user_id: user, role: sso.jit_role, joined_at_ms: s.clock.now_ms() };
     match s.store.put(Put::new(tenancy::membership_item(&m)?).if_not_exists()).await {
         Ok(_) => {
-            let detail = json!({"role": m.role, "organization": org});
-            let actor = Some(user.to_string());
-            let origin = shared::audit::Origin::default();
-            tenancy::record(s, account, actor, "member.joined_via_sso", Some(user.to_string()), origin, detail).await
+            let event = NewEvent::new(Actor::User(user), AuditAction::MemberJoinedViaSso, Origin::default())
+                .target(user)
+                .detail(json!({"role": m.role, "organization": org}));
+            s.audit(AuditStream::Account(account), event).await?;
+            Ok(())
         }
         Err(e) if e.is_condition_failure() => Ok(()),
         Err(e) => Err(e.into()),

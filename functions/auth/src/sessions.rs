@@ -4,16 +4,16 @@
 
 use serde::Serialize;
 use serde_json::json;
-use shared::audit::{self, NewEvent};
+use shared::audit::{Actor, AuditAction, AuditStream, NewEvent};
 use shared::auth::session::{self, Session};
 use shared::auth::tokens::{self, AccessClaims};
 use shared::error::ApiError;
 use shared::http::RequestContext;
 use shared::id::{RequestId, SessionId, UserId};
 use shared::services::Services;
-use shared::store::{Condition, Delete, Item, Key, Put, StoreError, TxOp, Update};
+use shared::store::{Condition, Item, Key, Put, StoreError, TxOp, Update};
 
-use crate::users::{hash_secret, random_secret};
+use shared::auth::{hash_secret, random_secret};
 
 /// Tokens handed to a client after login or refresh.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -31,7 +31,7 @@ pub struct TokenPair {
 }
 
 fn refresh_key(token: &str) -> Key {
-    Key::new(format!("REFRESH#{}", hash_secret(token)), "REFRESH")
+    shared::keys::refresh_token(&hash_secret(token))
 }
 
 async fn access_token(
@@ -166,7 +166,7 @@ async fn reuse_detected(
 ) -> Result<(), ApiError> {
     tracing::warn!(user_id = %user, session_id = %sid, "refresh token reused: revoking the session");
     revoke(services, user, sid).await?;
-    record(services, user, "session.refresh_token_reused", Some(sid.to_string()), ctx, json!({})).await
+    record(services, user, AuditAction::SessionRefreshTokenReused, Some(sid.to_string()), ctx, json!({})).await
 }
 
 /// Ends a session; `Ok(false)` if there was none.
@@ -174,7 +174,7 @@ async fn reuse_detected(
 /// # Errors
 /// When the store fails.
 pub async fn revoke(services: &Services, user: UserId, sid: SessionId) -> Result<bool, ApiError> {
-    Ok(services.store.delete(Delete::new(session::key(user, sid))).await?.is_some())
+    Ok(session::revoke(services.store.as_ref(), user, sid).await?)
 }
 
 /// Ends every session of `user` but `keep`; returns how many ended.
@@ -182,13 +182,7 @@ pub async fn revoke(services: &Services, user: UserId, sid: SessionId) -> Result
 /// # Errors
 /// When the store fails.
 pub async fn revoke_all(services: &Services, user: UserId, keep: Option<SessionId>) -> Result<usize, ApiError> {
-    let mut ended = 0;
-    for s in session::list(services.store.as_ref(), user).await? {
-        if Some(s.id) != keep && revoke(services, user, s.id).await? {
-            ended += 1;
-        }
-    }
-    Ok(ended)
+    Ok(session::revoke_all(services.store.as_ref(), user, keep).await?)
 }
 
 /// Appends an event to the user's own audit stream.
@@ -198,13 +192,12 @@ pub async fn revoke_all(services: &Services, user: UserId, keep: Option<SessionI
 pub async fn record(
     services: &Services,
     user: UserId,
-    action: &str,
+    action: AuditAction,
     target: Option<String>,
     ctx: &RequestContext,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let event =
-        NewEvent { actor: Some(user.to_string()), action: action.to_owned(), target, origin: ctx.origin(), detail };
-    audit::append(services.store.as_ref(), &format!("user:{user}"), event, services.clock.now_ms()).await?;
+    let event = NewEvent { actor: Actor::User(user), action, target, origin: ctx.origin(), detail };
+    services.audit(AuditStream::User(user), event).await?;
     Ok(())
 }

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use shared::billing::Plans;
 use shared::billing::events::{self, ApplyError, Outcome, StripeEvent};
+use shared::billing::ledger::{self, LedgerStatus};
 use shared::billing::stripe::StripeClient;
 use shared::queue::consumer::{Message, MessageHandler};
 use shared::services::Services;
@@ -17,7 +17,6 @@ use shared::services::Services;
 /// Applies Stripe events.
 pub struct BillingEvents {
     services: Services,
-    plans: &'static Plans,
     stripe: Option<StripeClient>,
 }
 
@@ -33,16 +32,16 @@ impl MessageHandler for BillingEvents {
                 return Ok(());
             }
         };
-        match events::apply(s, self.plans, self.stripe.as_ref(), &event).await {
-            Ok(Outcome::Applied) => events::mark(s, &event.id, "applied", None).await?,
-            Ok(Outcome::Ignored(why)) => events::mark(s, &event.id, "ignored", Some(&why)).await?,
+        match events::apply(s, &s.plans, self.stripe.as_ref(), &event).await {
+            Ok(Outcome::Applied) => ledger::mark(s, &event.id, LedgerStatus::Applied, None).await?,
+            Ok(Outcome::Ignored(why)) => ledger::mark(s, &event.id, LedgerStatus::Ignored, Some(&why)).await?,
             Ok(Outcome::UnknownCustomer) => {
                 tracing::warn!(event_id = %event.id, event_type = %event.kind, "Stripe event for a customer no account owns");
-                events::mark(s, &event.id, "unmatched", None).await?;
+                ledger::mark(s, &event.id, LedgerStatus::Unmatched, None).await?;
             }
             Err(ApplyError::Permanent(why)) => {
                 tracing::error!(event_id = %event.id, reason = %why, "Stripe event failed; replay it after a fix");
-                events::mark(s, &event.id, "failed", Some(&why)).await?;
+                ledger::mark(s, &event.id, LedgerStatus::Failed, Some(&why)).await?;
             }
             Err(ApplyError::Retry(why)) => anyhow::bail!("Stripe event {} will be retried: {why}", event.id),
         }
@@ -52,11 +51,7 @@ impl MessageHandler for BillingEvents {
 }
 
 /// The queue consumer Lambda and the local stack attach to the billing queue.
-///
-/// # Errors
-/// When the plan catalogue does not load.
-pub fn handler(services: Services) -> anyhow::Result<Arc<dyn MessageHandler>> {
-    let plans = Plans::load(&services.config)?;
+pub fn handler(services: Services) -> Arc<dyn MessageHandler> {
     let stripe = services.stripe.clone();
-    Ok(Arc::new(BillingEvents { services, plans, stripe }))
+    Arc::new(BillingEvents { services, stripe })
 }

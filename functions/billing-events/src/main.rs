@@ -3,5 +3,5 @@
 #[tokio::main]
 async fn main() -> Result<(), shared::lambda::Error> {
     let services = shared::lambda::bootstrap().await?;
-    shared::lambda::serve_sqs(billing_events::handler(services)?).await
+    shared::lambda::serve_sqs(billing_events::handler(services)).await
 }

@@ -8,11 +8,11 @@
 //! State changes made here are applied at once from Stripe's answer; the webhook events that
 //! follow apply the same snapshots again, harmlessly.
 
-use axum::Router;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use shared::billing::events::{self, apply_snapshot};
+use shared::audit::AuditAction;
+use shared::billing::snapshot::{self, apply_snapshot};
 use shared::billing::stripe::{Form, StripeClient, StripeError, field, id_of};
 use shared::billing::{BillingState, Entitlements, Interval, Plans, state};
 use shared::error::{ApiError, Problem};
@@ -20,7 +20,6 @@ use shared::http::{Json, RequestContext};
 use shared::services::Services;
 use shared::tenancy::{self, Action, Tenant, TenantScope};
 use utoipa::OpenApi as _;
-use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -39,31 +38,10 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(resume))
 }
 
-/// This function's routes, without the shared conventions (the local stack merges them).
-///
-/// # Errors
-/// When the plan catalogue does not load or validate.
-pub fn routes(services: Services) -> anyhow::Result<Router> {
-    Plans::load(&services.config)?;
-    Ok(shared::http::routes_of(openapi_router(), services))
-}
+shared::function_routes!();
 
-/// This function's routes with the shared HTTP conventions: what Lambda serves.
-///
-/// # Errors
-/// When the plan catalogue does not load or validate.
-pub fn app(services: Services) -> anyhow::Result<Router> {
-    Plans::load(&services.config)?;
-    Ok(shared::http::app_of(openapi_router(), services))
-}
-
-/// This function's part of the OpenAPI document.
-pub fn api() -> OpenApi {
-    shared::http::api_of(openapi_router())
-}
-
-fn plans(s: &Services) -> Result<&'static Plans, ApiError> {
-    Plans::load(&s.config).map_err(ApiError::Unexpected)
+fn plans(s: &Services) -> Result<&Plans, ApiError> {
+    Ok(&s.plans)
 }
 
 fn stripe(s: &Services) -> Result<&StripeClient, ApiError> {
@@ -166,7 +144,7 @@ pub struct Redirect {
     pub url: String,
 }
 
-fn chosen_price(s: &Services, choice: &PlanChoice) -> Result<(String, &'static shared::billing::Plan), ApiError> {
+fn chosen_price<'s>(s: &'s Services, choice: &PlanChoice) -> Result<(String, &'s shared::billing::Plan), ApiError> {
     let p = plans(s)?;
     let plan = p
         .plan(&choice.plan)
@@ -192,15 +170,15 @@ async fn customer(s: &Services, scope: &TenantScope) -> Result<String, ApiError>
         return Ok(c);
     }
     let email = match scope.user_id() {
-        Some(u) => tenancy::user_summary(s.store.as_ref(), u).await?.map(|x| x.email),
+        Some(u) => shared::auth::users::by_id(s.store.as_ref(), u).await?.map(|x| x.email.to_string()),
         None => None,
     };
     let id = stripe(s)?
         .create_customer(&scope.account_id().to_string(), &scope.account().name, email.as_deref())
         .await
         .map_err(stripe_error)?;
-    events::link_customer(s, &id, scope.account_id()).await?;
-    events::update_state(s, scope.account_id(), None, |st| {
+    shared::billing::events::link_customer(s, &id, scope.account_id()).await?;
+    snapshot::update_state(s, scope.account_id(), None, |st| {
         let missing = st.customer_id.is_none();
         if missing {
             st.customer_id = Some(id.clone());
@@ -258,7 +236,7 @@ async fn checkout(
     scope
         .audit(
             &s,
-            "billing.checkout_started",
+            AuditAction::BillingCheckoutStarted,
             None,
             ctx.origin(),
             json!({"plan": choice.plan, "interval": choice.interval}),
@@ -343,7 +321,7 @@ async fn change_plan(
         ];
         let sub =
             client.post(&format!("/v1/subscriptions/{sub_id}"), &form, &key("upgrade")).await.map_err(stripe_error)?;
-        scope.audit(&s, "billing.plan_changed", Some(sub_id), ctx.origin(), detail).await?;
+        scope.audit(&s, AuditAction::BillingPlanChanged, Some(sub_id), ctx.origin(), detail).await?;
         return applied(&s, &scope, &sub).await;
     }
     // Downgrade: a schedule keeps the current price until the period ends, then the new one.
@@ -374,13 +352,13 @@ async fn change_plan(
         .post(&format!("/v1/subscription_schedules/{schedule_id}"), &form, &key("phases"))
         .await
         .map_err(stripe_error)?;
-    events::update_state(&s, scope.account_id(), None, |st| {
+    snapshot::update_state(&s, scope.account_id(), None, |st| {
         st.pending_plan_id = Some(plan.id.clone());
         st.pending_interval = Some(choice.interval);
         Ok::<_, ApiError>(true)
     })
     .await?;
-    scope.audit(&s, "billing.downgrade_scheduled", Some(sub_id), ctx.origin(), detail).await?;
+    scope.audit(&s, AuditAction::BillingDowngradeScheduled, Some(sub_id), ctx.origin(), detail).await?;
     Ok(Json(view(&s, scope.account_id()).await?))
 }
 
@@ -395,7 +373,7 @@ async fn set_cancel(
     let form = vec![field("cancel_at_period_end", cancel)];
     let key = format!("{}-{sub_id}-{}", if cancel { "cancel" } else { "resume" }, ctx.request_id);
     let sub = stripe(s)?.post(&format!("/v1/subscriptions/{sub_id}"), &form, &key).await.map_err(stripe_error)?;
-    let action = if cancel { "billing.cancel_scheduled" } else { "billing.resumed" };
+    let action = if cancel { AuditAction::BillingCancelScheduled } else { AuditAction::BillingResumed };
     scope.audit(s, action, Some(sub_id), ctx.origin(), json!({})).await?;
     applied(s, scope, &sub).await
 }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use shared::jobs::{Envelope, Job, JobId};
 use shared::mail::EmailAddress;
 use shared::mail::templates::Email;
-use tests::runtime_api::{Outcome, RuntimeApi, lambda_env};
+use testkit::runtime_api::{Outcome, RuntimeApi, lambda_env};
 
 fn envelope_json(to: &str) -> String {
     serde_json::to_string(&Envelope {
@@ -43,7 +43,7 @@ async fn a_batch_is_sent_and_answered_without_failures() {
     let dir = tempfile::tempdir().unwrap();
     let (api, mut child) = start(&[], dir.path()).await;
     let body = envelope_json("ada@example.com");
-    let event = tests::events::sqs(
+    let event = testkit::events::sqs(
         "arn:aws:sqs:us-east-1:123456789012:groundwork-staging-email",
         &[("m-1", body.as_str()), ("m-2", "{\"not\":\"a job\"}")],
     );
@@ -51,7 +51,7 @@ async fn a_batch_is_sent_and_answered_without_failures() {
     // The good job is sent; the undecodable one is parked in the DLQ, not retried.
     assert_eq!(res, json!({"batchItemFailures": []}));
     let raw =
-        tests::smtp::wait_for_file(&dir.path().join("outbox"), "eml", "https://app.acme.test/verify?token=xyz").await;
+        testkit::smtp::wait_for_file(&dir.path().join("outbox"), "eml", "https://app.acme.test/verify?token=xyz").await;
     assert!(raw.contains("To: ada@example.com"));
     // Redelivered: acknowledged, not sent again.
     let res = response(api.invoke(event).await);
@@ -75,7 +75,7 @@ async fn an_unreachable_provider_reports_the_message_as_failed() {
     .await;
     let body = envelope_json("ada@example.com");
     let event =
-        tests::events::sqs("arn:aws:sqs:us-east-1:123456789012:groundwork-staging-email", &[("m-9", body.as_str())]);
+        testkit::events::sqs("arn:aws:sqs:us-east-1:123456789012:groundwork-staging-email", &[("m-9", body.as_str())]);
     let res = response(api.invoke(event).await);
     assert_eq!(res, json!({"batchItemFailures": [{"itemIdentifier": "m-9"}]}));
     child.kill().await.ok();

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
-use shared::audit::{NewEvent, Origin};
+use shared::audit::{Actor, AuditAction, AuditStream, NewEvent};
 use shared::error::{ApiError, Problem};
 use shared::flags::{Flag, FlagSettings, Override, flag_key, override_key};
 use shared::http::{Json, Path, RequestContext};
@@ -20,18 +20,12 @@ use crate::ops::Operator;
 async fn record(
     s: &Services,
     ctx: &RequestContext,
-    action: &str,
+    action: AuditAction,
     target: &str,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let event = NewEvent {
-        actor: Some("operator".into()),
-        action: action.into(),
-        target: Some(target.into()),
-        origin: ctx.origin(),
-        detail,
-    };
-    shared::audit::append(s.store.as_ref(), "ops", event, s.clock.now_ms()).await?;
+    let event = NewEvent::new(Actor::Operator, action, ctx.origin()).target(target).detail(detail);
+    s.audit(AuditStream::Operations, event).await?;
     Ok(())
 }
 
@@ -62,7 +56,7 @@ pub async fn put(
 ) -> Result<Json<Flag>, ApiError> {
     let flag = Flag { key: key.clone(), settings: req, updated_at_ms: s.clock.now_ms() };
     flag.validate().map_err(|detail| ApiError::Invalid { code: "invalid_flag", detail })?;
-    let plans = shared::billing::Plans::load(&s.config).map_err(ApiError::Unexpected)?;
+    let plans = &s.plans;
     if let Some(unknown) = flag.settings.plans.iter().find(|p| *p != "free" && plans.plan(p).is_none()) {
         return Err(ApiError::Invalid {
             code: "unknown_plan",
@@ -73,7 +67,7 @@ pub async fn put(
     record(
         &s,
         &ctx,
-        "flag.changed",
+        AuditAction::FlagChanged,
         &key,
         json!({"enabled": flag.settings.enabled, "rollout_percent": flag.settings.rollout_percent}),
     )
@@ -91,7 +85,7 @@ pub async fn delete(
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     s.store.delete(Delete::new(flag_key(&key))).await?.ok_or(ApiError::NotFound)?;
-    record(&s, &ctx, "flag.deleted", &key, json!({})).await?;
+    record(&s, &ctx, AuditAction::FlagDeleted, &key, json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -114,11 +108,9 @@ pub async fn put_override(
     }
     s.store.put(Put::new(Item::from_record(override_key(account, &key), &req)?)).await?;
     let detail = json!({"enabled": req.enabled, "variant": req.variant});
-    record(&s, &ctx, "flag.override_set", &format!("{key}:{account}"), detail.clone()).await?;
-    let origin =
-        Origin { ip: ctx.ip.clone(), user_agent: ctx.user_agent.clone(), request_id: Some(ctx.request_id.to_string()) };
-    shared::tenancy::record(&s, account, Some("operator".into()), "flag.override_set", Some(key), origin, detail)
-        .await?;
+    record(&s, &ctx, AuditAction::FlagOverrideSet, &format!("{key}:{account}"), detail.clone()).await?;
+    let event = NewEvent::new(Actor::Operator, AuditAction::FlagOverrideSet, ctx.origin()).target(key).detail(detail);
+    s.audit(AuditStream::Account(account), event).await?;
     Ok(Json(req))
 }
 
@@ -134,6 +126,6 @@ pub async fn delete_override(
 ) -> Result<StatusCode, ApiError> {
     let (key, account) = ids;
     s.store.delete(Delete::new(override_key(account, &key))).await?.ok_or(ApiError::NotFound)?;
-    record(&s, &ctx, "flag.override_removed", &format!("{key}:{account}"), json!({})).await?;
+    record(&s, &ctx, AuditAction::FlagOverrideRemoved, &format!("{key}:{account}"), json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }

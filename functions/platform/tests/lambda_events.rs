@@ -7,8 +7,8 @@ use lambda_http::{Adapter, Context, LambdaEvent, Service};
 use serde_json::Value;
 use shared::config::Config;
 use shared::services::Services;
-use tests::events::api_gateway_v2;
-use tests::runtime_api::{Outcome, RuntimeApi, lambda_env};
+use testkit::events::api_gateway_v2;
+use testkit::runtime_api::{Outcome, RuntimeApi, lambda_env};
 
 async fn embedded_services(dir: &std::path::Path) -> Services {
     let config = Config::from_vars([("GROUNDWORK_DATA_DIR".to_owned(), dir.display().to_string())]).unwrap();
@@ -81,7 +81,7 @@ fn dynamodb_env(table: &str) -> Vec<(String, String)> {
     [
         ("GROUNDWORK_STORE", "dynamodb"),
         ("GROUNDWORK_TABLE", table),
-        ("AWS_ENDPOINT_URL", &tests::moto::url()),
+        ("AWS_ENDPOINT_URL", &testkit::moto::url()),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
     ]
@@ -111,8 +111,8 @@ async fn the_bootstrap_binary_serves_events_on_the_embedded_store() {
 
 #[tokio::test]
 async fn the_bootstrap_binary_serves_events_on_dynamodb() {
-    let client = tests::moto::dynamodb().await;
-    let table = tests::moto::fresh_table(&client).await;
+    let client = testkit::moto::dynamodb().await;
+    let table = testkit::moto::fresh_table(&client).await;
     let (api, mut child) = start_binary(&dynamodb_env(&table)).await;
     let res = health_through(&api).await;
     assert_eq!(res["statusCode"], 200, "{res}");

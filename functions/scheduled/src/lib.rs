@@ -61,8 +61,8 @@ impl ScheduledJob for ReconcileBilling {
             tracing::info!("STRIPE_SECRET_KEY is not set: nothing to reconcile");
             return Ok(());
         };
-        let plans = shared::billing::Plans::load(&self.services.config)?;
-        let repairs = shared::billing::events::reconcile(&self.services, plans, &stripe).await?;
+        let plans = &self.services.plans;
+        let repairs = shared::billing::reconcile::reconcile(&self.services, plans, &stripe).await?;
         tracing::info!(repaired = repairs.len(), "billing reconciliation done");
         Ok(())
     }

@@ -13,8 +13,8 @@ use shared::schedule::{Schedule, ScheduledJob, run_schedule};
 use shared::services::Services;
 use shared::soft_delete::{self, RestoreError};
 use shared::store::{Item, Key, Put};
-use tests::T0_MS;
-use tests::runtime_api::{Outcome, RuntimeApi};
+use testkit::T0_MS;
+use testkit::runtime_api::{Outcome, RuntimeApi};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -105,7 +105,7 @@ async fn the_lambda_binary_runs_the_job_named_by_the_rule() {
     let api = RuntimeApi::start().await;
     let env = [("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string())];
     let mut child = api.spawn(env!("CARGO_BIN_EXE_scheduled"), "scheduled", &env).await;
-    let event = tests::events::eventbridge_scheduled();
+    let event = testkit::events::eventbridge_scheduled();
     assert!(matches!(api.invoke(event.clone()).await, Outcome::Response(_)));
     let mut unknown = event;
     unknown["resources"] = json!(["arn:aws:events:us-east-1:123456789012:rule/groundwork-staging-launch-rockets"]);
@@ -146,8 +146,8 @@ async fn purging_a_deleted_account_purges_everything_it_holds() {
     let store = s.store.as_ref();
     let (doomed, kept): (shared::id::AccountId, shared::id::AccountId) = (Default::default(), Default::default());
     for id in [doomed, kept] {
-        let pk = shared::tenancy::partition(id);
-        store.put(Put::new(Item::new(shared::tenancy::account_key(id)).with("name", "x"))).await.unwrap();
+        let pk = shared::keys::account_partition(id);
+        store.put(Put::new(Item::new(shared::keys::account(id)).with("name", "x"))).await.unwrap();
         for sk in ["MEMBER#1", "INVITE#2", "DATA#3"] {
             store.put(Put::new(Item::new(Key::new(pk.clone(), sk)))).await.unwrap();
         }
@@ -161,7 +161,7 @@ async fn purging_a_deleted_account_purges_everything_it_holds() {
     job.run(clock.now_ms()).await.unwrap();
     let left = |id| async move {
         use shared::store::StoreExt as _;
-        store.query_all(shared::store::Query::partition(shared::tenancy::partition(id))).await.unwrap().len()
+        store.query_all(shared::store::Query::partition(shared::keys::account_partition(id))).await.unwrap().len()
     };
     assert_eq!(left(doomed).await, 0, "the account and everything under it are gone");
     assert_eq!(left(kept).await, 4, "another account is untouched");

@@ -10,13 +10,13 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Serialize;
 use shared::billing::events::StripeEvent;
+use shared::billing::ledger::{self, LedgerStatus};
 use shared::billing::webhook;
 use shared::config::QueueName;
 use shared::error::{ApiError, Problem};
 use shared::http::Json;
 use shared::queue::Outgoing;
 use shared::services::Services;
-use shared::store::{Condition, Item, Put, Update};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,8 +30,6 @@ fn openapi_router() -> OpenApiRouter<Services> {
 }
 
 shared::function_routes!();
-
-pub use shared::billing::events::ledger_key;
 
 /// The answer to Stripe.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -54,15 +52,8 @@ pub fn group_of(event: &StripeEvent) -> String {
 pub async fn enqueue(s: &Services, event: &StripeEvent, payload: &str) -> Result<(), ApiError> {
     let message = Outgoing::new(payload).fifo(group_of(event), event.id.clone());
     s.queues.get(QueueName::Billing).send(message).await?;
-    let mark = Update::new(ledger_key(&event.id))
-        .set("status", "queued")
-        .when(Condition::Equals("status".into(), "received".into()));
-    match s.store.update(mark).await {
-        Ok(_) => Ok(()),
-        // Already past "received" (a consumer was faster): nothing to mark.
-        Err(e) if e.is_condition_failure() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    ledger::mark_queued(s, &event.id).await?;
+    Ok(())
 }
 
 /// Receives a Stripe event.
@@ -86,23 +77,10 @@ async fn receive(State(s): State<Services>, headers: HeaderMap, body: Bytes) -> 
         code: "not_a_stripe_event",
         detail: "the body is not a Stripe event (id, type, created, data.object)".into(),
     })?;
-    let entry = Item::new(ledger_key(&event.id))
-        .with("type", event.kind.clone())
-        .with("created", event.created)
-        .with("customer", event.customer())
-        .with("status", "received")
-        .with("received_at_ms", s.clock.now_ms())
-        .with("payload", payload);
-    let duplicate = match s.store.put(Put::new(entry).if_not_exists()).await {
-        Ok(_) => false,
-        Err(e) if e.is_condition_failure() => true,
-        Err(e) => return Err(e.into()),
-    };
-    if duplicate {
-        let status = s.store.get(&ledger_key(&event.id)).await?.and_then(|i| i.data.get("status").cloned());
+    if !ledger::record_received(&s, &event, payload).await? {
         // Recorded but never queued (the first delivery failed half-way): queue it now; the
         // FIFO deduplication id keeps a double from reaching the consumer.
-        if status.as_ref().and_then(|v| v.as_str()) == Some("received") {
+        if ledger::status(&s, &event.id).await? == Some(LedgerStatus::Received) {
             enqueue(&s, &event, payload).await?;
         }
         tracing::info!(event_id = %event.id, "duplicate Stripe event acknowledged");

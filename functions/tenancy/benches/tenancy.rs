@@ -13,9 +13,10 @@ use shared::auth::session::{self, Session};
 use shared::auth::tokens::{self, AccessClaims};
 use shared::config::Config;
 use shared::id::{AccountId, SessionId, UserId};
+use shared::keys;
 use shared::services::Services;
 use shared::store::{Item, Put};
-use shared::tenancy::{Account, Membership, Role, account_key, membership_item, user_key};
+use shared::tenancy::{Account, Membership, Role, membership_item};
 use tower::ServiceExt;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -43,14 +44,14 @@ async fn main() {
         deleted_at_ms: None,
         purge_after_ms: None,
     };
-    store.put(Put::new(Item::from_record(account_key(account.id), &account).unwrap())).await.unwrap();
+    store.put(Put::new(Item::from_record(keys::account(account.id), &account).unwrap())).await.unwrap();
     let mut caller = None;
     for i in 0..20 {
-        let user = UserId::new();
+        let email = shared::mail::EmailAddress::parse(&format!("user{i}@example.com")).unwrap();
+        let record = shared::auth::users::User::new(email, true, Some(format!("User {i}")), String::new(), now);
+        let user = record.id;
         caller.get_or_insert(user);
-        let record =
-            serde_json::json!({"id": user, "email": format!("user{i}@example.com"), "name": format!("User {i}")});
-        store.put(Put::new(Item::from_record(user_key(user), &record).unwrap())).await.unwrap();
+        assert!(shared::auth::users::create(store, &record).await.unwrap());
         let role = if i == 0 { Role::Owner } else { Role::Member };
         let m = Membership { account_id: account.id, user_id: user, role, joined_at_ms: now };
         store.put(Put::new(membership_item(&m).unwrap())).await.unwrap();

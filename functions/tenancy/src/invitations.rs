@@ -8,11 +8,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use shared::audit::{Actor, AuditAction, AuditStream, NewEvent};
+use shared::auth::users;
 use shared::auth::{AuthUser, Caller, hash_secret, random_secret};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, PageParams, Path, Query, RequestContext, json_with_status};
 use shared::id::{AccountId, InvitationId, UserId};
 use shared::jobs::{Job, enqueue};
+use shared::keys;
 use shared::mail::EmailAddress;
 use shared::mail::templates::Email;
 use shared::secret::Secret;
@@ -65,11 +68,11 @@ impl Invitation {
 }
 
 fn invitation_key(account: AccountId, id: InvitationId) -> Key {
-    Key::new(tenancy::partition(account), format!("INVITE#{id}"))
+    keys::invitation(account, id)
 }
 
 fn token_key(hash: &str) -> Key {
-    Key::new(format!("INVITATION#{hash}"), "TOKEN")
+    keys::invitation_token(hash)
 }
 
 /// The token's item: it points at the invitation and outlives it by a while, so a late click
@@ -96,8 +99,8 @@ pub struct NewInvitation {
 
 async fn send(s: &Services, scope: &TenantScope, inv: &Invitation, token: &str) -> Result<(), ApiError> {
     let inviter_name = match scope.caller() {
-        Caller::User(u) => match tenancy::user_summary(s.store.as_ref(), u.user_id).await? {
-            Some(user) => user.name.unwrap_or(user.email),
+        Caller::User(u) => match users::by_id(s.store.as_ref(), u.user_id).await? {
+            Some(user) => user.name.unwrap_or_else(|| user.email.to_string()),
             None => scope.account().name.clone(),
         },
         Caller::ApiKey(_) => scope.account().name.clone(),
@@ -117,7 +120,8 @@ async fn send(s: &Services, scope: &TenantScope, inv: &Invitation, token: &str) 
 /// Live, pending invitations of the account (bounded: they expire).
 async fn pending(s: &Services, scope: &TenantScope) -> Result<Vec<(Invitation, u64)>, ApiError> {
     let now = s.clock.now_ms();
-    let q = shared::store::Query::partition(tenancy::partition(scope.account_id())).begins_with("INVITE#");
+    let q = shared::store::Query::partition(keys::account_partition(scope.account_id()))
+        .begins_with(keys::INVITATION_PREFIX);
     let items = s.store.query_all(q).await?;
     let mut out = Vec::new();
     for item in items.iter().filter(|i| !soft_delete::is_deleted(i)) {
@@ -149,7 +153,7 @@ pub(crate) async fn invite(
         return Err(ApiError::Forbidden);
     }
     let store = s.store.as_ref();
-    if let Some(owner) = store.get(&Key::new(format!("EMAIL#{email}"), "EMAIL")).await? {
+    if let Some(owner) = store.get(&keys::email_owner(&email)).await? {
         let user = owner.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse::<UserId>().ok());
         if let Some(user) = user
             && load_membership(store, scope.account_id(), user).await?.is_some()
@@ -183,7 +187,7 @@ pub(crate) async fn invite(
         account_id: scope.account_id(),
         email: email.to_string(),
         role,
-        invited_by: scope.caller().actor(),
+        invited_by: scope.caller().actor().stored().unwrap_or_default(),
         created_at_ms: now,
         expires_at_ms: now + i64::from(INVITATION_TTL_DAYS) * 86_400_000,
         allow_any_email: req.allow_any_email,
@@ -199,7 +203,7 @@ pub(crate) async fn invite(
         .await?;
     send(&s, &scope, &inv, &token).await?;
     let detail = json!({"role": role, "allow_any_email": inv.allow_any_email});
-    scope.audit(&s, "invitation.created", Some(inv.id.to_string()), ctx.origin(), detail).await?;
+    scope.audit(&s, AuditAction::InvitationCreated, Some(inv.id.to_string()), ctx.origin(), detail).await?;
     Ok(json_with_status(StatusCode::CREATED, &inv.public()))
 }
 
@@ -265,7 +269,7 @@ pub(crate) async fn revoke(
             TxOp::Delete(Delete::new(token_key(&inv.token_hash))),
         ])
         .await?;
-    scope.audit(&s, "invitation.revoked", Some(id.to_string()), ctx.origin(), json!({})).await?;
+    scope.audit(&s, AuditAction::InvitationRevoked, Some(id.to_string()), ctx.origin(), json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -299,7 +303,7 @@ pub(crate) async fn resend(
         ])
         .await?;
     send(&s, &scope, &inv, &token).await?;
-    scope.audit(&s, "invitation.resent", Some(id.to_string()), ctx.origin(), json!({})).await?;
+    scope.audit(&s, AuditAction::InvitationResent, Some(id.to_string()), ctx.origin(), json!({})).await?;
     Ok(Json(inv.public()))
 }
 
@@ -351,8 +355,8 @@ pub(crate) async fn accept(
     if inv.expires_at_ms <= now {
         return Err(ApiError::Gone { code: "invitation_expired", detail: "ask for a new invitation".into() });
     }
-    let user = tenancy::user_summary(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
-    if !inv.allow_any_email && !user.email.eq_ignore_ascii_case(&inv.email) {
+    let user = users::by_id(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
+    if !inv.allow_any_email && !user.email.as_str().eq_ignore_ascii_case(&inv.email) {
         return Err(ApiError::ForbiddenBecause {
             code: "invitation_for_another_email",
             detail: "the invitation was sent to another address: sign in with that one".into(),
@@ -362,7 +366,7 @@ pub(crate) async fn accept(
     if account.deleted_at_ms.is_some() {
         return Err(ApiError::Conflict { code: "account_deleted", detail: "the account was deleted".into() });
     }
-    let existing = store.get(&tenancy::membership_key(account_id, caller.user_id)).await?;
+    let existing = store.get(&keys::membership(account_id, caller.user_id)).await?;
     let mut membership = tenancy::membership_item(&Membership {
         account_id,
         user_id: caller.user_id,
@@ -391,9 +395,10 @@ pub(crate) async fn accept(
             TxOp::Delete(Delete::new(token_key(&hash))),
         ])
         .await?;
-    let actor = Some(caller.user_id.to_string());
-    let detail = json!({"role": inv.role});
-    tenancy::record(&s, account_id, actor, "invitation.accepted", Some(id.to_string()), ctx.origin(), detail).await?;
+    let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::InvitationAccepted, ctx.origin())
+        .target(id)
+        .detail(json!({"role": inv.role}));
+    s.audit(AuditStream::Account(account_id), event).await?;
     shared::billing::seats_changed(&s, account_id).await?;
     Ok(Json(AccountView { account, role: inv.role }))
 }

@@ -6,7 +6,10 @@
 //! [`shared::tenancy`] runs before the handler, and what the caller may do is asked of the
 //! one permission table (`scope.require(Action::...)`).
 
-pub mod access;
+pub mod api_keys;
+pub mod audit;
+pub mod exports;
+pub mod flags;
 pub mod invitations;
 pub mod orgs;
 
@@ -15,16 +18,18 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use shared::audit::{Actor, AuditAction, AuditStream, NewEvent};
+use shared::auth::users;
 use shared::auth::{AuthUser, Caller};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, PageParams, Path, Query, RequestContext, json_with_status};
 use shared::id::{AccountId, UserId};
+use shared::keys;
 use shared::services::Services;
 use shared::soft_delete::{self, RestoreError};
 use shared::store::{Condition, Delete, Index, Item, Put, Query as StoreQuery, TxOp};
 use shared::tenancy::{
-    self, Account, Action, Deleted, Membership, Role, Tenant, TenantScope, account_key, load_membership, may_assign,
-    membership_item, membership_key,
+    self, Account, Action, Deleted, Membership, Role, Tenant, TenantScope, load_membership, may_assign, membership_item,
 };
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,12 +55,12 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(invitations::revoke))
         .routes(routes!(invitations::resend))
         .routes(routes!(invitations::accept))
-        .routes(routes!(access::create_key, access::list_keys))
-        .routes(routes!(access::revoke_key))
-        .routes(routes!(access::account_audit))
-        .routes(routes!(access::account_flags))
-        .routes(routes!(access::export_account))
-        .routes(routes!(access::download_export))
+        .routes(routes!(api_keys::create_key, api_keys::list_keys))
+        .routes(routes!(api_keys::revoke_key))
+        .routes(routes!(audit::account_audit))
+        .routes(routes!(flags::account_flags))
+        .routes(routes!(exports::export_account))
+        .routes(routes!(exports::download_export))
         .routes(routes!(orgs::create))
         .routes(routes!(orgs::get))
         .routes(routes!(orgs::attach))
@@ -129,13 +134,13 @@ async fn create_account(
         Membership { account_id: account.id, user_id: caller.user_id, role: Role::Owner, joined_at_ms: now };
     s.store
         .transact(vec![
-            TxOp::Put(Put::new(Item::from_record(account_key(account.id), &account)?).if_not_exists()),
+            TxOp::Put(Put::new(Item::from_record(keys::account(account.id), &account)?).if_not_exists()),
             TxOp::Put(Put::new(membership_item(&membership)?).if_not_exists()),
         ])
         .await?;
-    let actor = Some(caller.user_id.to_string());
-    tenancy::record(&s, account.id, actor, "account.created", None, ctx.origin(), json!({"name": account.name}))
-        .await?;
+    let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::AccountCreated, ctx.origin())
+        .detail(json!({"name": account.name}));
+    s.audit(AuditStream::Account(account.id), event).await?;
     Ok(json_with_status(StatusCode::CREATED, &AccountView { account, role: Role::Owner }))
 }
 
@@ -157,8 +162,7 @@ async fn list_accounts(
     Query(p): Query<PageParams>,
 ) -> Result<Json<AccountList>, ApiError> {
     let store = s.store.as_ref();
-    let q =
-        StoreQuery::index(Index::Gsi1, format!("MEMBERSHIPS#{}", caller.user_id)).limit(p.limit()).after(p.cursor()?);
+    let q = StoreQuery::index(Index::Gsi1, keys::memberships_of(caller.user_id)).limit(p.limit()).after(p.cursor()?);
     let page = store.query(q).await?;
     let mut accounts = Vec::new();
     for item in page.items.iter().filter(|i| !soft_delete::is_deleted(i)) {
@@ -217,7 +221,7 @@ async fn update_account(
         }
         account.require_mfa = require;
     }
-    let mut item = Item::from_record(account_key(account.id), &account)?;
+    let mut item = Item::from_record(keys::account(account.id), &account)?;
     item.version = version;
     store
         .put(
@@ -227,7 +231,7 @@ async fn update_account(
         )
         .await?;
     let detail = json!({"name": req.name.is_some(), "require_mfa": req.require_mfa});
-    scope.audit(&s, "account.updated", None, ctx.origin(), detail).await?;
+    scope.audit(&s, AuditAction::AccountUpdated, None, ctx.origin(), detail).await?;
     Ok(Json(AccountView { account, role: scope.role() }))
 }
 
@@ -259,7 +263,7 @@ async fn delete_account(
     s.store.transact(tenancy::delete_account_ops(id, now, s.config.soft_delete_retention())).await?;
     let retention = s.config.soft_delete_retention();
     let until = now + i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
-    scope.audit(&s, "account.deleted", None, ctx.origin(), json!({"restorable_until_ms": until})).await?;
+    scope.audit(&s, AuditAction::AccountDeleted, None, ctx.origin(), json!({"restorable_until_ms": until})).await?;
     shared::jobs::enqueue(&s, shared::jobs::Job::CancelForDeletedAccount { account_id: id }).await?;
     Ok(Json(Deletion { account_id: id.to_string(), deleted_at_ms: now, restorable_until_ms: until }))
 }
@@ -277,7 +281,7 @@ async fn restore_account(
 ) -> Result<Json<AccountView>, ApiError> {
     let scope = tenancy::authorize(&s, caller, account_id, Deleted::Allow).await?;
     scope.require(Action::DeleteAccount)?;
-    let item = match soft_delete::restore(s.store.as_ref(), &account_key(account_id), s.clock.now_ms()).await {
+    let item = match soft_delete::restore(s.store.as_ref(), &keys::account(account_id), s.clock.now_ms()).await {
         Ok(item) => item,
         Err(RestoreError::NotDeleted) => {
             return Err(ApiError::Conflict { code: "not_deleted", detail: "the account is not deleted".into() });
@@ -289,8 +293,8 @@ async fn restore_account(
         Err(RestoreError::Store(e)) => return Err(e.into()),
     };
     // Billing may already have acted on it; if not, nothing is to be cancelled any more.
-    s.store.delete(Delete::new(tenancy::pending_cancellation_key(account_id))).await?;
-    scope.audit(&s, "account.restored", None, ctx.origin(), json!({})).await?;
+    s.store.delete(Delete::new(keys::pending_cancellation(account_id))).await?;
+    scope.audit(&s, AuditAction::AccountRestored, None, ctx.origin(), json!({})).await?;
     let mut account: Account = item.record()?;
     account.deleted_at_ms = None;
     account.purge_after_ms = None;
@@ -335,10 +339,10 @@ async fn list_members(
     let (members, next): (Vec<Membership>, _) = tenancy::list(store, &scope, "MEMBER", p.limit(), p.cursor()?).await?;
     let mut out = Vec::with_capacity(members.len());
     for m in members {
-        let user = tenancy::user_summary(store, m.user_id).await?;
+        let user = users::by_id(store, m.user_id).await?;
         out.push(MemberView {
             user_id: m.user_id.to_string(),
-            email: user.as_ref().map(|u| u.email.clone()),
+            email: user.as_ref().map(|u| u.email.to_string()),
             name: user.and_then(|u| u.name),
             role: m.role,
             joined_at_ms: m.joined_at_ms,
@@ -360,7 +364,7 @@ async fn other_owner_check(s: &Services, scope: &TenantScope, leaving: UserId) -
         .await?
         .ok_or(ApiError::Conflict { code: "conflict", detail: "the members changed; retry".into() })?;
     Ok(TxOp::Check(
-        membership_key(scope.account_id(), other.user_id),
+        keys::membership(scope.account_id(), other.user_id),
         Condition::All(vec![Condition::VersionIs(version), Condition::Missing("deleted_at_ms".into())]),
     ))
 }
@@ -404,11 +408,11 @@ async fn change_role(
     ops.push(TxOp::Put(Put::new(item).if_unchanged()));
     store.transact(ops).await?;
     let detail = json!({"from": from, "to": m.role});
-    scope.audit(&s, "member.role_changed", Some(user_id.to_string()), ctx.origin(), detail).await?;
-    let user = tenancy::user_summary(store, user_id).await?;
+    scope.audit(&s, AuditAction::MemberRoleChanged, Some(user_id.to_string()), ctx.origin(), detail).await?;
+    let user = users::by_id(store, user_id).await?;
     Ok(Json(MemberView {
         user_id: user_id.to_string(),
-        email: user.as_ref().map(|u| u.email.clone()),
+        email: user.as_ref().map(|u| u.email.to_string()),
         name: user.and_then(|u| u.name),
         role: m.role,
         joined_at_ms: m.joined_at_ms,
@@ -420,7 +424,7 @@ async fn end_membership(s: &Services, scope: &TenantScope, m: &Membership, versi
     if m.role == Role::Owner {
         ops.push(other_owner_check(s, scope, m.user_id).await?);
     }
-    let key = membership_key(scope.account_id(), m.user_id);
+    let key = keys::membership(scope.account_id(), m.user_id);
     let mark = soft_delete::mark_deleted(key, s.clock.now_ms(), s.config.soft_delete_retention());
     ops.push(TxOp::Update(
         mark.when(Condition::All(vec![Condition::VersionIs(version), Condition::Missing("deleted_at_ms".into())])),
@@ -448,7 +452,9 @@ async fn remove_member(
         return Err(ApiError::Forbidden);
     }
     end_membership(&s, &scope, &m, version).await?;
-    scope.audit(&s, "member.removed", Some(user_id.to_string()), ctx.origin(), json!({"role": m.role})).await?;
+    scope
+        .audit(&s, AuditAction::MemberRemoved, Some(user_id.to_string()), ctx.origin(), json!({"role": m.role}))
+        .await?;
     shared::billing::seats_changed(&s, scope.account_id()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -461,7 +467,7 @@ async fn leave(State(s): State<Services>, ctx: RequestContext, Tenant(scope): Te
     let user = scope.require_user()?;
     let (m, version) = load_membership(s.store.as_ref(), scope.account_id(), user).await?.ok_or(ApiError::NotFound)?;
     end_membership(&s, &scope, &m, version).await?;
-    scope.audit(&s, "member.left", Some(user.to_string()), ctx.origin(), json!({"role": m.role})).await?;
+    scope.audit(&s, AuditAction::MemberLeft, Some(user.to_string()), ctx.origin(), json!({"role": m.role})).await?;
     shared::billing::seats_changed(&s, scope.account_id()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -507,7 +513,13 @@ async fn transfer_ownership(
     b.version = my_version;
     store.transact(vec![TxOp::Put(Put::new(a).if_unchanged()), TxOp::Put(Put::new(b).if_unchanged())]).await?;
     scope
-        .audit(&s, "account.ownership_transferred", Some(target.to_string()), ctx.origin(), json!({"from": from}))
+        .audit(
+            &s,
+            AuditAction::AccountOwnershipTransferred,
+            Some(target.to_string()),
+            ctx.origin(),
+            json!({"from": from}),
+        )
         .await?;
     Ok(Json(AccountView { account: scope.account().clone(), role: Role::Admin }))
 }

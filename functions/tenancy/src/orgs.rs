@@ -10,14 +10,16 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use shared::audit::{Actor, AuditAction, AuditStream, NewEvent};
 use shared::auth::{AuthUser, Caller};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, Path, RequestContext, json_with_status};
 use shared::id::{AccountId, OrgId, UserId};
+use shared::keys;
 use shared::secret::Secret;
 use shared::services::Services;
-use shared::store::{Item, Key, Put, Query, StoreExt as _, TxOp};
-use shared::tenancy::{self, Action, Deleted, Role, SsoConfig, account_key, org_key};
+use shared::store::{Item, Put, Query, StoreExt as _, TxOp};
+use shared::tenancy::{self, Action, Deleted, Role, SsoConfig};
 
 /// An organization.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,8 +74,10 @@ pub struct OrgView {
 }
 
 async fn org_view(s: &Services, org: &Organization) -> Result<OrgView, ApiError> {
-    let items = s.store.query_all(Query::partition(format!("ORG#{}", org.id)).begins_with("ACCOUNT#")).await?;
-    let account_ids = items.iter().filter_map(|i| i.key.sk.strip_prefix("ACCOUNT#").map(str::to_owned)).collect();
+    let items =
+        s.store.query_all(Query::partition(keys::org_partition(org.id)).begins_with(keys::ORG_ACCOUNT_PREFIX)).await?;
+    let account_ids =
+        items.iter().filter_map(|i| i.key.sk.strip_prefix(keys::ORG_ACCOUNT_PREFIX).map(str::to_owned)).collect();
     Ok(OrgView {
         id: org.id.to_string(),
         name: org.name.clone(),
@@ -95,24 +99,18 @@ async fn record(
     s: &Services,
     org: OrgId,
     actor: UserId,
-    action: &str,
+    action: AuditAction,
     ctx: &RequestContext,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let event = shared::audit::NewEvent {
-        actor: Some(actor.to_string()),
-        action: action.to_owned(),
-        target: Some(org.to_string()),
-        origin: ctx.origin(),
-        detail,
-    };
-    shared::audit::append(s.store.as_ref(), &format!("org:{org}"), event, s.clock.now_ms()).await?;
+    let event = NewEvent::new(Actor::User(actor), action, ctx.origin()).target(org).detail(detail);
+    s.audit(AuditStream::Organization(org), event).await?;
     Ok(())
 }
 
 /// An organization as an admin may change it; anyone else gets 404.
 async fn load_as_admin(s: &Services, id: OrgId, user: UserId) -> Result<(Organization, u64), ApiError> {
-    let item = s.store.get(&org_key(id)).await?.ok_or(ApiError::NotFound)?;
+    let item = s.store.get(&keys::organization(id)).await?.ok_or(ApiError::NotFound)?;
     let org: Organization = item.record()?;
     if !org.admins.contains(&user) {
         return Err(ApiError::NotFound);
@@ -145,8 +143,8 @@ pub(crate) async fn create(
         admins: vec![caller.user_id],
         sso: None,
     };
-    s.store.put(Put::new(Item::from_record(org_key(org.id), &org)?).if_not_exists()).await?;
-    record(&s, org.id, caller.user_id, "organization.created", &ctx, json!({})).await?;
+    s.store.put(Put::new(Item::from_record(keys::organization(org.id), &org)?).if_not_exists()).await?;
+    record(&s, org.id, caller.user_id, AuditAction::OrganizationCreated, &ctx, json!({})).await?;
     Ok(json_with_status(StatusCode::CREATED, &org_view(&s, &org).await?))
 }
 
@@ -199,13 +197,13 @@ pub(crate) async fn attach(
         });
     }
     account.org_id = Some(id);
-    let mut item = Item::from_record(account_key(account_id), &account)?;
+    let mut item = Item::from_record(keys::account(account_id), &account)?;
     item.version = version;
-    let link = Item::new(Key::new(format!("ORG#{id}"), format!("ACCOUNT#{account_id}")))
-        .with("account_id", account_id.to_string());
+    let link = Item::new(keys::org_account(id, account_id)).with("account_id", account_id.to_string());
     s.store.transact(vec![TxOp::Put(Put::new(item).if_unchanged()), TxOp::Put(Put::new(link))]).await?;
-    record(&s, id, caller.user_id, "organization.account_attached", &ctx, json!({"account_id": account_id})).await?;
-    scope.audit(&s, "account.attached_to_organization", Some(id.to_string()), ctx.origin(), json!({})).await?;
+    record(&s, id, caller.user_id, AuditAction::OrganizationAccountAttached, &ctx, json!({"account_id": account_id}))
+        .await?;
+    scope.audit(&s, AuditAction::AccountAttachedToOrganization, Some(id.to_string()), ctx.origin(), json!({})).await?;
     Ok(Json(org_view(&s, &org).await?))
 }
 
@@ -221,7 +219,7 @@ pub(crate) async fn detach(
     Path(ids): Path<(OrgId, AccountId)>,
 ) -> Result<StatusCode, ApiError> {
     let (id, account_id) = ids;
-    let org_item = s.store.get(&org_key(id)).await?.ok_or(ApiError::NotFound)?;
+    let org_item = s.store.get(&keys::organization(id)).await?.ok_or(ApiError::NotFound)?;
     let org: Organization = org_item.record()?;
     let is_admin = org.admins.contains(&caller.user_id);
     let owns = match tenancy::load_membership(s.store.as_ref(), account_id, caller.user_id).await? {
@@ -231,31 +229,23 @@ pub(crate) async fn detach(
     if !is_admin && !owns {
         return Err(ApiError::NotFound);
     }
-    let link = Key::new(format!("ORG#{id}"), format!("ACCOUNT#{account_id}"));
+    let link = keys::org_account(id, account_id);
     if s.store.get(&link).await?.is_none() {
         return Err(ApiError::NotFound);
     }
     let (mut account, version) =
         tenancy::load_account(s.store.as_ref(), account_id).await?.ok_or(ApiError::NotFound)?;
     account.org_id = None;
-    let mut item = Item::from_record(account_key(account_id), &account)?;
+    let mut item = Item::from_record(keys::account(account_id), &account)?;
     item.version = version;
     s.store
         .transact(vec![TxOp::Put(Put::new(item).if_unchanged()), TxOp::Delete(shared::store::Delete::new(link))])
         .await?;
-    record(&s, id, caller.user_id, "organization.account_detached", &ctx, json!({"account_id": account_id})).await?;
-    let actor = Some(caller.user_id.to_string());
-    let origin = ctx.origin();
-    tenancy::record(
-        &s,
-        account_id,
-        actor,
-        "account.detached_from_organization",
-        Some(id.to_string()),
-        origin,
-        json!({}),
-    )
-    .await?;
+    record(&s, id, caller.user_id, AuditAction::OrganizationAccountDetached, &ctx, json!({"account_id": account_id}))
+        .await?;
+    let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::AccountDetachedFromOrganization, ctx.origin())
+        .target(id);
+    s.audit(AuditStream::Account(account_id), event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -281,15 +271,15 @@ pub(crate) async fn add_admin(
 ) -> Result<Json<OrgView>, ApiError> {
     let (mut org, version) = load_as_admin(&s, id, caller.user_id).await?;
     let user: UserId = req.user_id.parse().map_err(|_| invalid("invalid_user_id", "user_id is not a user id"))?;
-    if tenancy::user_summary(s.store.as_ref(), user).await?.is_none_or(|u| u.email.is_empty()) {
+    if shared::auth::users::by_id(s.store.as_ref(), user).await?.is_none() {
         return Err(invalid("unknown_user", "no such user"));
     }
     if !org.admins.contains(&user) {
         org.admins.push(user);
-        let mut item = Item::from_record(org_key(id), &org)?;
+        let mut item = Item::from_record(keys::organization(id), &org)?;
         item.version = version;
         s.store.put(Put::new(item).if_unchanged()).await?;
-        record(&s, id, caller.user_id, "organization.admin_added", &ctx, json!({"user_id": user})).await?;
+        record(&s, id, caller.user_id, AuditAction::OrganizationAdminAdded, &ctx, json!({"user_id": user})).await?;
     }
     Ok(Json(org_view(&s, &org).await?))
 }
@@ -317,10 +307,10 @@ pub(crate) async fn remove_admin(
         });
     }
     org.admins.retain(|a| *a != user);
-    let mut item = Item::from_record(org_key(id), &org)?;
+    let mut item = Item::from_record(keys::organization(id), &org)?;
     item.version = version;
     s.store.put(Put::new(item).if_unchanged()).await?;
-    record(&s, id, caller.user_id, "organization.admin_removed", &ctx, json!({"user_id": user})).await?;
+    record(&s, id, caller.user_id, AuditAction::OrganizationAdminRemoved, &ctx, json!({"user_id": user})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -400,7 +390,7 @@ pub(crate) async fn put_sso(
         Some(raw) => {
             let account: AccountId =
                 raw.parse().map_err(|_| invalid("invalid_account", "jit_account_id is not an account id"))?;
-            let attached = s.store.get(&Key::new(format!("ORG#{id}"), format!("ACCOUNT#{account}"))).await?;
+            let attached = s.store.get(&keys::org_account(id, account)).await?;
             if attached.is_none() {
                 return Err(invalid("invalid_account", "jit_account_id is not an account of this organization"));
             }
@@ -416,10 +406,10 @@ pub(crate) async fn put_sso(
         jit_role,
         updated_at_ms: s.clock.now_ms(),
     });
-    let mut item = Item::from_record(org_key(id), &org)?;
+    let mut item = Item::from_record(keys::organization(id), &org)?;
     item.version = version;
     s.store.put(Put::new(item).if_unchanged()).await?;
     let detail = json!({"issuer": req.issuer, "client_id": req.client_id});
-    record(&s, id, caller.user_id, "organization.sso_configured", &ctx, detail).await?;
+    record(&s, id, caller.user_id, AuditAction::OrganizationSsoConfigured, &ctx, detail).await?;
     Ok(Json(org_view(&s, &org).await?))
 }

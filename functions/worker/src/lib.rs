@@ -66,14 +66,14 @@ async fn audit_stream(s: &Services, stream: &str) -> Result<Vec<Value>, JobError
 /// When the store fails.
 pub async fn user_document(s: &Services, id: UserId) -> Result<Value, JobError> {
     let store = s.store.as_ref();
-    let profile = store.get(&shared::tenancy::user_key(id)).await.map_err(retry)?.map(|i| item_json(&i));
+    let profile = store.get(&shared::keys::user(id)).await.map_err(retry)?.map(|i| item_json(&i));
     let sessions = session::list(store, id).await.map_err(retry)?;
     let sessions: Vec<Value> = sessions
         .iter()
         .map(|x| json!({"id": x.id, "created_at_ms": x.created_at_ms, "last_used_at_ms": x.last_used_at_ms, "ip": x.ip, "user_agent": x.user_agent}))
         .collect();
     let memberships = store
-        .query_all(Query::index(Index::Gsi1, format!("MEMBERSHIPS#{id}")))
+        .query_all(Query::index(Index::Gsi1, shared::keys::memberships_of(id)))
         .await
         .map_err(retry)?
         .iter()
@@ -85,7 +85,7 @@ pub async fn user_document(s: &Services, id: UserId) -> Result<Value, JobError> 
         "user": profile,
         "memberships": memberships,
         "sessions": sessions,
-        "audit": audit_stream(s, &format!("user:{id}")).await?,
+        "audit": audit_stream(s, &shared::audit::AuditStream::User(id).to_string()).await?,
     }))
 }
 
@@ -95,7 +95,7 @@ pub async fn user_document(s: &Services, id: UserId) -> Result<Value, JobError> 
 /// # Errors
 /// When the store fails.
 pub async fn account_document(s: &Services, id: AccountId) -> Result<Value, JobError> {
-    let items = s.store.query_all(Query::partition(shared::tenancy::partition(id))).await.map_err(retry)?;
+    let items = s.store.query_all(Query::partition(shared::keys::account_partition(id))).await.map_err(retry)?;
     let mut sections: Map<String, Value> = Map::new();
     let mut account = Value::Null;
     for item in items.iter().filter(|i| !soft_delete::is_deleted(i)) {
@@ -119,7 +119,7 @@ pub async fn account_document(s: &Services, id: AccountId) -> Result<Value, JobE
         "kind": "account",
         "account": account,
         "items": sections,
-        "audit": audit_stream(s, &format!("account:{id}")).await?,
+        "audit": audit_stream(s, &shared::audit::AuditStream::Account(id).to_string()).await?,
     }))
 }
 
@@ -171,11 +171,11 @@ impl Worker {
 impl Worker {
     async fn cancel_for_deleted(&self, account: AccountId) -> Result<JobOutcome, JobError> {
         let s = &self.services;
-        let plans = shared::billing::Plans::load(&s.config).map_err(JobError::Permanent)?;
+        let plans = &s.plans;
         let Some(client) = s.stripe.clone() else {
             return Ok(JobOutcome::Skipped("STRIPE_SECRET_KEY is not set; the marker stays for reconciliation".into()));
         };
-        match shared::billing::events::cancel_for_deleted(s, plans, &client, account).await {
+        match shared::billing::reconcile::cancel_for_deleted(s, plans, &client, account).await {
             Ok(true) => Ok(JobOutcome::Done),
             Ok(false) => Ok(JobOutcome::Skipped("no live subscription to cancel".into())),
             Err(shared::billing::events::ApplyError::Retry(e)) => Err(JobError::Retry(anyhow::anyhow!(e))),
@@ -185,7 +185,7 @@ impl Worker {
 
     async fn sync_seats(&self, account: AccountId) -> Result<JobOutcome, JobError> {
         let s = &self.services;
-        let plans = shared::billing::Plans::load(&s.config).map_err(JobError::Permanent)?;
+        let plans = &s.plans;
         let Some(client) = s.stripe.clone() else {
             return Ok(JobOutcome::Skipped("STRIPE_SECRET_KEY is not set".into()));
         };

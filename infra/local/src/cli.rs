@@ -1,98 +1,92 @@
-//! The local binary's commands besides serving:
-//!
-//! ```text
-//! groundwork                                   serve the local stack (the default)
-//! groundwork dead-letters [list|redrive] [--queue NAME]
-//! groundwork dns-records DOMAIN [--region REGION] [--from-ses]
-//! groundwork billing reconcile|replay
-//! ```
-//!
+//! The local binary's command line (clap; `cargo run -- --help` prints it): serving the
+//! local stack (the default), dead letters, DNS records, a signing key, billing operations.
 //! Commands use the same configuration as the stack, so with `GROUNDWORK_QUEUES=sqs` and the
 //! queue URLs set, `dead-letters` works on a deployed environment's queues.
 
 use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
 use shared::config::{Config, QueueName};
 use shared::jobs::{Envelope, JobState};
 use shared::mail::dns;
 use shared::services::Services;
 
-/// A parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Serve the local stack.
-    Serve,
-    /// List dead letters.
-    DeadLettersList {
-        /// One queue, or all.
-        queue: Option<QueueName>,
-    },
-    /// Redrive dead letters.
-    DeadLettersRedrive {
-        /// One queue, or all.
-        queue: Option<QueueName>,
-    },
-    /// Print a sending domain's DNS records.
-    DnsRecords {
-        /// The domain.
-        domain: String,
-        /// The SES region (for the MAIL FROM MX record).
-        region: String,
-        /// Read the DKIM tokens from SES.
-        from_ses: bool,
-    },
-    /// Print a fresh token signing key.
-    JwtKey,
-    /// Repair billing drift from Stripe now.
-    BillingReconcile,
-    /// Queue failed Stripe events again.
-    BillingReplay,
-    /// Print usage.
-    Help,
+/// The local binary: serves the whole system by default; the subcommands operate on the same
+/// configuration (environment variables, see the README).
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(name = "groundwork", version, about = "Groundwork: the whole system locally, and operator commands")]
+pub struct Cli {
+    /// What to do (default: serve the local stack).
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
-/// The usage text.
-pub const USAGE: &str = "usage:
-  groundwork                                            serve the local stack
-  groundwork dead-letters [list|redrive] [--queue NAME] list or redrive dead-lettered jobs
-  groundwork dns-records DOMAIN [--region R] [--from-ses] print the DNS records for sending mail
-  groundwork jwt-key                                    print a new access-token signing key (base64 PKCS#8)
-  groundwork billing reconcile                          repair every account's subscription state from Stripe
-  groundwork billing replay                             queue the Stripe events that failed again
-queues: email, mail-events, jobs, billing";
+/// A command.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Serve the local stack (the default).
+    Serve,
+    /// List or redrive dead-lettered jobs.
+    DeadLetters {
+        /// `list` (the default) or `redrive`.
+        #[command(subcommand)]
+        action: Option<DeadLetterAction>,
+        /// One queue (email, mail-events, jobs, billing), or all.
+        #[arg(long, global = true, value_parser = parse_queue)]
+        queue: Option<QueueName>,
+    },
+    /// Print the DNS records (SPF, DKIM, DMARC, MAIL FROM) a sending domain needs.
+    DnsRecords {
+        /// The sending domain.
+        domain: String,
+        /// The SES region (for the MAIL FROM MX record).
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        region: String,
+        /// Read the DKIM tokens from SES (AWS credentials needed).
+        #[arg(long)]
+        from_ses: bool,
+    },
+    /// Print a new access-token signing key (base64 PKCS#8).
+    JwtKey,
+    /// Billing operations against Stripe.
+    Billing {
+        /// What to do.
+        #[command(subcommand)]
+        action: BillingAction,
+    },
+}
+
+/// What to do with dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum DeadLetterAction {
+    /// List them, with their job state.
+    List,
+    /// Move them back to their queue.
+    Redrive,
+}
+
+/// A billing operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum BillingAction {
+    /// Repair every account's subscription state from Stripe now.
+    Reconcile,
+    /// Queue the Stripe events that failed again.
+    Replay,
+}
+
+fn parse_queue(name: &str) -> Result<QueueName, String> {
+    QueueName::parse(name).ok_or_else(|| {
+        let all: Vec<&str> = QueueName::ALL.iter().map(|q| q.as_str()).collect();
+        format!("no queue named {name:?} (queues: {})", all.join(", "))
+    })
+}
 
 /// Parses the arguments after the program name.
 ///
 /// # Errors
-/// For unknown commands, options or queue names.
-pub fn parse(args: &[String]) -> anyhow::Result<Command> {
-    let mut queue = None;
-    let mut region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    let mut from_ses = false;
-    let mut words = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--queue" => {
-                let name = it.next().context("--queue needs a queue name")?;
-                queue = Some(QueueName::parse(name).with_context(|| format!("no queue named {name:?}"))?);
-            }
-            "--region" => region = it.next().context("--region needs a region")?.clone(),
-            "--from-ses" => from_ses = true,
-            "-h" | "--help" | "help" => return Ok(Command::Help),
-            s if s.starts_with('-') => bail!("unknown option {s}"),
-            s => words.push(s.to_owned()),
-        }
-    }
-    Ok(match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        [] | ["serve"] => Command::Serve,
-        ["dead-letters"] | ["dead-letters", "list"] => Command::DeadLettersList { queue },
-        ["dead-letters", "redrive"] => Command::DeadLettersRedrive { queue },
-        ["dns-records", domain] => Command::DnsRecords { domain: (*domain).to_owned(), region, from_ses },
-        ["jwt-key"] => Command::JwtKey,
-        ["billing", "reconcile"] => Command::BillingReconcile,
-        ["billing", "replay"] => Command::BillingReplay,
-        other => bail!("unknown command {:?}\n{USAGE}", other.join(" ")),
-    })
+/// For unknown commands, options or queue names (and for `--help`, whose text is the error's).
+pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
+    let cli = Cli::try_parse_from(std::iter::once("groundwork".to_owned()).chain(args.iter().cloned()))?;
+    Ok(cli.command.unwrap_or(Command::Serve))
 }
 
 fn selected(queue: Option<QueueName>) -> Vec<QueueName> {
@@ -107,13 +101,12 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
     let mut out = String::new();
     match command {
         Command::Serve => bail!("serve is not a one-shot command"),
-        Command::Help => out.push_str(USAGE),
-        Command::BillingReconcile => {
+        Command::Billing { action: BillingAction::Reconcile } => {
             let services = Services::from_config(config).await?;
-            let plans = shared::billing::Plans::load(&services.config)?;
-            let stripe = shared::billing::stripe::StripeClient::from_config(&services.config)
+            let plans = &services.plans;
+            let stripe = shared::billing::stripe::StripeClient::from_config(&services.config)?
                 .context("STRIPE_SECRET_KEY is not set")?;
-            let repairs = shared::billing::events::reconcile(&services, plans, &stripe).await?;
+            let repairs = shared::billing::reconcile::reconcile(&services, plans, &stripe).await?;
             for r in &repairs {
                 out.push_str(&format!(
                     "{}: status {:?} -> {:?}, plan {:?} -> {:?}\n",
@@ -122,9 +115,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
             }
             out.push_str(&format!("{} account(s) repaired\n", repairs.len()));
         }
-        Command::BillingReplay => {
+        Command::Billing { action: BillingAction::Replay } => {
             let services = Services::from_config(config).await?;
-            let n = shared::billing::events::replay_failed(&services).await?;
+            let n = shared::billing::ledger::replay_failed(&services).await?;
             out.push_str(&format!("{n} failed Stripe event(s) queued again\n"));
         }
         Command::JwtKey => {
@@ -133,7 +126,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
             out.push_str(&base64::engine::general_purpose::STANDARD.encode(der));
             out.push('\n');
         }
-        Command::DeadLettersList { queue } => {
+        Command::DeadLetters { action: None | Some(DeadLetterAction::List), queue } => {
             let services = Services::from_config(config).await?;
             for name in selected(queue) {
                 let letters = services.queues.get(name).dead_letters(10).await?;
@@ -151,7 +144,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
                 }
             }
         }
-        Command::DeadLettersRedrive { queue } => {
+        Command::DeadLetters { action: Some(DeadLetterAction::Redrive), queue } => {
             let services = Services::from_config(config).await?;
             for name in selected(queue) {
                 let moved = services.queues.get(name).redrive(1000).await?;
@@ -196,15 +189,24 @@ mod tests {
     #[test]
     fn commands_parse() {
         assert_eq!(parse(&args("")).unwrap(), Command::Serve);
-        assert_eq!(parse(&args("dead-letters")).unwrap(), Command::DeadLettersList { queue: None });
+        assert_eq!(parse(&args("dead-letters")).unwrap(), Command::DeadLetters { action: None, queue: None });
         assert_eq!(
             parse(&args("dead-letters redrive --queue email")).unwrap(),
-            Command::DeadLettersRedrive { queue: Some(QueueName::Email) }
+            Command::DeadLetters { action: Some(DeadLetterAction::Redrive), queue: Some(QueueName::Email) }
         );
         assert!(matches!(parse(&args("dns-records acme.com --region eu-west-1")).unwrap(),
             Command::DnsRecords { ref domain, ref region, from_ses: false } if domain == "acme.com" && region == "eu-west-1"));
-        assert!(parse(&args("dead-letters --queue nope")).is_err());
+        assert_eq!(parse(&args("billing replay")).unwrap(), Command::Billing { action: BillingAction::Replay });
+        let err = parse(&args("dead-letters --queue nope")).unwrap_err().to_string();
+        assert!(err.contains("no queue named") && err.contains("mail-events"), "{err}");
         assert!(parse(&args("launch")).is_err());
         assert!(parse(&args("--frobnicate")).is_err());
+        assert_eq!(parse(&args("--help")).unwrap_err().kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
     }
 }

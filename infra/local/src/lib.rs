@@ -31,7 +31,7 @@ pub fn router(services: &Services) -> anyhow::Result<Router> {
         .merge(platform::routes(services.clone()))
         .merge(auth::routes(services.clone()))
         .merge(tenancy::routes(services.clone()))
-        .merge(billing::routes(services.clone())?)
+        .merge(billing::routes(services.clone()))
         .merge(stripe_webhook::routes(services.clone()));
     Ok(shared::http::finish(routes, HttpSettings::from(services.config.as_ref())))
 }
@@ -48,7 +48,7 @@ pub fn consumers(services: &Services) -> anyhow::Result<Vec<Consumer>> {
         (services.queues.get(QueueName::Email), email_dispatch::handler(services.clone())?),
         (services.queues.get(QueueName::MailEvents), mail_events::handler(services.clone())),
         (services.queues.get(QueueName::Jobs), worker::handler(services.clone())),
-        (services.queues.get(QueueName::Billing), billing_events::handler(services.clone())?),
+        (services.queues.get(QueueName::Billing), billing_events::handler(services.clone())),
     ])
 }
 

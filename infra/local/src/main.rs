@@ -1,5 +1,5 @@
 //! `cargo run`: the whole system on <http://127.0.0.1:3000>, data in `.groundwork/`.
-//! `cargo run -- help` lists the other commands (dead letters, DNS records).
+//! `cargo run -- --help` lists the other commands (dead letters, DNS records, billing).
 
 use anyhow::Context as _;
 use local::cli::{self, Command};
@@ -8,7 +8,7 @@ use shared::config::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = cli::parse(&args)?;
+    let command = cli::parse(&args).unwrap_or_else(|e| e.exit());
     if command == Command::JwtKey {
         // Needs no configuration: it only prints a key.
         print!("{}", cli::run(command, Config::from_vars(std::iter::empty())?).await?);

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::id::{AccountId, ApiKeyId, UserId};
+use crate::keys;
 use crate::services::Services;
 use crate::store::{Condition, Index, Item, Key, Put, Query, Store, StoreError, Update};
 use crate::tenancy::Role;
@@ -53,11 +54,11 @@ pub struct ApiKey {
 
 /// The key of an API key item.
 pub fn key(account: AccountId, id: ApiKeyId) -> Key {
-    Key::new(format!("ACCOUNT#{account}"), format!("APIKEY#{id}"))
+    keys::api_key(account, id)
 }
 
 fn index_key(id: ApiKeyId) -> Key {
-    Key::new(format!("APIKEY#{id}"), "APIKEY")
+    keys::api_key_index(id)
 }
 
 /// A request authenticated by an API key.
@@ -127,7 +128,8 @@ pub async fn revoke(
 /// When the store fails.
 pub async fn list(store: &dyn Store, account: AccountId) -> Result<Vec<ApiKey>, StoreError> {
     use crate::store::StoreExt as _;
-    let items = store.query_all(Query::partition(format!("ACCOUNT#{account}")).begins_with("APIKEY#")).await?;
+    let items =
+        store.query_all(Query::partition(keys::account_partition(account)).begins_with(keys::API_KEY_PREFIX)).await?;
     items.iter().map(|i| i.record::<ApiKey>().map(|k| ApiKey { secret_hash: String::new(), ..k })).collect()
 }
 
@@ -141,7 +143,7 @@ pub async fn authenticate(services: &Services, token: &str) -> Result<ApiKeyCall
     let (id, secret) = rest.split_once('_').ok_or(ApiError::Unauthenticated)?;
     let id: ApiKeyId = id.parse().map_err(|_| ApiError::Unauthenticated)?;
     let store = services.store.as_ref();
-    let page = store.query(Query::index(Index::Gsi1, format!("APIKEY#{id}")).limit(1)).await?;
+    let page = store.query(Query::index(Index::Gsi1, keys::api_key_lookup(id)).limit(1)).await?;
     let Some(item) = page.items.first() else { return Err(ApiError::Unauthenticated) };
     let record: ApiKey = item.record()?;
     let presented = super::hash_secret(secret);

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::tokens::{LEEWAY_SECS, TokenError};
+use super::users::{self, User};
 use crate::id::UserId;
+use crate::mail::EmailAddress;
 use crate::store::{Item, Key, Put, Store, StoreError, TxOp};
 
 /// How long fetched keys are trusted before a refresh.
@@ -99,13 +100,12 @@ pub const ASYMMETRIC: [Algorithm; 9] = [
 
 impl JwksCache {
     /// A cache of the keys at `url` (no network until the first token).
-    pub fn new(url: String) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
-        Self { url, keys: RwLock::new(None), http }
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(url: String) -> anyhow::Result<Self> {
+        let http = crate::outbound::client(Duration::from_secs(5))?;
+        Ok(Self { url, keys: RwLock::new(None), http })
     }
 
     /// The key that verifies `token`, with the token's algorithm: asymmetric only, and the
@@ -172,8 +172,11 @@ pub struct ExternalVerifier {
 
 impl ExternalVerifier {
     /// A verifier for `issuer` (no network until the first token).
-    pub fn new(issuer: ExternalIssuer) -> Self {
-        Self { jwks: JwksCache::new(issuer.jwks_url.clone()), issuer }
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(issuer: ExternalIssuer) -> anyhow::Result<Self> {
+        Ok(Self { jwks: JwksCache::new(issuer.jwks_url.clone())?, issuer })
     }
 
     /// Verifies `token` at `now_secs`.
@@ -205,7 +208,7 @@ impl ExternalVerifier {
 }
 
 fn subject_key(issuer: &str, subject: &str) -> Key {
-    Key::new(format!("EXTERNAL#{}#{subject}", super::hash_secret(issuer)), "USER")
+    crate::keys::external_subject(&super::hash_secret(issuer), subject)
 }
 
 /// The Groundwork user of an external subject, created on first sight.
@@ -218,41 +221,40 @@ pub async fn user_for(store: &dyn Store, claims: &ExternalClaims, now_ms: i64) -
     if let Some(item) = store.get(&key).await? {
         return id_of(&item).ok_or_else(|| StoreError::Corrupt("external subject without a user".into()));
     }
-    let user = UserId::new();
     let email = claims
         .email
         .as_deref()
         .and_then(|e| crate::mail::EmailAddress::parse(e).ok())
         .filter(|_| claims.email_verified != Some(false));
-    let link = Item::new(key.clone()).with("user_id", user.to_string()).with("created_at_ms", now_ms);
-    let record = |email: &str, verified: bool| {
-        json!({
-            "id": user, "email": email, "email_verified": verified, "name": claims.name,
-            "password_hash": "", "created_at_ms": now_ms, "password_changed_at_ms": now_ms,
-            "external_issuer": claims.iss,
-        })
-    };
-    let mut attempts: Vec<Vec<TxOp>> = Vec::new();
-    if let Some(email) = &email {
-        let owner = Item::new(Key::new(format!("EMAIL#{email}"), "EMAIL")).with("user_id", user.to_string());
-        attempts.push(vec![
-            TxOp::Put(Put::new(link.clone()).if_not_exists()),
-            TxOp::Put(Put::new(Item::from_record(crate::tenancy::user_key(user), &record(email.as_str(), true))?)),
-            TxOp::Put(Put::new(owner).if_not_exists()),
-        ]);
-    }
     // Without a (free) address: a placeholder no mail is ever sent to (RFC 2606).
-    let placeholder =
-        format!("{}@external.invalid", &super::hash_secret(&format!("{}#{}", claims.iss, claims.sub))[..24]);
-    attempts.push(vec![
-        TxOp::Put(Put::new(link).if_not_exists()),
-        TxOp::Put(Put::new(Item::from_record(crate::tenancy::user_key(user), &record(&placeholder, false))?)),
-    ]);
+    let placeholder = crate::mail::EmailAddress::parse(&format!(
+        "{}@external.invalid",
+        &super::hash_secret(&format!("{}#{}", claims.iss, claims.sub))[..24]
+    ))
+    .map_err(|_| StoreError::Corrupt("the placeholder address does not parse".into()))?;
+    let user_id = UserId::new();
+    let record = |email: EmailAddress, verified: bool| {
+        let mut user = User::new(email, verified, claims.name.clone(), String::new(), now_ms);
+        user.id = user_id;
+        user.external_issuer = Some(claims.iss.clone());
+        user
+    };
+    let link = Item::new(key.clone()).with("user_id", user_id.to_string()).with("created_at_ms", now_ms);
+    let mut attempts: Vec<Vec<TxOp>> = Vec::new();
+    if let Some(email) = email {
+        let mut ops = vec![TxOp::Put(Put::new(link.clone()).if_not_exists())];
+        ops.extend(users::create_ops(&record(email, true))?);
+        attempts.push(ops);
+    }
+    // The placeholder claims no address: only the record is written.
+    let mut ops = vec![TxOp::Put(Put::new(link).if_not_exists())];
+    ops.push(users::create_ops(&record(placeholder, false))?.swap_remove(0));
+    attempts.push(ops);
     for ops in attempts {
         match store.transact(ops).await {
             Ok(()) => {
-                tracing::info!(user_id = %user, "first sight of an external subject: user created");
-                return Ok(user);
+                tracing::info!(user_id = %user_id, "first sight of an external subject: user created");
+                return Ok(user_id);
             }
             Err(StoreError::TransactionCanceled { .. }) => {
                 // Another request created the link first, or the address is taken.

@@ -9,6 +9,7 @@ pub mod password;
 pub mod rate_limit;
 pub mod session;
 pub mod tokens;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -104,7 +105,7 @@ impl TokenSettings {
                 let sdk = sdk.ok_or_else(|| anyhow::anyhow!("GROUNDWORK_JWT_KEYS_SECRET needs AWS configuration"))?;
                 secret = Some((aws_sdk_secretsmanager::Client::new(sdk), id.clone()));
             }
-            KeySource::Jwks(url) => jwks = Some(external::JwksCache::new(url.clone())),
+            KeySource::Jwks(url) => jwks = Some(external::JwksCache::new(url.clone())?),
         }
         Ok(Arc::new(Self {
             keys,
@@ -114,7 +115,7 @@ impl TokenSettings {
             audience: config.jwt_audience.clone(),
             access_ttl_secs: i64::from(config.access_token_ttl_secs),
             refresh_ttl_secs: i64::from(config.refresh_token_ttl_days) * 86_400,
-            external: config.external_issuer.clone().map(external::ExternalVerifier::new),
+            external: config.external_issuer.clone().map(external::ExternalVerifier::new).transpose()?,
         }))
     }
 }
@@ -180,11 +181,11 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// The actor recorded in audit events: `user:<id>` or `api_key:<id>`.
-    pub fn actor(&self) -> String {
+    /// The actor recorded in audit events.
+    pub fn actor(&self) -> crate::audit::Actor {
         match self {
-            Self::User(u) => u.user_id.to_string(),
-            Self::ApiKey(k) => format!("api_key:{}", k.key_id),
+            Self::User(u) => crate::audit::Actor::User(u.user_id),
+            Self::ApiKey(k) => crate::audit::Actor::ApiKey(k.key_id.to_string()),
         }
     }
 }

@@ -45,7 +45,7 @@ fn window(limit: Limit, now_ms: i64) -> (i64, i64) {
 
 fn key(limit: Limit, subject: &str, start: i64) -> Key {
     let digest: String = Sha256::digest(subject.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
-    Key::new(format!("RATE#{}#{digest}", limit.name), format!("{start:013}"))
+    crate::keys::rate_window(limit.name, &digest, start)
 }
 
 /// Refuses with 429 if `subject` has used up `limit` in the current window.

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::id::{SessionId, UserId};
+use crate::keys;
 use crate::store::{Key, Query, Store, StoreError, StoreExt as _};
 
 /// A stored session.
@@ -33,7 +34,7 @@ pub struct Session {
 
 /// The key of a session.
 pub fn key(user_id: UserId, session_id: SessionId) -> Key {
-    Key::new(format!("USER#{user_id}"), format!("SESSION#{session_id}"))
+    keys::session(user_id, session_id)
 }
 
 /// A live session, if it exists.
@@ -44,11 +45,35 @@ pub async fn load(store: &dyn Store, user_id: UserId, session_id: SessionId) -> 
     store.get_record(&key(user_id, session_id)).await
 }
 
+/// Ends a session; `Ok(false)` if there was none. Its access tokens stop working at once
+/// (the request extractor checks the session), and so do its refresh tokens.
+///
+/// # Errors
+/// When the store fails.
+pub async fn revoke(store: &dyn Store, user_id: UserId, session_id: SessionId) -> Result<bool, StoreError> {
+    Ok(store.delete(crate::store::Delete::new(key(user_id, session_id))).await?.is_some())
+}
+
+/// Ends every session of `user_id` but `keep`; returns how many ended.
+///
+/// # Errors
+/// When the store fails.
+pub async fn revoke_all(store: &dyn Store, user_id: UserId, keep: Option<SessionId>) -> Result<usize, StoreError> {
+    let mut ended = 0;
+    for s in list(store, user_id).await? {
+        if Some(s.id) != keep && revoke(store, user_id, s.id).await? {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
 /// Every live session of a user (bounded: sessions expire).
 ///
 /// # Errors
 /// When the store fails.
 pub async fn list(store: &dyn Store, user_id: UserId) -> Result<Vec<Session>, StoreError> {
-    let items = store.query_all(Query::partition(format!("USER#{user_id}")).begins_with("SESSION#")).await?;
+    let items =
+        store.query_all(Query::partition(keys::user_partition(user_id)).begins_with(keys::SESSION_PREFIX)).await?;
     items.iter().map(crate::store::Item::record).collect()
 }

@@ -1,20 +1,25 @@
 //! Billing: the plan catalogue ([`Plans`]), an account's subscription state as last known
 //! from Stripe ([`BillingState`], `ACCOUNT#<id>` / `BILLING`), and [`entitlements`], which
 //! any function asks to gate a feature or enforce a limit. [`stripe`] talks to Stripe's API,
-//! [`webhook`] checks `Stripe-Signature`, [`events`] applies Stripe events in any order.
+//! [`webhook`] checks `Stripe-Signature`, [`ledger`] records every delivered event,
+//! [`events`] dispatches each event to what it changes ([`snapshot`]: the subscription
+//! state, newest wins; [`dunning`]: one-time emails), and [`reconcile`] repairs drift.
 
+pub mod dunning;
 pub mod events;
+pub mod ledger;
+pub mod reconcile;
+pub mod snapshot;
 pub mod stripe;
 pub mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::id::AccountId;
-use crate::store::{Key, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The catalogue shipped with the code (`shared/config/plans.toml`).
 pub const DEFAULT_PLANS: &str = include_str!("../../config/plans.toml");
@@ -111,21 +116,17 @@ impl Plans {
         Ok(plans)
     }
 
-    /// The catalogue from `GROUNDWORK_PLANS_FILE`, else the shipped one, read once.
+    /// The catalogue from `GROUNDWORK_PLANS_FILE`, else the shipped one (read once per
+    /// process, into [`crate::services::Services::plans`]).
     ///
     /// # Errors
     /// When it does not load or validate.
-    pub fn load(config: &crate::config::Config) -> anyhow::Result<&'static Self> {
-        static PLANS: OnceLock<Plans> = OnceLock::new();
-        if let Some(p) = PLANS.get() {
-            return Ok(p);
-        }
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
         let text = match &config.plans_file {
             Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
             None => DEFAULT_PLANS.to_owned(),
         };
-        let parsed = Self::parse(&text, &config.environment)?;
-        Ok(PLANS.get_or_init(|| parsed))
+        Self::parse(&text, &config.environment)
     }
 
     /// The plan `id`.
@@ -242,27 +243,12 @@ pub struct BillingState {
     pub stripe_features_event: String,
 }
 
-/// The key of an account's billing state.
-pub fn state_key(account: AccountId) -> Key {
-    Key::new(crate::tenancy::partition(account), "BILLING")
-}
-
-/// The key mapping a Stripe customer to its account.
-pub fn customer_key(customer: &str) -> Key {
-    Key::new(format!("STRIPE_CUSTOMER#{customer}"), "ACCOUNT")
-}
-
-/// The index entry listing every account with a Stripe customer (for reconciliation).
-pub fn customers_index(account: AccountId) -> Key {
-    Key::new("BILLING#CUSTOMERS", account.to_string())
-}
-
 /// An account's billing state (default: never billed).
 ///
 /// # Errors
 /// When the store fails.
 pub async fn state(store: &dyn Store, account: AccountId) -> Result<(BillingState, u64), StoreError> {
-    match store.get(&state_key(account)).await? {
+    match store.get(&crate::keys::billing_state(account)).await? {
         Some(item) => Ok((item.record()?, item.version)),
         None => Ok((BillingState::default(), 0)),
     }
@@ -310,9 +296,8 @@ pub fn derive(plans: &Plans, state: &BillingState) -> Entitlements {
 /// # Errors
 /// When the store fails or the catalogue does not load.
 pub async fn entitlements(services: &crate::services::Services, account: AccountId) -> anyhow::Result<Entitlements> {
-    let plans = Plans::load(&services.config)?;
     let (state, _) = state(services.store.as_ref(), account).await?;
-    let mut e = derive(plans, &state);
+    let mut e = derive(&services.plans, &state);
     e.features.extend(state.stripe_features.iter().flatten().cloned());
     Ok(e)
 }
@@ -326,8 +311,7 @@ pub async fn seats_changed(
     services: &crate::services::Services,
     account: AccountId,
 ) -> Result<(), crate::error::ApiError> {
-    let plans = Plans::load(&services.config).map_err(crate::error::ApiError::Unexpected)?;
-    if plans.per_seat {
+    if services.plans.per_seat {
         crate::jobs::enqueue(services, crate::jobs::Job::SyncSeats { account_id: account }).await?;
     }
     Ok(())
@@ -361,7 +345,7 @@ pub async fn sync_seats(
     let key = format!("seats-{sub}-{members}-{}", st.as_of);
     let snapshot = client.post(&format!("/v1/subscriptions/{sub}"), &form, &key).await?;
     let now = services.clock.now_secs();
-    events::apply_snapshot(services, plans, account, &snapshot, now, &format!("seats:{}", services.clock.now_ms()))
+    snapshot::apply_snapshot(services, plans, account, &snapshot, now, &format!("seats:{}", services.clock.now_ms()))
         .await?;
     Ok(Some(members))
 }

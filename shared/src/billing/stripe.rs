@@ -44,14 +44,13 @@ pub fn field(name: &str, value: impl ToString) -> (String, String) {
 
 impl StripeClient {
     /// The client `config` describes, if a secret key is configured.
-    pub fn from_config(config: &Config) -> Option<Self> {
-        let key = config.stripe_secret_key.clone()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .ok()?;
-        Some(Self { http, base: config.stripe_api_base.clone(), key })
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
+        let Some(key) = config.stripe_secret_key.clone() else { return Ok(None) };
+        let http = crate::outbound::client(Duration::from_secs(10))?;
+        Ok(Some(Self { http, base: config.stripe_api_base.clone(), key }))
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, StripeError> {

@@ -30,7 +30,7 @@ pub struct Suppression {
 }
 
 fn key(email: &EmailAddress) -> Key {
-    Key::new(format!("SUPPRESSION#{email}"), "SUPPRESSION")
+    crate::keys::suppression(email)
 }
 
 /// Whether `email` is suppressed.

@@ -1,0 +1,202 @@
+//! Login with email and password, and its second step when TOTP is on. A wrong email and a
+//! wrong password fail alike, after the same work.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::audit::AuditAction;
+use shared::auth::password;
+use shared::auth::rate_limit::{self, LOGIN_PER_EMAIL, LOGIN_PER_IP, MFA_PER_USER};
+use shared::auth::users::{self, Purpose};
+use shared::error::{ApiError, Problem};
+use shared::http::{Json, RequestContext};
+use shared::mail::EmailAddress;
+use shared::secret::Secret;
+use shared::services::Services;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::*;
+use crate::sessions::{self, TokenPair};
+
+/// This group's routes.
+pub(crate) fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(login)).routes(routes!(login_mfa))
+}
+
+/// Email and password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The email address.
+    pub email: String,
+    /// The password.
+    #[schema(value_type = String, format = Password)]
+    pub password: Secret<String>,
+}
+
+fn login_failed() -> ApiError {
+    ApiError::Unauthenticated
+}
+
+/// What a login answers: tokens, or, for a user with two-factor authentication, a challenge
+/// to complete at `/auth/login/mfa`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    /// Logged in.
+    Tokens(TokenPair),
+    /// A second factor is needed.
+    Mfa(MfaChallenge),
+}
+
+/// A pending login waiting for its second factor.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MfaChallenge {
+    /// Always true.
+    pub mfa_required: bool,
+    /// Send it back with the code to `/auth/login/mfa`.
+    pub challenge: String,
+    /// Seconds the challenge stays valid.
+    pub expires_in: i64,
+}
+
+/// How long a login waits for its second factor.
+pub const MFA_CHALLENGE_SECS: i64 = 300;
+
+/// Logs in: a new session and its tokens, or an MFA challenge. Wrong email and wrong
+/// password fail alike.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn login(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    own_auth(&s)?;
+    let store = s.store.as_ref();
+    let now = s.clock.now_ms();
+    let ip = client_key(&ctx);
+    let Ok(address) = EmailAddress::parse(&req.email) else {
+        password::verify_dummy(&req.password).await;
+        return Err(login_failed());
+    };
+    rate_limit::check(store, LOGIN_PER_IP, &ip, now).await?;
+    rate_limit::check(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
+    let user = users::by_email(store, &address).await?;
+    let ok = match &user {
+        Some(u) => password::verify(&req.password, &u.password_hash).await,
+        None => {
+            password::verify_dummy(&req.password).await;
+            false
+        }
+    };
+    let (true, Some(user)) = (ok, user.clone()) else {
+        rate_limit::hit(store, LOGIN_PER_IP, &ip, now).await?;
+        rate_limit::hit(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
+        if let Some(u) = user {
+            sessions::record(&s, u.id, AuditAction::UserLoginFailed, None, &ctx, json!({"reason": "password"})).await?;
+        }
+        return Err(login_failed());
+    };
+    if !user.email_verified {
+        return Err(ApiError::Conflict {
+            code: "email_not_verified",
+            detail: "confirm your email address first; a new link can be requested by signing up again".into(),
+        });
+    }
+    rate_limit::clear(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
+    if user.mfa.is_some() {
+        let expires = s.clock.now_secs() + MFA_CHALLENGE_SECS;
+        let challenge = users::issue_token(store, Purpose::MfaChallenge, user.id, expires).await?;
+        sessions::record(&s, user.id, AuditAction::UserPasswordVerified, None, &ctx, json!({"next": "mfa"})).await?;
+        let challenge = MfaChallenge { mfa_required: true, challenge, expires_in: MFA_CHALLENGE_SECS };
+        return Ok(Json(LoginResponse::Mfa(challenge)));
+    }
+    let pair = sessions::start(&s, user.id, &ctx, false).await?;
+    sessions::record(&s, user.id, AuditAction::UserLoggedIn, Some(pair.session_id.clone()), &ctx, json!({})).await?;
+    Ok(Json(LoginResponse::Tokens(pair)))
+}
+
+/// The second step of a login.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaLoginRequest {
+    /// The challenge from `/auth/login`.
+    #[schema(value_type = String)]
+    pub challenge: Secret<String>,
+    /// A code from the authenticator app...
+    #[schema(value_type = Option<String>)]
+    pub code: Option<Secret<String>>,
+    /// ...or one of the recovery codes.
+    #[schema(value_type = Option<String>)]
+    pub recovery_code: Option<Secret<String>>,
+}
+
+/// Completes a login with a TOTP code or a recovery code.
+#[utoipa::path(post, path = "/auth/login/mfa", tag = "auth", request_body = MfaLoginRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn login_mfa(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<MfaLoginRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let store = s.store.as_ref();
+    let now = s.clock.now_ms();
+    let user_id = users::peek_token(store, Purpose::MfaChallenge, req.challenge.expose())
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let subject = user_id.to_string();
+    rate_limit::check(store, MFA_PER_USER, &subject, now).await?;
+    let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or(ApiError::Unauthenticated)?;
+    let Some(mut factor) = user.mfa.clone() else { return Err(ApiError::Unauthenticated) };
+    let method = match (&req.code, &req.recovery_code) {
+        (Some(code), None) => {
+            let totp = mfa::totp(&factor.secret, &s.config.app_name, user.email.as_str())?;
+            mfa::accept(&totp, code.expose(), s.clock.now_secs(), factor.last_step).map(|step| {
+                factor.last_step = step;
+                "totp"
+            })
+        }
+        (None, Some(code)) => {
+            let hash = mfa::recovery_hash(code.expose());
+            factor.recovery_hashes.iter().position(|h| *h == hash && !hash.is_empty()).map(|i| {
+                factor.recovery_hashes.remove(i);
+                "recovery_code"
+            })
+        }
+        _ => {
+            return Err(ApiError::BadRequest {
+                code: "one_factor",
+                detail: "send either `code` or `recovery_code`".into(),
+            });
+        }
+    };
+    let Some(method) = method else {
+        rate_limit::hit(store, MFA_PER_USER, &subject, now).await?;
+        sessions::record(&s, user.id, AuditAction::UserLoginFailed, None, &ctx, json!({"reason": "second_factor"}))
+            .await?;
+        return Err(ApiError::Unauthenticated);
+    };
+    user.mfa = Some(factor);
+    // The version check makes a code (or a recovery code) work once, even under a race.
+    users::save(store, &user, version).await.map_err(|_| ApiError::Unauthenticated)?;
+    if users::use_token(store, Purpose::MfaChallenge, req.challenge.expose()).await?.is_none() {
+        return Err(ApiError::Unauthenticated);
+    }
+    rate_limit::clear(store, MFA_PER_USER, &subject, now).await?;
+    let pair = sessions::start(&s, user.id, &ctx, true).await?;
+    sessions::record(
+        &s,
+        user.id,
+        AuditAction::UserLoggedIn,
+        Some(pair.session_id.clone()),
+        &ctx,
+        json!({"mfa": method}),
+    )
+    .await?;
+    Ok(Json(pair))
+}

@@ -1,0 +1,84 @@
+//! The auth function's routes, one module per group, each owning its request and response
+//! types and its router fragment; the helpers they share are here.
+
+pub mod login;
+pub mod me;
+pub mod mfa;
+pub mod oidc;
+pub mod password;
+pub mod sessions;
+pub mod signup;
+pub mod well_known;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use shared::auth::password::{WeakPassword, check_strength};
+use shared::error::ApiError;
+use shared::http::RequestContext;
+use shared::mail::EmailAddress;
+use shared::secret::Secret;
+use shared::services::Services;
+
+/// How long an email verification link works.
+pub const VERIFY_TTL_HOURS: u32 = 24;
+/// How long a password reset link works.
+pub const RESET_TTL_MINUTES: u32 = 60;
+/// The longest display name accepted.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// In rent-auth mode the external issuer signs people in; our own sign-in routes refuse.
+fn own_auth(s: &Services) -> Result<(), ApiError> {
+    match &s.tokens.external {
+        None => Ok(()),
+        Some(_) => Err(ApiError::Conflict {
+            code: "external_auth",
+            detail: "sign-in is handled by the external identity provider".into(),
+        }),
+    }
+}
+
+fn email(s: &str) -> Result<EmailAddress, ApiError> {
+    EmailAddress::parse(s)
+        .map_err(|_| ApiError::Invalid { code: "invalid_email", detail: "not a valid email address".into() })
+}
+
+fn strong(p: &Secret<String>, email: &EmailAddress, services: &Services) -> Result<(), ApiError> {
+    let local = email.as_str().split('@').next().unwrap_or_default();
+    check_strength(p, &[email.as_str(), local, &services.config.app_name])
+        .map_err(|WeakPassword(detail)| ApiError::Invalid { code: "weak_password", detail })
+}
+
+fn link(services: &Services, path: &str, token: &str) -> String {
+    format!("{}{path}?token={token}", services.config.app_url)
+}
+
+fn client_key(ctx: &RequestContext) -> String {
+    ctx.ip.clone().unwrap_or_else(|| "unknown".into())
+}
+
+/// An accepted request whose outcome is sent by email.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// `accepted`.
+    pub status: &'static str,
+}
+
+fn accepted() -> Response {
+    (StatusCode::ACCEPTED, axum::Json(Accepted { status: "accepted" })).into_response()
+}
+
+fn clean_name(name: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(n) = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) else { return Ok(None) };
+    if n.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) {
+        return Err(ApiError::Invalid {
+            code: "invalid_name",
+            detail: format!("a name is 1 to {MAX_NAME_CHARS} printable characters"),
+        });
+    }
+    Ok(Some(n))
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::BadRequest { code: "invalid_token", detail: "the link is invalid, expired or already used".into() }
+}

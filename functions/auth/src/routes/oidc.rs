@@ -1,0 +1,158 @@
+//! OpenID Connect login routes: the redirect to the provider and its callback (the
+//! provider protocol itself is in [`crate::oidc`]).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use shared::audit::AuditAction;
+use shared::auth::users::{self, User};
+use shared::error::{ApiError, Problem};
+use shared::http::{Json, Path, Query, RequestContext};
+use shared::services::Services;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::*;
+use crate::oidc;
+use crate::sessions::{self, TokenPair};
+
+/// This group's routes.
+pub(crate) fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(oidc_start)).routes(routes!(oidc_callback))
+}
+
+/// Options of an OpenID Connect login.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct OidcStartParams {
+    /// Passed to the provider to preselect an account.
+    pub login_hint: Option<String>,
+}
+
+/// Starts an OpenID Connect login: redirects to the provider (`google` and the other
+/// configured social providers, or `org-<org id>` for an organization's enterprise SSO).
+#[utoipa::path(get, path = "/auth/oidc/{provider}/start", tag = "auth",
+    params(("provider" = String, Path), OidcStartParams),
+    responses((status = 302, description = "To the provider's login page"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
+async fn oidc_start(
+    State(s): State<Services>,
+    Path(provider): Path<String>,
+    Query(p): Query<OidcStartParams>,
+) -> Result<Response, ApiError> {
+    own_auth(&s)?;
+    let provider = oidc::provider(&s, &provider).await?.ok_or(ApiError::NotFound)?;
+    let hint = p.login_hint.filter(|h| h.len() <= 254 && !h.chars().any(char::is_control));
+    let url = oidc::start(&s, &provider, hint.as_deref()).await?;
+    let location = axum::http::HeaderValue::from_str(&url).map_err(|e| ApiError::Unexpected(e.into()))?;
+    Ok((StatusCode::FOUND, [(axum::http::header::LOCATION, location)]).into_response())
+}
+
+/// What the provider sends back.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct OidcCallbackParams {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The state of `/start`.
+    pub state: Option<String>,
+    /// The provider's error code, when the login did not happen.
+    pub error: Option<String>,
+    /// The provider's explanation (not shown).
+    pub error_description: Option<String>,
+    /// The issuer (RFC 9207), checked when present.
+    pub iss: Option<String>,
+}
+
+/// The provider's redirect back: verifies the answer and signs the user in (creating them,
+/// or linking the identity to the user with that verified email), returning tokens.
+#[utoipa::path(get, path = "/auth/oidc/{provider}/callback", tag = "auth",
+    params(("provider" = String, Path), OidcCallbackParams),
+    responses((status = 200, body = TokenPair), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn oidc_callback(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Path(provider): Path<String>,
+    Query(q): Query<OidcCallbackParams>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let provider = oidc::provider(&s, &provider).await?.ok_or(ApiError::NotFound)?;
+    if let Some(error) = q.error {
+        let code: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+        return Err(ApiError::BadRequest { code: "provider_refused", detail: format!("the provider answered {code}") });
+    }
+    let (Some(code), Some(state)) = (q.code, q.state) else {
+        return Err(ApiError::BadRequest { code: "missing_code", detail: "code and state are required".into() });
+    };
+    if q.iss.as_deref().is_some_and(|iss| iss.trim_end_matches('/') != provider.issuer) {
+        tracing::warn!("OpenID Connect callback names another issuer");
+        return Err(ApiError::Unauthenticated);
+    }
+    let identity = oidc::finish(&s, &provider, &code, &state).await?;
+    if let (Some((_, sso)), Some(email)) = (&provider.org, &identity.email) {
+        oidc::check_domain(sso, email)?;
+    }
+    let user = sso_user(&s, &provider, &identity, &ctx).await?;
+    if let Some((org, sso)) = &provider.org {
+        oidc::join_jit(&s, *org, sso, user.id).await?;
+    }
+    let pair = sessions::start(&s, user.id, &ctx, false).await?;
+    let detail = json!({"method": "oidc", "provider": provider.name});
+    sessions::record(&s, user.id, AuditAction::UserLoggedIn, Some(pair.session_id.clone()), &ctx, detail).await?;
+    Ok(Json(pair))
+}
+
+/// The user an OpenID Connect identity signs in as.
+async fn sso_user(
+    s: &Services,
+    provider: &oidc::Provider,
+    identity: &oidc::Identity,
+    ctx: &RequestContext,
+) -> Result<User, ApiError> {
+    let store = s.store.as_ref();
+    if let Some(id) = oidc::linked_user(s, identity).await? {
+        return users::by_id(store, id).await.ok().flatten().ok_or(ApiError::Unauthenticated);
+    }
+    let Some(email) = &identity.email else {
+        return Err(ApiError::ForbiddenBecause {
+            code: "email_not_verified",
+            detail: "the provider did not vouch for an email address".into(),
+        });
+    };
+    if let Some((_, sso)) = &provider.org {
+        oidc::check_domain(sso, email)?;
+    }
+    let address = self::email(email)?;
+    let user = match users::by_email(store, &address).await? {
+        Some(existing) if existing.email_verified => existing,
+        Some(unverified) => {
+            // Someone registered this address without proving it; the provider just did. Their
+            // password and sessions go, so a squatter keeps nothing.
+            let (mut u, version) =
+                users::load_versioned(store, unverified.id).await?.ok_or(ApiError::Unauthenticated)?;
+            u.email_verified = true;
+            u.password_hash = String::new();
+            users::save(store, &u, version).await?;
+            sessions::revoke_all(s, u.id, None).await?;
+            u
+        }
+        None => {
+            let now = s.clock.now_ms();
+            let name = clean_name(identity.name.clone()).ok().flatten();
+            // No password: this user signs in through the provider (or sets one by reset).
+            let user = User::new(address.clone(), true, name, String::new(), now);
+            if !users::create(store, &user).await? {
+                return Err(ApiError::Conflict { code: "conflict", detail: "retry the login".into() });
+            }
+            let detail = json!({"method": "oidc", "provider": provider.name});
+            sessions::record(s, user.id, AuditAction::UserSignedUp, Some(user.id.to_string()), ctx, detail).await?;
+            user
+        }
+    };
+    oidc::link(s, identity, user.id).await?;
+    sessions::record(s, user.id, AuditAction::UserIdentityLinked, None, ctx, json!({"provider": provider.name}))
+        .await?;
+    Ok(user)
+}

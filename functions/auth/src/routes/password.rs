@@ -1,0 +1,154 @@
+//! Passwords: the emailed reset link and the signed-in change. A reset ends every session,
+//! a change every other one; both are emailed.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use shared::audit::AuditAction;
+use shared::auth::AuthUser;
+use shared::auth::password;
+use shared::auth::rate_limit::{self, RESET_PER_EMAIL, RESET_PER_IP};
+use shared::auth::users::{self, Purpose, User};
+use shared::error::{ApiError, Problem};
+use shared::http::{Json, RequestContext};
+use shared::id::UserId;
+use shared::jobs::{Job, enqueue};
+use shared::mail::templates::Email;
+use shared::secret::Secret;
+use shared::services::Services;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::*;
+use crate::sessions::{self};
+
+/// This group's routes.
+pub(crate) fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(password_forgot))
+        .routes(routes!(password_reset))
+        .routes(routes!(password_change))
+}
+
+/// An email address.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotRequest {
+    /// The account's email address.
+    pub email: String,
+}
+
+/// Sends a password reset link if the address has an account. Always 202.
+#[utoipa::path(post, path = "/auth/password/forgot", tag = "auth", request_body = ForgotRequest,
+    responses((status = 202, body = Accepted), (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn password_forgot(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<ForgotRequest>,
+) -> Result<Response, ApiError> {
+    own_auth(&s)?;
+    let address = email(&req.email)?;
+    let now = s.clock.now_ms();
+    rate_limit::take(s.store.as_ref(), RESET_PER_IP, &client_key(&ctx), now).await?;
+    if rate_limit::check(s.store.as_ref(), RESET_PER_EMAIL, address.as_str(), now).await.is_err() {
+        // Over the per-address limit: answer as usual, send nothing more.
+        return Ok(accepted());
+    }
+    rate_limit::hit(s.store.as_ref(), RESET_PER_EMAIL, address.as_str(), now).await?;
+    if let Some(user) = users::by_email(s.store.as_ref(), &address).await? {
+        let expires = s.clock.now_secs() + i64::from(RESET_TTL_MINUTES) * 60;
+        let token = users::issue_token(s.store.as_ref(), Purpose::ResetPassword, user.id, expires).await?;
+        let email =
+            Email::PasswordReset { link: link(&s, "/reset-password", &token), expires_in_minutes: RESET_TTL_MINUTES };
+        enqueue(&s, Job::SendEmail { to: user.email.clone(), email }).await?;
+        sessions::record(&s, user.id, AuditAction::PasswordResetRequested, None, &ctx, json!({})).await?;
+    }
+    Ok(accepted())
+}
+
+/// A reset token and the new password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The `token` parameter of the emailed link.
+    #[schema(value_type = String)]
+    pub token: Secret<String>,
+    /// The new password.
+    #[schema(value_type = String, format = Password)]
+    pub password: Secret<String>,
+}
+
+async fn set_password(s: &Services, user_id: UserId, new: &Secret<String>) -> Result<User, ApiError> {
+    let store = s.store.as_ref();
+    let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or(ApiError::NotFound)?;
+    strong(new, &user.email, s)?;
+    user.password_hash = password::hash(new).await?;
+    user.password_changed_at_ms = s.clock.now_ms();
+    // A reset proves control of the address.
+    user.email_verified = true;
+    users::save(store, &user, version).await?;
+    enqueue(s, Job::SendEmail { to: user.email.clone(), email: Email::PasswordChanged { name: user.name.clone() } })
+        .await?;
+    Ok(user)
+}
+
+/// Sets a new password with the token from the reset email; ends every session.
+#[utoipa::path(post, path = "/auth/password/reset", tag = "auth", request_body = ResetRequest,
+    responses((status = 204), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn password_reset(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<ResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    // Check the new password (against the user's own address too) before using up the
+    // token, so a weak one can be corrected with the same link.
+    let holder = users::peek_token(s.store.as_ref(), Purpose::ResetPassword, req.token.expose())
+        .await?
+        .ok_or_else(invalid_token)?;
+    let user = users::by_id(s.store.as_ref(), holder).await?.ok_or_else(invalid_token)?;
+    strong(&req.password, &user.email, &s)?;
+    let user_id = users::use_token(s.store.as_ref(), Purpose::ResetPassword, req.token.expose())
+        .await?
+        .ok_or_else(invalid_token)?;
+    set_password(&s, user_id, &req.password).await?;
+    let ended = sessions::revoke_all(&s, user_id, None).await?;
+    sessions::record(&s, user_id, AuditAction::PasswordReset, None, &ctx, json!({"sessions_ended": ended})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The current and the new password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRequest {
+    /// The current password.
+    #[schema(value_type = String, format = Password)]
+    pub current_password: Secret<String>,
+    /// The new password.
+    #[schema(value_type = String, format = Password)]
+    pub new_password: Secret<String>,
+}
+
+/// Changes the password; every other session ends.
+#[utoipa::path(post, path = "/auth/password/change", tag = "auth", request_body = ChangeRequest, security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn password_change(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Json(req): Json<ChangeRequest>,
+) -> Result<StatusCode, ApiError> {
+    let user = users::by_id(s.store.as_ref(), caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
+    if !password::verify(&req.current_password, &user.password_hash).await {
+        sessions::record(&s, user.id, AuditAction::PasswordChangeFailed, None, &ctx, json!({})).await?;
+        return Err(ApiError::Forbidden);
+    }
+    set_password(&s, user.id, &req.new_password).await?;
+    let ended = sessions::revoke_all(&s, user.id, Some(caller.session_id)).await?;
+    sessions::record(&s, user.id, AuditAction::PasswordChanged, None, &ctx, json!({"sessions_ended": ended})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

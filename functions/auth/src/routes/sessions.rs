@@ -1,0 +1,146 @@
+//! The caller's sessions: refresh token rotation, logout, listing and revoking.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::audit::AuditAction;
+use shared::auth::{AuthUser, session};
+use shared::error::{ApiError, Problem};
+use shared::http::{Json, Path, RequestContext};
+use shared::id::SessionId;
+use shared::secret::Secret;
+use shared::services::Services;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::*;
+use crate::sessions::{self, TokenPair};
+
+/// This group's routes.
+pub(crate) fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(logout_all))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+}
+
+/// A refresh token.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token of the last pair.
+    #[schema(value_type = String)]
+    pub refresh_token: Secret<String>,
+}
+
+/// Exchanges a refresh token for a new pair. A token works once; reusing one ends its session.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn refresh(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<RefreshRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    own_auth(&s)?;
+    Ok(Json(sessions::refresh(&s, req.refresh_token.expose(), &ctx).await?))
+}
+
+/// Ends this session.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn logout(State(s): State<Services>, ctx: RequestContext, caller: AuthUser) -> Result<StatusCode, ApiError> {
+    sessions::revoke(&s, caller.user_id, caller.session_id).await?;
+    sessions::record(
+        &s,
+        caller.user_id,
+        AuditAction::SessionLoggedOut,
+        Some(caller.session_id.to_string()),
+        &ctx,
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session of the caller, this one included.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn logout_all(State(s): State<Services>, ctx: RequestContext, caller: AuthUser) -> Result<StatusCode, ApiError> {
+    let ended = sessions::revoke_all(&s, caller.user_id, None).await?;
+    sessions::record(
+        &s,
+        caller.user_id,
+        AuditAction::SessionLoggedOutEverywhere,
+        None,
+        &ctx,
+        json!({"sessions": ended}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One session, as its owner sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    /// The session id.
+    pub id: String,
+    /// When it started (Unix ms).
+    pub created_at_ms: i64,
+    /// When it was last refreshed (Unix ms).
+    pub last_used_at_ms: i64,
+    /// Where it started.
+    pub ip: Option<String>,
+    /// With which client.
+    pub user_agent: Option<String>,
+    /// Whether it is the caller's own.
+    pub current: bool,
+}
+
+/// The caller's sessions.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Sessions {
+    /// Newest first.
+    pub sessions: Vec<SessionView>,
+}
+
+/// Lists the caller's sessions.
+#[utoipa::path(get, path = "/auth/sessions", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Sessions), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn list_sessions(State(s): State<Services>, caller: AuthUser) -> Result<Json<Sessions>, ApiError> {
+    let mut list = session::list(s.store.as_ref(), caller.user_id).await?;
+    list.sort_by_key(|s| std::cmp::Reverse(s.created_at_ms));
+    let sessions = list
+        .into_iter()
+        .map(|x| SessionView {
+            id: x.id.to_string(),
+            created_at_ms: x.created_at_ms,
+            last_used_at_ms: x.last_used_at_ms,
+            ip: x.ip,
+            user_agent: x.user_agent,
+            current: x.id == caller.session_id,
+        })
+        .collect();
+    Ok(Json(Sessions { sessions }))
+}
+
+/// Ends one of the caller's sessions.
+#[utoipa::path(delete, path = "/auth/sessions/{session_id}", tag = "auth", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "The session to end")),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn revoke_session(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    caller: AuthUser,
+    Path(session_id): Path<SessionId>,
+) -> Result<StatusCode, ApiError> {
+    // Keyed under the caller: another user's session id finds nothing.
+    if !sessions::revoke(&s, caller.user_id, session_id).await? {
+        return Err(ApiError::NotFound);
+    }
+    sessions::record(&s, caller.user_id, AuditAction::SessionRevoked, Some(session_id.to_string()), &ctx, json!({}))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

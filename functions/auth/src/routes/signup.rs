@@ -1,0 +1,111 @@
+//! Sign-up and email verification. Sign-up always answers 202 after the same work (a
+//! password hash), so answers never tell whether an address is registered.
+
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use shared::audit::AuditAction;
+use shared::auth::password;
+use shared::auth::rate_limit::{self, SIGNUP_PER_IP};
+use shared::auth::users::{self, Purpose, User};
+use shared::error::{ApiError, Problem};
+use shared::http::{Json, RequestContext};
+use shared::jobs::{Job, enqueue};
+use shared::mail::templates::Email;
+use shared::secret::Secret;
+use shared::services::Services;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::me::Me;
+use super::*;
+use crate::sessions::{self};
+
+/// This group's routes.
+pub(crate) fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(signup)).routes(routes!(verify_email))
+}
+
+/// The sign-up request.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    /// The email address; a verification link is sent there.
+    pub email: String,
+    /// At least 10 characters, not easy to guess.
+    #[schema(value_type = String, format = Password)]
+    pub password: Secret<String>,
+    /// A display name.
+    pub name: Option<String>,
+}
+
+/// Signs up with email and password. Always 202: a verification email is sent to a new
+/// address, or sent again to an unverified one; nothing tells whether it was registered.
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
+    responses((status = 202, body = Accepted), (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn signup(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<SignupRequest>,
+) -> Result<Response, ApiError> {
+    own_auth(&s)?;
+    let address = email(&req.email)?;
+    strong(&req.password, &address, &s)?;
+    let name = clean_name(req.name)?;
+    let now = s.clock.now_ms();
+    rate_limit::take(s.store.as_ref(), SIGNUP_PER_IP, &client_key(&ctx), now).await?;
+    // Hash first, always: the answer takes as long whether the address is new or not.
+    let hash = password::hash(&req.password).await?;
+    let user = User::new(address.clone(), false, name, hash, now);
+    let target = if users::create(s.store.as_ref(), &user).await? {
+        sessions::record(&s, user.id, AuditAction::UserSignedUp, Some(user.id.to_string()), &ctx, json!({})).await?;
+        Some(user)
+    } else {
+        // Taken: resend the link if it was never confirmed; otherwise say nothing.
+        users::by_email(s.store.as_ref(), &address).await?.filter(|u| !u.email_verified)
+    };
+    if let Some(u) = target {
+        send_verification(&s, &u).await?;
+    }
+    Ok(accepted())
+}
+
+async fn send_verification(s: &Services, user: &User) -> Result<(), ApiError> {
+    let expires = s.clock.now_secs() + i64::from(VERIFY_TTL_HOURS) * 3600;
+    let token = users::issue_token(s.store.as_ref(), Purpose::VerifyEmail, user.id, expires).await?;
+    let email = Email::VerifyEmail { link: link(s, "/verify-email", &token), expires_in_hours: VERIFY_TTL_HOURS };
+    enqueue(s, Job::SendEmail { to: user.email.clone(), email }).await?;
+    Ok(())
+}
+
+/// A token from an emailed link.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The `token` parameter of the link.
+    #[schema(value_type = String)]
+    pub token: Secret<String>,
+}
+
+/// Confirms an email address with the token from the verification email.
+#[utoipa::path(post, path = "/auth/verify-email", tag = "auth", request_body = TokenRequest,
+    responses((status = 200, body = Me), (status = 400, body = Problem, content_type = "application/problem+json")))]
+async fn verify_email(
+    State(s): State<Services>,
+    ctx: RequestContext,
+    Json(req): Json<TokenRequest>,
+) -> Result<Json<Me>, ApiError> {
+    let store = s.store.as_ref();
+    let user_id = users::use_token(store, Purpose::VerifyEmail, req.token.expose()).await?.ok_or_else(invalid_token)?;
+    let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or_else(invalid_token)?;
+    if !user.email_verified {
+        user.email_verified = true;
+        users::save(store, &user, version).await?;
+        sessions::record(&s, user.id, AuditAction::UserEmailVerified, None, &ctx, json!({})).await?;
+        enqueue(&s, Job::SendEmail { to: user.email.clone(), email: Email::Welcome { name: user.name.clone() } })
+            .await?;
+    }
+    Ok(Json(Me::from(&user)))
+}

@@ -1,0 +1,174 @@
+//! The audit vocabulary: every action Groundwork records, as `noun.verb`. This list is the
+//! catalogue a SOC 2 reviewer reads (CC6.1 logical access, CC6.2 user registration and
+//! removal, CC6.3 role changes, CC7.2 monitoring of security events): each variant says what
+//! happened, in which stream it is written and what `target` names.
+
+macro_rules! audit_actions {
+    ($($(#[doc = $doc:literal])+ $variant:ident => $name:literal,)+) => {
+        /// An audited action. Stored as its string form ([`AuditAction::as_str`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum AuditAction {
+            $($(#[doc = $doc])+ $variant,)+
+        }
+
+        impl AuditAction {
+            /// Every action, in catalogue order.
+            pub const ALL: &[Self] = &[$(Self::$variant,)+];
+
+            /// The stored name, `noun.verb`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+audit_actions! {
+    // The user's own stream (`user:<id>`).
+    /// A user signed up (with a password, or on first sign-in through a provider); target: the user.
+    UserSignedUp => "user.signed_up",
+    /// A user confirmed their email address.
+    UserEmailVerified => "user.email_verified",
+    /// A sign-in succeeded; target: the new session; detail: method, provider or second factor.
+    UserLoggedIn => "user.logged_in",
+    /// A sign-in failed for a known user; detail: which factor was wrong.
+    UserLoginFailed => "user.login_failed",
+    /// The password was right and a second factor is now asked for.
+    UserPasswordVerified => "user.password_verified",
+    /// The user changed their profile.
+    UserProfileUpdated => "user.profile_updated",
+    /// An identity at an OpenID Connect provider was linked to the user.
+    UserIdentityLinked => "user.identity_linked",
+    /// The user asked for an export of their data; target: the export.
+    UserExportRequested => "user.export_requested",
+    /// The user was erased (GDPR); detail: how many memberships went.
+    UserErased => "user.erased",
+    /// The user ended a session; target: the session.
+    SessionLoggedOut => "session.logged_out",
+    /// The user ended every session.
+    SessionLoggedOutEverywhere => "session.logged_out_everywhere",
+    /// The user revoked one session; target: the session.
+    SessionRevoked => "session.revoked",
+    /// A used refresh token was presented again: the session was revoked; target: the session.
+    SessionRefreshTokenReused => "session.refresh_token_reused",
+    /// A password reset link was requested.
+    PasswordResetRequested => "password.reset_requested",
+    /// The password was reset through an emailed link; every session ended.
+    PasswordReset => "password.reset",
+    /// The password was changed; every other session ended.
+    PasswordChanged => "password.changed",
+    /// A password change was refused (wrong current password).
+    PasswordChangeFailed => "password.change_failed",
+    /// TOTP two-factor authentication was enabled.
+    MfaEnabled => "mfa.enabled",
+    /// TOTP two-factor authentication was disabled.
+    MfaDisabled => "mfa.disabled",
+    /// Disabling two-factor authentication was refused.
+    MfaDisableFailed => "mfa.disable_failed",
+
+    // An account's stream (`account:<id>`).
+    /// The account was created.
+    AccountCreated => "account.created",
+    /// Its name or settings changed.
+    AccountUpdated => "account.updated",
+    /// It was soft-deleted.
+    AccountDeleted => "account.deleted",
+    /// It was restored within the retention window.
+    AccountRestored => "account.restored",
+    /// Ownership passed to another member; target: the new owner.
+    AccountOwnershipTransferred => "account.ownership_transferred",
+    /// An export of the account's data was asked for; target: the export.
+    AccountExportRequested => "account.export_requested",
+    /// The account joined an organization; target: the organization.
+    AccountAttachedToOrganization => "account.attached_to_organization",
+    /// The account left its organization; target: the organization.
+    AccountDetachedFromOrganization => "account.detached_from_organization",
+    /// A member's role changed; target: the member.
+    MemberRoleChanged => "member.role_changed",
+    /// A member was removed; target: the member.
+    MemberRemoved => "member.removed",
+    /// A member left.
+    MemberLeft => "member.left",
+    /// A member was erased with their user; target: the member.
+    MemberErased => "member.erased",
+    /// A user joined through enterprise SSO (just-in-time membership); target: the user.
+    MemberJoinedViaSso => "member.joined_via_sso",
+    /// Someone was invited; target: the invitation.
+    InvitationCreated => "invitation.created",
+    /// An invitation was sent again with a new link; target: the invitation.
+    InvitationResent => "invitation.resent",
+    /// An invitation was revoked; target: the invitation.
+    InvitationRevoked => "invitation.revoked",
+    /// An invitation was accepted; target: the invitation.
+    InvitationAccepted => "invitation.accepted",
+    /// An API key was created; target: the key.
+    ApiKeyCreated => "api_key.created",
+    /// An API key was revoked; target: the key.
+    ApiKeyRevoked => "api_key.revoked",
+    /// A Checkout session was started.
+    BillingCheckoutStarted => "billing.checkout_started",
+    /// The plan changed at once (an upgrade).
+    BillingPlanChanged => "billing.plan_changed",
+    /// A downgrade was scheduled for the period end.
+    BillingDowngradeScheduled => "billing.downgrade_scheduled",
+    /// The subscription was set to end at the period end.
+    BillingCancelScheduled => "billing.cancel_scheduled",
+    /// A scheduled cancellation was withdrawn.
+    BillingResumed => "billing.resumed",
+    /// The entitlements derived from Stripe's state changed; detail: from, to, status.
+    BillingEntitlementsChanged => "billing.entitlements_changed",
+    /// The subscription of a deleted account was cancelled at the period end.
+    BillingCancelledWithAccount => "billing.cancelled_with_account",
+    /// A feature flag was overridden for the account (operators); target: the flag.
+    FlagOverrideSet => "flag.override_set",
+    /// A flag override was removed (operators); target: the flag.
+    FlagOverrideRemoved => "flag.override_removed",
+
+    // An organization's stream (`org:<id>`).
+    /// An organization was created.
+    OrganizationCreated => "organization.created",
+    /// An account joined it.
+    OrganizationAccountAttached => "organization.account_attached",
+    /// An account left it.
+    OrganizationAccountDetached => "organization.account_detached",
+    /// An organization admin was added.
+    OrganizationAdminAdded => "organization.admin_added",
+    /// An organization admin was removed.
+    OrganizationAdminRemoved => "organization.admin_removed",
+    /// Its SSO settings changed; detail: issuer and client id (never the secret).
+    OrganizationSsoConfigured => "organization.sso_configured",
+
+    // The operators' stream (`ops`).
+    /// A flag definition was created or changed; target: the flag.
+    FlagChanged => "flag.changed",
+    /// A flag definition was deleted; target: the flag.
+    FlagDeleted => "flag.deleted",
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuditAction;
+
+    #[test]
+    fn names_are_unique_and_noun_dot_verb() {
+        let mut seen = std::collections::BTreeSet::new();
+        for a in AuditAction::ALL {
+            let name = a.as_str();
+            assert!(seen.insert(name), "{name} twice");
+            let (noun, verb) = name.split_once('.').expect("noun.verb");
+            assert!(
+                !noun.is_empty()
+                    && !verb.is_empty()
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+            );
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The user record, the one shape every function reads and writes a user through, and the
+//! single-use tokens of emailed links.
+//!
+//! Items (see [`crate::keys`]): the user at `USER#<id>` / `USER`; the owner of an address at
+//! `EMAIL#<email>` / `EMAIL`, created with the user in one transaction, so an address belongs
+//! to one user at most; single-use tokens at `TOKEN#<sha256>` / `TOKEN`, stored hashed,
+//! expiring, deleted when used. An erased user's record is a tombstone holding only its id
+//! and `erased_at_ms` (the pseudonym audit entries refer to): every read here treats it as
+//! no user.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{hash_secret, random_secret};
+use crate::id::UserId;
+use crate::keys;
+use crate::mail::EmailAddress;
+use crate::store::{Condition, Delete, Item, Put, Store, StoreError, TxOp};
+
+/// A user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The id.
+    pub id: UserId,
+    /// The email address, unique (a `.invalid` placeholder for an external subject without one).
+    pub email: EmailAddress,
+    /// Whether the address was confirmed.
+    pub email_verified: bool,
+    /// A display name.
+    pub name: Option<String>,
+    /// The argon2id PHC string; empty for users who sign in only through a provider.
+    pub password_hash: String,
+    /// When the user was created (Unix ms).
+    pub created_at_ms: i64,
+    /// When the password last changed (Unix ms).
+    pub password_changed_at_ms: i64,
+    /// Two-factor authentication, once enabled.
+    #[serde(default)]
+    pub mfa: Option<Mfa>,
+    /// A TOTP secret (base32) enrolled but not yet confirmed with a first code.
+    #[serde(default)]
+    pub mfa_pending: Option<String>,
+    /// Rent-auth mode: the external issuer this user was first seen from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_issuer: Option<String>,
+}
+
+impl User {
+    /// A new user with a fresh id, created at `now_ms`, with no second factor.
+    pub fn new(
+        email: EmailAddress,
+        email_verified: bool,
+        name: Option<String>,
+        password_hash: String,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            id: UserId::new(),
+            email,
+            email_verified,
+            name,
+            password_hash,
+            created_at_ms: now_ms,
+            password_changed_at_ms: now_ms,
+            mfa: None,
+            mfa_pending: None,
+            external_issuer: None,
+        }
+    }
+}
+
+/// A user's enabled second factor (TOTP, RFC 6238, with recovery codes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mfa {
+    /// The TOTP secret, base32.
+    pub secret: String,
+    /// When it was enabled (Unix ms).
+    pub enabled_at_ms: i64,
+    /// The last TOTP step accepted (codes of this step or earlier are refused).
+    pub last_step: u64,
+    /// SHA-256 hashes of the unused recovery codes.
+    pub recovery_hashes: Vec<String>,
+}
+
+fn is_tombstone(item: &Item) -> bool {
+    item.data.contains_key("erased_at_ms")
+}
+
+/// The user with this address, if any.
+///
+/// # Errors
+/// When the store fails.
+pub async fn by_email(store: &dyn Store, email: &EmailAddress) -> Result<Option<User>, StoreError> {
+    let Some(owner) = store.get(&keys::email_owner(email)).await? else { return Ok(None) };
+    let Some(id) = owner.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()) else {
+        return Err(StoreError::Corrupt(format!("email index of {email} has no user id")));
+    };
+    by_id(store, id).await
+}
+
+/// The user `id`, if any (an erased user is none).
+///
+/// # Errors
+/// When the store fails.
+pub async fn by_id(store: &dyn Store, id: UserId) -> Result<Option<User>, StoreError> {
+    Ok(load_versioned(store, id).await?.map(|(u, _)| u))
+}
+
+/// The user `id` read for a change: the record, and the version to save it against.
+///
+/// # Errors
+/// When the store fails or the record is corrupt.
+pub async fn load_versioned(store: &dyn Store, id: UserId) -> Result<Option<(User, u64)>, StoreError> {
+    match store.get(&keys::user(id)).await? {
+        Some(item) if !is_tombstone(&item) => Ok(Some((item.record()?, item.version))),
+        _ => Ok(None),
+    }
+}
+
+/// The writes that create `user` and claim its address, each failing if taken.
+///
+/// # Errors
+/// When the record does not serialise.
+pub fn create_ops(user: &User) -> Result<Vec<TxOp>, StoreError> {
+    let owner = Item::new(keys::email_owner(&user.email)).with("user_id", user.id.to_string());
+    Ok(vec![
+        TxOp::Put(Put::new(Item::from_record(keys::user(user.id), user)?).if_not_exists()),
+        TxOp::Put(Put::new(owner).if_not_exists()),
+    ])
+}
+
+/// Creates `user`; `Ok(false)` if the address is taken.
+///
+/// # Errors
+/// When the store fails.
+pub async fn create(store: &dyn Store, user: &User) -> Result<bool, StoreError> {
+    match store.transact(create_ops(user)?).await {
+        Ok(()) => Ok(true),
+        Err(StoreError::TransactionCanceled { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Saves a changed user, failing if it changed since it was read.
+///
+/// # Errors
+/// [`StoreError::ConditionFailed`] on a concurrent change; store failures.
+pub async fn save(store: &dyn Store, user: &User, read_version: u64) -> Result<(), StoreError> {
+    let mut item = Item::from_record(keys::user(user.id), user)?;
+    item.version = read_version;
+    store.put(Put::new(item).if_unchanged()).await.map(|_| ())
+}
+
+/// The write that replaces the user read at `read_version` by its tombstone (erasure).
+pub fn tombstone_op(id: UserId, read_version: u64, now_ms: i64) -> TxOp {
+    let mut tombstone = Item::new(keys::user(id)).with("id", id.to_string()).with("erased_at_ms", now_ms);
+    tombstone.version = read_version;
+    TxOp::Put(Put::new(tombstone).if_unchanged())
+}
+
+/// What a single-use token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Confirms an email address.
+    VerifyEmail,
+    /// Sets a new password.
+    ResetPassword,
+    /// Completes a login with a second factor.
+    MfaChallenge,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+            Self::MfaChallenge => "mfa_challenge",
+        }
+    }
+}
+
+/// The longest token accepted from a client; anything longer is no token of ours.
+const MAX_TOKEN_CHARS: usize = 200;
+
+/// Issues a single-use token for `user` valid until `expires_at_secs`; returns the token.
+///
+/// # Errors
+/// When the store fails or the system has no randomness.
+pub async fn issue_token(
+    store: &dyn Store,
+    purpose: Purpose,
+    user: UserId,
+    expires_at_secs: i64,
+) -> Result<String, crate::error::ApiError> {
+    let token = random_secret()?;
+    let item = Item::new(keys::link_token(&hash_secret(&token)))
+        .with("purpose", purpose.as_str())
+        .with("user_id", user.to_string())
+        .expiring_at(expires_at_secs);
+    store.put(Put::new(item).if_not_exists()).await?;
+    Ok(token)
+}
+
+/// The user of a live token, without using it up (an MFA challenge survives wrong codes).
+///
+/// # Errors
+/// When the store fails.
+pub async fn peek_token(store: &dyn Store, purpose: Purpose, token: &str) -> Result<Option<UserId>, StoreError> {
+    if token.is_empty() || token.len() > MAX_TOKEN_CHARS {
+        return Ok(None);
+    }
+    let Some(item) = store.get(&keys::link_token(&hash_secret(token))).await? else { return Ok(None) };
+    if item.data.get("purpose").and_then(|v| v.as_str()) != Some(purpose.as_str()) {
+        return Ok(None);
+    }
+    Ok(item.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()))
+}
+
+/// Uses a token: deletes it if it exists, has not expired and is for `purpose`; returns
+/// its user. A token works once, however many requests race for it.
+///
+/// # Errors
+/// When the store fails.
+pub async fn use_token(store: &dyn Store, purpose: Purpose, token: &str) -> Result<Option<UserId>, StoreError> {
+    if token.is_empty() || token.len() > MAX_TOKEN_CHARS {
+        return Ok(None);
+    }
+    let delete = Delete::new(keys::link_token(&hash_secret(token)))
+        .when(Condition::Equals("purpose".into(), json!(purpose.as_str())));
+    match store.delete(delete).await {
+        Ok(Some(item)) => Ok(item.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())),
+        Ok(None) | Err(StoreError::ConditionFailed) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,353 @@
+//! The key chart of the single table: every partition key, sort key and index key any
+//! function writes is built here, by one constructor each, so an item's shape is decided in
+//! one place. Other modules name items through these functions, never by formatting keys.
+//!
+//! `<sha256>` is the hex SHA-256 of a secret ([`crate::auth::hash_secret`]); timestamps in
+//! sort keys are zero-padded to 13 digits (milliseconds), so they sort as numbers.
+//!
+//! | item | pk | sk | gsi1 (pk / sk) | gsi2 | owner | expiry |
+//! |---|---|---|---|---|---|---|
+//! | user | `USER#<user>` | `USER` | | purge | auth | |
+//! | address owner | `EMAIL#<email>` | `EMAIL` | | | auth | |
+//! | single-use link token | `TOKEN#<sha256>` | `TOKEN` | | | auth | 1 h / 24 h / 5 min |
+//! | session | `USER#<user>` | `SESSION#<session>` | | | auth | refresh TTL |
+//! | refresh token | `REFRESH#<sha256>` | `REFRESH` | | | auth | refresh TTL |
+//! | OIDC flow state | `OIDC#<sha256 of state>` | `STATE` | | | auth | 10 min |
+//! | linked identity | `IDENTITY#<sha256 of issuer>#<subject>` | `IDENTITY` | `IDENTITIES#<user>` / identity pk | | auth | |
+//! | external subject | `EXTERNAL#<sha256 of issuer>#<subject>` | `USER` | | | auth (rent-auth) | |
+//! | attempt counter | `RATE#<limit>#<digest>` | `<window start ms>` | | | auth | window end |
+//! | account | `ACCOUNT#<account>` | `ACCOUNT` | | purge (whole partition) | tenancy | |
+//! | membership | `ACCOUNT#<account>` | `MEMBER#<user>` | `MEMBERSHIPS#<user>` / `<account>` | purge | tenancy | |
+//! | invitation | `ACCOUNT#<account>` | `INVITE#<invitation>` | | | tenancy | 7 days |
+//! | invitation token | `INVITATION#<sha256>` | `TOKEN` | | | tenancy | 7 days |
+//! | API key | `ACCOUNT#<account>` | `APIKEY#<key>` | `APIKEY#<key>` / `APIKEY` | | tenancy | |
+//! | tenant item | `ACCOUNT#<account>` | `<KIND>#<id>` | | purge | product functions | |
+//! | flag override | `ACCOUNT#<account>` | `FLAG#<flag>` | | | platform | |
+//! | billing state | `ACCOUNT#<account>` | `BILLING` | | | billing | |
+//! | organization | `ORG#<org>` | `ORG` | | | tenancy | |
+//! | organization's account | `ORG#<org>` | `ACCOUNT#<account>` | | | tenancy | |
+//! | Stripe customer | `STRIPE_CUSTOMER#<customer>` | `ACCOUNT` | | | billing | |
+//! | billed account | `BILLING#CUSTOMERS` | `<account>` | | | billing | |
+//! | pending cancellation | `BILLING#PENDING_CANCELLATION` | `<account>` | | | billing | |
+//! | one-time billing effect | `BILLING_EFFECT#<effect>` | `EFFECT` | | | billing | |
+//! | Stripe event ledger | `STRIPE_EVENT#<event>` | `EVENT` | `STRIPE_EVENTS#failed` / `<event>` when failed | | billing | |
+//! | flag definition | `FLAGS` | `FLAG#<flag>` | | | platform | |
+//! | data export | `EXPORT#<export>` | `EXPORT` | | | worker | 7 days |
+//! | audit head | `AUDIT#<stream>` | `HEAD` | | | audit | |
+//! | audit entry | `AUDIT#<stream>` | `E#<seq, 12 digits>` | | | audit | |
+//! | job state | `JOB#<job>` | `STATE` | `JOBS#dead` / `<updated ms>#<job>` when dead | | jobs | 7 days |
+//! | job idempotency | `IDEMPOTENCY#<key>` | `RECORD` | | | jobs | lease, then 7 days |
+//! | suppression | `SUPPRESSION#<email>` | `SUPPRESSION` | | | mail | |
+//!
+//! gsi2 is reserved for the soft-delete purge index: partition `PURGE`, sort key
+//! `<purge after ms>#<pk>#<sk>` ([`purge_index`]).
+
+use std::fmt::Display;
+
+use crate::id::{AccountId, OrgId, SessionId, UserId};
+use crate::store::Key;
+
+// Users and sign-in (auth).
+
+/// The partition of a user: the user record and their sessions.
+pub fn user_partition(user: UserId) -> String {
+    format!("USER#{user}")
+}
+
+/// A user's record.
+pub fn user(user: UserId) -> Key {
+    Key::new(user_partition(user), "USER")
+}
+
+/// The owner record of an email address (uniqueness of addresses).
+pub fn email_owner(email: impl Display) -> Key {
+    Key::new(format!("EMAIL#{email}"), "EMAIL")
+}
+
+/// A single-use link token (verification, reset, MFA challenge), by its hash.
+pub fn link_token(token_hash: &str) -> Key {
+    Key::new(format!("TOKEN#{token_hash}"), "TOKEN")
+}
+
+/// The sort-key prefix of a user's sessions.
+pub const SESSION_PREFIX: &str = "SESSION#";
+
+/// A session of a user.
+pub fn session(user: UserId, session: SessionId) -> Key {
+    Key::new(user_partition(user), format!("{SESSION_PREFIX}{session}"))
+}
+
+/// A refresh token, by its hash.
+pub fn refresh_token(token_hash: &str) -> Key {
+    Key::new(format!("REFRESH#{token_hash}"), "REFRESH")
+}
+
+/// The state of an OpenID Connect login in flight, by the hash of its `state`.
+pub fn oidc_state(state_hash: &str) -> Key {
+    Key::new(format!("OIDC#{state_hash}"), "STATE")
+}
+
+/// An identity at an OpenID Connect provider linked to a user.
+pub fn identity(issuer_hash: &str, subject: &str) -> Key {
+    Key::new(format!("IDENTITY#{issuer_hash}#{subject}"), "IDENTITY")
+}
+
+/// The gsi1 partition listing a user's linked identities.
+pub fn identities_of(user: UserId) -> String {
+    format!("IDENTITIES#{user}")
+}
+
+/// The gsi1 entry of a linked identity.
+pub fn identity_index(user: UserId, identity: &Key) -> Key {
+    Key::new(identities_of(user), identity.pk.clone())
+}
+
+/// The user an external issuer's subject maps to (rent-auth mode).
+pub fn external_subject(issuer_hash: &str, subject: &str) -> Key {
+    Key::new(format!("EXTERNAL#{issuer_hash}#{subject}"), "USER")
+}
+
+/// An attempt counter of `limit` for one subject (digest) in the window starting at
+/// `window_start_ms`.
+pub fn rate_window(limit: &str, subject_digest: &str, window_start_ms: i64) -> Key {
+    Key::new(format!("RATE#{limit}#{subject_digest}"), format!("{window_start_ms:013}"))
+}
+
+// Tenancy.
+
+/// The partition of everything an account owns.
+pub fn account_partition(account: AccountId) -> String {
+    format!("ACCOUNT#{account}")
+}
+
+/// An account's record.
+pub fn account(account: AccountId) -> Key {
+    Key::new(account_partition(account), "ACCOUNT")
+}
+
+/// The sort-key prefix of an account's memberships.
+pub const MEMBER_PREFIX: &str = "MEMBER#";
+
+/// A membership.
+pub fn membership(account: AccountId, user: UserId) -> Key {
+    Key::new(account_partition(account), format!("{MEMBER_PREFIX}{user}"))
+}
+
+/// The gsi1 partition listing a user's memberships.
+pub fn memberships_of(user: UserId) -> String {
+    format!("MEMBERSHIPS#{user}")
+}
+
+/// The gsi1 entry of a membership.
+pub fn membership_index(account: AccountId, user: UserId) -> Key {
+    Key::new(memberships_of(user), account.to_string())
+}
+
+/// The sort-key prefix of an account's invitations.
+pub const INVITATION_PREFIX: &str = "INVITE#";
+
+/// An invitation.
+pub fn invitation(account: AccountId, invitation: impl Display) -> Key {
+    Key::new(account_partition(account), format!("{INVITATION_PREFIX}{invitation}"))
+}
+
+/// An invitation's token, by its hash.
+pub fn invitation_token(token_hash: &str) -> Key {
+    Key::new(format!("INVITATION#{token_hash}"), "TOKEN")
+}
+
+/// The sort-key prefix of an account's API keys.
+pub const API_KEY_PREFIX: &str = "APIKEY#";
+
+/// An API key of an account.
+pub fn api_key(account: AccountId, key: impl Display) -> Key {
+    Key::new(account_partition(account), format!("{API_KEY_PREFIX}{key}"))
+}
+
+/// The gsi1 partition that finds an API key by its id.
+pub fn api_key_lookup(key: impl Display) -> String {
+    format!("{API_KEY_PREFIX}{key}")
+}
+
+/// The gsi1 entry of an API key.
+pub fn api_key_index(key: impl Display) -> Key {
+    Key::new(api_key_lookup(key), "APIKEY")
+}
+
+/// One of an account's items of `kind` (`ACCOUNT#<account>` / `<kind>#<id>`).
+pub fn tenant_item(account: AccountId, kind: &str, id: &str) -> Key {
+    Key::new(account_partition(account), format!("{kind}#{id}"))
+}
+
+/// The sort-key prefix of an account's items of `kind`.
+pub fn tenant_kind_prefix(kind: &str) -> String {
+    format!("{kind}#")
+}
+
+/// The partition of an organization.
+pub fn org_partition(org: OrgId) -> String {
+    format!("ORG#{org}")
+}
+
+/// An organization's record.
+pub fn organization(org: OrgId) -> Key {
+    Key::new(org_partition(org), "ORG")
+}
+
+/// The sort-key prefix of an organization's accounts.
+pub const ORG_ACCOUNT_PREFIX: &str = "ACCOUNT#";
+
+/// The link of an account to its organization.
+pub fn org_account(org: OrgId, account: AccountId) -> Key {
+    Key::new(org_partition(org), format!("{ORG_ACCOUNT_PREFIX}{account}"))
+}
+
+// Feature flags.
+
+/// The partition of every flag definition.
+pub const FLAGS_PARTITION: &str = "FLAGS";
+
+/// The sort-key prefix of flags, in [`FLAGS_PARTITION`] and in an account's partition.
+pub const FLAG_PREFIX: &str = "FLAG#";
+
+/// A flag's definition.
+pub fn flag(key: &str) -> Key {
+    Key::new(FLAGS_PARTITION, format!("{FLAG_PREFIX}{key}"))
+}
+
+/// An account's override of a flag.
+pub fn flag_override(account: AccountId, key: &str) -> Key {
+    Key::new(account_partition(account), format!("{FLAG_PREFIX}{key}"))
+}
+
+// Billing.
+
+/// An account's billing state.
+pub fn billing_state(account: AccountId) -> Key {
+    Key::new(account_partition(account), "BILLING")
+}
+
+/// The account a Stripe customer belongs to.
+pub fn stripe_customer(customer: &str) -> Key {
+    Key::new(format!("STRIPE_CUSTOMER#{customer}"), "ACCOUNT")
+}
+
+/// The partition listing every account with a Stripe customer (for reconciliation).
+pub const BILLED_ACCOUNTS: &str = "BILLING#CUSTOMERS";
+
+/// An account's entry in [`BILLED_ACCOUNTS`].
+pub fn billed_account(account: AccountId) -> Key {
+    Key::new(BILLED_ACCOUNTS, account.to_string())
+}
+
+/// The partition of deleted accounts whose subscription awaits cancellation.
+pub const PENDING_CANCELLATIONS: &str = "BILLING#PENDING_CANCELLATION";
+
+/// An account's entry in [`PENDING_CANCELLATIONS`].
+pub fn pending_cancellation(account: AccountId) -> Key {
+    Key::new(PENDING_CANCELLATIONS, account.to_string())
+}
+
+/// The marker claiming a one-time billing side effect (an email), once.
+pub fn billing_effect(effect: &str) -> Key {
+    Key::new(format!("BILLING_EFFECT#{effect}"), "EFFECT")
+}
+
+/// A Stripe event's ledger entry.
+pub fn stripe_event(event: &str) -> Key {
+    Key::new(format!("STRIPE_EVENT#{event}"), "EVENT")
+}
+
+/// The gsi1 partition of ledger events that failed.
+pub const FAILED_STRIPE_EVENTS: &str = "STRIPE_EVENTS#failed";
+
+/// The gsi1 entry of a failed ledger event.
+pub fn failed_stripe_event(event: &str) -> Key {
+    Key::new(FAILED_STRIPE_EVENTS, event)
+}
+
+// Exports, audit, jobs, mail.
+
+/// A data export's record.
+pub fn export(export: impl Display) -> Key {
+    Key::new(format!("EXPORT#{export}"), "EXPORT")
+}
+
+/// The partition of an audit stream.
+pub fn audit_partition(stream: impl Display) -> String {
+    format!("AUDIT#{stream}")
+}
+
+/// The head of an audit stream (its last sequence number and hash).
+pub fn audit_head(stream: impl Display) -> Key {
+    Key::new(audit_partition(stream), "HEAD")
+}
+
+/// The sort-key prefix of audit entries.
+pub const AUDIT_ENTRY_PREFIX: &str = "E#";
+
+/// An audit entry.
+pub fn audit_entry(stream: impl Display, seq: u64) -> Key {
+    Key::new(audit_partition(stream), format!("{AUDIT_ENTRY_PREFIX}{seq:012}"))
+}
+
+/// A job's operator-visible state.
+pub fn job_state(job: &str) -> Key {
+    Key::new(format!("JOB#{job}"), "STATE")
+}
+
+/// The gsi1 partition of dead-lettered jobs.
+pub const DEAD_JOBS: &str = "JOBS#dead";
+
+/// The gsi1 entry of a dead job, newest last.
+pub fn dead_job(updated_at_ms: i64, job: &str) -> Key {
+    Key::new(DEAD_JOBS, format!("{updated_at_ms:013}#{job}"))
+}
+
+/// The idempotency record (lease, then completion) of a job key.
+pub fn job_idempotency(key: &str) -> Key {
+    Key::new(format!("IDEMPOTENCY#{key}"), "RECORD")
+}
+
+/// An address on the suppression list.
+pub fn suppression(email: impl Display) -> Key {
+    Key::new(format!("SUPPRESSION#{email}"), "SUPPRESSION")
+}
+
+// Soft delete.
+
+/// The gsi2 partition holding every soft-deleted item.
+pub const PURGE_PARTITION: &str = "PURGE";
+
+/// The gsi2 entry of a soft-deleted item, sorted by when it is purged.
+pub fn purge_index(purge_after_ms: i64, item: &Key) -> Key {
+    Key::new(PURGE_PARTITION, format!("{purge_after_ms:013}#{}#{}", item.pk, item.sk))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_keys_with_numbers_sort_as_numbers() {
+        assert!(audit_entry("s", 9).sk < audit_entry("s", 10).sk);
+        assert!(dead_job(999, "a").sk < dead_job(1_000, "a").sk);
+        assert!(rate_window("l", "d", 5).sk < rate_window("l", "d", 40).sk);
+    }
+
+    #[test]
+    fn tenant_items_stay_in_their_account() {
+        let a = AccountId::new();
+        for key in [
+            account(a),
+            membership(a, UserId::new()),
+            invitation(a, "i"),
+            api_key(a, "k"),
+            tenant_item(a, "PROJECT", "p"),
+            flag_override(a, "f"),
+            billing_state(a),
+        ] {
+            assert_eq!(key.pk, account_partition(a));
+        }
+    }
+}

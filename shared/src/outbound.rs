@@ -1,0 +1,47 @@
+//! Outbound HTTP: the one builder every client that calls out of Groundwork is made with
+//! (OpenID Connect providers, JWKS, Stripe). Its clients never follow a redirect (a URL an
+//! administrator configures must not be bounced to an internal address, and a redirected
+//! request would carry credentials to a host nobody chose), give up after a bounded time, and
+//! are built with rustls. Building one fails loudly: there is no silent fallback to a default
+//! client without these settings.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+/// How long a connection may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A client whose requests take at most `timeout` each, following no redirect.
+///
+/// # Errors
+/// When the TLS backend cannot be initialised.
+pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .user_agent(concat!("groundwork/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building an outbound HTTP client")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+            let answer = "HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 0\r\n\r\n";
+            tokio::io::AsyncWriteExt::write_all(&mut socket, answer.as_bytes()).await.unwrap();
+        });
+        let res = client(Duration::from_secs(2)).unwrap().get(format!("http://{addr}/")).send().await.unwrap();
+        assert_eq!(res.status(), 302, "the redirect is answered, not followed");
+    }
+}

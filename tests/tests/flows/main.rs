@@ -1,0 +1,15 @@
+//! Cross-function flows through the whole local stack (and the loopback peers the test
+//! command starts): one test binary, so the stack is linked once.
+
+mod auth_flows;
+mod auth_keys;
+mod billing;
+mod billing_seats;
+mod email;
+mod exports_s3;
+mod flags;
+mod jobs;
+mod oidc;
+mod rent_auth;
+mod template_routes;
+mod tenancy;

@@ -1,0 +1,90 @@
+//! No password, token, code or secret appears in any log line: a whole auth journey runs
+//! with every log line (debug level, every target) captured, and the capture is searched for
+//! each secret the journey handled.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use testkit::app::TestApp;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    let capture = Capture::default();
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(capture.clone())
+        .init();
+
+    let app = TestApp::spawn(&[]).await;
+    let password = "violet-anchor-trombone-47";
+    let new_password = "copper-lantern-meadow-81";
+    let mut secrets = vec![password.to_owned(), new_password.to_owned()];
+
+    app.call("POST", "/auth/signup", None, Some(json!({"email": "ada@example.com", "password": password}))).await;
+    let verify = app.token_from_email("ada@example.com", "Confirm your email address").await;
+    secrets.push(verify.clone());
+    app.call("POST", "/auth/verify-email", None, Some(json!({"token": verify}))).await;
+    // A failed login with a password-like typo.
+    app.call(
+        "POST",
+        "/auth/login",
+        None,
+        Some(json!({"email": "ada@example.com", "password": "violet-anchor-trombone-48"})),
+    )
+    .await;
+    secrets.push("violet-anchor-trombone-48".into());
+    let (_, pair) =
+        app.call("POST", "/auth/login", None, Some(json!({"email": "ada@example.com", "password": password}))).await;
+    let (_, pair2) =
+        app.call("POST", "/auth/refresh", None, Some(json!({"refresh_token": pair["refresh_token"]}))).await;
+    for p in [&pair, &pair2] {
+        secrets.push(p["access_token"].as_str().unwrap().to_owned());
+        secrets.push(p["refresh_token"].as_str().unwrap().to_owned());
+    }
+    // A rejected body holding a password.
+    app.call(
+        "POST",
+        "/auth/signup",
+        None,
+        Some(json!({"email": "x@example.com", "password": 12345, "extra": password})),
+    )
+    .await;
+    app.call("POST", "/auth/password/forgot", None, Some(json!({"email": "ada@example.com"}))).await;
+    let reset = app.token_from_email("ada@example.com", "Reset your").await;
+    secrets.push(reset.clone());
+    app.call("POST", "/auth/password/reset", None, Some(json!({"token": reset, "password": new_password}))).await;
+    app.stack.stop().await;
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.lines().count() > 20, "the journey was logged: {} lines", logs.lines().count());
+    assert!(logs.contains("request completed"));
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret reached the logs: {}…", &secret[..8.min(secret.len())]);
+    }
+    // The signing key and hashes never show either.
+    assert!(!logs.contains("BEGIN PRIVATE KEY"));
+    assert!(!logs.contains("$argon2id$"));
+}
