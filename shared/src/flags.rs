@@ -204,11 +204,11 @@ pub async fn read_definitions(store: &dyn Store) -> Result<Vec<Flag>, StoreError
 /// Every flag's value for `account`: what any function gates on, and what the frontend gets.
 ///
 /// # Errors
-/// When the store fails or the plan catalogue does not load.
+/// When the store fails.
 pub async fn for_account(
     services: &crate::services::Services,
     account: AccountId,
-) -> anyhow::Result<BTreeMap<String, Evaluation>> {
+) -> Result<BTreeMap<String, Evaluation>, StoreError> {
     let flags = services.flag_cache.definitions(services.store.as_ref(), services.clock.as_ref()).await?;
     let plan = crate::billing::entitlements(services, account).await?.plan;
     let overrides = services
@@ -226,7 +226,7 @@ pub async fn for_account(
 ///
 /// # Errors
 /// As [`for_account`].
-pub async fn enabled(services: &crate::services::Services, account: AccountId, key: &str) -> anyhow::Result<bool> {
+pub async fn enabled(services: &crate::services::Services, account: AccountId, key: &str) -> Result<bool, StoreError> {
     Ok(for_account(services, account).await?.get(key).is_some_and(|e| e.enabled))
 }
 

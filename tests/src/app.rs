@@ -47,6 +47,30 @@ impl TestApp {
         Self { base, client: reqwest::Client::new(), stack, dir }
     }
 
+    /// Waits until every queue of the stack is empty: each job queued so far has run (or
+    /// been dead-lettered), and whatever it queued in turn too.
+    ///
+    /// # Panics
+    /// If the queues are not empty within [`crate::EVENTUALLY`].
+    pub async fn drain(&self) {
+        let config = self.stack.services.config.as_ref();
+        let db = shared::queue::embedded::QueueDb::open(
+            &config.data_dir.join(shared::services::EMBEDDED_DB_FILE),
+            std::sync::Arc::clone(&self.stack.services.clock),
+        )
+        .expect("the embedded queues open");
+        crate::eventually("every queue to drain", || async {
+            for name in shared::config::QueueName::ALL {
+                let queue = db.queue(name.as_str(), shared::services::embedded_queue_settings(name, config));
+                if queue.depth().await.expect("queue depth") > 0 {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+    }
+
     /// The outbox directory.
     pub fn outbox(&self) -> PathBuf {
         self.dir.path().join("outbox")

@@ -3,6 +3,7 @@
 //!
 //! - [`app`]: the whole local stack per test ([`app::TestApp`]), with its outbox, and the
 //!   loopback OpenID Connect provider's helpers;
+//! - [`faults`]: a store that fails the items a test names (outage tests);
 //! - [`eventually`]: waits for what background work (queues, jobs, schedules) makes true;
 //! - [`logs`]: with `TEST_LOG=1`, a failing test shows its logs;
 //! - [`moto`]: clients for the DynamoDB/SQS API server the test command starts on loopback,
@@ -11,15 +12,18 @@
 //! - [`store_contract`] and [`queue_contract`]: the contract suites every adapter passes,
 //!   instantiated per adapter with [`store_contract_suite!`] and [`queue_contract_suite!`];
 //! - [`events`]: real Lambda event payloads from `tests/data/`;
-//! - [`smtp`]: the capturing SMTP server the test command starts.
+//! - [`smtp`]: the capturing SMTP server the test command starts;
+//! - [`template`]: `template.yaml`, parsed.
 
 pub mod app;
 pub mod events;
+pub mod faults;
 pub mod moto;
 pub mod queue_contract;
 pub mod runtime_api;
 pub mod smtp;
 pub mod store_contract;
+pub mod template;
 
 use std::future::Future;
 use std::time::Duration;

@@ -3,7 +3,6 @@
 //! `GROUNDWORK_SMTP_CAPTURE_DIR`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// The server's port and its capture directory.
 ///
@@ -31,20 +30,15 @@ pub async fn wait_for_message(dir: &std::path::Path, needle: &str) -> String {
 /// Waits for a file with extension `ext` in `dir` whose text contains `needle`.
 ///
 /// # Panics
-/// If none appears within ten seconds.
+/// If none appears within [`crate::EVENTUALLY`].
 pub async fn wait_for_file(dir: &std::path::Path, ext: &str, needle: &str) -> String {
-    for _ in 0..100 {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.path().extension().is_some_and(|x| x == ext)
-                    && let Ok(text) = std::fs::read_to_string(e.path())
-                    && text.contains(needle)
-                {
-                    return text;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no .{ext} file containing {needle:?} appeared in {}", dir.display());
+    crate::eventually(&format!("a .{ext} file containing {needle:?} in {}", dir.display()), || async {
+        let entries = std::fs::read_dir(dir).ok()?;
+        entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|text| text.contains(needle))
+    })
+    .await
 }

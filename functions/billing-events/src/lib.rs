@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use shared::billing::events::{self, ApplyError, Outcome, StripeEvent};
+use shared::billing::events::{self, Outcome, StripeEvent};
 use shared::billing::ledger::{self, LedgerStatus};
 use shared::billing::stripe::StripeClient;
 use shared::queue::consumer::{Message, MessageHandler};
@@ -39,11 +39,14 @@ impl MessageHandler for BillingEvents {
                 tracing::warn!(event_id = %event.id, event_type = %event.kind, "Stripe event for a customer no account owns");
                 ledger::mark(s, &event.id, LedgerStatus::Unmatched, None).await?;
             }
-            Err(ApplyError::Permanent(why)) => {
+            Err(e) if e.is_retryable() => {
+                return Err(anyhow::Error::new(e).context(format!("Stripe event {} will be retried", event.id)));
+            }
+            Err(e) => {
+                let why = format!("{:#}", anyhow::Error::new(e));
                 tracing::error!(event_id = %event.id, reason = %why, "Stripe event failed; replay it after a fix");
                 ledger::mark(s, &event.id, LedgerStatus::Failed, Some(&why)).await?;
             }
-            Err(ApplyError::Retry(why)) => anyhow::bail!("Stripe event {} will be retried: {why}", event.id),
         }
         tracing::info!(event_id = %event.id, event_type = %event.kind, "Stripe event processed");
         Ok(())

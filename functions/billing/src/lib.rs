@@ -50,7 +50,7 @@ fn stripe(s: &Services) -> Result<&StripeClient, ApiError> {
 
 fn stripe_error(e: StripeError) -> ApiError {
     match e {
-        StripeError::Unavailable(m) => ApiError::Unavailable(anyhow::anyhow!("Stripe: {m}")),
+        e @ (StripeError::Transport(_) | StripeError::Unavailable { .. }) => ApiError::Unavailable(e.into()),
         StripeError::Rejected { status, message } => {
             tracing::warn!(status, message = %message, "Stripe refused a request");
             ApiError::Conflict { code: "stripe_refused", detail: message }
@@ -112,7 +112,7 @@ pub struct BillingView {
 
 async fn view(s: &Services, account: shared::id::AccountId) -> Result<BillingView, ApiError> {
     let (mut state, _) = state(s.store.as_ref(), account).await?;
-    let entitlements = shared::billing::entitlements(s, account).await.map_err(ApiError::Unexpected)?;
+    let entitlements = shared::billing::entitlements(s, account).await?;
     state.as_of_event = String::new();
     state.entitlements = None;
     Ok(BillingView { subscription: state, entitlements })

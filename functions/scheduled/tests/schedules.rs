@@ -118,24 +118,12 @@ async fn the_lambda_binary_runs_the_job_named_by_the_rule() {
 
 #[test]
 fn template_deploys_exactly_the_schedules_defined_in_code() {
-    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml")).unwrap();
-    let lines: Vec<&str> = template.lines().collect();
-    for schedule in scheduled::DEPLOYED {
-        let name_line = format!("Name: !Sub groundwork-${{Environment}}-{}", schedule.name);
-        let at = lines
-            .iter()
-            .position(|l| l.trim() == name_line)
-            .unwrap_or_else(|| panic!("template.yaml lacks `{name_line}`"));
-        let block = &lines[at.saturating_sub(6)..(at + 6).min(lines.len())];
-        assert!(
-            block.iter().any(|l| l.trim() == format!("Schedule: {}", schedule.expression)),
-            "{} must run on `{}` in template.yaml",
-            schedule.name,
-            schedule.expression
-        );
-    }
-    let deployed = template.matches("Type: Schedule").count();
-    assert_eq!(deployed, scheduled::DEPLOYED.len(), "template.yaml has schedules the code does not define");
+    let deployed: Vec<(String, String)> =
+        testkit::template::schedules().into_iter().map(|r| (r.name, r.expression)).collect();
+    let mut defined: Vec<(String, String)> =
+        scheduled::DEPLOYED.iter().map(|s| (s.name.to_owned(), s.expression.to_owned())).collect();
+    defined.sort();
+    assert_eq!(deployed, defined, "template.yaml must deploy exactly the schedules the code defines");
 }
 
 #[tokio::test]

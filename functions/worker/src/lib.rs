@@ -123,6 +123,11 @@ pub async fn account_document(s: &Services, id: AccountId) -> Result<Value, JobE
     }))
 }
 
+/// A billing failure as a job failure, retried only when it may succeed later.
+fn apply_failed(e: shared::billing::events::ApplyError) -> JobError {
+    if e.is_retryable() { JobError::Retry(e.into()) } else { JobError::Permanent(e.into()) }
+}
+
 impl Worker {
     async fn export(
         &self,
@@ -178,8 +183,7 @@ impl Worker {
         match shared::billing::reconcile::cancel_for_deleted(s, plans, &client, account).await {
             Ok(true) => Ok(JobOutcome::Done),
             Ok(false) => Ok(JobOutcome::Skipped("no live subscription to cancel".into())),
-            Err(shared::billing::events::ApplyError::Retry(e)) => Err(JobError::Retry(anyhow::anyhow!(e))),
-            Err(shared::billing::events::ApplyError::Permanent(e)) => Err(JobError::Permanent(anyhow::anyhow!(e))),
+            Err(e) => Err(apply_failed(e)),
         }
     }
 
@@ -195,8 +199,7 @@ impl Worker {
                 Ok(JobOutcome::Done)
             }
             Ok(None) => Ok(JobOutcome::Skipped("nothing to sync".into())),
-            Err(shared::billing::events::ApplyError::Retry(e)) => Err(JobError::Retry(anyhow::anyhow!(e))),
-            Err(shared::billing::events::ApplyError::Permanent(e)) => Err(JobError::Permanent(anyhow::anyhow!(e))),
+            Err(e) => Err(apply_failed(e)),
         }
     }
 }

@@ -66,9 +66,7 @@ pub(super) async fn dunning_email(
         let email =
             Email::PaymentFailed { account_name: name.clone(), amount: amount.clone(), link: billing_link(s, account) };
         let key = format!("{kind}:{invoice_id}:{to}");
-        enqueue_with_key(s, Job::SendEmail { to, email }, crate::jobs::JobId::new(), key)
-            .await
-            .map_err(|e| ApplyError::Retry(e.to_string()))?;
+        enqueue_with_key(s, Job::SendEmail { to, email }, crate::jobs::JobId::new(), key).await?;
     }
     Ok(())
 }
@@ -91,9 +89,7 @@ pub(super) async fn trial_email(s: &Services, account: AccountId, sub: &Value) -
             link: billing_link(s, account),
         };
         let key = format!("trial_will_end:{id}:{trial_end}:{to}");
-        enqueue_with_key(s, Job::SendEmail { to, email }, crate::jobs::JobId::new(), key)
-            .await
-            .map_err(|e| ApplyError::Retry(e.to_string()))?;
+        enqueue_with_key(s, Job::SendEmail { to, email }, crate::jobs::JobId::new(), key).await?;
     }
     Ok(())
 }

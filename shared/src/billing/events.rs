@@ -15,6 +15,7 @@ use super::snapshot::{apply_snapshot, apply_stripe_features, update_state};
 use super::stripe::{StripeClient, StripeError};
 use crate::id::AccountId;
 use crate::keys;
+use crate::queue::QueueError;
 use crate::services::Services;
 use crate::store::{Item, Put, StoreError};
 
@@ -59,28 +60,35 @@ pub enum Outcome {
     UnknownCustomer,
 }
 
-/// Why applying failed.
+/// Why applying failed. [`ApplyError::is_retryable`] tells a consumer whether to leave the
+/// message for redelivery or record the event as failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// Retry later (store or Stripe unavailable, a write race).
-    #[error("retryable: {0}")]
-    Retry(String),
-    /// The event cannot be applied (an unknown status, a malformed object).
-    #[error("permanent: {0}")]
-    Permanent(String),
+    /// The store failed (an outage, a write race that kept losing, corrupt data).
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+    /// Stripe failed or refused.
+    #[error("Stripe failed")]
+    Stripe(#[from] StripeError),
+    /// A follow-up job could not be queued.
+    #[error("a follow-up job could not be queued")]
+    Queue(#[from] QueueError),
+    /// The event reads a subscription from Stripe, and no key is configured.
+    #[error("STRIPE_SECRET_KEY is not set: the subscription cannot be read")]
+    StripeNotConfigured,
+    /// The object cannot be applied (no id, an unknown status).
+    #[error("the event cannot be applied: {0}")]
+    Malformed(String),
 }
 
-impl From<StoreError> for ApplyError {
-    fn from(e: StoreError) -> Self {
-        Self::Retry(e.to_string())
-    }
-}
-
-impl From<StripeError> for ApplyError {
-    fn from(e: StripeError) -> Self {
-        match e {
-            StripeError::Unavailable(m) => Self::Retry(m),
-            StripeError::Rejected { status, message } => Self::Permanent(format!("Stripe said {status}: {message}")),
+impl ApplyError {
+    /// Whether applying the same event later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => !matches!(e, StoreError::Corrupt(_) | StoreError::Invalid(_)),
+            Self::Stripe(e) => e.is_retryable(),
+            Self::Queue(_) | Self::StripeNotConfigured => true,
+            Self::Malformed(_) => false,
         }
     }
 }
@@ -152,7 +160,7 @@ pub async fn apply(
                     let snapshot = client.subscription(sub).await?;
                     apply_snapshot(s, plans, account, &snapshot, event.created, &event.id).await
                 }
-                None => Err(ApplyError::Retry("STRIPE_SECRET_KEY is not set: cannot read the subscription".into())),
+                None => Err(ApplyError::StripeNotConfigured),
             }
         }
         "invoice.paid" | "invoice.payment_failed" | "invoice.payment_action_required" => {

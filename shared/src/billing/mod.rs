@@ -294,8 +294,11 @@ pub fn derive(plans: &Plans, state: &BillingState) -> Entitlements {
 /// plus any feature Stripe's entitlements grant).
 ///
 /// # Errors
-/// When the store fails or the catalogue does not load.
-pub async fn entitlements(services: &crate::services::Services, account: AccountId) -> anyhow::Result<Entitlements> {
+/// When the store fails.
+pub async fn entitlements(
+    services: &crate::services::Services,
+    account: AccountId,
+) -> Result<Entitlements, StoreError> {
     let (state, _) = state(services.store.as_ref(), account).await?;
     let mut e = derive(&services.plans, &state);
     e.features.extend(state.stripe_features.iter().flatten().cloned());

@@ -69,12 +69,12 @@ pub async fn cancel_for_deleted(
 ///
 /// # Errors
 /// When the store or Stripe fails.
-pub async fn reconcile(s: &Services, plans: &Plans, stripe: &StripeClient) -> anyhow::Result<Vec<Repair>> {
+pub async fn reconcile(s: &Services, plans: &Plans, stripe: &StripeClient) -> Result<Vec<Repair>, ApplyError> {
     use crate::store::StoreExt as _;
     // Deleted accounts whose cancellation has not happened yet (a failed job).
     for item in s.store.query_all(crate::store::Query::partition(keys::PENDING_CANCELLATIONS)).await? {
         if let Ok(account) = item.key.sk.parse::<AccountId>() {
-            cancel_for_deleted(s, plans, stripe, account).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            cancel_for_deleted(s, plans, stripe, account).await?;
         }
     }
     let accounts = s.store.query_all(crate::store::Query::partition(keys::BILLED_ACCOUNTS)).await?;
@@ -95,9 +95,7 @@ pub async fn reconcile(s: &Services, plans: &Plans, stripe: &StripeClient) -> an
         let Some(current) = current else { continue };
         let (before, _) = super::state(s.store.as_ref(), account).await?;
         let now = s.clock.now_secs();
-        apply_snapshot(s, plans, account, current, now, &format!("reconcile:{}", s.clock.now_ms()))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        apply_snapshot(s, plans, account, current, now, &format!("reconcile:{}", s.clock.now_ms())).await?;
         let (after, _) = super::state(s.store.as_ref(), account).await?;
         if (before.status, &before.plan_id, &before.subscription_id)
             != (after.status, &after.plan_id, &after.subscription_id)

@@ -31,9 +31,9 @@ pub(super) struct Snapshot {
 }
 
 fn read_snapshot(sub: &Value) -> Result<Snapshot, ApplyError> {
-    let id = sub["id"].as_str().ok_or_else(|| ApplyError::Permanent("a subscription without an id".into()))?;
+    let id = sub["id"].as_str().ok_or_else(|| ApplyError::Malformed("a subscription without an id".into()))?;
     let status: SubscriptionStatus = serde_json::from_value(sub["status"].clone())
-        .map_err(|_| ApplyError::Permanent(format!("subscription {id}: unknown status {}", sub["status"])))?;
+        .map_err(|_| ApplyError::Malformed(format!("subscription {id}: unknown status {}", sub["status"])))?;
     let item = &sub["items"]["data"][0];
     Ok(Snapshot {
         id: id.to_owned(),

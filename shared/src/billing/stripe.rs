@@ -13,9 +13,15 @@ use crate::secret::Secret;
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StripeError {
-    /// Stripe (or the network) is down or throttling: retry later.
-    #[error("Stripe is unavailable: {0}")]
-    Unavailable(String),
+    /// The request did not get an answer (connection, timeout, TLS): retry later.
+    #[error("Stripe could not be reached")]
+    Transport(#[from] reqwest::Error),
+    /// Stripe is throttling (429) or failing (5xx): retry later.
+    #[error("Stripe answered {status}: retry later")]
+    Unavailable {
+        /// The HTTP status.
+        status: u16,
+    },
     /// Stripe refused the request.
     #[error("Stripe refused the request ({status}): {message}")]
     Rejected {
@@ -42,6 +48,13 @@ pub fn field(name: &str, value: impl ToString) -> (String, String) {
     (name.to_owned(), value.to_string())
 }
 
+impl StripeError {
+    /// Whether the same request may succeed later (a retry with the same idempotency key).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transport(_) | Self::Unavailable { .. })
+    }
+}
+
 impl StripeClient {
     /// The client `config` describes, if a secret key is configured.
     ///
@@ -59,12 +72,12 @@ impl StripeClient {
             .header("Stripe-Version", "2025-08-27.basil")
             .send()
             .await
-            .map_err(|e| StripeError::Unavailable(e.to_string()))?;
+            .map_err(StripeError::Transport)?;
         let status = res.status().as_u16();
         let body: Value = res.json().await.unwrap_or(Value::Null);
         match status {
             200..=299 => Ok(body),
-            429 | 500..=599 => Err(StripeError::Unavailable(format!("status {status}"))),
+            429 | 500..=599 => Err(StripeError::Unavailable { status }),
             _ => Err(StripeError::Rejected {
                 status,
                 message: body["error"]["message"].as_str().unwrap_or("no message").to_owned(),

@@ -114,14 +114,11 @@ async fn billing(app: &TestApp, token: &str, account: &str) -> Value {
 
 /// Waits until the account's billing satisfies `done`.
 async fn until(app: &TestApp, token: &str, account: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..100 {
+    testkit::eventually("the account's billing to reach the expected state", || async {
         let b = billing(app, token, account).await;
-        if done(&b) {
-            return b;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("billing never reached the expected state: {}", billing(app, token, account).await);
+        done(&b).then_some(b)
+    })
+    .await
 }
 
 async fn mount_subscription(stripe: &MockServer, sub: &Value) {
@@ -241,17 +238,11 @@ async fn checkout_webhooks_dunning_and_entitlements_on_the_local_stack() {
         subscription("sub_x", "cus_nobody", "active", "price_team_monthly_local", t0),
     );
     assert_eq!(post_event(&app, &stranger, SECRET).await.0, 200);
-    for _ in 0..100 {
+    testkit::eventually("the stranger's event to be marked unmatched", || async {
         let entry = store.get(&shared::keys::stripe_event("evt_stranger")).await.unwrap().unwrap();
-        if entry.data["status"] == "unmatched" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        store.get(&shared::keys::stripe_event("evt_stranger")).await.unwrap().unwrap().data["status"],
-        "unmatched"
-    );
+        (entry.data["status"] == "unmatched").then_some(())
+    })
+    .await;
     stripe.verify().await;
 }
 
@@ -523,13 +514,10 @@ async fn deleting_an_account_cancels_its_subscription_at_the_period_end() {
         .await;
     assert_eq!(app.call("DELETE", &format!("/accounts/{acme}"), Some(&ada), None).await.0, 200);
     let marker = shared::keys::pending_cancellation(acme);
-    for _ in 0..100 {
-        if s.store.get(&marker).await.unwrap().is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(s.store.get(&marker).await.unwrap().is_none(), "the cancellation happened");
+    testkit::eventually("the cancellation to happen", || async {
+        s.store.get(&marker).await.unwrap().is_none().then_some(())
+    })
+    .await;
     let (state, _) = shared::billing::state(s.store.as_ref(), acme).await.unwrap();
     assert!(state.cancel_at_period_end);
     // Restored within the period: the owner can resume the subscription.

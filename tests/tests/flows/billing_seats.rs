@@ -1,8 +1,6 @@
 //! Per-seat pricing: the subscription's quantity follows the member count, synced by a job
 //! when members join or leave (its own plan catalogue, from a file, in its own stack).
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use testkit::app::TestApp;
 use wiremock::matchers::{body_string_contains, header_exists, method, path};
@@ -21,14 +19,11 @@ fn subscription(quantity: u64) -> Value {
 }
 
 async fn quantity_becomes(app: &TestApp, account: shared::id::AccountId, n: u64) {
-    for _ in 0..100 {
+    testkit::eventually(&format!("the quantity to become {n}"), || async {
         let (state, _) = shared::billing::state(app.stack.services.store.as_ref(), account).await.unwrap();
-        if state.quantity == Some(n) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the quantity never became {n}");
+        (state.quantity == Some(n)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -114,14 +114,11 @@ async fn a_job_enqueued_on_the_local_stack_lands_in_the_outbox() {
     let raw = wait_for_file(&dir.path().join("outbox"), "eml", "Reset your Acme password").await;
     assert!(raw.contains("https://app.acme.test/reset?token=abc"), "{raw}");
     assert!(raw.contains(&format!("X-Groundwork-Job: {id}")));
-    for _ in 0..50 {
+    testkit::eventually("the job to succeed", || async {
         let state = JobState::load(stack.services.store.as_ref(), &id).await.unwrap().unwrap();
-        if state.status == JobStatus::Succeeded {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(JobState::load(stack.services.store.as_ref(), &id).await.unwrap().unwrap().status, JobStatus::Succeeded);
+        (state.status == JobStatus::Succeeded).then_some(())
+    })
+    .await;
     stack.stop().await;
 }
 

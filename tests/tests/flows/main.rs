@@ -10,6 +10,7 @@ mod exports_s3;
 mod flags;
 mod jobs;
 mod oidc;
+mod outages;
 mod rent_auth;
 mod template_routes;
 mod tenancy;

@@ -5,18 +5,9 @@ use std::collections::BTreeSet;
 
 #[test]
 fn template_routes_match_the_api_description() {
-    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
-    let lines: Vec<&str> = template.lines().map(str::trim).collect();
-    let mut wired = BTreeSet::new();
-    for (i, line) in lines.iter().enumerate() {
-        if *line != "Type: HttpApi" {
-            continue;
-        }
-        let block = &lines[i..(i + 8).min(lines.len())];
-        let method = block.iter().find_map(|l| l.strip_prefix("Method: ")).expect("an HttpApi event has a method");
-        let path = block.iter().find_map(|l| l.strip_prefix("Path: ")).expect("an HttpApi event has a path");
-        wired.insert((method.to_uppercase(), path.to_owned()));
-    }
+    let wired: BTreeSet<(String, String)> =
+        testkit::template::http_routes().into_iter().map(|r| (r.method, r.path)).collect();
+    assert!(!wired.is_empty(), "the template wires routes");
     let mut served = BTreeSet::new();
     for (path, item) in &platform::api_description().paths.paths {
         for (method, present) in [
