@@ -143,30 +143,20 @@ pub fn key(id: ExportId) -> Key {
     crate::keys::export(id)
 }
 
-/// Starts an export (GDPR) of `subject` for `user`: records it and queues the job that
-/// builds it and emails the link.
-///
-/// # Errors
-/// When the store or the queue fails.
-pub async fn start(
-    s: &crate::services::Services,
-    subject: ExportSubject,
-    user: UserId,
-) -> Result<ExportId, crate::error::ApiError> {
-    let notify =
-        crate::auth::users::by_id(s.store.as_ref(), user).await?.ok_or(crate::error::ApiError::Unauthenticated)?.email;
-    let record = ExportRecord {
-        id: ExportId::new(),
-        subject,
-        requested_by: user,
-        requested_at_ms: s.clock.now_ms(),
-        ready_at_ms: None,
-        token_hash: String::new(),
-    };
-    // The request expires with the link it would produce, ready or not.
-    let expires = s.clock.now_secs() + 7 * 86_400;
-    let item = crate::store::Item::from_record(key(record.id), &record)?.expiring_at(expires);
-    s.store.put(crate::store::Put::new(item).if_not_exists()).await?;
-    crate::jobs::enqueue(s, crate::jobs::Job::ExportData { export_id: record.id, subject, notify }).await?;
-    Ok(record.id)
+/// Where data exports are kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ExportsConfig {
+    /// `GROUNDWORK_EXPORTS_BUCKET`: the S3 bucket of data exports (else `<data dir>/exports/`).
+    #[serde(rename = "exports_bucket")]
+    pub bucket: Option<String>,
+}
+
+impl ExportsConfig {
+    /// From `GROUNDWORK_EXPORTS_BUCKET`.
+    ///
+    /// # Errors
+    /// Never today; kept fallible like every area.
+    pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
+        env.area("GROUNDWORK_")
+    }
 }

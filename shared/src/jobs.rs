@@ -24,11 +24,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::QueueName;
 use crate::exports::ExportSubject;
 use crate::id::ExportId;
 use crate::mail::EmailAddress;
 use crate::mail::templates::Email;
+use crate::queue::QueueName;
 use crate::queue::consumer::{Message, MessageHandler};
 use crate::queue::{Outgoing, QueueError};
 use crate::services::Services;
@@ -437,7 +437,7 @@ impl MessageHandler for JobRunner {
             }
             Err(JobError::Retry(e)) => {
                 self.release(&envelope).await;
-                if message.receive_count >= self.services.config.job_max_attempts {
+                if message.receive_count >= self.services.config.jobs.max_attempts {
                     return self
                         .dead_letter(message, state, format!("{e:#} (after {} attempts)", message.receive_count))
                         .await;
@@ -453,6 +453,28 @@ impl MessageHandler for JobRunner {
                 Err(e.context(format!("job failed; retrying in {} s", delay.as_secs())))
             }
         }
+    }
+}
+
+/// The job settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct JobsConfig {
+    /// `GROUNDWORK_JOB_MAX_ATTEMPTS`: attempts before a job is dead-lettered (default 5).
+    #[serde(rename = "job_max_attempts", default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+impl JobsConfig {
+    /// From `GROUNDWORK_JOB_MAX_ATTEMPTS`.
+    ///
+    /// # Errors
+    /// A malformed number.
+    pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
+        env.area("GROUNDWORK_")
     }
 }
 

@@ -24,10 +24,10 @@ pub type Error = lambda_runtime::Error;
 /// bad variable), install logging, and build the services once for the container's life.
 ///
 /// # Errors
-/// A [`crate::config::ConfigError`] or a failure to build the services.
+/// A [`crate::settings::ConfigError`] or a failure to build the services.
 pub async fn bootstrap() -> Result<crate::services::Services, Error> {
     let config = crate::config::Config::from_env()?;
-    crate::telemetry::init(&config);
+    crate::telemetry::init(&config.telemetry);
     Ok(crate::services::Services::from_config(config).await?)
 }
 

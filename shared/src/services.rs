@@ -86,7 +86,7 @@ pub fn embedded_queue_settings(name: QueueName, config: &Config) -> QueueSetting
         visibility_timeout: std::time::Duration::from_secs(60),
         // The job runner dead-letters after `job_max_attempts`; the queue's own limit is a
         // safety net for crashes that never reach the runner.
-        max_receives: config.job_max_attempts.saturating_mul(2).max(2),
+        max_receives: config.jobs.max_attempts.saturating_mul(2).max(2),
         // Stripe events of one customer are applied in the order they arrived.
         fifo: name == QueueName::Billing,
     }
@@ -119,28 +119,28 @@ impl Services {
     /// As [`Services::from_config`].
     pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let db_path = config.data_dir.join(EMBEDDED_DB_FILE);
-        let needs_aws = config.store == StoreBackend::DynamoDb
-            || config.queues == QueueBackend::Sqs
-            || matches!(config.mail, MailBackend::Ses { .. })
-            || config.exports_bucket.is_some()
-            || matches!(config.jwt_keys, crate::config::KeySource::SecretsManager(_));
-        let sdk = if needs_aws { Some(crate::aws::sdk_config(&config).await) } else { None };
+        let needs_aws = config.store.backend == StoreBackend::DynamoDb
+            || config.queues.backend == QueueBackend::Sqs
+            || matches!(config.mail.backend, MailBackend::Ses { .. })
+            || config.exports.bucket.is_some()
+            || matches!(config.auth.jwt_keys, crate::config::KeySource::SecretsManager(_));
+        let sdk = if needs_aws { Some(crate::aws::sdk_config(&config.aws).await) } else { None };
         let sdk_ref = || sdk.as_ref().context("no AWS configuration");
 
         let mut embedded_store = None;
-        let store: Arc<dyn Store> = match config.store {
+        let store: Arc<dyn Store> = match config.store.backend {
             StoreBackend::Embedded => {
                 let s = SqliteStore::open(&db_path, Arc::clone(&clock))?;
                 embedded_store = Some(s.clone());
                 Arc::new(s)
             }
             StoreBackend::DynamoDb => {
-                let table = config.table.clone().context("GROUNDWORK_TABLE is not set")?;
+                let table = config.store.table.clone().context("GROUNDWORK_TABLE is not set")?;
                 Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk_ref()?), table, Arc::clone(&clock)))
             }
         };
         let mut queues: BTreeMap<QueueName, Arc<dyn Queue>> = BTreeMap::new();
-        match config.queues {
+        match config.queues.backend {
             QueueBackend::Embedded => {
                 let db = QueueDb::open(&db_path, Arc::clone(&clock))?;
                 for name in QueueName::ALL {
@@ -151,7 +151,7 @@ impl Services {
                 let client = aws_sdk_sqs::Client::new(sdk_ref()?);
                 for name in QueueName::ALL {
                     let urls =
-                        config.queue_urls.get(&name).with_context(|| format!("no URL for queue {}", name.as_str()))?;
+                        config.queues.urls.get(&name).with_context(|| format!("no URL for queue {}", name.as_str()))?;
                     queues.insert(
                         name,
                         Arc::new(SqsQueue::new(client.clone(), name.as_str(), &urls.url, &urls.dead_letter_url)),
@@ -159,27 +159,32 @@ impl Services {
                 }
             }
         }
-        let mailer: Arc<dyn Mailer> = match &config.mail {
+        let mailer: Arc<dyn Mailer> = match &config.mail.backend {
             MailBackend::Outbox => Arc::new(OutboxMailer::new(config.data_dir.join("outbox"))),
             MailBackend::Ses { configuration_set } => {
                 Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk_ref()?), configuration_set.clone()))
             }
             MailBackend::Smtp { url } => Arc::new(SmtpMailer::from_url(url)?),
         };
-        let exports = Arc::new(match &config.exports_bucket {
+        let exports = Arc::new(match &config.exports.bucket {
             None => ExportStorage::Local(config.data_dir.join("exports")),
             Some(bucket) => {
                 // Path-style addressing when an endpoint is given (local S3 API servers).
                 let s3 = aws_sdk_s3::config::Builder::from(sdk_ref()?)
-                    .force_path_style(config.aws_endpoint_url.is_some())
+                    .force_path_style(config.aws.endpoint_url.is_some())
                     .build();
                 ExportStorage::S3 { client: aws_sdk_s3::Client::from_conf(s3), bucket: bucket.clone() }
             }
         });
-        let tokens = crate::auth::TokenSettings::from_config(&config, sdk.as_ref())?;
-        let stripe = crate::billing::stripe::StripeClient::from_config(&config)?;
+        let tokens = crate::auth::TokenSettings::from_config(
+            &config.auth,
+            &config.server.api_url,
+            &config.data_dir,
+            sdk.as_ref(),
+        )?;
+        let stripe = crate::billing::stripe::StripeClient::from_config(&config.billing)?;
         let http = crate::outbound::client(std::time::Duration::from_secs(5))?;
-        let plans = Arc::new(crate::billing::Plans::from_config(&config)?);
+        let plans = Arc::new(crate::billing::Plans::from_config(&config.billing, &config.environment)?);
         Ok(Self {
             config: Arc::new(config),
             clock,

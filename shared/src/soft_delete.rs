@@ -131,3 +131,32 @@ async fn purge_partition(store: &dyn Store, pk: &str) -> Result<usize, StoreErro
         }
     }
 }
+
+/// How long soft-deleted records stay restorable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoftDeleteConfig {
+    /// `GROUNDWORK_SOFT_DELETE_RETENTION_DAYS` (default 30 days): then the purge job
+    /// removes them.
+    pub retention: Duration,
+}
+
+#[derive(serde::Deserialize)]
+struct Vars {
+    #[serde(default = "default_retention_days")]
+    soft_delete_retention_days: u64,
+}
+
+fn default_retention_days() -> u64 {
+    30
+}
+
+impl SoftDeleteConfig {
+    /// From `GROUNDWORK_SOFT_DELETE_RETENTION_DAYS`.
+    ///
+    /// # Errors
+    /// A malformed number.
+    pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
+        let v: Vars = env.area("GROUNDWORK_")?;
+        Ok(Self { retention: Duration::from_secs(v.soft_delete_retention_days * 86_400) })
+    }
+}

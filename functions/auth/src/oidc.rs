@@ -65,7 +65,7 @@ pub async fn provider(s: &Services, name: &str) -> Result<Option<Provider>, ApiE
             org: Some((org, sso)),
         }));
     }
-    Ok(s.config.oidc_providers.iter().find(|p| p.name == name).map(|p| Provider {
+    Ok(s.config.auth.oidc_providers.iter().find(|p| p.name == name).map(|p| Provider {
         name: p.name.clone(),
         issuer: p.issuer.clone(),
         client_id: p.client_id.clone(),
@@ -101,7 +101,7 @@ async fn metadata(s: &Services, issuer: &str) -> Result<CoreProviderMetadata, Ap
 }
 
 fn redirect_uri(s: &Services, provider: &str) -> Result<RedirectUrl, ApiError> {
-    RedirectUrl::new(format!("{}/auth/oidc/{provider}/callback", s.config.api_url))
+    RedirectUrl::new(format!("{}/auth/oidc/{provider}/callback", s.config.server.api_url))
         .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("redirect URL: {e}")))
 }
 

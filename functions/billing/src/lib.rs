@@ -190,7 +190,7 @@ async fn customer(s: &Services, scope: &TenantScope) -> Result<String, ApiError>
 }
 
 fn billing_url(s: &Services, scope: &TenantScope, outcome: &str) -> String {
-    format!("{}/accounts/{}/billing?checkout={outcome}", s.config.app_url, scope.account_id())
+    format!("{}/accounts/{}/billing?checkout={outcome}", s.config.server.app_url, scope.account_id())
 }
 
 /// Starts a Stripe Checkout for a plan (with the trial on a first subscription).

@@ -27,10 +27,11 @@ impl EmailDispatch {
     /// # Errors
     /// When no sender address is configured (`GROUNDWORK_MAIL_FROM`).
     pub fn new(services: Services) -> anyhow::Result<Self> {
-        let from = services.config.mail_from.clone().ok_or_else(|| {
+        let from = services.config.mail.from.clone().ok_or_else(|| {
             anyhow::anyhow!("missing environment variable GROUNDWORK_MAIL_FROM: email-dispatch needs a verified sender")
         })?;
-        let branding = Branding { name: services.config.app_name.clone(), url: services.config.app_url.clone() };
+        let branding =
+            Branding { name: services.config.server.app_name.clone(), url: services.config.server.app_url.clone() };
         Ok(Self { services, branding, from })
     }
 }

@@ -20,7 +20,7 @@ impl FromRequestParts<Services> for Operator {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
-        let Some(expected) = &services.config.operator_token else {
+        let Some(expected) = &services.config.server.operator_token else {
             return Err(Problem::new(StatusCode::FORBIDDEN, "operator_access_disabled", "Operator access is disabled")
                 .with_detail("set GROUNDWORK_OPERATOR_TOKEN to enable the /ops routes"));
         };

@@ -62,7 +62,7 @@ pub async fn enqueue(s: &Services, event: &StripeEvent, payload: &str) -> Result
     responses((status = 200, body = Receipt), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn receive(State(s): State<Services>, headers: HeaderMap, body: Bytes) -> Result<Json<Receipt>, ApiError> {
-    let secrets = s.config.stripe_webhook_secrets.expose();
+    let secrets = s.config.billing.stripe_webhook_secrets.expose();
     if secrets.is_empty() {
         return Err(ApiError::Unavailable(anyhow::Error::msg("STRIPE_WEBHOOK_SECRET is not set")));
     }

@@ -6,11 +6,11 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::audit::AuditAction;
-use shared::auth::api_keys::{self, ApiKey};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, Path, RequestContext, json_with_status};
 use shared::id::{AccountId, ApiKeyId};
 use shared::services::Services;
+use shared::tenancy::api_keys::{self, ApiKey};
 use shared::tenancy::{Action, Role, Tenant, may_assign};
 
 /// The longest API key name.

@@ -32,7 +32,7 @@ pub(crate) async fn export_account(
 ) -> Result<Response, ApiError> {
     scope.require(Action::ExportData)?;
     let user = scope.require_user()?;
-    let id = shared::exports::start(&s, ExportSubject::Account(scope.account_id()), user).await?;
+    let id = shared::gdpr::start_export(&s, ExportSubject::Account(scope.account_id()), user).await?;
     scope.audit(&s, AuditAction::AccountExportRequested, Some(id.to_string()), ctx.origin(), json!({})).await?;
     Ok(json_with_status(StatusCode::ACCEPTED, &ExportStarted { export_id: id.to_string() }))
 }

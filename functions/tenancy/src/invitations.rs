@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::audit::{Actor, AuditAction, AuditStream, NewEvent};
 use shared::auth::users;
-use shared::auth::{AuthUser, Caller, hash_secret, random_secret};
+use shared::auth::{AuthUser, hash_secret, random_secret};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, PageParams, Path, Query, RequestContext, json_with_status};
 use shared::id::{AccountId, InvitationId, UserId};
@@ -22,6 +22,7 @@ use shared::secret::Secret;
 use shared::services::Services;
 use shared::soft_delete;
 use shared::store::{Condition, Delete, Item, Key, Put, StoreExt as _, TxOp};
+use shared::tenancy::Caller;
 use shared::tenancy::{self, Action, Membership, Role, Tenant, TenantScope, load_membership, may_assign};
 
 use crate::AccountView;
@@ -110,7 +111,7 @@ async fn send(s: &Services, scope: &TenantScope, inv: &Invitation, token: &str) 
         inviter_name,
         account_name: scope.account().name.clone(),
         role: inv.role.to_string(),
-        link: format!("{}/invitations/accept?token={token}", s.config.app_url),
+        link: format!("{}/invitations/accept?token={token}", s.config.server.app_url),
         expires_in_days: INVITATION_TTL_DAYS,
     };
     enqueue(s, Job::SendEmail { to, email }).await?;
@@ -255,7 +256,7 @@ pub(crate) async fn revoke(
     let id = ids.1;
     scope.require(Action::ManageMembers)?;
     let (inv, version) = load_pending(&s, &scope, id).await?;
-    let retention = s.config.soft_delete_retention();
+    let retention = s.config.soft_delete.retention;
     let mark = soft_delete::mark_deleted(invitation_key(inv.account_id, id), s.clock.now_ms(), retention);
     s.store
         .transact(vec![

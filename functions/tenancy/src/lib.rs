@@ -19,8 +19,8 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::audit::{Actor, AuditAction, AuditStream, NewEvent};
+use shared::auth::AuthUser;
 use shared::auth::users;
-use shared::auth::{AuthUser, Caller};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, PageParams, Path, Query, RequestContext, json_with_status};
 use shared::id::{AccountId, UserId};
@@ -28,6 +28,7 @@ use shared::keys;
 use shared::services::Services;
 use shared::soft_delete::{self, RestoreError};
 use shared::store::{Condition, Delete, Index, Item, Put, Query as StoreQuery, TxOp};
+use shared::tenancy::Caller;
 use shared::tenancy::{
     self, Account, Action, Deleted, Membership, Role, Tenant, TenantScope, load_membership, may_assign, membership_item,
 };
@@ -260,8 +261,8 @@ async fn delete_account(
     scope.require(Action::DeleteAccount)?;
     let now = s.clock.now_ms();
     let id = scope.account_id();
-    s.store.transact(tenancy::delete_account_ops(id, now, s.config.soft_delete_retention())).await?;
-    let retention = s.config.soft_delete_retention();
+    s.store.transact(tenancy::delete_account_ops(id, now, s.config.soft_delete.retention)).await?;
+    let retention = s.config.soft_delete.retention;
     let until = now + i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
     scope.audit(&s, AuditAction::AccountDeleted, None, ctx.origin(), json!({"restorable_until_ms": until})).await?;
     shared::jobs::enqueue(&s, shared::jobs::Job::CancelForDeletedAccount { account_id: id }).await?;
@@ -425,7 +426,7 @@ async fn end_membership(s: &Services, scope: &TenantScope, m: &Membership, versi
         ops.push(other_owner_check(s, scope, m.user_id).await?);
     }
     let key = keys::membership(scope.account_id(), m.user_id);
-    let mark = soft_delete::mark_deleted(key, s.clock.now_ms(), s.config.soft_delete_retention());
+    let mark = soft_delete::mark_deleted(key, s.clock.now_ms(), s.config.soft_delete.retention);
     ops.push(TxOp::Update(
         mark.when(Condition::All(vec![Condition::VersionIs(version), Condition::Missing("deleted_at_ms".into())])),
     ));

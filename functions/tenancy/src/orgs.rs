@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::audit::{Actor, AuditAction, AuditStream, NewEvent};
-use shared::auth::{AuthUser, Caller};
+use shared::auth::AuthUser;
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, Path, RequestContext, json_with_status};
 use shared::id::{AccountId, OrgId, UserId};
@@ -19,6 +19,7 @@ use shared::keys;
 use shared::secret::Secret;
 use shared::services::Services;
 use shared::store::{Item, Put, Query, StoreExt as _, TxOp};
+use shared::tenancy::Caller;
 use shared::tenancy::{self, Action, Deleted, Role, SsoConfig};
 
 /// An organization.

@@ -165,7 +165,7 @@ impl Worker {
         let mut next = Item::from_record(key, &record).map_err(|e| JobError::Permanent(e.into()))?.expiring_at(expires);
         next.version = item.version;
         s.store.put(Put::new(next).if_unchanged()).await.map_err(retry)?;
-        let link = format!("{}/exports/{id}?token={token}", s.config.api_url);
+        let link = format!("{}/exports/{id}?token={token}", s.config.server.api_url);
         let email = Email::DataExportReady { subject: what, link, expires_in_hours: LINK_TTL_HOURS };
         enqueue(s, Job::SendEmail { to: notify.clone(), email }).await.map_err(retry)?;
         tracing::info!(export_id = %id, "data export ready");

@@ -104,7 +104,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
         Command::Billing { action: BillingAction::Reconcile } => {
             let services = Services::from_config(config).await?;
             let plans = &services.plans;
-            let stripe = shared::billing::stripe::StripeClient::from_config(&services.config)?
+            let stripe = shared::billing::stripe::StripeClient::from_config(&services.config.billing)?
                 .context("STRIPE_SECRET_KEY is not set")?;
             let repairs = shared::billing::reconcile::reconcile(&services, plans, &stripe).await?;
             for r in &repairs {
@@ -153,7 +153,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
         }
         Command::DnsRecords { domain, region, from_ses } => {
             let tokens = if from_ses {
-                let sdk = shared::aws::sdk_config(&config).await;
+                let sdk = shared::aws::sdk_config(&config.aws).await;
                 let identity = aws_sdk_sesv2::Client::new(&sdk)
                     .get_email_identity()
                     .email_identity(&domain)

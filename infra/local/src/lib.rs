@@ -12,7 +12,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use shared::config::{Config, QueueName};
-use shared::http::HttpSettings;
 use shared::queue::Queue;
 use shared::queue::consumer::{MessageHandler, run_consumer};
 use shared::schedule::{Schedule, ScheduledJob, run_schedule};
@@ -33,7 +32,7 @@ pub fn router(services: &Services) -> anyhow::Result<Router> {
         .merge(tenancy::routes(services.clone()))
         .merge(billing::routes(services.clone()))
         .merge(stripe_webhook::routes(services.clone()));
-    Ok(shared::http::finish(routes, HttpSettings::from(services.config.as_ref())))
+    Ok(shared::http::finish(routes, services.config.http))
 }
 
 /// A queue and the handler Lambda's event source would attach to it.
@@ -82,7 +81,7 @@ impl RunningStack {
     }
 }
 
-/// Starts the stack: binds `config.host:config.port` (port 0 picks a free one), starts
+/// Starts the stack: binds `config.server.host:config.server.port` (port 0 picks a free one), starts
 /// every consumer and schedule, and returns at once.
 ///
 /// # Errors
@@ -96,13 +95,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningStack> {
 /// # Errors
 /// As [`start`].
 pub async fn start_with_clock(config: Config, clock: Arc<dyn shared::clock::Clock>) -> anyhow::Result<RunningStack> {
-    let bind = format!("{}:{}", config.host, config.port);
+    let bind = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
     // With port 0 the defaults name no real port: point them at the one picked.
-    let unbound = format!("http://{}:0", config.host);
+    let unbound = format!("http://{}:0", config.server.host);
     let mut config = config;
-    for url in [&mut config.api_url, &mut config.app_url] {
+    for url in [&mut config.server.api_url, &mut config.server.app_url] {
         if *url == unbound {
             *url = format!("http://{addr}");
         }

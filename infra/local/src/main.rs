@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::from_env().context("reading the configuration")?;
-    shared::telemetry::init(&config);
+    shared::telemetry::init(&config.telemetry);
     if command != Command::Serve {
         print!("{}", cli::run(command, config).await?);
         return Ok(());

@@ -86,7 +86,7 @@ async fn a_busy_port_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let first = local::start(config(dir.path())).await.unwrap();
     let mut taken = config(dir.path());
-    taken.port = first.addr.port();
+    taken.server.port = first.addr.port();
     let err = local::start(taken).await.err().expect("the port is taken");
     assert!(format!("{err:#}").contains("binding 127.0.0.1:"), "{err:#}");
     first.stop().await;

@@ -26,16 +26,7 @@ const KEYS_TTL: Duration = Duration::from_secs(3600);
 /// The least time between two fetches prompted by unknown key ids.
 const REFETCH_MIN: Duration = Duration::from_secs(60);
 
-/// The external issuer's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalIssuer {
-    /// `GROUNDWORK_EXTERNAL_ISSUER`: the `iss` its tokens carry.
-    pub issuer: String,
-    /// `GROUNDWORK_EXTERNAL_JWKS_URL` (default `<issuer>/.well-known/jwks.json`).
-    pub jwks_url: String,
-    /// `GROUNDWORK_EXTERNAL_AUDIENCE`: the `aud` required, if any.
-    pub audience: Option<String>,
-}
+pub use super::config::ExternalIssuer;
 
 /// The claims Groundwork reads from an external token.
 #[derive(Debug, Clone, Deserialize)]

@@ -2,7 +2,7 @@
 //! ([`tokens`]), passwords ([`password`]), attempt limits ([`rate_limit`]), sessions
 //! ([`session`]) and the request extractor [`AuthUser`], which every authenticated route takes.
 
-pub mod api_keys;
+pub mod config;
 pub mod external;
 pub mod keys;
 pub mod password;
@@ -18,10 +18,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::config::{Config, KeySource};
 use crate::error::Problem;
 use crate::id::{SessionId, UserId};
 use crate::services::Services;
+use config::{AuthConfig, KeySource};
 use keys::SigningKeys;
 
 /// Everything needed to issue and verify access tokens.
@@ -90,17 +90,23 @@ impl TokenSettings {
         }
     }
 
-    /// From configuration (see [`KeySource`]); `sdk` is needed for Secrets Manager. No
-    /// network call: a secret is read at first use.
+    /// From the auth settings (see [`KeySource`]), for tokens issued by `issuer` (the API's
+    /// public URL); local keys live under `data_dir`, and `sdk` is needed for Secrets
+    /// Manager. No network call: a secret is read at first use.
     ///
     /// # Errors
     /// If keys given in the environment or the data directory do not load.
-    pub fn from_config(config: &Config, sdk: Option<&aws_config::SdkConfig>) -> anyhow::Result<Arc<Self>> {
+    pub fn from_config(
+        config: &AuthConfig,
+        issuer: &str,
+        data_dir: &std::path::Path,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> anyhow::Result<Arc<Self>> {
         let keys = tokio::sync::OnceCell::new();
         let (mut secret, mut jwks) = (None, None);
         match &config.jwt_keys {
             KeySource::Value(value) => keys.set(SigningKeys::from_env_value(value.expose())?)?,
-            KeySource::DataDir => keys.set(SigningKeys::load_or_generate(&config.data_dir.join("keys"))?)?,
+            KeySource::DataDir => keys.set(SigningKeys::load_or_generate(&data_dir.join("keys"))?)?,
             KeySource::SecretsManager(id) => {
                 let sdk = sdk.ok_or_else(|| anyhow::anyhow!("GROUNDWORK_JWT_KEYS_SECRET needs AWS configuration"))?;
                 secret = Some((aws_sdk_secretsmanager::Client::new(sdk), id.clone()));
@@ -111,10 +117,10 @@ impl TokenSettings {
             keys,
             secret,
             jwks,
-            issuer: config.api_url.clone(),
-            audience: config.jwt_audience.clone(),
-            access_ttl_secs: i64::from(config.access_token_ttl_secs),
-            refresh_ttl_secs: i64::from(config.refresh_token_ttl_days) * 86_400,
+            issuer: issuer.to_owned(),
+            audience: config.audience.clone(),
+            access_ttl_secs: i64::try_from(config.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
+            refresh_ttl_secs: i64::try_from(config.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX),
             external: config.external_issuer.clone().map(external::ExternalVerifier::new).transpose()?,
         }))
     }
@@ -168,41 +174,6 @@ pub struct AuthUser {
     pub session_id: SessionId,
     /// Whether the session was opened with a second factor.
     pub mfa: bool,
-}
-
-/// Who is calling: a signed-in user, or an API key of one account. Tenant-scoped routes take
-/// either (through [`crate::tenancy::Tenant`]); user routes take [`AuthUser`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// A user with a session.
-    User(AuthUser),
-    /// A machine, with an API key.
-    ApiKey(api_keys::ApiKeyCaller),
-}
-
-impl Caller {
-    /// The actor recorded in audit events.
-    pub fn actor(&self) -> crate::audit::Actor {
-        match self {
-            Self::User(u) => crate::audit::Actor::User(u.user_id),
-            Self::ApiKey(k) => crate::audit::Actor::ApiKey(k.key_id.to_string()),
-        }
-    }
-}
-
-impl FromRequestParts<Services> for Caller {
-    type Rejection = crate::error::ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
-        match bearer(parts) {
-            Some(token) if token.starts_with(api_keys::PREFIX) => {
-                let key = api_keys::authenticate(services, token).await?;
-                crate::http::record_tenant(&key.account_id);
-                Ok(Self::ApiKey(key))
-            }
-            _ => Ok(Self::User(authenticate(parts, services).await?)),
-        }
-    }
 }
 
 /// Why a request is not authenticated: 401 with `WWW-Authenticate`, nothing more specific.

@@ -41,7 +41,7 @@ async fn billing_contacts(s: &Services, account: AccountId) -> Result<Vec<EmailA
 }
 
 fn billing_link(s: &Services, account: AccountId) -> String {
-    format!("{}/accounts/{account}/billing", s.config.app_url)
+    format!("{}/accounts/{account}/billing", s.config.server.app_url)
 }
 
 async fn account_name(s: &Services, account: AccountId) -> Result<String, StoreError> {

@@ -125,7 +125,7 @@ pub async fn replay_failed(s: &Services) -> anyhow::Result<usize> {
         let group = event.customer().unwrap_or_else(|| "no-customer".into());
         let dedup = format!("replay-{}-{}", event.id, s.clock.now_ms());
         let message = crate::queue::Outgoing::new(payload).fifo(group, dedup);
-        s.queues.get(crate::config::QueueName::Billing).send(message).await?;
+        s.queues.get(crate::queue::QueueName::Billing).send(message).await?;
         mark(s, &event.id, LedgerStatus::Queued, Some("replayed")).await?;
         tracing::info!(event_id = %event.id, "failed Stripe event queued again");
         replayed += 1;

@@ -5,6 +5,7 @@
 //! [`events`] dispatches each event to what it changes ([`snapshot`]: the subscription
 //! state, newest wins; [`dunning`]: one-time emails), and [`reconcile`] repairs drift.
 
+pub mod config;
 pub mod dunning;
 pub mod events;
 pub mod ledger;
@@ -121,12 +122,12 @@ impl Plans {
     ///
     /// # Errors
     /// When it does not load or validate.
-    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+    pub fn from_config(config: &config::BillingConfig, environment: &str) -> anyhow::Result<Self> {
         let text = match &config.plans_file {
             Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
             None => DEFAULT_PLANS.to_owned(),
         };
-        Self::parse(&text, &config.environment)
+        Self::parse(&text, environment)
     }
 
     /// The plan `id`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::Config;
+use super::config::BillingConfig;
 use crate::secret::Secret;
 
 /// Why a call failed.
@@ -60,7 +60,7 @@ impl StripeClient {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
+    pub fn from_config(config: &BillingConfig) -> anyhow::Result<Option<Self>> {
         let Some(key) = config.stripe_secret_key.clone() else { return Ok(None) };
         let http = crate::outbound::client(Duration::from_secs(10))?;
         Ok(Some(Self { http, base: config.stripe_api_base.clone(), key }))

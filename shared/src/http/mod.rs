@@ -24,21 +24,30 @@ use serde_json::Value;
 use crate::error::{PROBLEM_JSON, Problem};
 
 /// HTTP settings that come from configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
 pub struct HttpSettings {
-    /// The largest request body accepted.
+    /// `GROUNDWORK_MAX_BODY_BYTES`: the largest request body accepted (default 1 MiB).
+    #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    1 << 20
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { max_body_bytes: 1 << 20 }
+        Self { max_body_bytes: default_max_body_bytes() }
     }
 }
 
-impl From<&crate::config::Config> for HttpSettings {
-    fn from(c: &crate::config::Config) -> Self {
-        Self { max_body_bytes: c.max_body_bytes }
+impl HttpSettings {
+    /// From `GROUNDWORK_MAX_BODY_BYTES`.
+    ///
+    /// # Errors
+    /// A malformed number.
+    pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
+        env.area("GROUNDWORK_")
     }
 }
 
@@ -134,7 +143,7 @@ pub fn routes_of(router: FunctionRouter, services: crate::services::Services) ->
 
 /// The routes of `router` with the conventions applied: what a function serves on Lambda.
 pub fn app_of(router: FunctionRouter, services: crate::services::Services) -> Router {
-    let settings = HttpSettings::from(services.config.as_ref());
+    let settings = services.config.http;
     finish(routes_of(router, services), settings)
 }
 

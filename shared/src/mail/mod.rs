@@ -6,6 +6,7 @@
 //! Email is only ever sent from a background job (the `email-dispatch` function), never on
 //! the request path: handlers enqueue a [`crate::jobs::Job::SendEmail`].
 
+pub mod config;
 pub mod dns;
 pub mod events;
 pub mod outbox;

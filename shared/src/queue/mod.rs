@@ -7,6 +7,7 @@
 //! [`consumer`] turns a batch of messages into the partial batch failures Lambda expects,
 //! and runs the same handlers in-process for the local stack.
 
+pub mod config;
 pub mod consumer;
 pub mod embedded;
 pub mod sqs;
@@ -14,6 +15,50 @@ pub mod sqs;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+/// The system's queues. Each has an SQS queue and a dead-letter queue, whose URLs come
+/// from `GROUNDWORK_<NAME>_QUEUE_URL` and `GROUNDWORK_<NAME>_DLQ_URL` with `sqs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QueueName {
+    /// Transactional email jobs, consumed by `email-dispatch`.
+    Email,
+    /// SES bounce and complaint notifications, consumed by `mail-events`.
+    MailEvents,
+    /// Other background jobs (data exports...), consumed by `worker`.
+    Jobs,
+    /// Stripe events (FIFO, grouped by customer), consumed by `billing-events`.
+    Billing,
+}
+
+impl QueueName {
+    /// Every queue.
+    pub const ALL: [Self; 4] = [Self::Email, Self::MailEvents, Self::Jobs, Self::Billing];
+
+    /// The queue's short name (logs, operator routes, embedded table rows).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::MailEvents => "mail-events",
+            Self::Jobs => "jobs",
+            Self::Billing => "billing",
+        }
+    }
+
+    /// Parses [`QueueName::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+
+    /// The variables of the queue's URL and its dead-letter queue's URL.
+    pub fn env_vars(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Email => ("GROUNDWORK_EMAIL_QUEUE_URL", "GROUNDWORK_EMAIL_DLQ_URL"),
+            Self::MailEvents => ("GROUNDWORK_MAIL_EVENTS_QUEUE_URL", "GROUNDWORK_MAIL_EVENTS_DLQ_URL"),
+            Self::Jobs => ("GROUNDWORK_JOBS_QUEUE_URL", "GROUNDWORK_JOBS_DLQ_URL"),
+            Self::Billing => ("GROUNDWORK_BILLING_QUEUE_URL", "GROUNDWORK_BILLING_DLQ_URL"),
+        }
+    }
+}
 
 /// The largest message body accepted (SQS's limit).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

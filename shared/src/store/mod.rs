@@ -16,6 +16,7 @@
 //! - Pages hold at most `limit` items; `next` is the opaque cursor of the following page
 //!   (which may turn out empty).
 
+pub mod config;
 pub mod dynamodb;
 pub mod sqlite;
 

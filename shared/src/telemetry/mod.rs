@@ -6,11 +6,77 @@ pub mod metrics;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-use crate::config::{Config, LogFormat};
+use crate::settings::{Choices, Env};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (Lambda's default).
+    Json,
+    /// Human-readable lines (the local stack's default).
+    Text,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = Choices;
+
+    fn from_str(s: &str) -> Result<Self, Choices> {
+        match s {
+            "json" => Ok(Self::Json),
+            "text" => Ok(Self::Text),
+            _ => Err(Choices("`json` or `text`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Metrics {
+    Emf,
+    Off,
+}
+
+impl std::str::FromStr for Metrics {
+    type Err = Choices;
+
+    fn from_str(s: &str) -> Result<Self, Choices> {
+        match s {
+            "emf" => Ok(Self::Emf),
+            "off" => Ok(Self::Off),
+            _ => Err(Choices("`emf` or `off`")),
+        }
+    }
+}
+
+/// The observability settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// `GROUNDWORK_LOG`: a tracing filter such as `info` or `shared=debug,info` (default `info`).
+    pub log_filter: String,
+    /// `GROUNDWORK_LOG_FORMAT`: `json` or `text` (default `json` on Lambda, else `text`).
+    pub log_format: LogFormat,
+    /// `GROUNDWORK_METRICS`: `emf` or `off` (default `emf` on Lambda, else `off`).
+    pub emf_metrics: bool,
+}
+
+impl TelemetryConfig {
+    /// From `GROUNDWORK_LOG`, `GROUNDWORK_LOG_FORMAT` and `GROUNDWORK_METRICS`.
+    ///
+    /// # Errors
+    /// An unknown format or metrics choice.
+    pub fn from_env(env: &Env) -> Result<Self, crate::settings::ConfigError> {
+        let (format, metrics) =
+            if env.on_lambda { (LogFormat::Json, Metrics::Emf) } else { (LogFormat::Text, Metrics::Off) };
+        Ok(Self {
+            log_filter: env.get("GROUNDWORK_LOG").unwrap_or_else(|| "info".into()),
+            log_format: env.choice("GROUNDWORK_LOG_FORMAT", format)?,
+            emf_metrics: env.choice("GROUNDWORK_METRICS", metrics)? == Metrics::Emf,
+        })
+    }
+}
 
 /// Installs the global log subscriber and turns EMF metrics on or off. Call once at start;
 /// later calls (several tests in one process) keep the first subscriber.
-pub fn init(config: &Config) {
+pub fn init(config: &TelemetryConfig) {
     metrics::set_enabled(config.emf_metrics);
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::NONE);

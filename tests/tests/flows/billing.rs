@@ -487,7 +487,7 @@ async fn reconciliation_repairs_drift_from_stripe() {
         )
         .mount(&stripe)
         .await;
-    let client = shared::billing::stripe::StripeClient::from_config(&s.config).unwrap().unwrap();
+    let client = shared::billing::stripe::StripeClient::from_config(&s.config.billing).unwrap().unwrap();
     let repairs = shared::billing::reconcile::reconcile(s, plans, &client).await.unwrap();
     assert_eq!(repairs.len(), 1);
     let (state, _) = shared::billing::state(s.store.as_ref(), account).await.unwrap();

@@ -155,7 +155,7 @@ async fn login_mfa(
     let Some(mut factor) = user.mfa.clone() else { return Err(ApiError::Unauthenticated) };
     let method = match (&req.code, &req.recovery_code) {
         (Some(code), None) => {
-            let totp = mfa::totp(&factor.secret, &s.config.app_name, user.email.as_str())?;
+            let totp = mfa::totp(&factor.secret, &s.config.server.app_name, user.email.as_str())?;
             mfa::accept(&totp, code.expose(), s.clock.now_secs(), factor.last_step).map(|step| {
                 factor.last_step = step;
                 "totp"

@@ -95,7 +95,7 @@ async fn erase_me(
         rate_limit::hit(store, LOGIN_PER_EMAIL, user.email.as_str(), now).await?;
         return Err(ApiError::Unauthenticated);
     }
-    shared::erasure::erase_user(&s, &user, version, ctx.origin()).await?;
+    shared::gdpr::erase_user(&s, &user, version, ctx.origin()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -111,7 +111,7 @@ pub struct ExportStarted {
     responses((status = 202, body = ExportStarted), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn export_me(State(s): State<Services>, ctx: RequestContext, caller: AuthUser) -> Result<Response, ApiError> {
     let subject = shared::exports::ExportSubject::User(caller.user_id);
-    let id = shared::exports::start(&s, subject, caller.user_id).await?;
+    let id = shared::gdpr::start_export(&s, subject, caller.user_id).await?;
     sessions::record(&s, caller.user_id, AuditAction::UserExportRequested, Some(id.to_string()), &ctx, json!({}))
         .await?;
     Ok(shared::http::json_with_status(StatusCode::ACCEPTED, &ExportStarted { export_id: id.to_string() }))

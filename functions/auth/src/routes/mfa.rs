@@ -155,7 +155,7 @@ async fn totp_enroll(State(s): State<Services>, caller: AuthUser) -> Result<Json
         });
     }
     let secret = new_secret()?;
-    let totp = totp(&secret, &s.config.app_name, user.email.as_str())?;
+    let totp = totp(&secret, &s.config.server.app_name, user.email.as_str())?;
     let uri = totp.to_url().map_err(|e| anyhow::anyhow!("otpauth URI: {e:?}"))?;
     let qr_svg = qr_svg(&uri)?;
     user.mfa_pending = Some(secret.clone());
@@ -194,7 +194,7 @@ async fn totp_confirm(
     let Some(secret) = user.mfa_pending.clone() else {
         return Err(ApiError::Conflict { code: "no_enrolment", detail: "start with /auth/mfa/totp/enroll".into() });
     };
-    let totp = totp(&secret, &s.config.app_name, user.email.as_str())?;
+    let totp = totp(&secret, &s.config.server.app_name, user.email.as_str())?;
     let Some(step) = accept(&totp, req.code.expose(), s.clock.now_secs(), 0) else {
         return Err(ApiError::Invalid {
             code: "invalid_code",
@@ -241,7 +241,7 @@ async fn totp_disable(
             detail: "two-factor authentication is not enabled".into(),
         });
     };
-    let totp = totp(&factor.secret, &s.config.app_name, user.email.as_str())?;
+    let totp = totp(&factor.secret, &s.config.server.app_name, user.email.as_str())?;
     let code_ok = accept(&totp, req.code.expose(), s.clock.now_secs(), factor.last_step).is_some()
         || factor.recovery_hashes.contains(&recovery_hash(req.code.expose()));
     if !(password::verify(&req.password, &user.password_hash).await && code_ok) {

@@ -45,12 +45,12 @@ fn email(s: &str) -> Result<EmailAddress, ApiError> {
 
 fn strong(p: &Secret<String>, email: &EmailAddress, services: &Services) -> Result<(), ApiError> {
     let local = email.as_str().split('@').next().unwrap_or_default();
-    check_strength(p, &[email.as_str(), local, &services.config.app_name])
+    check_strength(p, &[email.as_str(), local, &services.config.server.app_name])
         .map_err(|WeakPassword(detail)| ApiError::Invalid { code: "weak_password", detail })
 }
 
 fn link(services: &Services, path: &str, token: &str) -> String {
-    format!("{}{path}?token={token}", services.config.app_url)
+    format!("{}{path}?token={token}", services.config.server.app_url)
 }
 
 fn client_key(ctx: &RequestContext) -> String {

@@ -23,13 +23,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditAction, AuditStream, NewEvent, Origin};
-use crate::auth::Caller;
+pub mod api_keys;
+mod caller;
+
 use crate::error::ApiError;
 use crate::id::{AccountId, OrgId, UserId};
 use crate::keys;
 use crate::services::Services;
 use crate::soft_delete;
 use crate::store::{Cursor, Item, Key, Put, Query, Store, StoreError, StoreExt as _};
+pub use caller::Caller;
 
 /// A member's role in an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

@@ -8,12 +8,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Role;
 use crate::error::ApiError;
 use crate::id::{AccountId, ApiKeyId, UserId};
 use crate::keys;
 use crate::services::Services;
 use crate::store::{Condition, Index, Item, Key, Put, Query, Store, StoreError, Update};
-use crate::tenancy::Role;
 
 /// What every key starts with, so a bearer token is told apart from a JWT at a glance (and
 /// secret scanners can find leaked keys).
@@ -85,7 +85,7 @@ pub async fn create(
     now_ms: i64,
 ) -> Result<(ApiKey, String), ApiError> {
     let id = ApiKeyId::new();
-    let secret = super::random_secret()?;
+    let secret = crate::auth::random_secret()?;
     let token = format!("{PREFIX}{id}_{secret}");
     let record = ApiKey {
         id,
@@ -97,7 +97,7 @@ pub async fn create(
         created_at_ms: now_ms,
         last_used_at_ms: None,
         revoked_at_ms: None,
-        secret_hash: super::hash_secret(&secret),
+        secret_hash: crate::auth::hash_secret(&secret),
     };
     let item = Item::from_record(key(account, id), &record)?.with_gsi1(index_key(id));
     store.put(Put::new(item).if_not_exists()).await?;
@@ -146,7 +146,7 @@ pub async fn authenticate(services: &Services, token: &str) -> Result<ApiKeyCall
     let page = store.query(Query::index(Index::Gsi1, keys::api_key_lookup(id)).limit(1)).await?;
     let Some(item) = page.items.first() else { return Err(ApiError::Unauthenticated) };
     let record: ApiKey = item.record()?;
-    let presented = super::hash_secret(secret);
+    let presented = crate::auth::hash_secret(secret);
     let matches =
         aws_lc_rs::constant_time::verify_slices_are_equal(presented.as_bytes(), record.secret_hash.as_bytes()).is_ok();
     if !matches || record.revoked_at_ms.is_some() {

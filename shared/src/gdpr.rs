@@ -1,11 +1,14 @@
-//! Erasing a user (GDPR Article 17), across the domains that hold something of theirs: the
-//! user record becomes a tombstone holding only its id (the pseudonym audit entries refer to),
-//! the address is released, linked identities and memberships go, every session ends. An
-//! account the user alone is in is soft-deleted with them, and its subscription is then
-//! cancelled by a job; an account with other members but no other owner must be handed over
-//! first.
+//! Data-subject rights (GDPR), the work that crosses domains, in one place:
 //!
-//! The route that asks for erasure checks the password; this module decides and writes.
+//! - access and portability (Articles 15 and 20): [`start_export`] records an export of a
+//!   user's or an account's data and queues the job that builds it and emails the link;
+//! - erasure (Article 17): [`erase_user`]. The user record becomes a tombstone holding only
+//!   its id (the pseudonym audit entries refer to), the address is released, linked
+//!   identities and memberships go, every session ends. An account the user alone is in is
+//!   soft-deleted with them, and its subscription is then cancelled by a job; an account with
+//!   other members but no other owner must be handed over first.
+//!
+//! The routes that ask for these check who may; this module decides and writes.
 
 use serde_json::json;
 
@@ -13,12 +16,14 @@ use crate::audit::{Actor, AuditAction, AuditStream, NewEvent, Origin};
 use crate::auth::session;
 use crate::auth::users::{self, User};
 use crate::error::ApiError;
+use crate::exports::{ExportRecord, ExportSubject};
 use crate::id::AccountId;
+use crate::id::{ExportId, UserId};
 use crate::jobs::{Job, enqueue};
 use crate::keys;
 use crate::services::Services;
 use crate::soft_delete;
-use crate::store::{Delete, Index, Item, Query, StoreExt as _, TxOp};
+use crate::store::{Delete, Index, Item, Put, Query, StoreExt as _, TxOp};
 use crate::tenancy::{self, Membership, Role};
 
 /// What an erasure did.
@@ -64,7 +69,7 @@ async fn plan(s: &Services, user: &User, version: u64, now_ms: i64) -> Result<Pl
         } else if let Some((account, _)) = tenancy::load_account(store, m.account_id).await?
             && account.deleted_at_ms.is_none()
         {
-            plan.ops.extend(tenancy::delete_account_ops(account.id, now_ms, s.config.soft_delete_retention()));
+            plan.ops.extend(tenancy::delete_account_ops(account.id, now_ms, s.config.soft_delete.retention));
             plan.erasure.accounts_deleted.push(account.id);
         }
     }
@@ -111,4 +116,27 @@ pub async fn erase_user(s: &Services, user: &User, version: u64, origin: Origin)
         crate::billing::seats_changed(s, *account).await?;
     }
     Ok(erasure)
+}
+
+/// Starts an export (GDPR) of `subject` for `user`: records it and queues the job that
+/// builds it and emails the link.
+///
+/// # Errors
+/// When the store or the queue fails.
+pub async fn start_export(s: &Services, subject: ExportSubject, user: UserId) -> Result<ExportId, ApiError> {
+    let notify = crate::auth::users::by_id(s.store.as_ref(), user).await?.ok_or(ApiError::Unauthenticated)?.email;
+    let record = ExportRecord {
+        id: ExportId::new(),
+        subject,
+        requested_by: user,
+        requested_at_ms: s.clock.now_ms(),
+        ready_at_ms: None,
+        token_hash: String::new(),
+    };
+    // The request expires with the link it would produce, ready or not.
+    let expires = s.clock.now_secs() + 7 * 86_400;
+    let item = Item::from_record(keys::export(record.id), &record)?.expiring_at(expires);
+    s.store.put(Put::new(item).if_not_exists()).await?;
+    enqueue(s, Job::ExportData { export_id: record.id, subject, notify }).await?;
+    Ok(record.id)
 }

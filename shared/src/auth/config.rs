@@ -1,0 +1,174 @@
+//! The auth settings: where access-token keys come from, token lifetimes, social login
+//! providers, and rent-auth mode's external issuer.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+use crate::settings::ConfigError;
+use crate::settings::Env;
+
+/// Where access-token keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `GROUNDWORK_JWT_KEYS`: base64 PKCS#8 keys, comma-separated, newest first.
+    Value(Secret<String>),
+    /// `GROUNDWORK_JWT_KEYS_SECRET`: a Secrets Manager secret holding that value, read at
+    /// first use (the function that signs: auth).
+    SecretsManager(String),
+    /// `GROUNDWORK_JWKS_URL`: verify only, with the public keys the auth function publishes
+    /// (every other function: no private key leaves auth).
+    Jwks(String),
+    /// Generated into `<data dir>/keys/` (local).
+    DataDir,
+}
+
+/// A social login provider: `GROUNDWORK_OIDC_PROVIDERS=google,okta`, then per name (upper
+/// case, `-` as `_`) `GROUNDWORK_OIDC_<NAME>_CLIENT_ID`, `..._CLIENT_SECRET` and
+/// `..._ISSUER` (preset for `google`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcProvider {
+    /// The name in `/auth/oidc/{provider}/...`.
+    pub name: String,
+    /// The issuer URL (discovery at `<issuer>/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// The client id registered with it.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: Secret<String>,
+}
+
+/// Issuers of the providers known by name.
+pub const OIDC_PRESETS: &[(&str, &str)] = &[("google", "https://accounts.google.com")];
+
+/// Rent-auth mode: the external issuer whose tokens are accepted instead of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIssuer {
+    /// `GROUNDWORK_EXTERNAL_ISSUER`: the `iss` its tokens carry.
+    pub issuer: String,
+    /// `GROUNDWORK_EXTERNAL_JWKS_URL` (default `<issuer>/.well-known/jwks.json`).
+    pub jwks_url: String,
+    /// `GROUNDWORK_EXTERNAL_AUDIENCE`: the `aud` required, if any.
+    pub audience: Option<String>,
+}
+
+/// The auth settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Where access-token keys come from (see [`KeySource`]).
+    pub jwt_keys: KeySource,
+    /// `GROUNDWORK_JWT_AUDIENCE`: the audience of access tokens (default `groundwork`).
+    pub audience: String,
+    /// `GROUNDWORK_ACCESS_TOKEN_TTL_SECS`: access token lifetime (default 900 s).
+    pub access_token_ttl: Duration,
+    /// `GROUNDWORK_REFRESH_TOKEN_TTL_DAYS`: how long an unused session lasts (default 30 days).
+    pub refresh_token_ttl: Duration,
+    /// `GROUNDWORK_OIDC_PROVIDERS`: social login providers (OpenID Connect), by name.
+    pub oidc_providers: Vec<OidcProvider>,
+    /// Rent-auth mode: `GROUNDWORK_EXTERNAL_ISSUER` (+ `_JWKS_URL`, `_AUDIENCE`).
+    pub external_issuer: Option<ExternalIssuer>,
+}
+
+#[derive(Deserialize)]
+struct Vars {
+    #[serde(default = "default_audience")]
+    jwt_audience: String,
+    #[serde(default = "default_access_token_ttl_secs")]
+    access_token_ttl_secs: u64,
+    #[serde(default = "default_refresh_token_ttl_days")]
+    refresh_token_ttl_days: u64,
+    jwt_keys: Option<String>,
+    jwt_keys_secret: Option<String>,
+    jwks_url: Option<String>,
+    external_issuer: Option<String>,
+    external_jwks_url: Option<String>,
+    external_audience: Option<String>,
+    oidc_providers: Option<String>,
+}
+
+fn default_audience() -> String {
+    "groundwork".into()
+}
+
+fn default_access_token_ttl_secs() -> u64 {
+    900
+}
+
+fn default_refresh_token_ttl_days() -> u64 {
+    30
+}
+
+impl AuthConfig {
+    /// From `GROUNDWORK_*`.
+    ///
+    /// # Errors
+    /// Malformed numbers; on Lambda, no key source (unless in rent-auth mode); an OpenID
+    /// Connect provider without its client or issuer.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let v: Vars = env.area("GROUNDWORK_")?;
+        let jwt_keys = match (v.jwt_keys, v.jwt_keys_secret, v.jwks_url) {
+            (Some(k), _, _) => KeySource::Value(Secret::new(k)),
+            (None, Some(id), _) => KeySource::SecretsManager(id),
+            (None, None, Some(url)) => KeySource::Jwks(url),
+            (None, None, None) if env.on_lambda && v.external_issuer.is_none() => {
+                return Err(ConfigError::Missing {
+                    var: "GROUNDWORK_JWT_KEYS_SECRET".into(),
+                    why: "on Lambda, auth reads its signing keys from Secrets Manager (or GROUNDWORK_JWT_KEYS) \
+                          and other functions verify with GROUNDWORK_JWKS_URL",
+                });
+            }
+            (None, None, None) => KeySource::DataDir,
+        };
+        let external_issuer = v.external_issuer.map(|issuer| {
+            let issuer = issuer.trim_end_matches('/').to_owned();
+            ExternalIssuer {
+                jwks_url: v.external_jwks_url.unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
+                audience: v.external_audience,
+                issuer,
+            }
+        });
+        Ok(Self {
+            jwt_keys,
+            audience: v.jwt_audience,
+            access_token_ttl: Duration::from_secs(v.access_token_ttl_secs),
+            refresh_token_ttl: Duration::from_secs(v.refresh_token_ttl_days * 86_400),
+            oidc_providers: oidc_providers(env, v.oidc_providers.as_deref())?,
+            external_issuer,
+        })
+    }
+}
+
+fn oidc_providers(env: &Env, list: Option<&str>) -> Result<Vec<OidcProvider>, ConfigError> {
+    let Some(list) = list else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let valid = name.len() <= 32
+            && !name.starts_with("org-")
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(ConfigError::Invalid {
+                var: "GROUNDWORK_OIDC_PROVIDERS".into(),
+                value: list.chars().take(200).collect(),
+                reason: "names are lower-case letters, digits and -, not starting with org-".into(),
+            });
+        }
+        let prefix = format!("GROUNDWORK_OIDC_{}", name.to_ascii_uppercase().replace('-', "_"));
+        let need = |suffix: &str, why: &'static str| {
+            let var = format!("{prefix}_{suffix}");
+            env.get(&var).ok_or(ConfigError::Missing { var, why })
+        };
+        let preset = OIDC_PRESETS.iter().find(|(n, _)| *n == name).map(|(_, issuer)| (*issuer).to_owned());
+        let issuer = match env.get(&format!("{prefix}_ISSUER")).or(preset) {
+            Some(i) => i.trim_end_matches('/').to_owned(),
+            None => need("ISSUER", "every OpenID Connect provider needs its issuer URL")?,
+        };
+        out.push(OidcProvider {
+            name: name.to_owned(),
+            issuer,
+            client_id: need("CLIENT_ID", "every OpenID Connect provider needs a client id")?,
+            client_secret: Secret::new(need("CLIENT_SECRET", "every OpenID Connect provider needs a client secret")?),
+        });
+    }
+    Ok(out)
+}

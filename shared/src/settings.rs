@@ -1,0 +1,103 @@
+//! Reading settings from the environment, the primitives every area's configuration type
+//! uses: the variables of one start-up ([`Env`]), each area's scalars deserialized from them
+//! by `envy` (names, types and defaults declared once, on the area's own struct), choices
+//! ([`Env::choice`]), and [`ConfigError`], which always names the variable. The areas'
+//! types are composed into `config::Config`.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+
+/// What went wrong reading the configuration. Always names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable the chosen setup needs is not set.
+    #[error("missing environment variable {var}: {why}")]
+    Missing {
+        /// The variable's name.
+        var: String,
+        /// Why it is needed.
+        why: &'static str,
+    },
+    /// A variable is set to something that does not parse.
+    #[error("invalid environment variable {var}={value:?}: {reason}")]
+    Invalid {
+        /// The variable's name.
+        var: String,
+        /// The value as given (never a secret: secrets are not parsed, so never echoed).
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+}
+
+/// The variables of one start-up (empty values count as unset).
+#[derive(Debug, Clone)]
+pub struct Env {
+    vars: HashMap<String, String>,
+    /// Whether this runs on Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set).
+    pub on_lambda: bool,
+}
+
+impl Env {
+    /// The given variables.
+    pub fn new(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let vars: HashMap<String, String> =
+            vars.into_iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, v)| (k, v.trim().to_owned())).collect();
+        let on_lambda = vars.contains_key("AWS_LAMBDA_FUNCTION_NAME");
+        Self { vars, on_lambda }
+    }
+
+    /// One variable.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
+
+    /// An area's scalars: the variables starting with `prefix`, by field name (`port` for
+    /// `GROUNDWORK_PORT`).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the variable whose value does not parse.
+    pub fn area<T: DeserializeOwned>(&self, prefix: &'static str) -> Result<T, ConfigError> {
+        envy::prefixed(prefix).from_iter(self.vars.clone()).map_err(|e| from_envy(prefix, &e, self))
+    }
+}
+
+fn from_envy(prefix: &str, e: &envy::Error, env: &Env) -> ConfigError {
+    match e {
+        envy::Error::MissingValue(field) => {
+            ConfigError::Missing { var: format!("{prefix}{}", field.to_ascii_uppercase()), why: "it has no default" }
+        }
+        // envy says "<reason> while parsing value '<value>' provided by <field>".
+        envy::Error::Custom(message) => {
+            let (reason, field) = match message.rsplit_once(" provided by ") {
+                Some((head, field)) => (head.split(" while parsing value").next().unwrap_or(head), field),
+                None => (message.as_str(), ""),
+            };
+            let var = format!("{prefix}{}", field.to_ascii_uppercase());
+            let value = env.get(&var).unwrap_or_default();
+            ConfigError::Invalid { value: value.chars().take(200).collect(), reason: reason.to_owned(), var }
+        }
+    }
+}
+
+impl Env {
+    /// A variable naming one of a set of choices (`T::from_str`), or `default` when unset.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the variable and the choices.
+    pub fn choice<T: std::str::FromStr<Err = Choices>>(&self, var: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|Choices(expected)| ConfigError::Invalid {
+                var: var.to_owned(),
+                value: value.chars().take(200).collect(),
+                reason: format!("expected {expected}"),
+            }),
+        }
+    }
+}
+
+/// A value that is not one of the choices; holds them, for the message (`` `a` or `b` ``).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choices(pub &'static str);
