@@ -89,15 +89,47 @@ impl Env {
     pub fn choice<T: std::str::FromStr<Err = Choices>>(&self, var: &'static str, default: T) -> Result<T, ConfigError> {
         match self.get(var) {
             None => Ok(default),
-            Some(value) => value.parse().map_err(|Choices(expected)| ConfigError::Invalid {
+            Some(value) => value.parse().map_err(|choices: Choices| ConfigError::Invalid {
                 var: var.to_owned(),
                 value: value.chars().take(200).collect(),
-                reason: format!("expected {expected}"),
+                reason: format!("expected {choices}"),
             }),
         }
     }
 }
 
-/// A value that is not one of the choices; holds them, for the message (`` `a` or `b` ``).
+/// A value that is not one of the choices; holds them, for the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Choices(pub &'static str);
+pub struct Choices(pub &'static [&'static str]);
+
+impl std::fmt::Display for Choices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, choice) in self.0.iter().enumerate() {
+            let sep = match i {
+                0 => "",
+                i if i + 1 == self.0.len() => " or ",
+                _ => ", ",
+            };
+            write!(f, "{sep}`{choice}`")?;
+        }
+        Ok(())
+    }
+}
+
+/// Implements `FromStr` (with [`Choices`] as the error) for a setting chosen by name:
+/// `choices!(StoreBackend { "embedded" => Embedded, "dynamodb" => DynamoDb });`.
+#[macro_export]
+macro_rules! choices {
+    ($ty:ident { $($name:literal => $variant:ident),+ $(,)? }) => {
+        impl ::std::str::FromStr for $ty {
+            type Err = $crate::settings::Choices;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok(Self::$variant),)+
+                    _ => Err($crate::settings::Choices(&[$($name),+])),
+                }
+            }
+        }
+    };
+}

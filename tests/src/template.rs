@@ -28,33 +28,39 @@ pub struct HttpRoute {
     pub function: String,
 }
 
+/// The properties of every event of type `kind` (`HttpApi`, `Schedule`, `SQS`...) of every
+/// function, with the function's logical id.
+///
+/// # Panics
+/// When such an event has no properties.
+pub fn events(template: &Value, kind: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let Some(resources) = template.get("Resources").and_then(Value::as_mapping) else { return out };
+    for (name, resource) in resources {
+        let events = resource.get("Properties").and_then(|p| p.get("Events")).and_then(Value::as_mapping);
+        for event in events.into_iter().flat_map(|e| e.values()) {
+            if event.get("Type").and_then(Value::as_str) == Some(kind) {
+                let props = event.get("Properties").unwrap_or_else(|| panic!("a {kind} event has properties"));
+                out.push((name.as_str().unwrap_or_default().to_owned(), props.clone()));
+            }
+        }
+    }
+    out
+}
+
 /// Every `HttpApi` event of every function in the template.
 ///
 /// # Panics
 /// When an `HttpApi` event lacks its method or path.
 pub fn http_routes() -> BTreeSet<HttpRoute> {
-    let template = template();
-    let mut routes = BTreeSet::new();
-    let Some(resources) = template.get("Resources").and_then(Value::as_mapping) else { return routes };
-    for (name, resource) in resources {
-        let Some(events) = resource.get("Properties").and_then(|p| p.get("Events")).and_then(Value::as_mapping) else {
-            continue;
-        };
-        for event in events.values() {
-            if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
-                continue;
-            }
-            let props = event.get("Properties").expect("an HttpApi event has properties");
+    events(&template(), "HttpApi")
+        .into_iter()
+        .map(|(function, props)| {
             let field =
                 |k: &str| props.get(k).and_then(Value::as_str).unwrap_or_else(|| panic!("HttpApi event without {k}"));
-            routes.insert(HttpRoute {
-                method: field("Method").to_uppercase(),
-                path: field("Path").to_owned(),
-                function: name.as_str().unwrap_or_default().to_owned(),
-            });
-        }
-    }
-    routes
+            HttpRoute { method: field("Method").to_uppercase(), path: field("Path").to_owned(), function }
+        })
+        .collect()
 }
 
 /// One EventBridge schedule the template deploys.
@@ -82,26 +88,13 @@ fn text(value: &Value) -> Option<&str> {
 /// # Panics
 /// When a schedule lacks its expression or its `groundwork-${Environment}-<job>` name.
 pub fn schedules() -> BTreeSet<ScheduleRule> {
-    let template = template();
-    let mut rules = BTreeSet::new();
-    let Some(resources) = template.get("Resources").and_then(Value::as_mapping) else { return rules };
-    for (function, resource) in resources {
-        let Some(events) = resource.get("Properties").and_then(|p| p.get("Events")).and_then(Value::as_mapping) else {
-            continue;
-        };
-        for event in events.values() {
-            if event.get("Type").and_then(Value::as_str) != Some("Schedule") {
-                continue;
-            }
-            let props = event.get("Properties").expect("a Schedule event has properties");
+    events(&template(), "Schedule")
+        .into_iter()
+        .map(|(function, props)| {
             let name = props.get("Name").and_then(text).expect("a Schedule event has a name");
             let name = name.strip_prefix("groundwork-${Environment}-").expect("named groundwork-${Environment}-<job>");
-            rules.insert(ScheduleRule {
-                name: name.to_owned(),
-                expression: props.get("Schedule").and_then(Value::as_str).expect("an expression").to_owned(),
-                function: function.as_str().unwrap_or_default().to_owned(),
-            });
-        }
-    }
-    rules
+            let expression = props.get("Schedule").and_then(Value::as_str).expect("an expression").to_owned();
+            ScheduleRule { name: name.to_owned(), expression, function }
+        })
+        .collect()
 }

@@ -2,7 +2,7 @@
 
 use crate::secret::Secret;
 use crate::settings::ConfigError;
-use crate::settings::{Choices, Env};
+use crate::settings::Env;
 
 /// How transactional email leaves the system.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,18 +29,7 @@ enum Kind {
     Smtp,
 }
 
-impl std::str::FromStr for Kind {
-    type Err = Choices;
-
-    fn from_str(s: &str) -> Result<Self, Choices> {
-        match s {
-            "outbox" => Ok(Self::Outbox),
-            "ses" => Ok(Self::Ses),
-            "smtp" => Ok(Self::Smtp),
-            _ => Err(Choices("`outbox`, `ses` or `smtp`")),
-        }
-    }
-}
+crate::choices!(Kind { "outbox" => Outbox, "ses" => Ses, "smtp" => Smtp });
 
 /// The mail settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

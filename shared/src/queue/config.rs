@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::QueueName;
 use crate::settings::ConfigError;
-use crate::settings::{Choices, Env};
+use crate::settings::Env;
 
 /// Where queue messages go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,17 +15,7 @@ pub enum QueueBackend {
     Sqs,
 }
 
-impl std::str::FromStr for QueueBackend {
-    type Err = Choices;
-
-    fn from_str(s: &str) -> Result<Self, Choices> {
-        match s {
-            "embedded" => Ok(Self::Embedded),
-            "sqs" => Ok(Self::Sqs),
-            _ => Err(Choices("`embedded` or `sqs`")),
-        }
-    }
-}
+crate::choices!(QueueBackend { "embedded" => Embedded, "sqs" => Sqs });
 
 /// The URLs of one SQS queue and its dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Which storage adapter a process uses, from `GROUNDWORK_STORE` and `GROUNDWORK_TABLE`.
 
 use crate::settings::ConfigError;
-use crate::settings::{Choices, Env};
+use crate::settings::Env;
 
 /// Where items are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,17 +12,7 @@ pub enum StoreBackend {
     DynamoDb,
 }
 
-impl std::str::FromStr for StoreBackend {
-    type Err = Choices;
-
-    fn from_str(s: &str) -> Result<Self, Choices> {
-        match s {
-            "embedded" => Ok(Self::Embedded),
-            "dynamodb" => Ok(Self::DynamoDb),
-            _ => Err(Choices("`embedded` or `dynamodb`")),
-        }
-    }
-}
+crate::choices!(StoreBackend { "embedded" => Embedded, "dynamodb" => DynamoDb });
 
 /// The storage settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ pub mod metrics;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-use crate::settings::{Choices, Env};
+use crate::settings::Env;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,17 +17,7 @@ pub enum LogFormat {
     Text,
 }
 
-impl std::str::FromStr for LogFormat {
-    type Err = Choices;
-
-    fn from_str(s: &str) -> Result<Self, Choices> {
-        match s {
-            "json" => Ok(Self::Json),
-            "text" => Ok(Self::Text),
-            _ => Err(Choices("`json` or `text`")),
-        }
-    }
-}
+crate::choices!(LogFormat { "json" => Json, "text" => Text });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Metrics {
@@ -35,17 +25,7 @@ enum Metrics {
     Off,
 }
 
-impl std::str::FromStr for Metrics {
-    type Err = Choices;
-
-    fn from_str(s: &str) -> Result<Self, Choices> {
-        match s {
-            "emf" => Ok(Self::Emf),
-            "off" => Ok(Self::Off),
-            _ => Err(Choices("`emf` or `off`")),
-        }
-    }
-}
+crate::choices!(Metrics { "emf" => Emf, "off" => Off });
 
 /// The observability settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

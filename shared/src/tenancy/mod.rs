@@ -17,22 +17,18 @@
 
 use std::fmt;
 
-use axum::extract::{FromRequestParts, RawPathParams};
-use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditAction, AuditStream, NewEvent, Origin};
 pub mod api_keys;
 mod caller;
+mod scope;
 
-use crate::error::ApiError;
 use crate::id::{AccountId, OrgId, UserId};
 use crate::keys;
-use crate::services::Services;
 use crate::soft_delete;
-use crate::store::{Cursor, Item, Key, Put, Query, Store, StoreError, StoreExt as _};
+use crate::store::{Item, Put, Query, Store, StoreError, StoreExt as _};
 pub use caller::Caller;
+pub use scope::{Deleted, Tenant, TenantScope, authorize, get, list, path_account, put};
 
 /// A member's role in an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -254,210 +250,6 @@ pub async fn members(store: &dyn Store, account: AccountId) -> Result<Vec<Member
     let items =
         store.query_all(Query::partition(keys::account_partition(account)).begins_with(keys::MEMBER_PREFIX)).await?;
     items.iter().filter(|i| !soft_delete::is_deleted(i)).map(Item::record).collect()
-}
-
-/// Whether a deleted account may be acted on (only its restore does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deleted {
-    /// A deleted account is refused.
-    Refuse,
-    /// A deleted account is acted on (restore).
-    Allow,
-}
-
-/// Proof that the caller may act in one account, with the role they act as. Built only by
-/// [`authorize`] (through [`Tenant`]).
-#[derive(Debug, Clone)]
-pub struct TenantScope {
-    account: Account,
-    caller: Caller,
-    role: Role,
-}
-
-impl TenantScope {
-    /// The account.
-    pub fn account(&self) -> &Account {
-        &self.account
-    }
-
-    /// The account's id.
-    pub fn account_id(&self) -> AccountId {
-        self.account.id
-    }
-
-    /// Who is calling.
-    pub fn caller(&self) -> &Caller {
-        &self.caller
-    }
-
-    /// The role the caller acts with.
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
-    /// The calling user, if a user is calling (not an API key).
-    pub fn user_id(&self) -> Option<UserId> {
-        match &self.caller {
-            Caller::User(u) => Some(u.user_id),
-            Caller::ApiKey(_) => None,
-        }
-    }
-
-    /// The calling user, or 403 for an API key (for what only a person may do).
-    ///
-    /// # Errors
-    /// 403 when an API key calls.
-    pub fn require_user(&self) -> Result<UserId, ApiError> {
-        self.user_id().ok_or(ApiError::Forbidden)
-    }
-
-    /// Ok if the caller's role allows `action`, else 403.
-    ///
-    /// # Errors
-    /// 403.
-    pub fn require(&self, action: Action) -> Result<(), ApiError> {
-        if allows(self.role, action) { Ok(()) } else { Err(ApiError::Forbidden) }
-    }
-
-    /// The key of one of the tenant's items: `ACCOUNT#<id>` / `<kind>#<id>`.
-    pub fn key(&self, kind: &str, id: &str) -> Key {
-        keys::tenant_item(self.account.id, kind, id)
-    }
-
-    /// Appends an event to the account's audit stream, as the caller.
-    ///
-    /// # Errors
-    /// When the store fails.
-    pub async fn audit(
-        &self,
-        services: &Services,
-        action: AuditAction,
-        target: Option<String>,
-        origin: Origin,
-        detail: serde_json::Value,
-    ) -> Result<(), ApiError> {
-        let event = NewEvent { actor: self.caller.actor(), action, target, origin, detail };
-        services.audit(AuditStream::Account(self.account.id), event).await?;
-        Ok(())
-    }
-}
-
-/// The membership check: `caller` may act in `account_id` as the returned scope says.
-/// Not a member (or another account's API key), or no such account: 404, so accounts of
-/// others cannot be discovered. A deleted account: 409 `account_deleted` for its members
-/// (unless `deleted` allows it). An account requiring a second factor, and a session opened
-/// without one: 403 `mfa_required`.
-///
-/// # Errors
-/// As above; 503 when the store fails.
-pub async fn authorize(
-    services: &Services,
-    caller: Caller,
-    account_id: AccountId,
-    deleted: Deleted,
-) -> Result<TenantScope, ApiError> {
-    let store = services.store.as_ref();
-    let role = match &caller {
-        Caller::User(u) => load_membership(store, account_id, u.user_id).await?.ok_or(ApiError::NotFound)?.0.role,
-        Caller::ApiKey(k) if k.account_id == account_id => k.role,
-        Caller::ApiKey(_) => return Err(ApiError::NotFound),
-    };
-    let (account, _) = load_account(store, account_id).await?.ok_or(ApiError::NotFound)?;
-    if account.deleted_at_ms.is_some() && deleted == Deleted::Refuse {
-        return Err(ApiError::Conflict {
-            code: "account_deleted",
-            detail: "the account is deleted; an owner can restore it within the retention window".into(),
-        });
-    }
-    if account.require_mfa && matches!(&caller, Caller::User(u) if !u.mfa) {
-        return Err(ApiError::ForbiddenBecause {
-            code: "mfa_required",
-            detail: "this account requires two-factor authentication: enable it and sign in again".into(),
-        });
-    }
-    crate::http::record_tenant(&account_id);
-    Ok(TenantScope { account, caller, role })
-}
-
-/// The extractor of tenant-scoped routes: the path's `{account_id}`, the caller, and the
-/// membership check ([`authorize`]).
-#[derive(Debug, Clone)]
-pub struct Tenant(pub TenantScope);
-
-/// The `{account_id}` of a request's path.
-///
-/// # Errors
-/// 404 when it is missing or not an id.
-pub async fn path_account(parts: &mut Parts, services: &Services) -> Result<AccountId, ApiError> {
-    let params = RawPathParams::from_request_parts(parts, services).await.map_err(|_| ApiError::NotFound)?;
-    let raw = params.iter().find(|(k, _)| *k == "account_id").map(|(_, v)| v.to_owned()).ok_or(ApiError::NotFound)?;
-    raw.parse().map_err(|_| ApiError::NotFound)
-}
-
-impl FromRequestParts<Services> for Tenant {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
-        // Authentication first: an anonymous caller learns nothing about which ids exist.
-        let caller = Caller::from_request_parts(parts, services).await?;
-        let account = path_account(parts, services).await?;
-        authorize(services, caller, account, Deleted::Refuse).await.map(Tenant)
-    }
-}
-
-/// Reads one of the tenant's items (soft-deleted ones are absent).
-///
-/// # Errors
-/// When the store fails or the item does not decode.
-pub async fn get<T: DeserializeOwned>(
-    store: &dyn Store,
-    scope: &TenantScope,
-    kind: &str,
-    id: &str,
-) -> Result<Option<(T, u64)>, StoreError> {
-    match store.get(&scope.key(kind, id)).await? {
-        Some(item) if !soft_delete::is_deleted(&item) => Ok(Some((item.record()?, item.version))),
-        _ => Ok(None),
-    }
-}
-
-/// Writes one of the tenant's items, based on `version` (0: it must not exist yet).
-///
-/// # Errors
-/// A condition failure when it changed since `version` was read.
-pub async fn put<T: Serialize>(
-    store: &dyn Store,
-    scope: &TenantScope,
-    kind: &str,
-    id: &str,
-    record: &T,
-    version: u64,
-) -> Result<(), StoreError> {
-    let mut item = Item::from_record(scope.key(kind, id), record)?;
-    item.version = version;
-    let put = if version == 0 { Put::new(item).if_not_exists() } else { Put::new(item).if_unchanged() };
-    store.put(put).await.map(|_| ())
-}
-
-/// One page of the tenant's items of `kind` (soft-deleted ones left out).
-///
-/// # Errors
-/// When the store fails or the cursor is not valid.
-pub async fn list<T: DeserializeOwned>(
-    store: &dyn Store,
-    scope: &TenantScope,
-    kind: &str,
-    limit: u32,
-    cursor: Option<Cursor>,
-) -> Result<(Vec<T>, Option<Cursor>), StoreError> {
-    let q = Query::partition(keys::account_partition(scope.account.id))
-        .begins_with(keys::tenant_kind_prefix(kind))
-        .limit(limit)
-        .after(cursor);
-    let page = store.query(q).await?;
-    let records =
-        page.items.iter().filter(|i| !soft_delete::is_deleted(i)).map(Item::record).collect::<Result<_, _>>()?;
-    Ok((records, page.next))
 }
 
 #[cfg(test)]

@@ -17,23 +17,22 @@
 //! lease expires (as with any at-least-once queue); handlers whose effect has its own
 //! idempotency key (Stripe, SES tags) pass it on.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::exports::ExportSubject;
 use crate::id::ExportId;
 use crate::mail::EmailAddress;
 use crate::mail::templates::Email;
 use crate::queue::QueueName;
-use crate::queue::consumer::{Message, MessageHandler};
 use crate::queue::{Outgoing, QueueError};
 use crate::services::Services;
-use crate::store::{Condition, Delete, Index, Item, Key, Put, Query, Store, StoreError, Update};
-use crate::telemetry::metrics::{Metrics, Unit};
+use crate::store::{Index, Item, Key, Put, Query, Store, StoreError};
+
+mod runner;
+
+pub use runner::{JobError, JobHandler, JobOutcome, JobRunner, backoff};
 
 crate::ulid_id!(
     /// Identifies one enqueued job.
@@ -243,216 +242,6 @@ impl JobState {
     /// When the store fails.
     pub async fn list_dead(store: &dyn Store, limit: u32) -> Result<Vec<Self>, StoreError> {
         store.query(Query::index(Index::Gsi1, crate::keys::DEAD_JOBS).descending().limit(limit)).await?.records()
-    }
-}
-
-/// What a handler did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobOutcome {
-    /// The job's effect happened.
-    Done,
-    /// The job was deliberately not carried out; the note says why.
-    Skipped(String),
-}
-
-/// Why a handler failed.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// Worth retrying later (a dependency is down, throttling...).
-    #[error("retryable: {0:#}")]
-    Retry(anyhow::Error),
-    /// Retrying cannot help (bad input, rejected by the provider...).
-    #[error("permanent: {0:#}")]
-    Permanent(anyhow::Error),
-}
-
-/// Carries out jobs. Implementations must tolerate running a job more than once.
-#[async_trait]
-pub trait JobHandler: Send + Sync + 'static {
-    /// Runs `job` (its `envelope` gives the id and key).
-    async fn run(&self, envelope: &Envelope) -> Result<JobOutcome, JobError>;
-}
-
-/// The backoff before attempt `attempt + 1`: 2 s, 4 s, 8 s... capped at 15 minutes.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(attempt.clamp(1, 10))).min(Duration::from_secs(900))
-}
-
-/// Runs a [`JobHandler`] over one queue's messages (see the module documentation).
-pub struct JobRunner {
-    services: Services,
-    queue: QueueName,
-    handler: Arc<dyn JobHandler>,
-}
-
-impl JobRunner {
-    /// A runner of `handler` over `queue`.
-    pub fn new(services: Services, queue: QueueName, handler: Arc<dyn JobHandler>) -> Self {
-        Self { services, queue, handler }
-    }
-
-    fn idempotency_key(key: &str) -> Key {
-        crate::keys::job_idempotency(key)
-    }
-
-    /// Takes the lease; `Ok(false)` when the job already completed or runs elsewhere.
-    async fn acquire(&self, envelope: &Envelope, now: i64) -> Result<Acquired, StoreError> {
-        let store = self.services.store.as_ref();
-        let key = Self::idempotency_key(&envelope.idempotency_key);
-        let lease_end = (now + i64::try_from(LEASE.as_millis()).unwrap_or(0)) / 1000;
-        let record = Item::new(key.clone()).with("status", "in_progress").with("job_id", envelope.id.to_string());
-        match store.put(Put::new(record.expiring_at(lease_end)).if_not_exists()).await {
-            Ok(_) => Ok(Acquired::Yes),
-            Err(StoreError::ConditionFailed) => match store.get(&key).await? {
-                Some(i) if i.data.get("status").and_then(|s| s.as_str()) == Some("completed") => {
-                    Ok(Acquired::Completed)
-                }
-                Some(_) => Ok(Acquired::Busy),
-                // Expired between the two calls: try again on the next delivery.
-                None => Ok(Acquired::Busy),
-            },
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn complete(&self, envelope: &Envelope, now: i64) -> Result<(), StoreError> {
-        let keep = (now + i64::try_from(COMPLETED_RETENTION.as_millis()).unwrap_or(0)) / 1000;
-        self.services
-            .store
-            .update(
-                Update::new(Self::idempotency_key(&envelope.idempotency_key))
-                    .set("status", "completed")
-                    .expires_at(Some(keep))
-                    .when(Condition::Equals("job_id".into(), json!(envelope.id.to_string()))),
-            )
-            .await
-            .map(|_| ())
-    }
-
-    async fn release(&self, envelope: &Envelope) {
-        let delete = Delete::new(Self::idempotency_key(&envelope.idempotency_key))
-            .when(Condition::Equals("status".into(), json!("in_progress")));
-        if let Err(e) = self.services.store.delete(delete).await
-            && !matches!(e, StoreError::ConditionFailed)
-        {
-            tracing::warn!(job_id = %envelope.id, error = %e, "could not release the job lease; it expires by itself");
-        }
-    }
-
-    async fn record(&self, mut state: JobState) {
-        let now = self.services.clock.now_ms();
-        state.updated_at_ms = now;
-        if state.status != JobStatus::Running {
-            // One metric per outcome: dashboards and the DLQ alarm read these.
-            Metrics::new()
-                .dimension("Queue", self.queue.as_str())
-                .property("job_id", state.id.clone())
-                .property("kind", state.kind.clone())
-                .metric(&format!("Jobs{}", capitalised(state.status.as_str())), 1.0, Unit::Count)
-                .metric("JobAttempts", f64::from(state.attempts), Unit::Count)
-                .emit();
-        }
-        if let Err(e) = state.save(self.services.store.as_ref(), now).await {
-            tracing::warn!(job_id = %state.id, error = %e, "could not record the job state");
-        }
-    }
-
-    async fn dead_letter(&self, message: &Message, mut state: JobState, error: String) -> anyhow::Result<()> {
-        let queue = self.services.queues.get(self.queue);
-        queue.send_to_dead_letters(&message.body, message.group_id.as_deref()).await?;
-        tracing::error!(job_id = %state.id, kind = %state.kind, attempts = state.attempts, error = %error, "job dead-lettered");
-        state.status = JobStatus::Dead;
-        state.last_error = Some(error);
-        self.record(state).await;
-        Ok(())
-    }
-}
-
-fn capitalised(s: &str) -> String {
-    let mut c = s.chars();
-    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
-}
-
-enum Acquired {
-    Yes,
-    Completed,
-    Busy,
-}
-
-#[async_trait]
-impl MessageHandler for JobRunner {
-    async fn handle(&self, message: &Message) -> anyhow::Result<()> {
-        let now = self.services.clock.now_ms();
-        let envelope: Envelope = match serde_json::from_str(&message.body) {
-            Ok(e) => e,
-            Err(e) => {
-                let state = JobState {
-                    id: message.id.clone(),
-                    kind: "unknown".into(),
-                    queue: self.queue.as_str().into(),
-                    status: JobStatus::Dead,
-                    attempts: message.receive_count,
-                    last_error: None,
-                    note: None,
-                    enqueued_at_ms: 0,
-                    updated_at_ms: now,
-                };
-                // Never retried: the same bytes will never decode.
-                return self.dead_letter(message, state, format!("the job does not decode: {e}")).await;
-            }
-        };
-        let span = tracing::info_span!("job", job_id = %envelope.id, kind = envelope.job.kind(), attempt = message.receive_count);
-        let _guard = span.enter();
-        match self.acquire(&envelope, now).await? {
-            Acquired::Completed => {
-                tracing::info!("duplicate delivery of a completed job: acknowledged without running");
-                return Ok(());
-            }
-            Acquired::Busy => anyhow::bail!("the job is running in another delivery"),
-            Acquired::Yes => {}
-        }
-        let mut state = JobState::new(&envelope, self.queue, JobStatus::Running, now);
-        state.attempts = message.receive_count;
-        self.record(state.clone()).await;
-        let result = self.handler.run(&envelope).await;
-        let now = self.services.clock.now_ms();
-        match result {
-            Ok(outcome) => {
-                self.complete(&envelope, now).await?;
-                match outcome {
-                    JobOutcome::Done => state.status = JobStatus::Succeeded,
-                    JobOutcome::Skipped(note) => {
-                        tracing::info!(note = %note, "job skipped");
-                        state.status = JobStatus::Skipped;
-                        state.note = Some(note);
-                    }
-                }
-                self.record(state).await;
-                tracing::info!("job done");
-                Ok(())
-            }
-            Err(JobError::Permanent(e)) => {
-                self.release(&envelope).await;
-                self.dead_letter(message, state, format!("{e:#}")).await
-            }
-            Err(JobError::Retry(e)) => {
-                self.release(&envelope).await;
-                if message.receive_count >= self.services.config.jobs.max_attempts {
-                    return self
-                        .dead_letter(message, state, format!("{e:#} (after {} attempts)", message.receive_count))
-                        .await;
-                }
-                let delay = backoff(message.receive_count);
-                let queue = self.services.queues.get(self.queue);
-                if let Err(ve) = queue.change_visibility(&message.receipt, delay).await {
-                    tracing::warn!(error = %ve, "could not set the retry backoff; the queue's timeout applies");
-                }
-                state.status = JobStatus::Failed;
-                state.last_error = Some(format!("{e:#}"));
-                self.record(state).await;
-                Err(e.context(format!("job failed; retrying in {} s", delay.as_secs())))
-            }
-        }
     }
 }
 
