@@ -18,6 +18,6 @@ cargo bench -p shared --bench email_and_jobs -- --noplot
 cargo bench -p platform --bench health -- --noplot
 cargo bench -p auth --bench auth -- --noplot
 cargo bench -p tenancy --bench tenancy
-cargo bench -p tests --bench billing
-cargo build --release -p platform --bin platform -p tests --example hello_lambda --example init_time
+cargo bench -p testkit --bench billing
+cargo build --release -p platform --bin platform -p testkit --example hello_lambda --example init_time
 target/release/examples/init_time hello=target/release/examples/hello_lambda platform=target/release/platform

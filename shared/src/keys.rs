@@ -32,10 +32,10 @@
 //! | one-time billing effect | `BILLING_EFFECT#<effect>` | `EFFECT` | | | billing | |
 //! | Stripe event ledger | `STRIPE_EVENT#<event>` | `EVENT` | `STRIPE_EVENTS#failed` / `<event>` when failed | | billing | |
 //! | flag definition | `FLAGS` | `FLAG#<flag>` | | | platform | |
-//! | data export | `EXPORT#<export>` | `EXPORT` | | | worker | 7 days |
+//! | data export | `EXPORT#<export>` | `EXPORT` | | | worker | 7 days; 72 h once built |
 //! | audit head | `AUDIT#<stream>` | `HEAD` | | | audit | |
 //! | audit entry | `AUDIT#<stream>` | `E#<seq, 12 digits>` | | | audit | |
-//! | job state | `JOB#<job>` | `STATE` | `JOBS#dead` / `<updated ms>#<job>` when dead | | jobs | 7 days |
+//! | job state | `JOB#<job>` | `STATE` | `JOBS#dead` / `<updated ms>#<job>` when dead | | jobs | 30 days |
 //! | job idempotency | `IDEMPOTENCY#<key>` | `RECORD` | | | jobs | lease, then 7 days |
 //! | suppression | `SUPPRESSION#<email>` | `SUPPRESSION` | | | mail | |
 //!

@@ -2,7 +2,7 @@
 //!
 //! A function's `main.rs` builds its services once and calls one of these:
 //! [`serve_http`] (API Gateway HTTP API → axum router), [`serve_sqs`] (SQS event → partial
-//! batch failures) or [`serve_schedule`] (EventBridge event → a scheduled job). The
+//! batch failures) or [`serve_schedules`] (EventBridge event → a scheduled job). The
 //! `handle_*` functions are the same paths without the runtime loop, for tests.
 
 use std::sync::Arc;

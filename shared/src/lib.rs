@@ -1,26 +1,24 @@
 //! The common library of every Groundwork function.
 //!
 //! Functions are thin: they read [`config::Config`] once, build [`services::Services`] once,
-//! and hand a router or a handler to [`lambda`]. Everything they share lives here:
+//! and hand a router or a handler to [`lambda`]. Everything they share lives here, bottom-up:
 //!
-//! - [`store`]: the item-level storage port over the single table, with a DynamoDB adapter
-//!   (production) and an embedded SQLite adapter (local default);
-//! - [`queue`]: the queue port, with SQS and embedded adapters, and the batch consumer;
-//! - [`http`]: the HTTP conventions (problem+json errors, JSON extraction, body limits,
-//!   request ids, fallbacks) applied to every router;
-//! - [`telemetry`]: structured logs and CloudWatch EMF metrics;
-//! - [`config`], [`secret`], [`id`], [`clock`]: typed configuration, secrets, ids and time;
-//! - [`keys`]: the key chart of the single table (every pk, sk and index key);
-//! - [`auth`]: signing keys, access tokens, passwords, attempt limits, sessions and the
-//!   `AuthUser` extractor; [`audit`]: the tamper-evident audit log;
-//! - [`jobs`]: typed background jobs, `enqueue`, and the idempotent job runner;
-//! - [`mail`]: email templates, the mailer port (SES, SMTP, local outbox), suppressions;
-//! - [`flags`]: feature flags (kill switches, plans, overrides, rollouts, variants);
-//! - [`soft_delete`]: the `deleted_at` + retention marker and the purge it drives;
-//! - [`schedule`]: schedule definitions shared by the template and the local scheduler;
-//! - [`tenancy`]: accounts, memberships, roles and the `Tenant` extractor that scopes every
-//!   tenant route (isolation);
-//! - [`lambda`]: the only module that knows Lambda event types.
+//! - primitives: [`id`], [`clock`], [`secret`], [`settings`] (reading the environment;
+//!   each area's settings type lives in its module), [`keys`] (the key chart of the single
+//!   table: every pk, sk and index key), [`outbound`] (the one builder of outbound HTTP
+//!   clients), [`error`] (problem+json and `ApiError`);
+//! - ports and adapters: [`store`] (DynamoDB, embedded SQLite), [`queue`] (SQS, embedded,
+//!   and the batch consumer), [`mail`] (SES, SMTP, local outbox; templates, suppressions),
+//!   [`aws`] (one SDK configuration per process), [`telemetry`] (logs, EMF metrics);
+//! - domain: [`audit`] (the tamper-evident audit log and its vocabulary), [`auth`] (keys,
+//!   tokens, passwords, attempt limits, users, sessions, the `AuthUser` extractor),
+//!   [`tenancy`] (accounts, roles, API keys, the `Tenant` extractor that scopes every tenant
+//!   route), [`billing`] (plans, Stripe, webhook events, dunning, reconciliation),
+//!   [`flags`], [`exports`], [`jobs`] (typed jobs, `enqueue`, the idempotent runner),
+//!   [`soft_delete`], [`schedule`], [`gdpr`] (export and erasure across domains);
+//! - edge: [`http`] (the conventions applied to every router), [`config`] (the areas'
+//!   settings, composed), [`services`] (everything a handler needs, built once), [`lambda`]
+//!   (the only module that knows Lambda event types).
 
 pub mod audit;
 pub mod auth;

@@ -1,7 +1,7 @@
 //! Billing load harness (printed report, nothing asserted): webhook ingest throughput
 //! (signature check + ledger write + FIFO enqueue, through the full receiver router) and
 //! end-to-end events applied per second (the billing-events consumer draining the queue),
-//! on the embedded store. Run: `cargo bench -p tests --bench billing`.
+//! on the embedded store. Run: `cargo bench -p testkit --bench billing`.
 
 use std::time::Instant;
 

@@ -10,15 +10,26 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::audit::AuditAction;
+use shared::billing::objects::{RedirectSession, Subscription, SubscriptionSchedule};
 use shared::billing::snapshot::{self, apply_snapshot};
-use shared::billing::stripe::{Form, StripeClient, StripeError, field, id_of};
+use shared::billing::stripe::{StripeClient, StripeError};
 use shared::billing::{BillingState, Entitlements, Interval, Plans, state};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, RequestContext};
 use shared::services::Services;
 use shared::tenancy::{self, Action, Tenant, TenantScope};
+use stripe_billing::billing_portal_session::CreateBillingPortalSession;
+use stripe_billing::subscription::{UpdateSubscription, UpdateSubscriptionItems, UpdateSubscriptionProrationBehavior};
+use stripe_billing::subscription_schedule::{
+    CreateSubscriptionSchedule, UpdateSubscriptionSchedule, UpdateSubscriptionSchedulePhases,
+    UpdateSubscriptionSchedulePhasesEndDate, UpdateSubscriptionSchedulePhasesItems,
+    UpdateSubscriptionSchedulePhasesStartDate, UpdateSubscriptionScheduleProrationBehavior,
+};
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -51,10 +62,20 @@ fn stripe(s: &Services) -> Result<&StripeClient, ApiError> {
 fn stripe_error(e: StripeError) -> ApiError {
     match e {
         e @ (StripeError::Transport(_) | StripeError::Unavailable { .. }) => ApiError::Unavailable(e.into()),
+        e @ StripeError::Decode(_) => ApiError::Unexpected(e.into()),
         StripeError::Rejected { status, message } => {
             tracing::warn!(status, message = %message, "Stripe refused a request");
             ApiError::Conflict { code: "stripe_refused", detail: message }
         }
+    }
+}
+
+fn apply_error(e: shared::billing::events::ApplyError) -> ApiError {
+    use shared::billing::events::ApplyError;
+    match e {
+        ApplyError::Store(e) => e.into(),
+        ApplyError::Stripe(e) => stripe_error(e),
+        e => ApiError::Unexpected(e.into()),
     }
 }
 
@@ -216,23 +237,30 @@ async fn checkout(
     }
     let customer = customer(&s, &scope).await?;
     let account = scope.account_id().to_string();
-    let mut form: Form = vec![
-        field("mode", "subscription"),
-        field("customer", &customer),
-        field("client_reference_id", &account),
-        field("line_items[0][price]", &price),
-        field("line_items[0][quantity]", quantity(&s, &scope).await?),
-        field("subscription_data[metadata][account_id]", &account),
-        field("success_url", billing_url(&s, &scope, "success")),
-        field("cancel_url", billing_url(&s, &scope, "canceled")),
-    ];
+    let line = CreateCheckoutSessionLineItems {
+        price: Some(price),
+        quantity: Some(quantity(&s, &scope).await?),
+        ..CreateCheckoutSessionLineItems::new()
+    };
+    let mut subscription = CreateCheckoutSessionSubscriptionData {
+        metadata: Some(std::collections::HashMap::from([("account_id".to_owned(), account.clone())])),
+        ..CreateCheckoutSessionSubscriptionData::new()
+    };
     // The trial is for a first subscription only.
     if st.subscription_id.is_none() && plans(&s)?.trial_days > 0 {
-        form.push(field("subscription_data[trial_period_days]", plans(&s)?.trial_days));
+        subscription.trial_period_days = Some(plans(&s)?.trial_days);
     }
+    let request = CreateCheckoutSession::new()
+        .mode(stripe_shared::CheckoutSessionMode::Subscription)
+        .customer(customer)
+        .client_reference_id(account.clone())
+        .line_items(vec![line])
+        .subscription_data(subscription)
+        .success_url(billing_url(&s, &scope, "success"))
+        .cancel_url(billing_url(&s, &scope, "canceled"));
     let key = format!("checkout-{account}-{}", ctx.request_id);
-    let session = stripe(&s)?.post("/v1/checkout/sessions", &form, &key).await.map_err(stripe_error)?;
-    let url = session["url"].as_str().ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no checkout URL")))?;
+    let session: RedirectSession = stripe(&s)?.send(&request, Some(&key)).await.map_err(stripe_error)?;
+    let url = session.url.ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no checkout URL")))?;
     scope
         .audit(
             &s,
@@ -242,7 +270,7 @@ async fn checkout(
             json!({"plan": choice.plan, "interval": choice.interval}),
         )
         .await?;
-    Ok(Json(Redirect { url: url.to_owned() }))
+    Ok(Json(Redirect { url }))
 }
 
 /// Opens Stripe's customer portal (payment methods, invoices).
@@ -259,11 +287,11 @@ async fn portal(
     let Some(customer) = st.customer_id else {
         return Err(ApiError::Conflict { code: "no_customer", detail: "the account has never subscribed".into() });
     };
-    let form = vec![field("customer", &customer), field("return_url", billing_url(&s, &scope, "portal"))];
+    let request = CreateBillingPortalSession::new().customer(customer).return_url(billing_url(&s, &scope, "portal"));
     let key = format!("portal-{}-{}", scope.account_id(), ctx.request_id);
-    let session = stripe(&s)?.post("/v1/billing_portal/sessions", &form, &key).await.map_err(stripe_error)?;
-    let url = session["url"].as_str().ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no portal URL")))?;
-    Ok(Json(Redirect { url: url.to_owned() }))
+    let session: RedirectSession = stripe(&s)?.send(&request, Some(&key)).await.map_err(stripe_error)?;
+    let url = session.url.ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no portal URL")))?;
+    Ok(Json(Redirect { url }))
 }
 
 /// The live subscription of the account, or 409.
@@ -278,11 +306,9 @@ async fn live(s: &Services, scope: &TenantScope) -> Result<(BillingState, String
     }
 }
 
-async fn applied(s: &Services, scope: &TenantScope, sub: &Value) -> Result<Json<BillingView>, ApiError> {
+async fn applied(s: &Services, scope: &TenantScope, sub: &Subscription) -> Result<Json<BillingView>, ApiError> {
     let source = format!("api:{}", s.clock.now_ms());
-    apply_snapshot(s, plans(s)?, scope.account_id(), sub, s.clock.now_secs(), &source)
-        .await
-        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;
+    apply_snapshot(s, plans(s)?, scope.account_id(), sub, s.clock.now_secs(), &source).await.map_err(apply_error)?;
     Ok(Json(view(s, scope.account_id()).await?))
 }
 
@@ -313,45 +339,40 @@ async fn change_plan(
     let key = |what: &str| format!("{what}-{sub_id}-{}-{}", plan.id, ctx.request_id);
     let detail = json!({"from": st.plan_id, "to": plan.id, "interval": choice.interval, "upgrade": upgrade});
     if upgrade {
-        let form = vec![
-            field("items[0][id]", &item),
-            field("items[0][price]", &price),
-            field("proration_behavior", "always_invoice"),
-            field("cancel_at_period_end", "false"),
-        ];
-        let sub =
-            client.post(&format!("/v1/subscriptions/{sub_id}"), &form, &key("upgrade")).await.map_err(stripe_error)?;
+        let request = UpdateSubscription::new(sub_id.as_str())
+            .items(vec![UpdateSubscriptionItems { id: Some(item), price: Some(price), ..Default::default() }])
+            .proration_behavior(UpdateSubscriptionProrationBehavior::AlwaysInvoice)
+            .cancel_at_period_end(false);
+        let sub: Subscription = client.send(&request, Some(&key("upgrade"))).await.map_err(stripe_error)?;
         scope.audit(&s, AuditAction::BillingPlanChanged, Some(sub_id), ctx.origin(), detail).await?;
         return applied(&s, &scope, &sub).await;
     }
     // Downgrade: a schedule keeps the current price until the period ends, then the new one.
-    let schedule = client
-        .post("/v1/subscription_schedules", &vec![field("from_subscription", &sub_id)], &key("schedule"))
-        .await
-        .map_err(stripe_error)?;
-    let schedule_id = id_of(&schedule).map_err(stripe_error)?;
-    let phase = &schedule["phases"][0];
-    let current_price = phase["items"][0]["price"].as_str().map(str::to_owned);
+    let request = CreateSubscriptionSchedule::new().from_subscription(sub_id.as_str());
+    let schedule: SubscriptionSchedule = client.send(&request, Some(&key("schedule"))).await.map_err(stripe_error)?;
+    let phase = schedule.phases.first();
+    let current_price = phase.and_then(|p| p.items.first()?.price.as_ref()).map(|p| p.id().to_owned());
     let (Some(start), Some(end), Some(current_price)) =
-        (phase["start_date"].as_i64(), phase["end_date"].as_i64(), current_price)
+        (phase.and_then(|p| p.start_date), phase.and_then(|p| p.end_date), current_price)
     else {
         return Err(ApiError::Unexpected(anyhow::anyhow!("the subscription schedule has no current phase")));
     };
     let qty = st.quantity.unwrap_or(1);
-    let form = vec![
-        field("end_behavior", "release"),
-        field("phases[0][items][0][price]", current_price),
-        field("phases[0][items][0][quantity]", qty),
-        field("phases[0][start_date]", start),
-        field("phases[0][end_date]", end),
-        field("phases[1][items][0][price]", &price),
-        field("phases[1][items][0][quantity]", qty),
-        field("proration_behavior", "none"),
-    ];
-    client
-        .post(&format!("/v1/subscription_schedules/{schedule_id}"), &form, &key("phases"))
-        .await
-        .map_err(stripe_error)?;
+    let item = |price: String| UpdateSubscriptionSchedulePhasesItems {
+        price: Some(price),
+        quantity: Some(qty),
+        ..UpdateSubscriptionSchedulePhasesItems::new()
+    };
+    let current = UpdateSubscriptionSchedulePhases {
+        start_date: Some(UpdateSubscriptionSchedulePhasesStartDate::Timestamp(start)),
+        end_date: Some(UpdateSubscriptionSchedulePhasesEndDate::Timestamp(end)),
+        ..UpdateSubscriptionSchedulePhases::new(vec![item(current_price)])
+    };
+    let request = UpdateSubscriptionSchedule::new(schedule.id.as_str())
+        .end_behavior(stripe_shared::SubscriptionScheduleEndBehavior::Release)
+        .phases(vec![current, UpdateSubscriptionSchedulePhases::new(vec![item(price)])])
+        .proration_behavior(UpdateSubscriptionScheduleProrationBehavior::None);
+    let _: SubscriptionSchedule = client.send(&request, Some(&key("phases"))).await.map_err(stripe_error)?;
     snapshot::update_state(&s, scope.account_id(), None, |st| {
         st.pending_plan_id = Some(plan.id.clone());
         st.pending_interval = Some(choice.interval);
@@ -370,9 +391,8 @@ async fn set_cancel(
 ) -> Result<Json<BillingView>, ApiError> {
     scope.require(Action::ManageBilling)?;
     let (_, sub_id) = live(s, scope).await?;
-    let form = vec![field("cancel_at_period_end", cancel)];
     let key = format!("{}-{sub_id}-{}", if cancel { "cancel" } else { "resume" }, ctx.request_id);
-    let sub = stripe(s)?.post(&format!("/v1/subscriptions/{sub_id}"), &form, &key).await.map_err(stripe_error)?;
+    let sub = stripe(s)?.cancel_at_period_end(&sub_id, cancel, &key).await.map_err(stripe_error)?;
     let action = if cancel { AuditAction::BillingCancelScheduled } else { AuditAction::BillingResumed };
     scope.audit(s, action, Some(sub_id), ctx.origin(), json!({})).await?;
     applied(s, scope, &sub).await

@@ -1,6 +1,7 @@
 //! The platform function: `GET /health` (liveness, store reachability, version),
 //! `GET /openapi.json` (the description of every route of every function) and the operator
-//! routes `/ops/dead-letters` (list, redrive).
+//! routes `/ops/dead-letters` (list, redrive) and `/ops/flags` (feature flag definitions
+//! and per-account overrides).
 //!
 //! Like every function crate, it exposes [`routes`] (its routes, for the local stack to
 //! merge), [`app`] (those routes with the shared HTTP conventions, for Lambda) and [`api`]

@@ -1,7 +1,10 @@
-//! The worker function: consumes the jobs queue. It builds data exports (GDPR): a JSON
-//! document of everything about a user or everything an account holds, stored through
-//! [`ExportStorage`](shared::exports::ExportStorage) (files locally, S3 on AWS), announced by
-//! email with a link that works for [`LINK_TTL_HOURS`] hours.
+//! The worker function: consumes the jobs queue and runs its jobs:
+//! - data exports (GDPR): a JSON document of everything about a user or everything an
+//!   account holds, stored through [`ExportStorage`](shared::exports::ExportStorage) (files
+//!   locally, S3 on AWS), announced by email with a link that works for [`LINK_TTL_HOURS`]
+//!   hours;
+//! - seat sync: a per-seat subscription's quantity brought in line with the member count;
+//! - the cancellation, at the period end, of a deleted account's subscription.
 //!
 //! Secrets never leave: any field named `*_hash`, `*secret*`, or a user's `mfa` data is
 //! dropped from the document.

@@ -2,7 +2,7 @@
 //! marker item (`BILLING_EFFECT#<key>`) written with a not-exists condition before the email
 //! is queued, so a redelivered event never emails twice.
 
-use serde_json::Value;
+use super::objects::{Invoice, Subscription};
 
 use super::events::ApplyError;
 use crate::id::AccountId;
@@ -51,15 +51,15 @@ async fn account_name(s: &Services, account: AccountId) -> Result<String, StoreE
 pub(super) async fn dunning_email(
     s: &Services,
     account: AccountId,
-    invoice: &Value,
+    invoice: &Invoice,
     kind: &str,
 ) -> Result<(), ApplyError> {
-    let Some(invoice_id) = invoice["id"].as_str() else { return Ok(()) };
+    let Some(invoice_id) = invoice.id.as_deref() else { return Ok(()) };
     if !claim_effect(s, &format!("{kind}:{invoice_id}")).await? {
         return Ok(());
     }
-    let cents = invoice["amount_due"].as_i64().unwrap_or(0);
-    let currency = invoice["currency"].as_str().unwrap_or("usd").to_ascii_uppercase();
+    let cents = invoice.amount_due;
+    let currency = invoice.currency.as_deref().unwrap_or("usd").to_ascii_uppercase();
     let amount = format!("{}.{:02} {currency}", cents / 100, cents % 100);
     let name = account_name(s, account).await?;
     for to in billing_contacts(s, account).await? {
@@ -71,8 +71,8 @@ pub(super) async fn dunning_email(
     Ok(())
 }
 
-pub(super) async fn trial_email(s: &Services, account: AccountId, sub: &Value) -> Result<(), ApplyError> {
-    let (Some(id), Some(trial_end)) = (sub["id"].as_str(), sub["trial_end"].as_i64()) else { return Ok(()) };
+pub(super) async fn trial_email(s: &Services, account: AccountId, sub: &Subscription) -> Result<(), ApplyError> {
+    let (id, Some(trial_end)) = (&sub.id, sub.trial_end) else { return Ok(()) };
     if !claim_effect(s, &format!("trial_will_end:{id}:{trial_end}")).await? {
         return Ok(());
     }

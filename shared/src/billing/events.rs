@@ -7,10 +7,12 @@
 //! - an event for a customer no account owns is acknowledged and reported as such.
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::Plans;
 use super::dunning::{dunning_email, trial_email};
+use super::objects::{CheckoutSession, CustomerRef, Invoice, Subscription};
 use super::snapshot::{apply_snapshot, apply_stripe_features, update_state};
 use super::stripe::{StripeClient, StripeError};
 use crate::id::AccountId;
@@ -43,9 +45,16 @@ pub struct EventData {
 impl StripeEvent {
     /// The customer the event is about, if any.
     pub fn customer(&self) -> Option<String> {
-        let o = &self.data.object;
-        let c = if o["object"] == "customer" { &o["id"] } else { &o["customer"] };
-        c.as_str().or_else(|| c["id"].as_str()).map(str::to_owned)
+        self.object::<CustomerRef>().ok()?.customer_id()
+    }
+
+    /// The event's object, decoded as `T` (one of [`super::objects`]).
+    ///
+    /// # Errors
+    /// [`ApplyError::Malformed`] when it is not such an object.
+    pub fn object<T: DeserializeOwned>(&self) -> Result<T, ApplyError> {
+        T::deserialize(&self.data.object)
+            .map_err(|e| ApplyError::Malformed(format!("{} of {}: {e}", self.kind, self.id)))
     }
 }
 
@@ -123,14 +132,15 @@ pub async fn apply(
     stripe: Option<&StripeClient>,
     event: &StripeEvent,
 ) -> Result<Outcome, ApplyError> {
-    let object = &event.data.object;
     // The account: by the customer's mapping, else (checkout) by the reference we set.
     let mut account = match event.customer() {
         Some(c) => account_of(s, &c).await?,
         None => None,
     };
     if account.is_none() && event.kind == "checkout.session.completed" {
-        let reference = object["client_reference_id"].as_str().or_else(|| object["metadata"]["account_id"].as_str());
+        let session: CheckoutSession = event.object()?;
+        let reference =
+            session.client_reference_id.as_deref().or(session.metadata.get("account_id").map(String::as_str));
         if let (Some(a), Some(c)) = (reference.and_then(|r| r.parse::<AccountId>().ok()), event.customer()) {
             link_customer(s, &c, a).await?;
             account = Some(a);
@@ -144,33 +154,36 @@ pub async fn apply(
         | "customer.subscription.paused"
         | "customer.subscription.resumed"
         | "customer.subscription.pending_update_applied" => {
-            apply_snapshot(s, plans, account, object, event.created, &event.id).await
+            apply_snapshot(s, plans, account, &event.object()?, event.created, &event.id).await
         }
         "customer.subscription.trial_will_end" => {
-            let outcome = apply_snapshot(s, plans, account, object, event.created, &event.id).await?;
-            trial_email(s, account, object).await?;
+            let subscription: Subscription = event.object()?;
+            let outcome = apply_snapshot(s, plans, account, &subscription, event.created, &event.id).await?;
+            trial_email(s, account, &subscription).await?;
             Ok(outcome)
         }
         "checkout.session.completed" => {
-            let Some(sub) = object["subscription"].as_str() else {
+            let session: CheckoutSession = event.object()?;
+            let Some(sub) = session.subscription else {
                 return Ok(Outcome::Ignored("a checkout without a subscription".into()));
             };
             match stripe {
                 Some(client) => {
-                    let snapshot = client.subscription(sub).await?;
+                    let snapshot = client.subscription(sub.id()).await?;
                     apply_snapshot(s, plans, account, &snapshot, event.created, &event.id).await
                 }
                 None => Err(ApplyError::StripeNotConfigured),
             }
         }
         "invoice.paid" | "invoice.payment_failed" | "invoice.payment_action_required" => {
+            let invoice: Invoice = event.object()?;
             if event.kind != "invoice.paid" {
-                dunning_email(s, account, object, &event.kind).await?;
+                dunning_email(s, account, &invoice, &event.kind).await?;
             }
             // The invoice changes the subscription's status: take Stripe's current one.
-            match (invoice_subscription(object), stripe) {
+            match (invoice.subscription_id(), stripe) {
                 (Some(sub), Some(client)) => {
-                    let snapshot = client.subscription(&sub).await?;
+                    let snapshot = client.subscription(sub).await?;
                     apply_snapshot(s, plans, account, &snapshot, event.created, &event.id).await
                 }
                 _ => Ok(Outcome::Applied),
@@ -194,11 +207,4 @@ pub async fn apply(
             Ok(Outcome::Ignored(format!("{other} is not acted on")))
         }
     }
-}
-
-fn invoice_subscription(invoice: &Value) -> Option<String> {
-    invoice["subscription"]
-        .as_str()
-        .or_else(|| invoice["parent"]["subscription_details"]["subscription"].as_str())
-        .map(str::to_owned)
 }

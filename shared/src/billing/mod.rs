@@ -9,6 +9,7 @@ pub mod config;
 pub mod dunning;
 pub mod events;
 pub mod ledger;
+pub mod objects;
 pub mod reconcile;
 pub mod snapshot;
 pub mod stripe;
@@ -341,13 +342,14 @@ pub async fn sync_seats(
     if st.quantity == Some(members) {
         return Ok(None);
     }
-    let form = vec![
-        stripe::field("items[0][id]", item),
-        stripe::field("items[0][quantity]", members),
-        stripe::field("proration_behavior", "create_prorations"),
-    ];
+    use stripe_billing::subscription::{
+        UpdateSubscription, UpdateSubscriptionItems, UpdateSubscriptionProrationBehavior,
+    };
+    let request = UpdateSubscription::new(sub.as_str())
+        .items(vec![UpdateSubscriptionItems { id: Some(item.clone()), quantity: Some(members), ..Default::default() }])
+        .proration_behavior(UpdateSubscriptionProrationBehavior::CreateProrations);
     let key = format!("seats-{sub}-{members}-{}", st.as_of);
-    let snapshot = client.post(&format!("/v1/subscriptions/{sub}"), &form, &key).await?;
+    let snapshot = client.send(&request, Some(&key)).await?;
     let now = services.clock.now_secs();
     snapshot::apply_snapshot(services, plans, account, &snapshot, now, &format!("seats:{}", services.clock.now_ms()))
         .await?;

@@ -50,9 +50,7 @@ pub async fn cancel_for_deleted(
         && status.grants_plan()
         && !state.cancel_at_period_end
     {
-        let form = vec![super::stripe::field("cancel_at_period_end", true)];
-        let snapshot =
-            stripe.post(&format!("/v1/subscriptions/{sub}"), &form, &format!("account-deleted-{sub}")).await?;
+        let snapshot = stripe.cancel_at_period_end(sub, true, &format!("account-deleted-{sub}")).await?;
         let now = s.clock.now_secs();
         apply_snapshot(s, plans, account, &snapshot, now, &format!("account-deleted:{}", s.clock.now_ms())).await?;
         let event = NewEvent::new(Actor::System, AuditAction::BillingCancelledWithAccount, Origin::default())
@@ -86,12 +84,9 @@ pub async fn reconcile(s: &Services, plans: &Plans, stripe: &StripeClient) -> Re
         // The live one if any, else the newest.
         let current = subs
             .iter()
-            .filter(|sub| {
-                serde_json::from_value::<SubscriptionStatus>(sub["status"].clone())
-                    .is_ok_and(SubscriptionStatus::grants_plan)
-            })
-            .max_by_key(|sub| sub["created"].as_i64())
-            .or_else(|| subs.iter().max_by_key(|sub| sub["created"].as_i64()));
+            .filter(|sub| sub.status.grants_plan())
+            .max_by_key(|sub| sub.created)
+            .or_else(|| subs.iter().max_by_key(|sub| sub.created));
         let Some(current) = current else { continue };
         let (before, _) = super::state(s.store.as_ref(), account).await?;
         let now = s.clock.now_secs();

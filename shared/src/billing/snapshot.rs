@@ -7,46 +7,16 @@
 //! changes are recorded in the account's audit log only when the derived entitlements differ
 //! from those stored with the state.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::events::{ApplyError, Outcome, StripeEvent};
+use super::objects::{EntitlementSummary, Subscription};
 use super::{BillingState, Interval, Plans, SubscriptionStatus, derive};
 use crate::audit::{Actor, AuditAction, AuditStream, NewEvent, Origin};
 use crate::id::AccountId;
 use crate::keys;
 use crate::services::Services;
 use crate::store::{Item, Put, StoreError};
-
-/// A subscription snapshot, read.
-pub(super) struct Snapshot {
-    id: String,
-    status: SubscriptionStatus,
-    price: Option<String>,
-    item_id: Option<String>,
-    quantity: Option<u64>,
-    cancel_at_period_end: bool,
-    cancel_at: Option<i64>,
-    current_period_end: Option<i64>,
-    trial_end: Option<i64>,
-}
-
-fn read_snapshot(sub: &Value) -> Result<Snapshot, ApplyError> {
-    let id = sub["id"].as_str().ok_or_else(|| ApplyError::Malformed("a subscription without an id".into()))?;
-    let status: SubscriptionStatus = serde_json::from_value(sub["status"].clone())
-        .map_err(|_| ApplyError::Malformed(format!("subscription {id}: unknown status {}", sub["status"])))?;
-    let item = &sub["items"]["data"][0];
-    Ok(Snapshot {
-        id: id.to_owned(),
-        status,
-        price: item["price"]["id"].as_str().map(str::to_owned),
-        item_id: item["id"].as_str().map(str::to_owned),
-        quantity: item["quantity"].as_u64(),
-        cancel_at_period_end: sub["cancel_at_period_end"].as_bool().unwrap_or(false),
-        cancel_at: sub["cancel_at"].as_i64(),
-        current_period_end: item["current_period_end"].as_i64().or_else(|| sub["current_period_end"].as_i64()),
-        trial_end: sub["trial_end"].as_i64(),
-    })
-}
 
 /// Applies a subscription snapshot taken at `as_of` (Stripe time) by `source`.
 ///
@@ -56,11 +26,12 @@ pub async fn apply_snapshot(
     s: &Services,
     plans: &Plans,
     account: AccountId,
-    sub: &Value,
+    snap: &Subscription,
     as_of: i64,
     source: &str,
 ) -> Result<Outcome, ApplyError> {
-    let snap = read_snapshot(sub)?;
+    let item = snap.item();
+    let price = item.and_then(|i| i.price.as_ref()).map(|p| p.id.as_str());
     let mut ignored = "";
     let changed = update_state(s, account, Some(plans), |state| {
         let newer = (as_of, source) > (state.as_of, state.as_of_event.as_str());
@@ -75,20 +46,20 @@ pub async fn apply_snapshot(
             ignored = "an ended subscription other than the live one";
             return Ok(false);
         }
-        let plan = snap.price.as_deref().and_then(|p| plans.by_price(&s.config.environment, p));
-        if snap.price.is_some() && plan.is_none() {
+        let plan = price.and_then(|p| plans.by_price(&s.config.environment, p));
+        if price.is_some() && plan.is_none() {
             tracing::warn!(subscription = %snap.id, "the subscription's price is not in the plan catalogue");
         }
-        state.customer_id = state.customer_id.take().or_else(|| sub["customer"].as_str().map(str::to_owned));
+        state.customer_id = state.customer_id.take().or_else(|| snap.customer.as_ref().map(|c| c.id().to_owned()));
         state.subscription_id = Some(snap.id.clone());
         state.status = Some(snap.status);
         state.plan_id = plan.map(|(p, _)| p.id.clone());
         state.interval = plan.map(|(_, i): (_, Interval)| i);
-        state.item_id = snap.item_id.clone();
-        state.quantity = snap.quantity;
+        state.item_id = item.map(|i| i.id.clone());
+        state.quantity = item.and_then(|i| i.quantity);
         state.cancel_at_period_end = snap.cancel_at_period_end;
         state.cancel_at = snap.cancel_at;
-        state.current_period_end = snap.current_period_end;
+        state.current_period_end = snap.period_end();
         state.trial_end = snap.trial_end;
         // A scheduled downgrade that has happened (or a different subscription) is no longer pending.
         if state.pending_plan_id.is_some() && (state.plan_id == state.pending_plan_id || other) {
@@ -176,10 +147,9 @@ pub(super) async fn apply_stripe_features(
     account: AccountId,
     event: &StripeEvent,
 ) -> Result<Outcome, ApplyError> {
-    let keys: std::collections::BTreeSet<String> = event.data.object["entitlements"]["data"]
-        .as_array()
-        .map(|list| list.iter().filter_map(|e| e["lookup_key"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
+    let summary: EntitlementSummary = event.object()?;
+    let keys: std::collections::BTreeSet<String> =
+        summary.entitlements.data.into_iter().filter_map(|e| e.lookup_key).collect();
     let changed = update_state(s, account, Some(plans), |state| {
         if (event.created, event.id.as_str()) <= (state.stripe_features_as_of, state.stripe_features_event.as_str()) {
             return Ok::<_, ApplyError>(false);

@@ -77,7 +77,7 @@ async fn stripe_double() -> MockServer {
     Mock::given(method("POST"))
         .and(path("/v1/customers"))
         .and(header_exists("idempotency-key"))
-        .and(body_string_contains("metadata%5Baccount_id%5D="))
+        .and(body_string_contains("metadata[account_id]="))
         .respond_with(ResponseTemplate::new(200).set_body_json({
             let mut c = fixture("customer");
             c["id"] = json!("cus_acme");
@@ -92,7 +92,7 @@ async fn stripe_double() -> MockServer {
         .and(header_exists("idempotency-key"))
         .and(body_string_contains("mode=subscription"))
         .and(body_string_contains("customer=cus_acme"))
-        .and(body_string_contains("subscription_data%5Btrial_period_days%5D=14"))
+        .and(body_string_contains("subscription_data[trial_period_days]=14"))
         .respond_with(ResponseTemplate::new(200).set_body_json(fixture("checkout_session")))
         .mount(&server)
         .await;
@@ -258,7 +258,16 @@ async fn subscribed(customer: &str, sub: &str) -> (MockServer, TestApp, String, 
     events::link_customer(s, customer, acme).await.unwrap();
     let now = s.clock.now_secs();
     let active = subscription(sub, customer, "active", "price_team_monthly_local", now - 100);
-    shared::billing::snapshot::apply_snapshot(s, plans, acme, &active, now - 50, "evt_seed").await.unwrap();
+    shared::billing::snapshot::apply_snapshot(
+        s,
+        plans,
+        acme,
+        &serde_json::from_value(active.clone()).unwrap(),
+        now - 50,
+        "evt_seed",
+    )
+    .await
+    .unwrap();
     (stripe, app, ada, acme, active)
 }
 
@@ -272,8 +281,8 @@ async fn plan_changes_cancel_and_resume_send_exactly_the_right_requests() {
     Mock::given(method("POST"))
         .and(path("/v1/subscriptions/sub_1"))
         .and(header_exists("idempotency-key"))
-        .and(body_string_contains("items%5B0%5D%5Bid%5D=si_sub_1"))
-        .and(body_string_contains("items%5B0%5D%5Bprice%5D=price_business_monthly_local"))
+        .and(body_string_contains("items[0][id]=si_sub_1"))
+        .and(body_string_contains("items[0][price]=price_business_monthly_local"))
         .and(body_string_contains("proration_behavior=always_invoice"))
         .respond_with(ResponseTemplate::new(200).set_body_json(subscription(
             "sub_1",
@@ -309,7 +318,7 @@ async fn plan_changes_cancel_and_resume_send_exactly_the_right_requests() {
     Mock::given(method("POST"))
         .and(path("/v1/subscription_schedules/sub_sched_1"))
         .and(header_exists("idempotency-key"))
-        .and(body_string_contains("phases%5B1%5D%5Bitems%5D%5B0%5D%5Bprice%5D=price_starter_monthly_local"))
+        .and(body_string_contains("phases[1][items][0][price]=price_starter_monthly_local"))
         .and(body_string_contains("end_behavior=release"))
         .respond_with(ResponseTemplate::new(200).set_body_json(schedule))
         .expect(1)
@@ -476,7 +485,16 @@ async fn reconciliation_repairs_drift_from_stripe() {
     events::link_customer(s, "cus_drift", account).await.unwrap();
     let now = s.clock.now_secs();
     let active = subscription("sub_d", "cus_drift", "active", "price_team_monthly_local", now - 1000);
-    shared::billing::snapshot::apply_snapshot(s, plans, account, &active, now - 500, "evt_old").await.unwrap();
+    shared::billing::snapshot::apply_snapshot(
+        s,
+        plans,
+        account,
+        &serde_json::from_value(active).unwrap(),
+        now - 500,
+        "evt_old",
+    )
+    .await
+    .unwrap();
     // Stripe canceled it, and the webhook never arrived.
     let canceled = subscription("sub_d", "cus_drift", "canceled", "price_team_monthly_local", now - 1000);
     Mock::given(method("GET"))
