@@ -8,9 +8,8 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::{Value, json};
-use shared::config::{Config, QueueName};
+use shared::config::QueueName;
 use shared::queue::consumer::{Message, process_batch};
-use shared::services::Services;
 use tower::ServiceExt as _;
 
 const SECRET: &str = "whsec_bench";
@@ -30,12 +29,7 @@ fn subscription(customer: &str, status: &str) -> Value {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::from_vars([
-        ("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string()),
-        ("STRIPE_WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
-    ])
-    .unwrap();
-    let s = Services::from_config(config).await.unwrap();
+    let s = testkit::services::services(dir.path(), &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
     for c in 0..CUSTOMERS {
         shared::billing::events::link_customer(&s, &format!("cus_{c}"), shared::id::AccountId::new()).await.unwrap();
     }

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use shared::config::Config;
 
 /// A running local stack.
 pub struct TestApp {
@@ -35,14 +34,10 @@ impl TestApp {
     pub async fn spawn_with_clock(extra: &[(&str, &str)], clock: std::sync::Arc<dyn shared::clock::Clock>) -> Self {
         crate::logs();
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut vars = vec![
-            ("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string()),
-            ("GROUNDWORK_PORT".to_owned(), "0".to_owned()),
-            ("GROUNDWORK_APP_URL".to_owned(), "https://app.acme.test".to_owned()),
-        ];
-        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let mut vars = vec![("GROUNDWORK_PORT", "0"), ("GROUNDWORK_APP_URL", "https://app.acme.test")];
+        vars.extend_from_slice(extra);
         let stack =
-            local::start_with_clock(Config::from_vars(vars).expect("config"), clock).await.expect("stack starts");
+            local::start_with_clock(crate::services::config(dir.path(), &vars), clock).await.expect("stack starts");
         let base = format!("http://{}", stack.addr);
         Self { base, client: reqwest::Client::new(), stack, dir }
     }

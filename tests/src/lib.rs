@@ -3,6 +3,7 @@
 //!
 //! - [`app`]: the whole local stack per test ([`app::TestApp`]), with its outbox, and the
 //!   loopback OpenID Connect provider's helpers;
+//! - [`services`]: services over the embedded adapters in a test's own directory;
 //! - [`faults`]: a store that fails the items a test names (outage tests);
 //! - [`eventually`]: waits for what background work (queues, jobs, schedules) makes true;
 //! - [`logs`]: with `TEST_LOG=1`, a failing test shows its logs;
@@ -21,6 +22,7 @@ pub mod faults;
 pub mod moto;
 pub mod queue_contract;
 pub mod runtime_api;
+pub mod services;
 pub mod smtp;
 pub mod store_contract;
 pub mod template;

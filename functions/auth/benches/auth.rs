@@ -11,8 +11,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use shared::auth::tokens;
-use shared::config::Config;
-use shared::services::Services;
 use tower::ServiceExt;
 
 async fn call(app: &axum::Router, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Value {
@@ -33,8 +31,7 @@ async fn call(app: &axum::Router, method: &str, path: &str, token: Option<&str>,
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::from_vars([("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string())]).unwrap();
-    let services = rt.block_on(Services::from_config(config)).unwrap();
+    let services = rt.block_on(testkit::services::services(dir.path(), &[]));
     let app = auth::app(services.clone());
     let password = "violet-anchor-trombone-47";
     let pair = rt.block_on(async {

@@ -4,15 +4,12 @@
 use axum::body::Body;
 use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
-use shared::config::Config;
-use shared::services::Services;
 use tower::ServiceExt;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::from_vars([("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string())]).unwrap();
-    let services = rt.block_on(Services::from_config(config)).unwrap();
+    let services = rt.block_on(testkit::services::services(dir.path(), &[]));
     let app = platform::app(services);
     c.bench_function("health_through_router", |b| {
         b.to_async(&rt).iter(|| async {

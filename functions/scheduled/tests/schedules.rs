@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use shared::clock::{Clock, ManualClock};
-use shared::config::Config;
 use shared::schedule::{Schedule, ScheduledJob, run_schedule};
 use shared::services::Services;
 use shared::soft_delete::{self, RestoreError};
@@ -19,8 +18,7 @@ use testkit::runtime_api::{Outcome, RuntimeApi};
 const DAY_MS: i64 = 86_400_000;
 
 async fn services(dir: &std::path::Path, clock: &ManualClock) -> Services {
-    let config = Config::from_vars([("GROUNDWORK_DATA_DIR".to_owned(), dir.display().to_string())]).unwrap();
-    Services::with_clock(config, Arc::new(clock.clone())).await.unwrap()
+    testkit::services::services_with_clock(dir, &[], Arc::new(clock.clone())).await
 }
 
 #[tokio::test]

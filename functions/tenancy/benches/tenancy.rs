@@ -11,10 +11,8 @@ use axum::http::{Request, header};
 use http_body_util::BodyExt;
 use shared::auth::session::{self, Session};
 use shared::auth::tokens::{self, AccessClaims};
-use shared::config::Config;
 use shared::id::{AccountId, SessionId, UserId};
 use shared::keys;
-use shared::services::Services;
 use shared::store::{Item, Put};
 use shared::tenancy::{Account, Membership, Role, membership_item};
 use tower::ServiceExt;
@@ -28,8 +26,7 @@ async fn main() {
     let rate = env_or("RATE", 500);
     let seconds = env_or("SECONDS", 10);
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::from_vars([("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string())]).unwrap();
-    let s = Services::from_config(config).await.unwrap();
+    let s = testkit::services::services(dir.path(), &[]).await;
     let store = s.store.as_ref();
     let now = s.clock.now_ms();
 

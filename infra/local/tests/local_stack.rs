@@ -6,11 +6,7 @@ use shared::config::Config;
 use shared::store::{Item, Key, Put};
 
 fn config(dir: &std::path::Path) -> Config {
-    Config::from_vars([
-        ("GROUNDWORK_DATA_DIR".to_owned(), dir.display().to_string()),
-        ("GROUNDWORK_PORT".to_owned(), "0".to_owned()),
-    ])
-    .unwrap()
+    testkit::services::config(dir, &[("GROUNDWORK_PORT", "0")])
 }
 
 #[tokio::test]

@@ -411,10 +411,7 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 #[tokio::test]
 async fn every_order_and_duplication_of_a_lifecycle_ends_in_the_in_order_state() {
     let dir = tempfile::tempdir().unwrap();
-    let config =
-        shared::config::Config::from_vars([("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string())])
-            .unwrap();
-    let s = shared::services::Services::from_config(config).await.unwrap();
+    let s = testkit::services::services(dir.path(), &[]).await;
     let plans = &s.plans;
     let base = 1_800_000_000;
     let project = |st: &shared::billing::BillingState| {

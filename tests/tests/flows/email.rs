@@ -94,12 +94,7 @@ async fn the_outbox_writes_readable_eml_files() {
 }
 
 fn local_config(dir: &std::path::Path) -> Config {
-    Config::from_vars([
-        ("GROUNDWORK_DATA_DIR".to_owned(), dir.display().to_string()),
-        ("GROUNDWORK_PORT".to_owned(), "0".to_owned()),
-        ("GROUNDWORK_APP_NAME".to_owned(), "Acme".to_owned()),
-    ])
-    .unwrap()
+    testkit::services::config(dir, &[("GROUNDWORK_PORT", "0"), ("GROUNDWORK_APP_NAME", "Acme")])
 }
 
 #[tokio::test]
@@ -137,8 +132,7 @@ fn sns_bounce(address: &str) -> String {
 #[tokio::test]
 async fn bounced_addresses_are_suppressed_once_and_then_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let config = local_config(dir.path());
-    let services = shared::services::Services::from_config(config).await.unwrap();
+    let services = testkit::services::services(dir.path(), &[("GROUNDWORK_APP_NAME", "Acme")]).await;
     let events = mail_events::handler(services.clone());
     let message = Message {
         id: "m1".into(),
@@ -167,7 +161,7 @@ async fn bounced_addresses_are_suppressed_once_and_then_skipped() {
 #[tokio::test]
 async fn an_unreadable_mail_event_is_parked_not_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let services = shared::services::Services::from_config(local_config(dir.path())).await.unwrap();
+    let services = testkit::services::services(dir.path(), &[("GROUNDWORK_APP_NAME", "Acme")]).await;
     let events = mail_events::handler(services.clone());
     let message =
         Message { id: "m".into(), receipt: "r".into(), body: "<html>".into(), receive_count: 1, group_id: None };

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::clock::ManualClock;
-use shared::config::{Config, QueueName};
+use shared::config::QueueName;
 use shared::jobs::{Envelope, Job, JobError, JobHandler, JobOutcome, JobRunner, JobState, JobStatus, enqueue};
 use shared::mail::EmailAddress;
 use shared::mail::templates::Email;
@@ -19,12 +19,8 @@ use testkit::T0_MS;
 
 async fn services(dir: &std::path::Path) -> (Services, ManualClock) {
     let clock = ManualClock::at(T0_MS);
-    let config = Config::from_vars([
-        ("GROUNDWORK_DATA_DIR".to_owned(), dir.display().to_string()),
-        ("GROUNDWORK_JOB_MAX_ATTEMPTS".to_owned(), "3".to_owned()),
-    ])
-    .unwrap();
-    (Services::with_clock(config, Arc::new(clock.clone())).await.unwrap(), clock)
+    let extra = [("GROUNDWORK_JOB_MAX_ATTEMPTS", "3")];
+    (testkit::services::services_with_clock(dir, &extra, Arc::new(clock.clone())).await, clock)
 }
 
 fn welcome(to: &str) -> Job {

@@ -5,14 +5,12 @@
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent, Service};
 use serde_json::Value;
-use shared::config::Config;
 use shared::services::Services;
 use testkit::events::api_gateway_v2;
 use testkit::runtime_api::{Outcome, RuntimeApi, lambda_env};
 
 async fn embedded_services(dir: &std::path::Path) -> Services {
-    let config = Config::from_vars([("GROUNDWORK_DATA_DIR".to_owned(), dir.display().to_string())]).unwrap();
-    Services::from_config(config).await.unwrap()
+    testkit::services::services(dir, &[]).await
 }
 
 /// Feeds one event through the same adapter `lambda_http::run` uses.

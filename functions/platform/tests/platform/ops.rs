@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use shared::config::{Config, QueueName};
+use shared::config::QueueName;
 use shared::jobs::{Envelope, Job, JobId};
 use shared::mail::EmailAddress;
 use shared::mail::templates::Email;
@@ -13,11 +13,8 @@ use shared::services::Services;
 use tower::ServiceExt;
 
 async fn services(dir: &std::path::Path, token: Option<&str>) -> Services {
-    let mut vars = vec![("GROUNDWORK_DATA_DIR".to_owned(), dir.display().to_string())];
-    if let Some(t) = token {
-        vars.push(("GROUNDWORK_OPERATOR_TOKEN".to_owned(), t.to_owned()));
-    }
-    Services::from_config(Config::from_vars(vars).unwrap()).await.unwrap()
+    let vars: Vec<(&str, &str)> = token.map(|t| ("GROUNDWORK_OPERATOR_TOKEN", t)).into_iter().collect();
+    testkit::services::services(dir, &vars).await
 }
 
 async fn call(services: &Services, req: Request<Body>) -> (StatusCode, Value) {
