@@ -168,7 +168,7 @@ fn pick_variant(flag: &Flag, account: AccountId) -> Option<String> {
 }
 
 /// The flag definitions a process read last, and when (by its [`Clock`]): one per process,
-/// in [`crate::services::Services::flag_cache`].
+/// in the process's services (`Services::flag_cache`).
 #[derive(Debug, Default)]
 pub struct FlagCache(Mutex<Option<(i64, Vec<Flag>)>>);
 
@@ -201,33 +201,47 @@ pub async fn read_definitions(store: &dyn Store) -> Result<Vec<Flag>, StoreError
     items.iter().map(crate::store::Item::record).collect()
 }
 
-/// Every flag's value for `account`: what any function gates on, and what the frontend gets.
-///
-/// # Errors
-/// When the store fails.
-pub async fn for_account(
-    services: &crate::services::Services,
-    account: AccountId,
-) -> Result<BTreeMap<String, Evaluation>, StoreError> {
-    let flags = services.flag_cache.definitions(services.store.as_ref(), services.clock.as_ref()).await?;
-    let plan = crate::billing::entitlements(services, account).await?.plan;
-    let overrides = services
-        .store
-        .query_all(Query::partition(crate::keys::account_partition(account)).begins_with(crate::keys::FLAG_PREFIX))
-        .await?;
-    let overrides: BTreeMap<String, Override> = overrides
-        .iter()
-        .filter_map(|i| Some((i.key.sk.strip_prefix(crate::keys::FLAG_PREFIX)?.to_owned(), i.record().ok()?)))
-        .collect();
-    Ok(flags.iter().map(|f| (f.key.clone(), evaluate(f, account, &plan, overrides.get(&f.key)))).collect())
+/// What evaluating flags reads: the store, the clock, this process's definitions and the
+/// plan catalogue. `Services::flags` hands one out.
+#[derive(Clone, Copy)]
+pub struct Flags<'a> {
+    /// The table.
+    pub store: &'a dyn Store,
+    /// The time (for the definitions' cache).
+    pub clock: &'a dyn Clock,
+    /// The definitions this process read last.
+    pub cache: &'a FlagCache,
+    /// The plan catalogue (plan gating).
+    pub plans: &'a crate::billing::Plans,
 }
 
-/// Whether `key` is on for `account` (a missing flag is off).
-///
-/// # Errors
-/// As [`for_account`].
-pub async fn enabled(services: &crate::services::Services, account: AccountId, key: &str) -> Result<bool, StoreError> {
-    Ok(for_account(services, account).await?.get(key).is_some_and(|e| e.enabled))
+impl Flags<'_> {
+    /// Every flag's value for `account`: what any function gates on, and what the frontend
+    /// gets.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn for_account(&self, account: AccountId) -> Result<BTreeMap<String, Evaluation>, StoreError> {
+        let flags = self.cache.definitions(self.store, self.clock).await?;
+        let plan = crate::billing::entitlements(self.store, self.plans, account).await?.plan;
+        let overrides = self
+            .store
+            .query_all(Query::partition(crate::keys::account_partition(account)).begins_with(crate::keys::FLAG_PREFIX))
+            .await?;
+        let overrides: BTreeMap<String, Override> = overrides
+            .iter()
+            .filter_map(|i| Some((i.key.sk.strip_prefix(crate::keys::FLAG_PREFIX)?.to_owned(), i.record().ok()?)))
+            .collect();
+        Ok(flags.iter().map(|f| (f.key.clone(), evaluate(f, account, &plan, overrides.get(&f.key)))).collect())
+    }
+
+    /// Whether `key` is on for `account` (a missing flag is off).
+    ///
+    /// # Errors
+    /// As [`Flags::for_account`].
+    pub async fn enabled(&self, account: AccountId, key: &str) -> Result<bool, StoreError> {
+        Ok(self.for_account(account).await?.get(key).is_some_and(|e| e.enabled))
+    }
 }
 
 #[cfg(test)]

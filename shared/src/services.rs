@@ -93,6 +93,27 @@ pub fn embedded_queue_settings(name: QueueName, config: &Config) -> QueueSetting
 }
 
 impl Services {
+    /// Feature flags, evaluated with this process's store, clock, cache and plans.
+    pub fn flags(&self) -> crate::flags::Flags<'_> {
+        crate::flags::Flags {
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            cache: &self.flag_cache,
+            plans: &self.plans,
+        }
+    }
+
+    /// What `account` may use now (see [`crate::billing::entitlements`]).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn entitlements(
+        &self,
+        account: crate::id::AccountId,
+    ) -> Result<crate::billing::Entitlements, crate::store::StoreError> {
+        crate::billing::entitlements(self.store.as_ref(), &self.plans, account).await
+    }
+
     /// Appends `event` to the audit `stream`, now (see [`crate::audit::record`]).
     ///
     /// # Errors

@@ -133,7 +133,7 @@ pub struct BillingView {
 
 async fn view(s: &Services, account: shared::id::AccountId) -> Result<BillingView, ApiError> {
     let (mut state, _) = state(s.store.as_ref(), account).await?;
-    let entitlements = shared::billing::entitlements(s, account).await?;
+    let entitlements = s.entitlements(account).await?;
     state.as_of_event = String::new();
     state.entitlements = None;
     Ok(BillingView { subscription: state, entitlements })

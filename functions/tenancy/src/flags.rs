@@ -23,6 +23,6 @@ pub(crate) async fn account_flags(
     Tenant(scope): Tenant,
 ) -> Result<Json<FlagValues>, ApiError> {
     scope.require(Action::ReadAccount)?;
-    let flags = shared::flags::for_account(&s, scope.account_id()).await?;
+    let flags = s.flags().for_account(scope.account_id()).await?;
     Ok(Json(FlagValues { flags }))
 }

@@ -164,7 +164,7 @@ pub(crate) async fn invite(
     }
     let pending_now = pending(&s, &scope).await?;
     // The plan's seats bound members plus pending invitations.
-    let seats = shared::billing::entitlements(&s, scope.account_id()).await?.limit("seats");
+    let seats = s.entitlements(scope.account_id()).await?.limit("seats");
     if let Some(seats) = seats {
         let taken = tenancy::members(store, scope.account_id()).await?.len() + pending_now.len();
         if taken as u64 >= seats {

@@ -119,7 +119,7 @@ impl Plans {
     }
 
     /// The catalogue from `GROUNDWORK_PLANS_FILE`, else the shipped one (read once per
-    /// process, into [`crate::services::Services::plans`]).
+    /// process, into the process's services: `Services::plans`).
     ///
     /// # Errors
     /// When it does not load or validate.
@@ -297,12 +297,9 @@ pub fn derive(plans: &Plans, state: &BillingState) -> Entitlements {
 ///
 /// # Errors
 /// When the store fails.
-pub async fn entitlements(
-    services: &crate::services::Services,
-    account: AccountId,
-) -> Result<Entitlements, StoreError> {
-    let (state, _) = state(services.store.as_ref(), account).await?;
-    let mut e = derive(&services.plans, &state);
+pub async fn entitlements(store: &dyn Store, plans: &Plans, account: AccountId) -> Result<Entitlements, StoreError> {
+    let (state, _) = state(store, account).await?;
+    let mut e = derive(plans, &state);
     e.features.extend(state.stripe_features.iter().flatten().cloned());
     Ok(e)
 }

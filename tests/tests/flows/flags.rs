@@ -58,8 +58,8 @@ async fn operators_define_flags_and_accounts_read_them_evaluated() {
 
     // In-process, any function asks the same question.
     let s = &app.stack.services;
-    assert!(!shared::flags::enabled(s, acme.parse().unwrap(), "new_editor").await.unwrap());
-    assert!(!shared::flags::enabled(s, acme.parse().unwrap(), "no_such_flag").await.unwrap());
+    assert!(!s.flags().enabled(acme.parse().unwrap(), "new_editor").await.unwrap());
+    assert!(!s.flags().enabled(acme.parse().unwrap(), "no_such_flag").await.unwrap());
     let (_, list) = app.call("GET", "/ops/flags", Some(OPERATOR), None).await;
     assert_eq!(list["flags"].as_array().unwrap().len(), 2);
     // Changes are audited.
