@@ -98,6 +98,44 @@ impl Env {
     }
 }
 
+/// Checks that the value of `var` is at least `min` (a zero timeout, body limit or number of
+/// attempts would make the system refuse everything).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming the variable.
+pub fn at_least<T: PartialOrd + std::fmt::Display>(var: &'static str, value: T, min: T) -> Result<T, ConfigError> {
+    if value >= min {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            var: var.to_owned(),
+            value: value.to_string(),
+            reason: format!("expected at least {min}"),
+        })
+    }
+}
+
+impl Env {
+    /// A variable that must be an absolute `http(s)` URL (no trailing slash kept), or
+    /// `default` when unset.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the variable.
+    pub fn url(&self, var: &'static str, default: Option<String>) -> Result<Option<String>, ConfigError> {
+        let Some(value) = self.get(var).or(default) else { return Ok(None) };
+        match reqwest::Url::parse(&value) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Ok(Some(value.trim_end_matches('/').to_owned()))
+            }
+            _ => Err(ConfigError::Invalid {
+                var: var.to_owned(),
+                value: value.chars().take(200).collect(),
+                reason: "expected an absolute http(s) URL".into(),
+            }),
+        }
+    }
+}
+
 /// A value that is not one of the choices; holds them, for the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choices(pub &'static [&'static str]);

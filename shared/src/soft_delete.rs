@@ -157,6 +157,11 @@ impl SoftDeleteConfig {
     /// A malformed number.
     pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
         let v: Vars = env.area("GROUNDWORK_")?;
-        Ok(Self { retention: Duration::from_secs(v.soft_delete_retention_days * 86_400) })
+        Ok(Self {
+            retention: Duration::from_secs(
+                crate::settings::at_least("GROUNDWORK_SOFT_DELETE_RETENTION_DAYS", v.soft_delete_retention_days, 1)?
+                    .saturating_mul(86_400),
+            ),
+        })
     }
 }

@@ -37,9 +37,10 @@ pub enum Command {
     /// Print the DNS records (SPF, DKIM, DMARC, MAIL FROM) a sending domain needs.
     DnsRecords {
         /// The sending domain.
+        #[arg(value_parser = parse_domain)]
         domain: String,
         /// The SES region (for the MAIL FROM MX record).
-        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1", value_parser = parse_region)]
         region: String,
         /// Read the DKIM tokens from SES (AWS credentials needed).
         #[arg(long)]
@@ -71,6 +72,32 @@ pub enum BillingAction {
     Reconcile,
     /// Queue the Stripe events that failed again.
     Replay,
+}
+
+/// A domain name: dot-separated labels of letters, digits and hyphens (RFC 1035 §2.3.1,
+/// with RFC 1123's leading digits), at least two labels.
+fn parse_domain(domain: &str) -> Result<String, String> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if domain.len() <= 253 && domain.split('.').count() >= 2 && domain.split('.').all(label_ok) {
+        Ok(domain)
+    } else {
+        Err(format!("{domain:?} is not a domain name such as example.com"))
+    }
+}
+
+/// An AWS region name such as `eu-west-1`.
+fn parse_region(region: &str) -> Result<String, String> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts.last().is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if ok { Ok(region.to_owned()) } else { Err(format!("{region:?} is not an AWS region such as eu-west-1")) }
 }
 
 fn parse_queue(name: &str) -> Result<QueueName, String> {
@@ -197,6 +224,9 @@ mod tests {
         assert!(matches!(parse(&args("dns-records acme.com --region eu-west-1")).unwrap(),
             Command::DnsRecords { ref domain, ref region, from_ses: false } if domain == "acme.com" && region == "eu-west-1"));
         assert_eq!(parse(&args("billing replay")).unwrap(), Command::Billing { action: BillingAction::Replay });
+        assert!(parse(&args("dns-records http://example.com/")).is_err());
+        assert!(parse(&args("dns-records not_a_domain!")).is_err());
+        assert!(parse(&args("dns-records example.com --region nowhere")).is_err());
         let err = parse(&args("dead-letters --queue nope")).unwrap_err().to_string();
         assert!(err.contains("no queue named") && err.contains("mail-events"), "{err}");
         assert!(parse(&args("launch")).is_err());

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 use crate::settings::ConfigError;
-use crate::settings::Env;
+use crate::settings::{Env, at_least};
 
 /// Where access-token keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,6 @@ struct Vars {
     jwt_keys_secret: Option<String>,
     jwks_url: Option<String>,
     external_issuer: Option<String>,
-    external_jwks_url: Option<String>,
     external_audience: Option<String>,
     oidc_providers: Option<String>,
 }
@@ -120,19 +119,27 @@ impl AuthConfig {
             }
             (None, None, None) => KeySource::DataDir,
         };
-        let external_issuer = v.external_issuer.map(|issuer| {
-            let issuer = issuer.trim_end_matches('/').to_owned();
-            ExternalIssuer {
-                jwks_url: v.external_jwks_url.unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
+        let external_issuer = match env.url("GROUNDWORK_EXTERNAL_ISSUER", None)? {
+            Some(issuer) => Some(ExternalIssuer {
+                jwks_url: env
+                    .url("GROUNDWORK_EXTERNAL_JWKS_URL", Some(format!("{issuer}/.well-known/jwks.json")))?
+                    .unwrap_or_default(),
                 audience: v.external_audience,
                 issuer,
-            }
-        });
+            }),
+            None => None,
+        };
         Ok(Self {
             jwt_keys,
             audience: v.jwt_audience,
-            access_token_ttl: Duration::from_secs(v.access_token_ttl_secs),
-            refresh_token_ttl: Duration::from_secs(v.refresh_token_ttl_days * 86_400),
+            access_token_ttl: Duration::from_secs(at_least(
+                "GROUNDWORK_ACCESS_TOKEN_TTL_SECS",
+                v.access_token_ttl_secs,
+                60,
+            )?),
+            refresh_token_ttl: Duration::from_secs(
+                at_least("GROUNDWORK_REFRESH_TOKEN_TTL_DAYS", v.refresh_token_ttl_days, 1)?.saturating_mul(86_400),
+            ),
             oidc_providers: oidc_providers(env, v.oidc_providers.as_deref())?,
             external_issuer,
         })

@@ -105,10 +105,14 @@ impl Plans {
                 p.id
             );
             anyhow::ensure!(p.id != "free" && ids.insert(p.id.clone()), "plan id {:?} is used twice or reserved", p.id);
-            let prices = p
-                .prices
-                .get(environment)
-                .with_context(|| format!("plan {} has no Stripe prices for environment {environment}", p.id))?;
+            let prices = p.prices.get(environment).with_context(|| {
+                format!(
+                    "plan {} has no Stripe prices for GROUNDWORK_ENV={environment}: add \
+                         [plans.prices.{environment}] with your Stripe price ids to the catalogue \
+                         (GROUNDWORK_PLANS_FILE, or shared/config/plans.toml)",
+                    p.id
+                )
+            })?;
             anyhow::ensure!(
                 !prices.monthly.is_empty() && !prices.yearly.is_empty(),
                 "plan {} has an empty price id in {environment}",
@@ -125,7 +129,8 @@ impl Plans {
     /// When it does not load or validate.
     pub fn from_config(config: &config::BillingConfig, environment: &str) -> anyhow::Result<Self> {
         let text = match &config.plans_file {
-            Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading GROUNDWORK_PLANS_FILE={}", path.display()))?,
             None => DEFAULT_PLANS.to_owned(),
         };
         Self::parse(&text, environment)

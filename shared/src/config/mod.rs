@@ -145,6 +145,20 @@ mod tests {
         assert!(e.to_string().contains("GROUNDWORK_SOFT_DELETE_RETENTION_DAYS"), "{e}");
         let e = Config::from_vars(vars(&[("GROUNDWORK_AWS_TIMEOUT_MS", "soon")])).unwrap_err();
         assert!(e.to_string().contains("GROUNDWORK_AWS_TIMEOUT_MS"), "{e}");
+        for (var, value) in [
+            ("GROUNDWORK_API_URL", "notaurl"),
+            ("GROUNDWORK_APP_URL", "ftp://app.acme.test"),
+            ("GROUNDWORK_EXTERNAL_ISSUER", "notaurl"),
+            ("GROUNDWORK_MAIL_FROM", "not an address"),
+            ("GROUNDWORK_LOG", "shared=verbose"),
+            ("GROUNDWORK_MAX_BODY_BYTES", "0"),
+            ("GROUNDWORK_ACCESS_TOKEN_TTL_SECS", "0"),
+            ("GROUNDWORK_JOB_MAX_ATTEMPTS", "0"),
+            ("GROUNDWORK_SOFT_DELETE_RETENTION_DAYS", "0"),
+        ] {
+            let e = Config::from_vars(vars(&[(var, value)])).unwrap_err();
+            assert!(e.to_string().contains(var), "{var}={value}: {e}");
+        }
         let e = Config::from_vars(vars(&[("GROUNDWORK_LOG_FORMAT", "xml")])).unwrap_err();
         assert!(e.to_string().contains("GROUNDWORK_LOG_FORMAT") && e.to_string().contains("`json`"), "{e}");
         let e = Config::from_vars(vars(&[("GROUNDWORK_STORE", "dynamodb")])).unwrap_err();

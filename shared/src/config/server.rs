@@ -33,7 +33,6 @@ struct Vars {
     #[serde(default = "default_port")]
     port: u16,
     api_url: Option<String>,
-    app_url: Option<String>,
     #[serde(default = "default_app_name")]
     app_name: String,
     operator_token: Option<String>,
@@ -59,18 +58,15 @@ impl ServerConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let v: Vars = env.area("GROUNDWORK_")?;
         let local = format!("http://{}:{}", v.host, v.port);
-        let api_url = match v.api_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None if env.on_lambda => {
-                return Err(ConfigError::Missing {
-                    var: "GROUNDWORK_API_URL".into(),
-                    why: "access tokens name the API's public URL as their issuer (stack parameter ApiUrl)",
-                });
-            }
-            None => local.clone(),
-        };
+        if v.api_url.is_none() && env.on_lambda {
+            return Err(ConfigError::Missing {
+                var: "GROUNDWORK_API_URL".into(),
+                why: "access tokens name the API's public URL as their issuer (stack parameter ApiUrl)",
+            });
+        }
+        let api_url = env.url("GROUNDWORK_API_URL", Some(local.clone()))?.unwrap_or_default();
         Ok(Self {
-            app_url: v.app_url.unwrap_or(local).trim_end_matches('/').to_owned(),
+            app_url: env.url("GROUNDWORK_APP_URL", Some(local))?.unwrap_or_default(),
             api_url,
             host: v.host,
             port: v.port,

@@ -47,7 +47,9 @@ impl HttpSettings {
     /// # Errors
     /// A malformed number.
     pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
-        env.area("GROUNDWORK_")
+        let settings: Self = env.area("GROUNDWORK_")?;
+        crate::settings::at_least("GROUNDWORK_MAX_BODY_BYTES", settings.max_body_bytes, 1)?;
+        Ok(settings)
     }
 }
 

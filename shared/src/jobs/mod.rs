@@ -263,7 +263,9 @@ impl JobsConfig {
     /// # Errors
     /// A malformed number.
     pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
-        env.area("GROUNDWORK_")
+        let jobs: Self = env.area("GROUNDWORK_")?;
+        crate::settings::at_least("GROUNDWORK_JOB_MAX_ATTEMPTS", jobs.max_attempts, 1)?;
+        Ok(jobs)
     }
 }
 

@@ -65,6 +65,15 @@ impl MailConfig {
         let from = env
             .get("GROUNDWORK_MAIL_FROM")
             .or_else(|| (backend == MailBackend::Outbox).then(|| Self::OUTBOX_FROM.into()));
+        if let Some(sender) = &from
+            && sender.parse::<lettre::message::Mailbox>().is_err()
+        {
+            return Err(ConfigError::Invalid {
+                var: "GROUNDWORK_MAIL_FROM".into(),
+                value: sender.chars().take(200).collect(),
+                reason: "expected a sender such as `Acme <no-reply@acme.com>`".into(),
+            });
+        }
         Ok(Self { backend, from })
     }
 }

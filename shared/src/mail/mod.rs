@@ -43,8 +43,9 @@ impl EmailAddress {
             return Err(InvalidEmail);
         }
         let address: lettre::Address = s.parse().map_err(|_| InvalidEmail)?;
-        // A domain needs a dot: `user@localhost` is not deliverable from a SaaS.
-        if !address.domain().contains('.') {
+        // A domain needs a dot: `user@localhost` is not deliverable from a SaaS; and a
+        // domain literal (`user@[127.0.0.1]`) names a host, not a mail domain.
+        if !address.domain().contains('.') || address.domain().starts_with('[') {
             return Err(InvalidEmail);
         }
         Ok(Self(s))
@@ -178,9 +179,17 @@ mod tests {
     fn addresses_are_validated_and_normalised() {
         assert_eq!(EmailAddress::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
         assert_eq!(EmailAddress::parse("a.b+tag@sub.example.org").unwrap().domain(), "sub.example.org");
-        for bad in
-            ["", "plain", "@example.com", "a@", "a@localhost", "Ada <ada@example.com>", "a@b.c, d@e.f", "a b@c.d"]
-        {
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "Ada <ada@example.com>",
+            "a@b.c, d@e.f",
+            "a b@c.d",
+            "a@[127.0.0.1]",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
         }
         let long = format!("{}@example.com", "a".repeat(250));

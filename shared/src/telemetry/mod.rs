@@ -46,8 +46,16 @@ impl TelemetryConfig {
     pub fn from_env(env: &Env) -> Result<Self, crate::settings::ConfigError> {
         let (format, metrics) =
             if env.on_lambda { (LogFormat::Json, Metrics::Emf) } else { (LogFormat::Text, Metrics::Off) };
+        let log_filter = env.get("GROUNDWORK_LOG").unwrap_or_else(|| "info".into());
+        if let Err(e) = EnvFilter::builder().parse(&log_filter) {
+            return Err(crate::settings::ConfigError::Invalid {
+                var: "GROUNDWORK_LOG".into(),
+                value: log_filter.chars().take(200).collect(),
+                reason: format!("not a log filter ({e}); for example `info` or `shared=debug,info`"),
+            });
+        }
         Ok(Self {
-            log_filter: env.get("GROUNDWORK_LOG").unwrap_or_else(|| "info".into()),
+            log_filter,
             log_format: env.choice("GROUNDWORK_LOG_FORMAT", format)?,
             emf_metrics: env.choice("GROUNDWORK_METRICS", metrics)? == Metrics::Emf,
         })
