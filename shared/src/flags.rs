@@ -91,7 +91,24 @@ impl Flag {
         if self.settings.variants.iter().any(|v| v.name.is_empty() || v.name.len() > 64) {
             return Err("a variant name is 1 to 64 characters".into());
         }
+        let mut names = std::collections::BTreeSet::new();
+        if !self.settings.variants.iter().all(|v| names.insert(v.name.as_str())) {
+            return Err("variant names are unique".into());
+        }
         Ok(())
+    }
+
+    /// Checks an override against this flag: a forced variant must be one of its variants.
+    ///
+    /// # Errors
+    /// What is wrong, for the operator.
+    pub fn accepts(&self, overriding: &Override) -> Result<(), String> {
+        match &overriding.variant {
+            Some(v) if !self.settings.variants.iter().any(|x| &x.name == v) => {
+                Err(format!("the flag has no such variant (it has {})", self.settings.variants.len()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -92,7 +92,8 @@ pub async fn delete(
 /// Sets one account's override of a flag.
 #[utoipa::path(put, path = "/ops/flags/{key}/overrides/{account}", tag = "operations", security(("operator_token" = [])),
     params(("key" = String, Path), ("account" = String, Path)), request_body = Override,
-    responses((status = 200, body = Override), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Override), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn put_override(
     _: Operator,
     State(s): State<Services>,
@@ -101,11 +102,14 @@ pub async fn put_override(
     Json(req): Json<Override>,
 ) -> Result<Json<Override>, ApiError> {
     let (key, account) = ids;
-    if s.store.get(&flag_key(&key)).await?.is_none()
-        || shared::tenancy::load_account(s.store.as_ref(), account).await?.is_none()
-    {
+    let flag: Flag = {
+        use shared::store::StoreExt as _;
+        s.store.get_record(&flag_key(&key)).await?.ok_or(ApiError::NotFound)?
+    };
+    if shared::tenancy::load_account(s.store.as_ref(), account).await?.is_none() {
         return Err(ApiError::NotFound);
     }
+    flag.accepts(&req).map_err(|detail| ApiError::Invalid { code: "invalid_override", detail })?;
     s.store.put(Put::new(Item::from_record(override_key(account, &key), &req)?)).await?;
     let detail = json!({"enabled": req.enabled, "variant": req.variant});
     record(&s, &ctx, AuditAction::FlagOverrideSet, &format!("{key}:{account}"), detail.clone()).await?;

@@ -40,6 +40,15 @@ async fn operators_define_flags_and_accounts_read_them_evaluated() {
     assert!(variant == "control" || variant == "treatment", "{flags}");
     assert_eq!(app.call("GET", &path, Some(&ada), None).await.1["flags"]["checkout_copy"]["variant"], variant);
 
+    // An override may only force a variant the flag has; duplicate variant names are refused.
+    let forced = json!({"enabled": true, "variant": "zzz"});
+    let (status, body) =
+        app.call("PUT", &format!("/ops/flags/checkout_copy/overrides/{acme}"), Some(OPERATOR), Some(forced)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_override")), "{body}");
+    let twins = json!({"enabled": true, "rollout_percent": 100, "variants": [{"name": "a", "weight": 1}, {"name": "a", "weight": 1}]});
+    let (status, body) = app.call("PUT", "/ops/flags/twins", Some(OPERATOR), Some(twins)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_flag")), "{body}");
+
     // A per-account override wins over the plan, at once.
     let (status, _) = app
         .call("PUT", &format!("/ops/flags/new_editor/overrides/{acme}"), Some(OPERATOR), Some(json!({"enabled": true})))
