@@ -26,9 +26,40 @@ pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .context("building an outbound HTTP client")
 }
 
+/// Documents fetched from third parties an administrator configures (OpenID Connect
+/// discovery), kept per process for a while so a login does not fetch them every time;
+/// timed on the injected clock. One per process, in `Services::documents`.
+#[derive(Debug, Default)]
+pub struct DocumentCache(std::sync::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>);
+
+impl DocumentCache {
+    /// The document stored under `key` less than `ttl` before `now_ms`, if any.
+    pub fn get(&self, key: &str, now_ms: i64, ttl: Duration) -> Option<serde_json::Value> {
+        let fresh_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let documents = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        documents.get(key).filter(|(at, _)| (0..fresh_ms).contains(&(now_ms - at))).map(|(_, doc)| doc.clone())
+    }
+
+    /// Stores `document` under `key`, fetched at `now_ms`.
+    pub fn put(&self, key: impl Into<String>, now_ms: i64, document: serde_json::Value) {
+        let mut documents = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        documents.insert(key.into(), (now_ms, document));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_documents_expire_on_the_clock() {
+        let cache = DocumentCache::default();
+        cache.put("https://idp.example", 1_000, serde_json::json!({"issuer": "https://idp.example"}));
+        let ttl = Duration::from_secs(600);
+        assert!(cache.get("https://idp.example", 1_000 + 599_999, ttl).is_some());
+        assert!(cache.get("https://idp.example", 1_000 + 600_000, ttl).is_none());
+        assert!(cache.get("https://other.example", 1_000, ttl).is_none());
+    }
 
     #[tokio::test]
     async fn redirects_are_not_followed() {

@@ -74,6 +74,8 @@ pub struct Services {
     /// The client for calls to configured third parties (OpenID Connect providers): see
     /// [`crate::outbound`].
     pub http: reqwest::Client,
+    /// Documents fetched from configured third parties, cached per process.
+    pub documents: Arc<crate::outbound::DocumentCache>,
     /// The plan catalogue, validated.
     pub plans: Arc<crate::billing::Plans>,
     /// The feature flag definitions this process read last.
@@ -217,6 +219,7 @@ impl Services {
             exports,
             stripe,
             http,
+            documents: Arc::new(crate::outbound::DocumentCache::default()),
             plans,
             flag_cache: Arc::new(crate::flags::FlagCache::default()),
         })

@@ -12,9 +12,7 @@
 //!   new user; enterprise SSO checks the email domain and adds the user to the organization's
 //!   just-in-time account.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
@@ -74,15 +72,15 @@ pub async fn provider(s: &Services, name: &str) -> Result<Option<Provider>, ApiE
     }))
 }
 
-type MetadataCache = Mutex<HashMap<String, (Instant, CoreProviderMetadata)>>;
-
 async fn metadata(s: &Services, issuer: &str) -> Result<CoreProviderMetadata, ApiError> {
-    static CACHE: OnceLock<MetadataCache> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some((at, m)) = cache.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.get(issuer)
-        && at.elapsed() < METADATA_TTL
+    let cache_key = format!("oidc-discovery {issuer}");
+    // The discovery document and the JWKS discovery fetched with it (which the metadata's
+    // own serialisation leaves out).
+    if let Some(doc) = s.documents.get(&cache_key, s.clock.now_ms(), METADATA_TTL)
+        && let Ok(m) = serde_json::from_value::<CoreProviderMetadata>(doc["metadata"].clone())
+        && let Ok(jwks) = serde_json::from_value(doc["jwks"].clone())
     {
-        return Ok(m.clone());
+        return Ok(m.set_jwks(jwks));
     }
     let url = IssuerUrl::new(issuer.to_owned()).map_err(|e| anyhow::anyhow!("issuer URL: {e}"))?;
     // Discovery also checks that the document names this very issuer.
@@ -96,7 +94,10 @@ async fn metadata(s: &Services, issuer: &str) -> Result<CoreProviderMetadata, Ap
             ApiError::Unavailable(anyhow::anyhow!("the identity provider's discovery failed"))
         }
     })?;
-    cache.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(issuer.to_owned(), (Instant::now(), m.clone()));
+    // Cached only once discovery has validated it (it names this very issuer).
+    if let (Ok(metadata), Ok(jwks)) = (serde_json::to_value(&m), serde_json::to_value(m.jwks())) {
+        s.documents.put(cache_key, s.clock.now_ms(), serde_json::json!({"metadata": metadata, "jwks": jwks}));
+    }
     Ok(m)
 }
 
