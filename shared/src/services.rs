@@ -225,3 +225,22 @@ impl Services {
         })
     }
 }
+
+impl crate::tenancy::TenantScope {
+    /// Appends an event to the account's audit stream, as the caller.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn audit(
+        &self,
+        services: &Services,
+        action: crate::audit::AuditAction,
+        target: Option<String>,
+        origin: crate::audit::Origin,
+        detail: serde_json::Value,
+    ) -> Result<(), crate::error::ApiError> {
+        let event = crate::audit::NewEvent { actor: self.caller().actor(), action, target, origin, detail };
+        services.audit(crate::audit::AuditStream::Account(self.account_id()), event).await?;
+        Ok(())
+    }
+}

@@ -278,7 +278,8 @@ async fn restore_account(
     caller: Caller,
     Path(account_id): Path<AccountId>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let scope = tenancy::authorize(&s, caller, account_id, Deleted::Allow).await?;
+    let scope = tenancy::authorize(s.store.as_ref(), caller, account_id, Deleted::Allow).await?;
+    shared::http::record_tenant(&account_id);
     scope.require(Action::DeleteAccount)?;
     let item = match soft_delete::restore(s.store.as_ref(), &keys::account(account_id), s.clock.now_ms()).await {
         Ok(item) => item,

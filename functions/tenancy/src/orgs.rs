@@ -185,7 +185,7 @@ pub(crate) async fn attach(
 ) -> Result<Json<OrgView>, ApiError> {
     let (org, _) = load_as_admin(&s, id, caller.user_id).await?;
     let account_id: AccountId = req.account_id.parse().map_err(|_| ApiError::NotFound)?;
-    let scope = tenancy::authorize(&s, Caller::User(caller.clone()), account_id, Deleted::Refuse).await?;
+    let scope = tenancy::authorize(s.store.as_ref(), Caller::User(caller.clone()), account_id, Deleted::Refuse).await?;
     scope.require(Action::TransferOwnership)?;
     let (mut account, version) =
         tenancy::load_account(s.store.as_ref(), account_id).await?.ok_or(ApiError::NotFound)?;

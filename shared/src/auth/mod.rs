@@ -13,14 +13,12 @@ pub mod users;
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::Problem;
 use crate::id::{SessionId, UserId};
-use crate::services::Services;
 use config::{AuthConfig, KeySource};
 use keys::SigningKeys;
 
@@ -126,26 +124,6 @@ impl TokenSettings {
     }
 }
 
-/// Rent-auth mode: the external issuer's token, its subject mapped to a user. There is no
-/// Groundwork session: the session id is derived from the issuer's (or the token's) identity,
-/// and revocation is the issuer's business (its tokens are short-lived).
-async fn authenticate_external(
-    external: &external::ExternalVerifier,
-    token: &str,
-    services: &Services,
-) -> Result<AuthUser, crate::error::ApiError> {
-    let claims =
-        external.verify(token, services.clock.now_secs()).await.map_err(|_| crate::error::ApiError::Unauthenticated)?;
-    let user_id = external::user_for(services.store.as_ref(), &claims, services.clock.now_ms()).await?;
-    let seed = format!("{}#{}#{}", claims.iss, claims.sub, claims.sid.as_deref().unwrap_or_default());
-    let digest = hash_secret(&seed);
-    let bytes: [u8; 16] = std::array::from_fn(|i| u8::from_str_radix(&digest[i * 2..i * 2 + 2], 16).unwrap_or(0));
-    let session_id: SessionId =
-        ulid::Ulid::from_bytes(bytes).to_string().parse().map_err(|_| crate::error::ApiError::Unauthenticated)?;
-    crate::http::record_user(&user_id);
-    Ok(AuthUser { user_id, session_id, mfa: claims.mfa() })
-}
-
 /// A fresh random secret: 32 bytes, URL-safe base64 (tokens in links, refresh tokens, API
 /// key secrets).
 ///
@@ -196,30 +174,4 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
-}
-
-impl FromRequestParts<Services> for AuthUser {
-    type Rejection = crate::error::ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
-        authenticate(parts, services).await
-    }
-}
-
-async fn authenticate(parts: &Parts, services: &Services) -> Result<AuthUser, crate::error::ApiError> {
-    let unauthenticated = || crate::error::ApiError::Unauthenticated;
-    let token = bearer(parts).ok_or_else(unauthenticated)?;
-    let settings = &services.tokens;
-    if let Some(external) = &settings.external {
-        return authenticate_external(external, token, services).await;
-    }
-    let claims = settings.verify(token, services.clock.now_secs()).await?;
-    let user_id: UserId = claims.sub.parse().map_err(|_| unauthenticated())?;
-    let session_id: SessionId = claims.sid.parse().map_err(|_| unauthenticated())?;
-    // A revoked session's access tokens stop working at once, not at their expiry.
-    let Some(session) = session::load(services.store.as_ref(), user_id, session_id).await? else {
-        return Err(unauthenticated());
-    };
-    crate::http::record_user(&user_id);
-    Ok(AuthUser { user_id, session_id, mfa: session.mfa })
 }

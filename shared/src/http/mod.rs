@@ -8,6 +8,7 @@
 
 mod context;
 mod extract;
+pub mod extractors;
 
 pub use context::{RequestContext, record_tenant, record_user};
 pub use extract::{Json, Path, Query};

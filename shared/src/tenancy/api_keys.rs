@@ -12,7 +12,6 @@ use super::Role;
 use crate::error::ApiError;
 use crate::id::{AccountId, ApiKeyId, UserId};
 use crate::keys;
-use crate::services::Services;
 use crate::store::{Condition, Index, Item, Key, Put, Query, Store, StoreError, Update};
 
 /// What every key starts with, so a bearer token is told apart from a JWT at a glance (and
@@ -138,11 +137,10 @@ pub async fn list(store: &dyn Store, account: AccountId) -> Result<Vec<ApiKey>, 
 ///
 /// # Errors
 /// 401 for anything wrong with the key; 503 when the store fails.
-pub async fn authenticate(services: &Services, token: &str) -> Result<ApiKeyCaller, ApiError> {
+pub async fn authenticate(store: &dyn Store, now_ms: i64, token: &str) -> Result<ApiKeyCaller, ApiError> {
     let rest = token.strip_prefix(PREFIX).ok_or(ApiError::Unauthenticated)?;
     let (id, secret) = rest.split_once('_').ok_or(ApiError::Unauthenticated)?;
     let id: ApiKeyId = id.parse().map_err(|_| ApiError::Unauthenticated)?;
-    let store = services.store.as_ref();
     let page = store.query(Query::index(Index::Gsi1, keys::api_key_lookup(id)).limit(1)).await?;
     let Some(item) = page.items.first() else { return Err(ApiError::Unauthenticated) };
     let record: ApiKey = item.record()?;
@@ -152,7 +150,7 @@ pub async fn authenticate(services: &Services, token: &str) -> Result<ApiKeyCall
     if !matches || record.revoked_at_ms.is_some() {
         return Err(ApiError::Unauthenticated);
     }
-    let now = services.clock.now_ms();
+    let now = now_ms;
     if record.last_used_at_ms.is_none_or(|t| now - t >= TOUCH_INTERVAL_MS) {
         let touch = Update::new(item.key.clone()).set("last_used_at_ms", now).when(Condition::Exists);
         if let Err(e) = store.update(touch).await {

@@ -28,7 +28,7 @@ use crate::keys;
 use crate::soft_delete;
 use crate::store::{Item, Put, Query, Store, StoreError, StoreExt as _};
 pub use caller::Caller;
-pub use scope::{Deleted, Tenant, TenantScope, authorize, get, list, path_account, put};
+pub use scope::{Deleted, Tenant, TenantScope, authorize, get, list, put};
 
 /// A member's role in an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

@@ -2,15 +2,11 @@
 //! [`Tenant`] extractor), and the tenant data helpers that take it, so a handler cannot name
 //! another tenant's items.
 
-use axum::extract::{FromRequestParts, RawPathParams};
-use axum::http::request::Parts;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::*;
-use crate::audit::{AuditAction, AuditStream, NewEvent, Origin};
 use crate::error::ApiError;
-use crate::services::Services;
 use crate::store::{Cursor, Item, Key, Put, Query, Store, StoreError};
 
 /// Whether a deleted account may be acted on (only its restore does).
@@ -80,23 +76,6 @@ impl TenantScope {
     pub fn key(&self, kind: &str, id: &str) -> Key {
         keys::tenant_item(self.account.id, kind, id)
     }
-
-    /// Appends an event to the account's audit stream, as the caller.
-    ///
-    /// # Errors
-    /// When the store fails.
-    pub async fn audit(
-        &self,
-        services: &Services,
-        action: AuditAction,
-        target: Option<String>,
-        origin: Origin,
-        detail: serde_json::Value,
-    ) -> Result<(), ApiError> {
-        let event = NewEvent { actor: self.caller.actor(), action, target, origin, detail };
-        services.audit(AuditStream::Account(self.account.id), event).await?;
-        Ok(())
-    }
 }
 
 /// The membership check: `caller` may act in `account_id` as the returned scope says.
@@ -108,12 +87,11 @@ impl TenantScope {
 /// # Errors
 /// As above; 503 when the store fails.
 pub async fn authorize(
-    services: &Services,
+    store: &dyn Store,
     caller: Caller,
     account_id: AccountId,
     deleted: Deleted,
 ) -> Result<TenantScope, ApiError> {
-    let store = services.store.as_ref();
     let role = match &caller {
         Caller::User(u) => load_membership(store, account_id, u.user_id).await?.ok_or(ApiError::NotFound)?.0.role,
         Caller::ApiKey(k) if k.account_id == account_id => k.role,
@@ -132,7 +110,6 @@ pub async fn authorize(
             detail: "this account requires two-factor authentication: enable it and sign in again".into(),
         });
     }
-    crate::http::record_tenant(&account_id);
     Ok(TenantScope { account, caller, role })
 }
 
@@ -140,27 +117,6 @@ pub async fn authorize(
 /// membership check ([`authorize`]).
 #[derive(Debug, Clone)]
 pub struct Tenant(pub TenantScope);
-
-/// The `{account_id}` of a request's path.
-///
-/// # Errors
-/// 404 when it is missing or not an id.
-pub async fn path_account(parts: &mut Parts, services: &Services) -> Result<AccountId, ApiError> {
-    let params = RawPathParams::from_request_parts(parts, services).await.map_err(|_| ApiError::NotFound)?;
-    let raw = params.iter().find(|(k, _)| *k == "account_id").map(|(_, v)| v.to_owned()).ok_or(ApiError::NotFound)?;
-    raw.parse().map_err(|_| ApiError::NotFound)
-}
-
-impl FromRequestParts<Services> for Tenant {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
-        // Authentication first: an anonymous caller learns nothing about which ids exist.
-        let caller = Caller::from_request_parts(parts, services).await?;
-        let account = path_account(parts, services).await?;
-        authorize(services, caller, account, Deleted::Refuse).await.map(Tenant)
-    }
-}
 
 /// Reads one of the tenant's items (soft-deleted ones are absent).
 ///
