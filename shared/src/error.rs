@@ -99,6 +99,10 @@ impl IntoResponse for Problem {
         if let Some(secs) = retry_after {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 section 3: a 401 names the scheme the client should use.
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         res
     }
 }
@@ -214,12 +218,7 @@ impl IntoResponse for ApiError {
             Self::Unexpected(e) => tracing::error!(error = format!("{e:#}"), "unexpected error"),
             _ => {}
         }
-        let mut res = self.to_problem().into_response();
-        if matches!(self, Self::Unauthenticated) {
-            // RFC 6750 section 3: a 401 names the scheme the client should use.
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        res
+        self.to_problem().into_response()
     }
 }
 

@@ -15,7 +15,7 @@ use shared::audit::AuditAction;
 use shared::billing::objects::{RedirectSession, Subscription, SubscriptionSchedule};
 use shared::billing::snapshot::{self, apply_snapshot};
 use shared::billing::stripe::{StripeClient, StripeError};
-use shared::billing::{BillingState, Entitlements, Interval, Plans, state};
+use shared::billing::{BillingState, Entitlements, Interval, state};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, RequestContext};
 use shared::services::Services;
@@ -50,10 +50,6 @@ fn openapi_router() -> OpenApiRouter<Services> {
 }
 
 shared::function_routes!();
-
-fn plans(s: &Services) -> Result<&Plans, ApiError> {
-    Ok(&s.plans)
-}
 
 fn stripe(s: &Services) -> Result<&StripeClient, ApiError> {
     s.stripe.as_ref().ok_or_else(|| ApiError::Unavailable(anyhow::anyhow!("STRIPE_SECRET_KEY is not set")))
@@ -109,7 +105,7 @@ pub struct Catalogue {
 /// The plan catalogue (public).
 #[utoipa::path(get, path = "/plans", tag = "billing", responses((status = 200, body = Catalogue)))]
 async fn list_plans(State(s): State<Services>) -> Result<Json<Catalogue>, ApiError> {
-    let p = plans(&s)?;
+    let p = &s.plans;
     let view =
         |id: &str, name: &str, f: &std::collections::BTreeSet<String>, l: &std::collections::BTreeMap<String, u64>| {
             PlanView { id: id.into(), name: name.into(), features: f.iter().cloned().collect(), limits: l.clone() }
@@ -166,7 +162,7 @@ pub struct Redirect {
 }
 
 fn chosen_price<'s>(s: &'s Services, choice: &PlanChoice) -> Result<(String, &'s shared::billing::Plan), ApiError> {
-    let p = plans(s)?;
+    let p = &s.plans;
     let plan = p
         .plan(&choice.plan)
         .ok_or_else(|| ApiError::Invalid { code: "unknown_plan", detail: "no such plan: see /plans".into() })?;
@@ -177,7 +173,7 @@ fn chosen_price<'s>(s: &'s Services, choice: &PlanChoice) -> Result<(String, &'s
 }
 
 async fn quantity(s: &Services, scope: &TenantScope) -> Result<u64, ApiError> {
-    if !plans(s)?.per_seat {
+    if !s.plans.per_seat {
         return Ok(1);
     }
     Ok(tenancy::members(s.store.as_ref(), scope.account_id()).await?.len().max(1) as u64)
@@ -247,8 +243,8 @@ async fn checkout(
         ..CreateCheckoutSessionSubscriptionData::new()
     };
     // The trial is for a first subscription only.
-    if st.subscription_id.is_none() && plans(&s)?.trial_days > 0 {
-        subscription.trial_period_days = Some(plans(&s)?.trial_days);
+    if st.subscription_id.is_none() && s.plans.trial_days > 0 {
+        subscription.trial_period_days = Some(s.plans.trial_days);
     }
     let request = CreateCheckoutSession::new()
         .mode(stripe_shared::CheckoutSessionMode::Subscription)
@@ -308,7 +304,7 @@ async fn live(s: &Services, scope: &TenantScope) -> Result<(BillingState, String
 
 async fn applied(s: &Services, scope: &TenantScope, sub: &Subscription) -> Result<Json<BillingView>, ApiError> {
     let source = format!("api:{}", s.clock.now_ms());
-    apply_snapshot(s, plans(s)?, scope.account_id(), sub, s.clock.now_secs(), &source).await.map_err(apply_error)?;
+    apply_snapshot(s, &s.plans, scope.account_id(), sub, s.clock.now_secs(), &source).await.map_err(apply_error)?;
     Ok(Json(view(s, scope.account_id()).await?))
 }
 
@@ -330,7 +326,7 @@ async fn change_plan(
     if st.plan_id.as_deref() == Some(plan.id.as_str()) && st.interval == Some(choice.interval) {
         return Err(ApiError::Conflict { code: "same_plan", detail: "the account is on that plan already".into() });
     }
-    let p = plans(&s)?;
+    let p = &s.plans;
     let rank = |id: Option<&str>| id.and_then(|i| p.rank(i)).unwrap_or(0);
     let (from, to) = (rank(st.plan_id.as_deref()), rank(Some(&plan.id)));
     let upgrade = to > from || (to == from && choice.interval == Interval::Yearly);

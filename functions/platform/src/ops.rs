@@ -5,7 +5,6 @@
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse as _;
 use serde::{Deserialize, Serialize};
 use shared::config::QueueName;
 use shared::error::{ApiError, Problem};
@@ -18,13 +17,12 @@ use utoipa::{IntoParams, ToSchema};
 pub struct Operator;
 
 impl FromRequestParts<Services> for Operator {
-    type Rejection = axum::response::Response;
+    type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
         let Some(expected) = &services.config.server.operator_token else {
             return Err(Problem::new(StatusCode::FORBIDDEN, "operator_access_disabled", "Operator access is disabled")
-                .with_detail("set GROUNDWORK_OPERATOR_TOKEN to enable the /ops routes")
-                .into_response());
+                .with_detail("set GROUNDWORK_OPERATOR_TOKEN to enable the /ops routes"));
         };
         let presented = parts
             .headers
@@ -35,12 +33,7 @@ impl FromRequestParts<Services> for Operator {
         if constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
             Ok(Self)
         } else {
-            // RFC 6750 section 3: a 401 names the scheme to use.
-            let mut res = Problem::from_status(StatusCode::UNAUTHORIZED)
-                .with_detail("a valid operator token is required")
-                .into_response();
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
-            Err(res)
+            Err(Problem::from_status(StatusCode::UNAUTHORIZED).with_detail("a valid operator token is required"))
         }
     }
 }

@@ -13,11 +13,9 @@ pub mod users;
 
 use std::sync::Arc;
 
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 
-use crate::error::Problem;
 use crate::id::{SessionId, UserId};
 use config::{AuthConfig, KeySource};
 use keys::SigningKeys;
@@ -152,18 +150,6 @@ pub struct AuthUser {
     pub session_id: SessionId,
     /// Whether the session was opened with a second factor.
     pub mfa: bool,
-}
-
-/// Why a request is not authenticated: 401 with `WWW-Authenticate`, nothing more specific.
-#[derive(Debug)]
-pub struct Unauthenticated(&'static str);
-
-impl IntoResponse for Unauthenticated {
-    fn into_response(self) -> Response {
-        let mut res = Problem::from_status(StatusCode::UNAUTHORIZED).with_detail(self.0).into_response();
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        res
-    }
 }
 
 /// The bearer token of a request, if any.
