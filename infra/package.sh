@@ -18,11 +18,13 @@ if [[ ${#functions[@]} -eq 0 ]]; then
     functions+=("$(basename "$(dirname "$manifest")")")
   done
 fi
-# One cargo invocation: the shared crates compile once for every function.
-packages=()
-for f in "${functions[@]}"; do packages+=(--package "$f" --bin "$f"); done
-echo "==> building ${functions[*]} for arm64 (release)"
-cargo lambda build --release --arm64 --output-format zip "${packages[@]}"
+# One cargo invocation per function: Cargo unifies features across the packages of one
+# build, so building them together would link every function with every part of shared.
+# Dependencies compile once; shared compiles once per distinct feature set.
+for f in "${functions[@]}"; do
+  echo "==> building $f for arm64 (release)"
+  cargo lambda build --release --arm64 --output-format zip --package "$f" --bin "$f"
+done
 echo
 printf '%-20s %14s %12s\n' function "bootstrap" "zip"
 for f in "${functions[@]}"; do

@@ -4,7 +4,8 @@
 #   2. starts the DynamoDB/SQS/SES API server (moto), a capturing SMTP server and an OpenID
 #      Connect provider (npm oidc-provider, installed into infra/oidc/node_modules) on free
 #      loopback ports;
-#   3. checks formatting and clippy (warnings are errors);
+#   3. checks formatting and clippy (warnings are errors), over the workspace and over each
+#      function alone, with only the features of shared it enables (as it is packaged);
 #   4. runs every Rust test in the workspace: unit tests, the storage and queue contract
 #      suites on both adapters, Lambda event tests, local-stack integration tests;
 #   5. lints template.yaml with cfn-lint and `sam validate --lint`;
@@ -87,6 +88,12 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Cargo unifies features within one build, so the workspace build above has every part of
+# shared. Each function is packaged on its own, with only its features: check it that way.
+log "cargo clippy, each function alone"
+for manifest in functions/*/Cargo.toml; do
+  cargo clippy --locked --quiet --package "$(basename "$(dirname "$manifest")")" --lib --bins -- -D warnings
+done
 
 # 4. Every Rust test.
 log "cargo test"

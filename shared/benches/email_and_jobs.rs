@@ -8,9 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shared::config::{Config, QueueName};
-use shared::jobs::{Envelope, Job, JobError, JobHandler, JobOutcome, JobRunner, enqueue};
+use shared::jobs::{Envelope, Job, JobError, JobHandler, JobOutcome};
 use shared::mail::EmailAddress;
-use shared::mail::templates::{Branding, Email, render};
+use shared::mail::render::{Branding, render};
+use shared::mail::templates::Email;
 use shared::queue::consumer::{Message, MessageHandler};
 use shared::services::Services;
 
@@ -72,14 +73,18 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::from_vars([("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string())]).unwrap();
     let services = rt.block_on(Services::from_config(config)).unwrap();
-    let runner = JobRunner::new(services.clone(), QueueName::Email, Arc::new(Noop));
+    let runner = services.job_runner(QueueName::Email, Arc::new(Noop));
     let queue = services.queues.get(QueueName::Email);
     let to = EmailAddress::parse("ada@example.com").unwrap();
     let mut g = c.benchmark_group("jobs");
     g.throughput(Throughput::Elements(1));
     g.bench_function("enqueue_consume_ack_embedded", |b| {
         b.to_async(&rt).iter(|| async {
-            enqueue(&services, Job::SendEmail { to: to.clone(), email: Email::Welcome { name: None } }).await.unwrap();
+            services
+                .jobs()
+                .enqueue(Job::SendEmail { to: to.clone(), email: Email::Welcome { name: None } })
+                .await
+                .unwrap();
             let got = queue.receive(1, Duration::from_secs(1)).await.unwrap();
             let m = Message::from(&got[0]);
             runner.handle(&m).await.unwrap();

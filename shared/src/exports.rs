@@ -5,7 +5,6 @@
 //! valid for [`PRESIGNED_SECS`].
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -24,7 +23,8 @@ pub const LINK_TTL_HOURS: u32 = 72;
 pub enum ExportStorage {
     /// Files in a directory.
     Local(PathBuf),
-    /// Objects in an S3 bucket.
+    /// Objects in an S3 bucket (with the `s3` feature).
+    #[cfg(feature = "s3")]
     S3 {
         /// The client.
         client: aws_sdk_s3::Client,
@@ -44,11 +44,37 @@ pub enum Download {
     Missing,
 }
 
+#[cfg(feature = "s3")]
 fn object_name(id: ExportId) -> String {
     format!("exports/{id}.json")
 }
 
 impl ExportStorage {
+    /// The storage `config` asks for: the bucket if one is set, else `<data_dir>/exports`.
+    ///
+    /// # Errors
+    /// A bucket without an AWS configuration, or without the `s3` feature.
+    pub fn from_config(
+        config: &ExportsConfig,
+        data_dir: &std::path::Path,
+        aws: &crate::aws::AwsConfig,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> anyhow::Result<Self> {
+        let Some(bucket) = &config.bucket else { return Ok(Self::Local(data_dir.join("exports"))) };
+        #[cfg(feature = "s3")]
+        {
+            let sdk = sdk.context("GROUNDWORK_EXPORTS_BUCKET needs AWS configuration")?;
+            // Path-style addressing when an endpoint is given (local S3 API servers).
+            let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(aws.endpoint_url.is_some()).build();
+            Ok(Self::S3 { client: aws_sdk_s3::Client::from_conf(s3), bucket: bucket.clone() })
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = (bucket, aws, sdk);
+            Err(crate::settings::not_built("GROUNDWORK_EXPORTS_BUCKET", "s3"))
+        }
+    }
+
     /// Stores the document of export `id` (overwriting: a re-run job writes the same thing).
     ///
     /// # Errors
@@ -63,6 +89,7 @@ impl ExportStorage {
                 tokio::fs::rename(&tmp, &path).await.with_context(|| format!("renaming to {}", path.display()))?;
                 Ok(())
             }
+            #[cfg(feature = "s3")]
             Self::S3 { client, bucket } => {
                 client
                     .put_object()
@@ -90,8 +117,11 @@ impl ExportStorage {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Download::Missing),
                 Err(e) => Err(e).context("reading the export"),
             },
+            #[cfg(feature = "s3")]
             Self::S3 { client, bucket } => {
-                let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(PRESIGNED_SECS))?;
+                let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
+                    PRESIGNED_SECS,
+                ))?;
                 let request = client
                     .get_object()
                     .bucket(bucket)

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::exports::{ExportRecord, ExportSubject};
 use crate::id::AccountId;
 use crate::id::{ExportId, UserId};
-use crate::jobs::{Job, enqueue};
+use crate::jobs::Job;
 use crate::keys;
 use crate::services::Services;
 use crate::soft_delete;
@@ -103,7 +103,7 @@ pub async fn erase_user(s: &Services, user: &User, version: u64, origin: Origin)
     }
     let erasure = plan.erasure;
     for account in &erasure.accounts_deleted {
-        enqueue(s, Job::CancelForDeletedAccount { account_id: *account }).await?;
+        s.jobs().enqueue(Job::CancelForDeletedAccount { account_id: *account }).await?;
     }
     session::revoke_all(s.store.as_ref(), user.id, None).await?;
     let actor = Actor::User(user.id);
@@ -113,7 +113,7 @@ pub async fn erase_user(s: &Services, user: &User, version: u64, origin: Origin)
     for account in &erasure.memberships_removed {
         let event = NewEvent::new(actor.clone(), AuditAction::MemberErased, origin.clone()).target(user.id);
         s.audit(AuditStream::Account(*account), event).await?;
-        crate::billing::seats_changed(s, *account).await?;
+        crate::billing::seats_changed(&s.billing(), *account).await?;
     }
     Ok(erasure)
 }
@@ -137,6 +137,6 @@ pub async fn start_export(s: &Services, subject: ExportSubject, user: UserId) ->
     let expires = s.clock.now_secs() + 7 * 86_400;
     let item = Item::from_record(keys::export(record.id), &record)?.expiring_at(expires);
     s.store.put(Put::new(item).if_not_exists()).await?;
-    enqueue(s, Job::ExportData { export_id: record.id, subject, notify }).await?;
+    s.jobs().enqueue(Job::ExportData { export_id: record.id, subject, notify }).await?;
     Ok(record.id)
 }

@@ -9,46 +9,13 @@ use anyhow::Context as _;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, MailBackend, QueueBackend, QueueName, StoreBackend};
 use crate::exports::ExportStorage;
-use crate::mail::Mailer;
-use crate::mail::outbox::OutboxMailer;
-use crate::mail::ses::SesMailer;
-use crate::mail::smtp::SmtpMailer;
-use crate::queue::Queue;
-use crate::queue::embedded::{QueueDb, QueueSettings};
 use crate::queue::sqs::SqsQueue;
-use crate::store::Store;
+use crate::queue::{Queue, Queues};
 use crate::store::dynamodb::DynamoStore;
-use crate::store::sqlite::SqliteStore;
+use crate::store::{ExpirySweep, Store};
 
 /// The file of the embedded database, inside the data directory.
 pub const EMBEDDED_DB_FILE: &str = "groundwork.sqlite3";
-
-/// Every queue of the system, by name.
-#[derive(Clone)]
-pub struct Queues(BTreeMap<QueueName, Arc<dyn Queue>>);
-
-impl Queues {
-    /// Queues from a full map.
-    ///
-    /// # Panics
-    /// If a queue of [`QueueName::ALL`] is missing (a wiring bug caught at init).
-    pub fn new(map: BTreeMap<QueueName, Arc<dyn Queue>>) -> Self {
-        for q in QueueName::ALL {
-            assert!(map.contains_key(&q), "queue {} is not wired", q.as_str());
-        }
-        Self(map)
-    }
-
-    /// The queue `name`.
-    pub fn get(&self, name: QueueName) -> Arc<dyn Queue> {
-        Arc::clone(&self.0[&name])
-    }
-
-    /// Every queue with its name.
-    pub fn all(&self) -> impl Iterator<Item = (QueueName, &Arc<dyn Queue>)> {
-        self.0.iter().map(|(k, v)| (*k, v))
-    }
-}
 
 /// Everything a handler may need.
 #[derive(Clone)]
@@ -61,15 +28,18 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     /// The queues.
     pub queues: Queues,
-    /// Where transactional email goes.
-    pub mailer: Arc<dyn Mailer>,
-    /// The embedded store, when that is the store (for the local-only expiry sweeper).
-    pub embedded_store: Option<SqliteStore>,
+    /// The AWS SDK configuration, when any AWS service is configured (a function builds
+    /// its own SDK clients from it; email-dispatch its SES mailer).
+    pub aws: Option<aws_config::SdkConfig>,
+    /// The store's expiry sweep, when the store does not expire items by itself (the
+    /// embedded one; DynamoDB's TTL needs none): run by the local stack's schedules.
+    pub expiry_sweep: Option<Arc<dyn ExpirySweep>>,
     /// Access token keys and settings.
     pub tokens: Arc<crate::auth::TokenSettings>,
     /// Where data exports are kept.
     pub exports: Arc<ExportStorage>,
-    /// Stripe's API, when `STRIPE_SECRET_KEY` is set.
+    /// Stripe's API, when `STRIPE_SECRET_KEY` is set (with the `stripe` feature).
+    #[cfg(feature = "stripe")]
     pub stripe: Option<crate::billing::stripe::StripeClient>,
     /// The client for calls to configured third parties (OpenID Connect providers): see
     /// [`crate::outbound`].
@@ -83,8 +53,9 @@ pub struct Services {
 }
 
 /// How each embedded queue behaves (on AWS, the same settings live in `template.yaml`).
-pub fn embedded_queue_settings(name: QueueName, config: &Config) -> QueueSettings {
-    QueueSettings {
+#[cfg(feature = "embedded")]
+pub fn embedded_queue_settings(name: QueueName, config: &Config) -> crate::queue::embedded::QueueSettings {
+    crate::queue::embedded::QueueSettings {
         visibility_timeout: std::time::Duration::from_secs(60),
         // The job runner dead-letters after `job_max_attempts`; the queue's own limit is a
         // safety net for crashes that never reach the runner.
@@ -95,6 +66,36 @@ pub fn embedded_queue_settings(name: QueueName, config: &Config) -> QueueSetting
 }
 
 impl Services {
+    /// Enqueues jobs on this process's queues (see [`crate::jobs::Jobs`]).
+    pub fn jobs(&self) -> crate::jobs::Jobs<'_> {
+        crate::jobs::Jobs { queues: &self.queues, store: self.store.as_ref(), clock: self.clock.as_ref() }
+    }
+
+    /// A job runner of `handler` over `queue`, with this process's store, clock and
+    /// `GROUNDWORK_JOB_MAX_ATTEMPTS`.
+    pub fn job_runner(&self, queue: QueueName, handler: Arc<dyn crate::jobs::JobHandler>) -> crate::jobs::JobRunner {
+        let parts = crate::jobs::RunnerParts {
+            store: Arc::clone(&self.store),
+            clock: Arc::clone(&self.clock),
+            queue_name: queue,
+            queue: self.queues.get(queue),
+            max_attempts: self.config.jobs.max_attempts,
+        };
+        crate::jobs::JobRunner::new(parts, handler)
+    }
+
+    /// Billing's domain context: store, clock, queues, plans and the addresses it needs.
+    pub fn billing(&self) -> crate::billing::Billing<'_> {
+        crate::billing::Billing {
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            queues: &self.queues,
+            plans: &self.plans,
+            app_url: &self.config.server.app_url,
+            environment: &self.config.environment,
+        }
+    }
+
     /// Feature flags, evaluated with this process's store, clock, cache and plans.
     pub fn flags(&self) -> crate::flags::Flags<'_> {
         crate::flags::Flags {
@@ -141,7 +142,6 @@ impl Services {
     /// # Errors
     /// As [`Services::from_config`].
     pub async fn with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let db_path = config.data_dir.join(EMBEDDED_DB_FILE);
         let needs_aws = config.store.backend == StoreBackend::DynamoDb
             || config.queues.backend == QueueBackend::Sqs
             || matches!(config.mail.backend, MailBackend::Ses { .. })
@@ -150,26 +150,33 @@ impl Services {
         let sdk = if needs_aws { Some(crate::aws::sdk_config(&config.aws).await) } else { None };
         let sdk_ref = || sdk.as_ref().context("no AWS configuration");
 
-        let mut embedded_store = None;
-        let store: Arc<dyn Store> = match config.store.backend {
+        let (store, expiry_sweep): (Arc<dyn Store>, Option<Arc<dyn ExpirySweep>>) = match config.store.backend {
+            #[cfg(feature = "embedded")]
             StoreBackend::Embedded => {
-                let s = SqliteStore::open(&db_path, Arc::clone(&clock))?;
-                embedded_store = Some(s.clone());
-                Arc::new(s)
+                let path = config.data_dir.join(EMBEDDED_DB_FILE);
+                let s = crate::store::sqlite::SqliteStore::open(&path, Arc::clone(&clock))?;
+                (Arc::new(s.clone()), Some(Arc::new(s)))
             }
+            #[cfg(not(feature = "embedded"))]
+            StoreBackend::Embedded => return Err(crate::settings::not_built("GROUNDWORK_STORE=embedded", "embedded")),
             StoreBackend::DynamoDb => {
                 let table = config.store.table.clone().context("GROUNDWORK_TABLE is not set")?;
-                Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk_ref()?), table, Arc::clone(&clock)))
+                let client = aws_sdk_dynamodb::Client::new(sdk_ref()?);
+                (Arc::new(DynamoStore::new(client, table, Arc::clone(&clock))), None)
             }
         };
         let mut queues: BTreeMap<QueueName, Arc<dyn Queue>> = BTreeMap::new();
         match config.queues.backend {
+            #[cfg(feature = "embedded")]
             QueueBackend::Embedded => {
-                let db = QueueDb::open(&db_path, Arc::clone(&clock))?;
+                let path = config.data_dir.join(EMBEDDED_DB_FILE);
+                let db = crate::queue::embedded::QueueDb::open(&path, Arc::clone(&clock))?;
                 for name in QueueName::ALL {
                     queues.insert(name, Arc::new(db.queue(name.as_str(), embedded_queue_settings(name, &config))));
                 }
             }
+            #[cfg(not(feature = "embedded"))]
+            QueueBackend::Embedded => return Err(crate::settings::not_built("GROUNDWORK_QUEUES=embedded", "embedded")),
             QueueBackend::Sqs => {
                 let client = aws_sdk_sqs::Client::new(sdk_ref()?);
                 for name in QueueName::ALL {
@@ -182,29 +189,15 @@ impl Services {
                 }
             }
         }
-        let mailer: Arc<dyn Mailer> = match &config.mail.backend {
-            MailBackend::Outbox => Arc::new(OutboxMailer::new(config.data_dir.join("outbox"))),
-            MailBackend::Ses { configuration_set } => {
-                Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk_ref()?), configuration_set.clone()))
-            }
-            MailBackend::Smtp { url } => Arc::new(SmtpMailer::from_url(url)?),
-        };
-        let exports = Arc::new(match &config.exports.bucket {
-            None => ExportStorage::Local(config.data_dir.join("exports")),
-            Some(bucket) => {
-                // Path-style addressing when an endpoint is given (local S3 API servers).
-                let s3 = aws_sdk_s3::config::Builder::from(sdk_ref()?)
-                    .force_path_style(config.aws.endpoint_url.is_some())
-                    .build();
-                ExportStorage::S3 { client: aws_sdk_s3::Client::from_conf(s3), bucket: bucket.clone() }
-            }
-        });
+        let exports =
+            Arc::new(ExportStorage::from_config(&config.exports, &config.data_dir, &config.aws, sdk.as_ref())?);
         let tokens = crate::auth::TokenSettings::from_config(
             &config.auth,
             &config.server.api_url,
             &config.data_dir,
             sdk.as_ref(),
         )?;
+        #[cfg(feature = "stripe")]
         let stripe = crate::billing::stripe::StripeClient::from_config(&config.billing)?;
         let http = crate::outbound::client(std::time::Duration::from_secs(5))?;
         let plans = Arc::new(crate::billing::Plans::from_config(&config.billing, &config.environment)?);
@@ -213,10 +206,11 @@ impl Services {
             clock,
             store,
             queues: Queues::new(queues),
-            mailer,
-            embedded_store,
+            aws: sdk,
+            expiry_sweep,
             tokens,
             exports,
+            #[cfg(feature = "stripe")]
             stripe,
             http,
             documents: Arc::new(crate::outbound::DocumentCache::default()),

@@ -171,3 +171,13 @@ macro_rules! choices {
         }
     };
 }
+
+/// A setting asks for a part of `shared` that this function was built without (see the
+/// features in `shared/Cargo.toml`).
+#[allow(dead_code, reason = "unused when every feature is on")]
+pub fn not_built(setting: &str, feature: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{setting} needs the `{feature}` feature of the shared crate, which this function was built without: \
+         add it to the function's `shared` dependency"
+    )
+}

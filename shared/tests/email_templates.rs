@@ -1,7 +1,8 @@
 //! Every email as a person reads it: subject, plain text and HTML of each template,
 //! rendered with realistic values and checked against reviewed snapshots.
 
-use shared::mail::templates::{Branding, Email, render};
+use shared::mail::render::{Branding, render};
+use shared::mail::templates::Email;
 
 fn branding() -> Branding {
     Branding { name: "Acme".into(), url: "https://app.acme.test".into() }

@@ -31,7 +31,9 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let s = testkit::services::services(dir.path(), &[("STRIPE_WEBHOOK_SECRET", SECRET)]).await;
     for c in 0..CUSTOMERS {
-        shared::billing::events::link_customer(&s, &format!("cus_{c}"), shared::id::AccountId::new()).await.unwrap();
+        shared::billing::events::link_customer(&s.billing(), &format!("cus_{c}"), shared::id::AccountId::new())
+            .await
+            .unwrap();
     }
     let app = stripe_webhook::app(s.clone());
     let base = s.clock.now_secs() - 3600;

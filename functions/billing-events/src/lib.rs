@@ -1,5 +1,5 @@
 //! The billing-events function: consumes the FIFO billing queue (one group per Stripe
-//! customer) and applies each Stripe event with [`shared::billing::events::apply`], then
+//! customer) and applies each Stripe event with [`shared::billing::apply::apply`], then
 //! records the outcome in the event's ledger entry (`applied`, `ignored`, `unmatched`,
 //! `failed`). A retryable failure leaves the message for redelivery (the customer's later
 //! events wait behind it); a permanent one is recorded as `failed` and acknowledged, to be
@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use shared::billing::events::{self, Outcome, StripeEvent};
+use shared::billing::apply::{self, Outcome};
+use shared::billing::events::StripeEvent;
 use shared::billing::ledger::{self, LedgerStatus};
 use shared::billing::stripe::StripeClient;
 use shared::queue::consumer::{Message, MessageHandler};
@@ -32,12 +33,14 @@ impl MessageHandler for BillingEvents {
                 return Ok(());
             }
         };
-        match events::apply(s, &s.plans, self.stripe.as_ref(), &event).await {
-            Ok(Outcome::Applied) => ledger::mark(s, &event.id, LedgerStatus::Applied, None).await?,
-            Ok(Outcome::Ignored(why)) => ledger::mark(s, &event.id, LedgerStatus::Ignored, Some(&why)).await?,
+        match apply::apply(&s.billing(), self.stripe.as_ref(), &event).await {
+            Ok(Outcome::Applied) => ledger::mark(&s.billing(), &event.id, LedgerStatus::Applied, None).await?,
+            Ok(Outcome::Ignored(why)) => {
+                ledger::mark(&s.billing(), &event.id, LedgerStatus::Ignored, Some(&why)).await?
+            }
             Ok(Outcome::UnknownCustomer) => {
                 tracing::warn!(event_id = %event.id, event_type = %event.kind, "Stripe event for a customer no account owns");
-                ledger::mark(s, &event.id, LedgerStatus::Unmatched, None).await?;
+                ledger::mark(&s.billing(), &event.id, LedgerStatus::Unmatched, None).await?;
             }
             Err(e) if e.is_retryable() => {
                 return Err(anyhow::Error::new(e).context(format!("Stripe event {} will be retried", event.id)));
@@ -45,7 +48,7 @@ impl MessageHandler for BillingEvents {
             Err(e) => {
                 let why = format!("{:#}", anyhow::Error::new(e));
                 tracing::error!(event_id = %event.id, reason = %why, "Stripe event failed; replay it after a fix");
-                ledger::mark(s, &event.id, LedgerStatus::Failed, Some(&why)).await?;
+                ledger::mark(&s.billing(), &event.id, LedgerStatus::Failed, Some(&why)).await?;
             }
         }
         tracing::info!(event_id = %event.id, event_type = %event.kind, "Stripe event processed");

@@ -66,8 +66,8 @@ fn stripe_error(e: StripeError) -> ApiError {
     }
 }
 
-fn apply_error(e: shared::billing::events::ApplyError) -> ApiError {
-    use shared::billing::events::ApplyError;
+fn apply_error(e: shared::billing::apply::ApplyError) -> ApiError {
+    use shared::billing::apply::ApplyError;
     match e {
         ApplyError::Store(e) => e.into(),
         ApplyError::Stripe(e) => stripe_error(e),
@@ -194,8 +194,8 @@ async fn customer(s: &Services, scope: &TenantScope) -> Result<String, ApiError>
         .create_customer(&scope.account_id().to_string(), &scope.account().name, email.as_deref())
         .await
         .map_err(stripe_error)?;
-    shared::billing::events::link_customer(s, &id, scope.account_id()).await?;
-    snapshot::update_state(s, scope.account_id(), None, |st| {
+    shared::billing::events::link_customer(&s.billing(), &id, scope.account_id()).await?;
+    snapshot::update_state(&s.billing(), scope.account_id(), false, |st| {
         let missing = st.customer_id.is_none();
         if missing {
             st.customer_id = Some(id.clone());
@@ -304,7 +304,7 @@ async fn live(s: &Services, scope: &TenantScope) -> Result<(BillingState, String
 
 async fn applied(s: &Services, scope: &TenantScope, sub: &Subscription) -> Result<Json<BillingView>, ApiError> {
     let source = format!("api:{}", s.clock.now_ms());
-    apply_snapshot(s, &s.plans, scope.account_id(), sub, s.clock.now_secs(), &source).await.map_err(apply_error)?;
+    apply_snapshot(&s.billing(), scope.account_id(), sub, s.clock.now_secs(), &source).await.map_err(apply_error)?;
     Ok(Json(view(s, scope.account_id()).await?))
 }
 
@@ -369,7 +369,7 @@ async fn change_plan(
         .phases(vec![current, UpdateSubscriptionSchedulePhases::new(vec![item(price)])])
         .proration_behavior(UpdateSubscriptionScheduleProrationBehavior::None);
     let _: SubscriptionSchedule = client.send(&request, Some(&key("phases"))).await.map_err(stripe_error)?;
-    snapshot::update_state(&s, scope.account_id(), None, |st| {
+    snapshot::update_state(&s.billing(), scope.account_id(), false, |st| {
         st.pending_plan_id = Some(plan.id.clone());
         st.pending_interval = Some(choice.interval);
         Ok::<_, ApiError>(true)

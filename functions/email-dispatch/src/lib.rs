@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use shared::config::QueueName;
-use shared::jobs::{Envelope, Job, JobError, JobHandler, JobOutcome, JobRunner};
-use shared::mail::templates::{Branding, render};
-use shared::mail::{MailError, OutgoingEmail, suppression};
+use shared::jobs::{Envelope, Job, JobError, JobHandler, JobOutcome};
+use shared::mail::render::{Branding, render};
+use shared::mail::{MailError, Mailer, OutgoingEmail, suppression};
 use shared::queue::consumer::MessageHandler;
 use shared::services::Services;
 
 /// Carries out `SendEmail` jobs.
 pub struct EmailDispatch {
     services: Services,
+    mailer: Arc<dyn Mailer>,
     branding: Branding,
     from: String,
 }
@@ -25,14 +26,16 @@ impl EmailDispatch {
     /// The handler over `services`.
     ///
     /// # Errors
-    /// When no sender address is configured (`GROUNDWORK_MAIL_FROM`).
+    /// When no sender address is configured (`GROUNDWORK_MAIL_FROM`), or the mailer
+    /// `GROUNDWORK_MAIL` asks for cannot be built.
     pub fn new(services: Services) -> anyhow::Result<Self> {
+        let mailer = shared::mail::mailer(&services.config.mail, &services.config.data_dir, services.aws.as_ref())?;
         let from = services.config.mail.from.clone().ok_or_else(|| {
             anyhow::anyhow!("missing environment variable GROUNDWORK_MAIL_FROM: email-dispatch needs a verified sender")
         })?;
         let branding =
             Branding { name: services.config.server.app_name.clone(), url: services.config.server.app_url.clone() };
-        Ok(Self { services, branding, from })
+        Ok(Self { services, mailer, branding, from })
     }
 }
 
@@ -56,10 +59,10 @@ impl JobHandler for EmailDispatch {
             template: email.template_name().to_owned(),
             job_id: envelope.id.to_string(),
         };
-        match self.services.mailer.send(&outgoing).await {
+        match self.mailer.send(&outgoing).await {
             Ok(provider_id) => {
                 tracing::info!(
-                    mailer = self.services.mailer.name(),
+                    mailer = self.mailer.name(),
                     template = email.template_name(),
                     provider_id = %provider_id,
                     "email sent"
@@ -78,5 +81,5 @@ impl JobHandler for EmailDispatch {
 /// As [`EmailDispatch::new`].
 pub fn handler(services: Services) -> anyhow::Result<Arc<dyn MessageHandler>> {
     let dispatch = Arc::new(EmailDispatch::new(services.clone())?);
-    Ok(Arc::new(JobRunner::new(services, QueueName::Email, dispatch)))
+    Ok(Arc::new(services.job_runner(QueueName::Email, dispatch)))
 }

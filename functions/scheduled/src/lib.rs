@@ -61,16 +61,15 @@ impl ScheduledJob for ReconcileBilling {
             tracing::info!("STRIPE_SECRET_KEY is not set: nothing to reconcile");
             return Ok(());
         };
-        let plans = &self.services.plans;
-        let repairs = shared::billing::reconcile::reconcile(&self.services, plans, &stripe).await?;
+        let repairs = shared::billing::reconcile::reconcile(&self.services.billing(), &stripe).await?;
         tracing::info!(repaired = repairs.len(), "billing reconciliation done");
         Ok(())
     }
 }
 
-/// The embedded store's expiry sweep.
+/// The store's expiry sweep, where the store needs one (the embedded store).
 pub struct SweepExpired {
-    store: shared::store::sqlite::SqliteStore,
+    sweep: Arc<dyn shared::store::ExpirySweep>,
 }
 
 #[async_trait]
@@ -80,7 +79,7 @@ impl ScheduledJob for SweepExpired {
     }
 
     async fn run(&self, _fired_at_ms: i64) -> anyhow::Result<()> {
-        let swept = self.store.sweep_expired().await?;
+        let swept = self.sweep.sweep_expired().await?;
         tracing::info!(swept, "expired items swept");
         Ok(())
     }
@@ -95,11 +94,11 @@ pub fn deployed_jobs(services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob
 }
 
 /// The jobs the local stack runs: the deployed ones, plus the expiry sweep when the store
-/// is the embedded one.
+/// needs one (the embedded store).
 pub fn local_jobs(services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob>)> {
     let mut jobs = deployed_jobs(services);
-    if let Some(store) = services.embedded_store.clone() {
-        jobs.push((SWEEP_EXPIRED, Arc::new(SweepExpired { store })));
+    if let Some(sweep) = services.expiry_sweep.clone() {
+        jobs.push((SWEEP_EXPIRED, Arc::new(SweepExpired { sweep })));
     }
     jobs
 }

@@ -52,7 +52,7 @@ pub fn group_of(event: &StripeEvent) -> String {
 pub async fn enqueue(s: &Services, event: &StripeEvent, payload: &str) -> Result<(), ApiError> {
     let message = Outgoing::new(payload).fifo(group_of(event), event.id.clone());
     s.queues.get(QueueName::Billing).send(message).await?;
-    ledger::mark_queued(s, &event.id).await?;
+    ledger::mark_queued(&s.billing(), &event.id).await?;
     Ok(())
 }
 
@@ -77,10 +77,10 @@ async fn receive(State(s): State<Services>, headers: HeaderMap, body: Bytes) -> 
         code: "not_a_stripe_event",
         detail: "the body is not a Stripe event (id, type, created, data.object)".into(),
     })?;
-    if !ledger::record_received(&s, &event, payload).await? {
+    if !ledger::record_received(&s.billing(), &event, payload).await? {
         // Recorded but never queued (the first delivery failed half-way): queue it now; the
         // FIFO deduplication id keeps a double from reaching the consumer.
-        if ledger::status(&s, &event.id).await? == Some(LedgerStatus::Received) {
+        if ledger::status(&s.billing(), &event.id).await? == Some(LedgerStatus::Received) {
             enqueue(&s, &event, payload).await?;
         }
         tracing::info!(event_id = %event.id, "duplicate Stripe event acknowledged");

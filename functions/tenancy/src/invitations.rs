@@ -14,7 +14,7 @@ use shared::auth::{AuthUser, hash_secret, random_secret};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, PageParams, Path, Query, RequestContext, json_with_status};
 use shared::id::{AccountId, InvitationId, UserId};
-use shared::jobs::{Job, enqueue};
+use shared::jobs::Job;
 use shared::keys;
 use shared::mail::EmailAddress;
 use shared::mail::templates::Email;
@@ -114,7 +114,7 @@ async fn send(s: &Services, scope: &TenantScope, inv: &Invitation, token: &str) 
         link: format!("{}/invitations/accept?token={token}", s.config.server.app_url),
         expires_in_days: INVITATION_TTL_DAYS,
     };
-    enqueue(s, Job::SendEmail { to, email }).await?;
+    s.jobs().enqueue(Job::SendEmail { to, email }).await?;
     Ok(())
 }
 
@@ -399,6 +399,6 @@ pub(crate) async fn accept(
         .target(id)
         .detail(json!({"role": inv.role}));
     s.audit(AuditStream::Account(account_id), event).await?;
-    shared::billing::seats_changed(&s, account_id).await?;
+    shared::billing::seats_changed(&s.billing(), account_id).await?;
     Ok(Json(AccountView { account, role: inv.role }))
 }

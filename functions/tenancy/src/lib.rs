@@ -263,7 +263,7 @@ async fn delete_account(
     let retention = s.config.soft_delete.retention;
     let until = now + i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
     scope.audit(&s, AuditAction::AccountDeleted, None, ctx.origin(), json!({"restorable_until_ms": until})).await?;
-    shared::jobs::enqueue(&s, shared::jobs::Job::CancelForDeletedAccount { account_id: id }).await?;
+    s.jobs().enqueue(shared::jobs::Job::CancelForDeletedAccount { account_id: id }).await?;
     Ok(Json(Deletion { account_id: id.to_string(), deleted_at_ms: now, restorable_until_ms: until }))
 }
 

@@ -180,7 +180,7 @@ pub(crate) async fn remove_member(
     scope
         .audit(&s, AuditAction::MemberRemoved, Some(user_id.to_string()), ctx.origin(), json!({"role": m.role}))
         .await?;
-    shared::billing::seats_changed(&s, scope.account_id()).await?;
+    shared::billing::seats_changed(&s.billing(), scope.account_id()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -197,7 +197,7 @@ pub(crate) async fn leave(
     let (m, version) = load_membership(s.store.as_ref(), scope.account_id(), user).await?.ok_or(ApiError::NotFound)?;
     end_membership(&s, &scope, &m, version).await?;
     scope.audit(&s, AuditAction::MemberLeft, Some(user.to_string()), ctx.origin(), json!({"role": m.role})).await?;
-    shared::billing::seats_changed(&s, scope.account_id()).await?;
+    shared::billing::seats_changed(&s.billing(), scope.account_id()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

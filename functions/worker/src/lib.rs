@@ -17,7 +17,7 @@ use shared::auth::{hash_secret, random_secret, session};
 use shared::config::QueueName;
 use shared::exports::{ExportRecord, ExportSubject, LINK_TTL_HOURS};
 use shared::id::{AccountId, ExportId, UserId};
-use shared::jobs::{Envelope, Job, JobError, JobHandler, JobOutcome, JobRunner, enqueue};
+use shared::jobs::{Envelope, Job, JobError, JobHandler, JobOutcome};
 use shared::mail::EmailAddress;
 use shared::mail::templates::Email;
 use shared::queue::consumer::MessageHandler;
@@ -127,7 +127,7 @@ pub async fn account_document(s: &Services, id: AccountId) -> Result<Value, JobE
 }
 
 /// A billing failure as a job failure, retried only when it may succeed later.
-fn apply_failed(e: shared::billing::events::ApplyError) -> JobError {
+fn apply_failed(e: shared::billing::apply::ApplyError) -> JobError {
     if e.is_retryable() { JobError::Retry(e.into()) } else { JobError::Permanent(e.into()) }
 }
 
@@ -170,7 +170,7 @@ impl Worker {
         s.store.put(Put::new(next).if_unchanged()).await.map_err(retry)?;
         let link = format!("{}/exports/{id}?token={token}", s.config.server.api_url);
         let email = Email::DataExportReady { subject: what, link, expires_in_hours: LINK_TTL_HOURS };
-        enqueue(s, Job::SendEmail { to: notify.clone(), email }).await.map_err(retry)?;
+        s.jobs().enqueue(Job::SendEmail { to: notify.clone(), email }).await.map_err(retry)?;
         tracing::info!(export_id = %id, "data export ready");
         Ok(JobOutcome::Done)
     }
@@ -179,11 +179,10 @@ impl Worker {
 impl Worker {
     async fn cancel_for_deleted(&self, account: AccountId) -> Result<JobOutcome, JobError> {
         let s = &self.services;
-        let plans = &s.plans;
         let Some(client) = s.stripe.clone() else {
             return Ok(JobOutcome::Skipped("STRIPE_SECRET_KEY is not set; the marker stays for reconciliation".into()));
         };
-        match shared::billing::reconcile::cancel_for_deleted(s, plans, &client, account).await {
+        match shared::billing::reconcile::cancel_for_deleted(&s.billing(), &client, account).await {
             Ok(true) => Ok(JobOutcome::Done),
             Ok(false) => Ok(JobOutcome::Skipped("no live subscription to cancel".into())),
             Err(e) => Err(apply_failed(e)),
@@ -192,11 +191,10 @@ impl Worker {
 
     async fn sync_seats(&self, account: AccountId) -> Result<JobOutcome, JobError> {
         let s = &self.services;
-        let plans = &s.plans;
         let Some(client) = s.stripe.clone() else {
             return Ok(JobOutcome::Skipped("STRIPE_SECRET_KEY is not set".into()));
         };
-        match shared::billing::sync_seats(s, plans, &client, account).await {
+        match shared::billing::sync_seats(&s.billing(), &client, account).await {
             Ok(Some(n)) => {
                 tracing::info!(account_id = %account, seats = n, "subscription quantity synced");
                 Ok(JobOutcome::Done)
@@ -222,5 +220,5 @@ impl JobHandler for Worker {
 /// The queue consumer Lambda and the local stack attach to the jobs queue.
 pub fn handler(services: Services) -> Arc<dyn MessageHandler> {
     let worker = Arc::new(Worker { services: services.clone() });
-    Arc::new(JobRunner::new(services, QueueName::Jobs, worker))
+    Arc::new(services.job_runner(QueueName::Jobs, worker))
 }

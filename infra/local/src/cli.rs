@@ -130,10 +130,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
         Command::Serve => bail!("serve is not a one-shot command"),
         Command::Billing { action: BillingAction::Reconcile } => {
             let services = Services::from_config(config).await?;
-            let plans = &services.plans;
-            let stripe = shared::billing::stripe::StripeClient::from_config(&services.config.billing)?
-                .context("STRIPE_SECRET_KEY is not set")?;
-            let repairs = shared::billing::reconcile::reconcile(&services, plans, &stripe).await?;
+            let stripe = services.stripe.clone().context("STRIPE_SECRET_KEY is not set")?;
+            let repairs = shared::billing::reconcile::reconcile(&services.billing(), &stripe).await?;
             for r in &repairs {
                 out.push_str(&format!(
                     "{}: status {:?} -> {:?}, plan {:?} -> {:?}\n",
@@ -144,7 +142,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
         }
         Command::Billing { action: BillingAction::Replay } => {
             let services = Services::from_config(config).await?;
-            let n = shared::billing::ledger::replay_failed(&services).await?;
+            let n = shared::billing::ledger::replay_failed(&services.billing()).await?;
             out.push_str(&format!("{n} failed Stripe event(s) queued again\n"));
         }
         Command::JwtKey => {

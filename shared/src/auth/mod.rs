@@ -5,6 +5,7 @@
 pub mod config;
 pub mod external;
 pub mod keys;
+#[cfg(feature = "passwords")]
 pub mod password;
 pub mod rate_limit;
 pub mod session;
@@ -26,7 +27,8 @@ pub struct TokenSettings {
     /// The signing keys, once loaded (at init from the environment or the data directory; at
     /// first use from Secrets Manager).
     keys: tokio::sync::OnceCell<SigningKeys>,
-    /// Where they come from, when not loaded at init.
+    /// Where they come from, when not loaded at init (with the `secrets-manager` feature).
+    #[cfg(feature = "secrets-manager")]
     secret: Option<(aws_sdk_secretsmanager::Client, String)>,
     /// Verify-only functions: the public keys the auth function publishes.
     jwks: Option<external::JwksCache>,
@@ -50,21 +52,13 @@ impl TokenSettings {
     pub async fn signing_keys(&self) -> Result<&SigningKeys, crate::error::ApiError> {
         self.keys
             .get_or_try_init(|| async {
-                let Some((client, id)) = &self.secret else {
-                    return Err(crate::error::ApiError::Unexpected(anyhow::anyhow!(
-                        "this function verifies tokens only (GROUNDWORK_JWKS_URL): it has no signing keys"
-                    )));
-                };
-                let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
-                    crate::error::ApiError::Unavailable(anyhow::anyhow!(
-                        "reading the signing keys from Secrets Manager: {}",
-                        aws_sdk_secretsmanager::Error::from(e)
-                    ))
-                })?;
-                let value = out.secret_string().ok_or_else(|| {
-                    crate::error::ApiError::Unexpected(anyhow::anyhow!("the signing-key secret holds no string"))
-                })?;
-                SigningKeys::from_env_value(value).map_err(crate::error::ApiError::Unexpected)
+                #[cfg(feature = "secrets-manager")]
+                if let Some((client, id)) = &self.secret {
+                    return read_signing_keys(client, id).await;
+                }
+                Err(crate::error::ApiError::Unexpected(anyhow::anyhow!(
+                    "this function verifies tokens only (GROUNDWORK_JWKS_URL): it has no signing keys"
+                )))
             })
             .await
     }
@@ -99,18 +93,27 @@ impl TokenSettings {
         sdk: Option<&aws_config::SdkConfig>,
     ) -> anyhow::Result<Arc<Self>> {
         let keys = tokio::sync::OnceCell::new();
-        let (mut secret, mut jwks) = (None, None);
+        #[cfg(feature = "secrets-manager")]
+        let mut secret = None;
+        let mut jwks = None;
         match &config.jwt_keys {
             KeySource::Value(value) => keys.set(SigningKeys::from_env_value(value.expose())?)?,
             KeySource::DataDir => keys.set(SigningKeys::load_or_generate(&data_dir.join("keys"))?)?,
+            #[cfg(feature = "secrets-manager")]
             KeySource::SecretsManager(id) => {
                 let sdk = sdk.ok_or_else(|| anyhow::anyhow!("GROUNDWORK_JWT_KEYS_SECRET needs AWS configuration"))?;
                 secret = Some((aws_sdk_secretsmanager::Client::new(sdk), id.clone()));
+            }
+            #[cfg(not(feature = "secrets-manager"))]
+            KeySource::SecretsManager(_) => {
+                let _ = sdk;
+                return Err(crate::settings::not_built("GROUNDWORK_JWT_KEYS_SECRET", "secrets-manager"));
             }
             KeySource::Jwks(url) => jwks = Some(external::JwksCache::new(url.clone())?),
         }
         Ok(Arc::new(Self {
             keys,
+            #[cfg(feature = "secrets-manager")]
             secret,
             jwks,
             issuer: issuer.to_owned(),
@@ -160,4 +163,22 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
+}
+
+/// Reads the signing keys from the Secrets Manager secret `id`.
+#[cfg(feature = "secrets-manager")]
+async fn read_signing_keys(
+    client: &aws_sdk_secretsmanager::Client,
+    id: &str,
+) -> Result<SigningKeys, crate::error::ApiError> {
+    let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
+        crate::error::ApiError::Unavailable(anyhow::anyhow!(
+            "reading the signing keys from Secrets Manager: {}",
+            aws_sdk_secretsmanager::Error::from(e)
+        ))
+    })?;
+    let value = out
+        .secret_string()
+        .ok_or_else(|| crate::error::ApiError::Unexpected(anyhow::anyhow!("the signing-key secret holds no string")))?;
+    SigningKeys::from_env_value(value).map_err(crate::error::ApiError::Unexpected)
 }

@@ -4,13 +4,13 @@
 
 use super::objects::{Invoice, Subscription};
 
-use super::events::ApplyError;
+use super::Billing;
+use super::apply::ApplyError;
 use crate::id::AccountId;
-use crate::jobs::{Job, enqueue_with_key};
+use crate::jobs::Job;
 use crate::keys;
 use crate::mail::EmailAddress;
 use crate::mail::templates::Email;
-use crate::services::Services;
 use crate::store::{Item, Put, StoreError};
 use crate::tenancy::{self, Role};
 
@@ -18,7 +18,7 @@ use crate::tenancy::{self, Role};
 ///
 /// # Errors
 /// When the store fails.
-pub async fn claim_effect(s: &Services, key: &str) -> Result<bool, StoreError> {
+pub async fn claim_effect(s: &Billing<'_>, key: &str) -> Result<bool, StoreError> {
     let marker = Item::new(keys::billing_effect(key)).with("at_ms", s.clock.now_ms());
     match s.store.put(Put::new(marker).if_not_exists()).await {
         Ok(_) => Ok(true),
@@ -28,11 +28,11 @@ pub async fn claim_effect(s: &Services, key: &str) -> Result<bool, StoreError> {
 }
 
 /// The addresses of an account's owners and billing members.
-async fn billing_contacts(s: &Services, account: AccountId) -> Result<Vec<EmailAddress>, StoreError> {
+async fn billing_contacts(s: &Billing<'_>, account: AccountId) -> Result<Vec<EmailAddress>, StoreError> {
     let mut out = Vec::new();
-    for m in tenancy::members(s.store.as_ref(), account).await? {
+    for m in tenancy::members(s.store, account).await? {
         if matches!(m.role, Role::Owner | Role::Billing)
-            && let Some(u) = crate::auth::users::by_id(s.store.as_ref(), m.user_id).await?
+            && let Some(u) = crate::auth::users::by_id(s.store, m.user_id).await?
         {
             out.push(u.email);
         }
@@ -40,16 +40,16 @@ async fn billing_contacts(s: &Services, account: AccountId) -> Result<Vec<EmailA
     Ok(out)
 }
 
-fn billing_link(s: &Services, account: AccountId) -> String {
-    format!("{}/accounts/{account}/billing", s.config.server.app_url)
+fn billing_link(s: &Billing<'_>, account: AccountId) -> String {
+    format!("{}/accounts/{account}/billing", s.app_url)
 }
 
-async fn account_name(s: &Services, account: AccountId) -> Result<String, StoreError> {
-    Ok(tenancy::load_account(s.store.as_ref(), account).await?.map_or_else(|| "your account".into(), |(a, _)| a.name))
+async fn account_name(s: &Billing<'_>, account: AccountId) -> Result<String, StoreError> {
+    Ok(tenancy::load_account(s.store, account).await?.map_or_else(|| "your account".into(), |(a, _)| a.name))
 }
 
 pub(super) async fn dunning_email(
-    s: &Services,
+    s: &Billing<'_>,
     account: AccountId,
     invoice: &Invoice,
     kind: &str,
@@ -66,18 +66,18 @@ pub(super) async fn dunning_email(
         let email =
             Email::PaymentFailed { account_name: name.clone(), amount: amount.clone(), link: billing_link(s, account) };
         let key = format!("{kind}:{invoice_id}:{to}");
-        enqueue_with_key(s, Job::SendEmail { to, email }, crate::jobs::JobId::new(), key).await?;
+        s.jobs().enqueue_with_key(Job::SendEmail { to, email }, crate::jobs::JobId::new(), key).await?;
     }
     Ok(())
 }
 
-pub(super) async fn trial_email(s: &Services, account: AccountId, sub: &Subscription) -> Result<(), ApplyError> {
+pub(super) async fn trial_email(s: &Billing<'_>, account: AccountId, sub: &Subscription) -> Result<(), ApplyError> {
     let (id, Some(trial_end)) = (&sub.id, sub.trial_end) else { return Ok(()) };
     if !claim_effect(s, &format!("trial_will_end:{id}:{trial_end}")).await? {
         return Ok(());
     }
     let name = account_name(s, account).await?;
-    let (state, _) = super::state(s.store.as_ref(), account).await?;
+    let (state, _) = super::state(s.store, account).await?;
     let plan_name = state.plan_id.unwrap_or_else(|| "your plan".into());
     let day = trial_end / 86_400;
     let trial_ends_on = format!("{} (UTC)", civil_date(day));
@@ -89,7 +89,7 @@ pub(super) async fn trial_email(s: &Services, account: AccountId, sub: &Subscrip
             link: billing_link(s, account),
         };
         let key = format!("trial_will_end:{id}:{trial_end}:{to}");
-        enqueue_with_key(s, Job::SendEmail { to, email }, crate::jobs::JobId::new(), key).await?;
+        s.jobs().enqueue_with_key(Job::SendEmail { to, email }, crate::jobs::JobId::new(), key).await?;
     }
     Ok(())
 }

@@ -1,24 +1,14 @@
-//! Stripe events: the fields Groundwork reads, which account an event is about, and the
-//! dispatch of each event type to what it changes, correct under any delivery order and any
-//! duplication:
-//!
-//! - subscription state comes from snapshots ([`super::snapshot`]): newest wins;
-//! - side effects (dunning and trial emails) are claimed once ([`super::dunning`]);
-//! - an event for a customer no account owns is acknowledged and reported as such.
+//! Stripe events: the fields Groundwork reads and which account an event is about. What an
+//! event changes is [`super::apply`] (with the `stripe` feature).
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::Plans;
-use super::dunning::{dunning_email, trial_email};
-use super::objects::{CheckoutSession, CustomerRef, Invoice, Subscription};
-use super::snapshot::{apply_snapshot, apply_stripe_features, update_state};
-use super::stripe::{StripeClient, StripeError};
+use super::Billing;
+use super::objects::CustomerRef;
 use crate::id::AccountId;
 use crate::keys;
-use crate::queue::QueueError;
-use crate::services::Services;
 use crate::store::{Item, Put, StoreError};
 
 /// A Stripe event (the fields Groundwork reads).
@@ -51,62 +41,22 @@ impl StripeEvent {
     /// The event's object, decoded as `T` (one of [`super::objects`]).
     ///
     /// # Errors
-    /// [`ApplyError::Malformed`] when it is not such an object.
-    pub fn object<T: DeserializeOwned>(&self) -> Result<T, ApplyError> {
-        T::deserialize(&self.data.object)
-            .map_err(|e| ApplyError::Malformed(format!("{} of {}: {e}", self.kind, self.id)))
+    /// [`MalformedEvent`] when it is not such an object.
+    pub fn object<T: DeserializeOwned>(&self) -> Result<T, MalformedEvent> {
+        T::deserialize(&self.data.object).map_err(|e| MalformedEvent(format!("{} of {}: {e}", self.kind, self.id)))
     }
 }
 
-/// What applying an event did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Its effect is in the state (or was already).
-    Applied,
-    /// Nothing to do (an event type Groundwork does not act on, or a stale snapshot).
-    Ignored(String),
-    /// No account owns its customer.
-    UnknownCustomer,
-}
-
-/// Why applying failed. [`ApplyError::is_retryable`] tells a consumer whether to leave the
-/// message for redelivery or record the event as failed.
+/// An event whose object is not what its type promises (no id, an unknown status...).
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    /// The store failed (an outage, a write race that kept losing, corrupt data).
-    #[error("the store failed")]
-    Store(#[from] StoreError),
-    /// Stripe failed or refused.
-    #[error("Stripe failed")]
-    Stripe(#[from] StripeError),
-    /// A follow-up job could not be queued.
-    #[error("a follow-up job could not be queued")]
-    Queue(#[from] QueueError),
-    /// The event reads a subscription from Stripe, and no key is configured.
-    #[error("STRIPE_SECRET_KEY is not set: the subscription cannot be read")]
-    StripeNotConfigured,
-    /// The object cannot be applied (no id, an unknown status).
-    #[error("the event cannot be applied: {0}")]
-    Malformed(String),
-}
-
-impl ApplyError {
-    /// Whether applying the same event later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Store(e) => !matches!(e, StoreError::Corrupt(_) | StoreError::Invalid(_)),
-            Self::Stripe(e) => e.is_retryable(),
-            Self::Queue(_) | Self::StripeNotConfigured => true,
-            Self::Malformed(_) => false,
-        }
-    }
-}
+#[error("the event cannot be applied: {0}")]
+pub struct MalformedEvent(pub String);
 
 /// The account of a Stripe customer.
 ///
 /// # Errors
 /// When the store fails.
-pub async fn account_of(s: &Services, customer: &str) -> Result<Option<AccountId>, StoreError> {
+pub async fn account_of(s: &Billing<'_>, customer: &str) -> Result<Option<AccountId>, StoreError> {
     let item = s.store.get(&keys::stripe_customer(customer)).await?;
     Ok(item.and_then(|i| i.data.get("account_id").and_then(Value::as_str).and_then(|v| v.parse().ok())))
 }
@@ -115,96 +65,9 @@ pub async fn account_of(s: &Services, customer: &str) -> Result<Option<AccountId
 ///
 /// # Errors
 /// When the store fails.
-pub async fn link_customer(s: &Services, customer: &str, account: AccountId) -> Result<(), StoreError> {
+pub async fn link_customer(s: &Billing<'_>, customer: &str, account: AccountId) -> Result<(), StoreError> {
     let item = Item::new(keys::stripe_customer(customer)).with("account_id", account.to_string());
     s.store.put(Put::new(item)).await?;
     let index = Item::new(keys::billed_account(account)).with("customer_id", customer);
     s.store.put(Put::new(index)).await.map(|_| ())
-}
-
-/// Applies `event`.
-///
-/// # Errors
-/// [`ApplyError`].
-pub async fn apply(
-    s: &Services,
-    plans: &Plans,
-    stripe: Option<&StripeClient>,
-    event: &StripeEvent,
-) -> Result<Outcome, ApplyError> {
-    // The account: by the customer's mapping, else (checkout) by the reference we set.
-    let mut account = match event.customer() {
-        Some(c) => account_of(s, &c).await?,
-        None => None,
-    };
-    if account.is_none() && event.kind == "checkout.session.completed" {
-        let session: CheckoutSession = event.object()?;
-        let reference =
-            session.client_reference_id.as_deref().or(session.metadata.get("account_id").map(String::as_str));
-        if let (Some(a), Some(c)) = (reference.and_then(|r| r.parse::<AccountId>().ok()), event.customer()) {
-            link_customer(s, &c, a).await?;
-            account = Some(a);
-        }
-    }
-    let Some(account) = account else { return Ok(Outcome::UnknownCustomer) };
-    match event.kind.as_str() {
-        "customer.subscription.created"
-        | "customer.subscription.updated"
-        | "customer.subscription.deleted"
-        | "customer.subscription.paused"
-        | "customer.subscription.resumed"
-        | "customer.subscription.pending_update_applied" => {
-            apply_snapshot(s, plans, account, &event.object()?, event.created, &event.id).await
-        }
-        "customer.subscription.trial_will_end" => {
-            let subscription: Subscription = event.object()?;
-            let outcome = apply_snapshot(s, plans, account, &subscription, event.created, &event.id).await?;
-            trial_email(s, account, &subscription).await?;
-            Ok(outcome)
-        }
-        "checkout.session.completed" => {
-            let session: CheckoutSession = event.object()?;
-            let Some(sub) = session.subscription else {
-                return Ok(Outcome::Ignored("a checkout without a subscription".into()));
-            };
-            match stripe {
-                Some(client) => {
-                    let snapshot = client.subscription(sub.id()).await?;
-                    apply_snapshot(s, plans, account, &snapshot, event.created, &event.id).await
-                }
-                None => Err(ApplyError::StripeNotConfigured),
-            }
-        }
-        "invoice.paid" | "invoice.payment_failed" | "invoice.payment_action_required" => {
-            let invoice: Invoice = event.object()?;
-            if event.kind != "invoice.paid" {
-                dunning_email(s, account, &invoice, &event.kind).await?;
-            }
-            // The invoice changes the subscription's status: take Stripe's current one.
-            match (invoice.subscription_id(), stripe) {
-                (Some(sub), Some(client)) => {
-                    let snapshot = client.subscription(sub).await?;
-                    apply_snapshot(s, plans, account, &snapshot, event.created, &event.id).await
-                }
-                _ => Ok(Outcome::Applied),
-            }
-        }
-        "entitlements.active_entitlement_summary.updated" => apply_stripe_features(s, plans, account, event).await,
-        "customer.updated" => {
-            let customer = event.customer();
-            update_state(s, account, None, |state| {
-                let missing = state.customer_id.is_none();
-                if missing {
-                    state.customer_id.clone_from(&customer);
-                }
-                Ok::<_, ApplyError>(missing)
-            })
-            .await?;
-            Ok(Outcome::Applied)
-        }
-        other => {
-            tracing::info!(event_type = other, event_id = %event.id, "Stripe event type not acted on");
-            Ok(Outcome::Ignored(format!("{other} is not acted on")))
-        }
-    }
 }

@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Billing;
 use super::events::StripeEvent;
 use crate::keys;
-use crate::services::Services;
 use crate::store::{Condition, Item, Put, StoreError, Update};
 
 /// What became of a ledger event. Moves forward only: `received` → `queued` → one of the
@@ -48,7 +48,7 @@ impl LedgerStatus {
 ///
 /// # Errors
 /// When the store fails.
-pub async fn record_received(s: &Services, event: &StripeEvent, payload: &str) -> Result<bool, StoreError> {
+pub async fn record_received(s: &Billing<'_>, event: &StripeEvent, payload: &str) -> Result<bool, StoreError> {
     let entry = Item::new(keys::stripe_event(&event.id))
         .with("type", event.kind.clone())
         .with("created", event.created)
@@ -67,7 +67,7 @@ pub async fn record_received(s: &Services, event: &StripeEvent, payload: &str) -
 ///
 /// # Errors
 /// When the store fails or the status is not one of [`LedgerStatus`].
-pub async fn status(s: &Services, event_id: &str) -> Result<Option<LedgerStatus>, StoreError> {
+pub async fn status(s: &Billing<'_>, event_id: &str) -> Result<Option<LedgerStatus>, StoreError> {
     let Some(item) = s.store.get(&keys::stripe_event(event_id)).await? else { return Ok(None) };
     let status = item.data.get("status").cloned().unwrap_or(Value::Null);
     serde_json::from_value(status).map(Some).map_err(|e| StoreError::Corrupt(format!("ledger status: {e}")))
@@ -77,7 +77,7 @@ pub async fn status(s: &Services, event_id: &str) -> Result<Option<LedgerStatus>
 ///
 /// # Errors
 /// When the store fails.
-pub async fn mark_queued(s: &Services, event_id: &str) -> Result<(), StoreError> {
+pub async fn mark_queued(s: &Billing<'_>, event_id: &str) -> Result<(), StoreError> {
     let mark = Update::new(keys::stripe_event(event_id))
         .set("status", LedgerStatus::Queued.as_str())
         .when(Condition::Equals("status".into(), LedgerStatus::Received.as_str().into()));
@@ -93,7 +93,7 @@ pub async fn mark_queued(s: &Services, event_id: &str) -> Result<(), StoreError>
 ///
 /// # Errors
 /// When the store fails.
-pub async fn mark(s: &Services, event_id: &str, status: LedgerStatus, note: Option<&str>) -> Result<(), StoreError> {
+pub async fn mark(s: &Billing<'_>, event_id: &str, status: LedgerStatus, note: Option<&str>) -> Result<(), StoreError> {
     let mut update = Update::new(keys::stripe_event(event_id))
         .set("status", status.as_str())
         .set("processed_at_ms", s.clock.now_ms())
@@ -114,7 +114,7 @@ pub async fn mark(s: &Services, event_id: &str, status: LedgerStatus, note: Opti
 ///
 /// # Errors
 /// When the store or the queue fails.
-pub async fn replay_failed(s: &Services) -> anyhow::Result<usize> {
+pub async fn replay_failed(s: &Billing<'_>) -> anyhow::Result<usize> {
     use crate::store::StoreExt as _;
     let items =
         s.store.query_all(crate::store::Query::index(crate::store::Index::Gsi1, keys::FAILED_STRIPE_EVENTS)).await?;

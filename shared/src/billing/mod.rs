@@ -2,16 +2,24 @@
 //! from Stripe ([`BillingState`], `ACCOUNT#<id>` / `BILLING`), and [`entitlements`], which
 //! any function asks to gate a feature or enforce a limit. [`stripe`] talks to Stripe's API,
 //! [`webhook`] checks `Stripe-Signature`, [`ledger`] records every delivered event,
-//! [`events`] dispatches each event to what it changes ([`snapshot`]: the subscription
-//! state, newest wins; [`dunning`]: one-time emails), and [`reconcile`] repairs drift.
+//! [`events`] reads an event, [`apply`] dispatches it to what it changes ([`snapshot`]: the
+//! subscription state, newest wins; [`dunning`]: one-time emails), and [`reconcile`] repairs
+//! drift. Those that call Stripe or apply its events need the `stripe` feature; a function
+//! that only receives events (`stripe-webhook`) or reads entitlements links none of it.
 
+#[cfg(feature = "stripe")]
+pub mod apply;
 pub mod config;
+#[cfg(feature = "stripe")]
 pub mod dunning;
 pub mod events;
 pub mod ledger;
 pub mod objects;
+#[cfg(feature = "stripe")]
 pub mod reconcile;
+#[cfg(feature = "stripe")]
 pub mod snapshot;
+#[cfg(feature = "stripe")]
 pub mod stripe;
 pub mod webhook;
 
@@ -20,8 +28,47 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::id::AccountId;
+use crate::queue::Queues;
 use crate::store::{Store, StoreError};
+
+/// What billing's event application, dunning, seat sync and reconciliation use, borrowed
+/// from the process's services (`Services::billing`), so billing depends on no edge module.
+#[derive(Clone, Copy)]
+pub struct Billing<'a> {
+    /// The single table.
+    pub store: &'a dyn Store,
+    /// The time (Unix seconds and milliseconds stamp the state and the ledger).
+    pub clock: &'a dyn Clock,
+    /// The queues (emails and seat syncs are jobs; a ledger replay goes to `billing`).
+    pub queues: &'a Queues,
+    /// The plan catalogue.
+    pub plans: &'a Plans,
+    /// `GROUNDWORK_APP_URL`: the frontend's base URL, for the links in billing emails.
+    pub app_url: &'a str,
+    /// `GROUNDWORK_ENV`: the catalogue's price ids are per environment.
+    pub environment: &'a str,
+}
+
+impl Billing<'_> {
+    /// Enqueues jobs with this context's queues, store and clock.
+    pub fn jobs(&self) -> crate::jobs::Jobs<'_> {
+        crate::jobs::Jobs { queues: self.queues, store: self.store, clock: self.clock }
+    }
+
+    /// Appends `event` to the audit `stream`, now.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn audit(
+        &self,
+        stream: crate::audit::AuditStream,
+        event: crate::audit::NewEvent,
+    ) -> Result<crate::audit::AuditEvent, StoreError> {
+        crate::audit::record(self.store, stream, event, self.clock.now_ms()).await
+    }
+}
 
 /// The catalogue shipped with the code (`shared/config/plans.toml`).
 pub const DEFAULT_PLANS: &str = include_str!("../../config/plans.toml");
@@ -314,12 +361,9 @@ pub async fn entitlements(store: &dyn Store, plans: &Plans, account: AccountId) 
 ///
 /// # Errors
 /// When the catalogue does not load or the queue fails.
-pub async fn seats_changed(
-    services: &crate::services::Services,
-    account: AccountId,
-) -> Result<(), crate::error::ApiError> {
-    if services.plans.per_seat {
-        crate::jobs::enqueue(services, crate::jobs::Job::SyncSeats { account_id: account }).await?;
+pub async fn seats_changed(billing: &Billing<'_>, account: AccountId) -> Result<(), crate::error::ApiError> {
+    if billing.plans.per_seat {
+        billing.jobs().enqueue(crate::jobs::Job::SyncSeats { account_id: account }).await?;
     }
     Ok(())
 }
@@ -329,18 +373,19 @@ pub async fn seats_changed(
 ///
 /// # Errors
 /// When the store or Stripe fails.
+#[cfg(feature = "stripe")]
 pub async fn sync_seats(
-    services: &crate::services::Services,
-    plans: &Plans,
+    billing: &Billing<'_>,
     client: &stripe::StripeClient,
     account: AccountId,
-) -> Result<Option<u64>, events::ApplyError> {
-    let (st, _) = state(services.store.as_ref(), account).await?;
+) -> Result<Option<u64>, apply::ApplyError> {
+    let plans = billing.plans;
+    let (st, _) = state(billing.store, account).await?;
     let (Some(sub), Some(item), Some(status)) = (&st.subscription_id, &st.item_id, st.status) else { return Ok(None) };
     if !plans.per_seat || !status.grants_plan() {
         return Ok(None);
     }
-    let members = crate::tenancy::members(services.store.as_ref(), account).await?.len().max(1) as u64;
+    let members = crate::tenancy::members(billing.store, account).await?.len().max(1) as u64;
     if st.quantity == Some(members) {
         return Ok(None);
     }
@@ -352,9 +397,8 @@ pub async fn sync_seats(
         .proration_behavior(UpdateSubscriptionProrationBehavior::CreateProrations);
     let key = format!("seats-{sub}-{members}-{}", st.as_of);
     let snapshot = client.send(&request, Some(&key)).await?;
-    let now = services.clock.now_secs();
-    snapshot::apply_snapshot(services, plans, account, &snapshot, now, &format!("seats:{}", services.clock.now_ms()))
-        .await?;
+    let now = billing.clock.now_secs();
+    snapshot::apply_snapshot(billing, account, &snapshot, now, &format!("seats:{}", billing.clock.now_ms())).await?;
     Ok(Some(members))
 }
 

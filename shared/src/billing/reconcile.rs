@@ -3,14 +3,14 @@
 
 use serde_json::{Value, json};
 
-use super::events::ApplyError;
+use super::Billing;
+use super::SubscriptionStatus;
+use super::apply::ApplyError;
 use super::snapshot::apply_snapshot;
 use super::stripe::StripeClient;
-use super::{Plans, SubscriptionStatus};
 use crate::audit::{Actor, AuditAction, AuditStream, NewEvent, Origin};
 use crate::id::AccountId;
 use crate::keys;
-use crate::services::Services;
 use crate::tenancy;
 
 /// A drift found and repaired by reconciliation.
@@ -32,8 +32,7 @@ pub struct Repair {
 /// # Errors
 /// When the store or Stripe fails.
 pub async fn cancel_for_deleted(
-    s: &Services,
-    plans: &Plans,
+    s: &Billing<'_>,
     stripe: &StripeClient,
     account: AccountId,
 ) -> Result<bool, ApplyError> {
@@ -41,9 +40,8 @@ pub async fn cancel_for_deleted(
     if s.store.get(&marker).await?.is_none() {
         return Ok(false);
     }
-    let deleted =
-        tenancy::load_account(s.store.as_ref(), account).await?.is_none_or(|(a, _)| a.deleted_at_ms.is_some());
-    let (state, _) = super::state(s.store.as_ref(), account).await?;
+    let deleted = tenancy::load_account(s.store, account).await?.is_none_or(|(a, _)| a.deleted_at_ms.is_some());
+    let (state, _) = super::state(s.store, account).await?;
     let mut cancelled = false;
     if deleted
         && let (Some(sub), Some(status)) = (&state.subscription_id, state.status)
@@ -52,7 +50,7 @@ pub async fn cancel_for_deleted(
     {
         let snapshot = stripe.cancel_at_period_end(sub, true, &format!("account-deleted-{sub}")).await?;
         let now = s.clock.now_secs();
-        apply_snapshot(s, plans, account, &snapshot, now, &format!("account-deleted:{}", s.clock.now_ms())).await?;
+        apply_snapshot(s, account, &snapshot, now, &format!("account-deleted:{}", s.clock.now_ms())).await?;
         let event = NewEvent::new(Actor::System, AuditAction::BillingCancelledWithAccount, Origin::default())
             .detail(json!({"subscription": sub}));
         s.audit(AuditStream::Account(account), event).await?;
@@ -67,12 +65,12 @@ pub async fn cancel_for_deleted(
 ///
 /// # Errors
 /// When the store or Stripe fails.
-pub async fn reconcile(s: &Services, plans: &Plans, stripe: &StripeClient) -> Result<Vec<Repair>, ApplyError> {
+pub async fn reconcile(s: &Billing<'_>, stripe: &StripeClient) -> Result<Vec<Repair>, ApplyError> {
     use crate::store::StoreExt as _;
     // Deleted accounts whose cancellation has not happened yet (a failed job).
     for item in s.store.query_all(crate::store::Query::partition(keys::PENDING_CANCELLATIONS)).await? {
         if let Ok(account) = item.key.sk.parse::<AccountId>() {
-            cancel_for_deleted(s, plans, stripe, account).await?;
+            cancel_for_deleted(s, stripe, account).await?;
         }
     }
     let accounts = s.store.query_all(crate::store::Query::partition(keys::BILLED_ACCOUNTS)).await?;
@@ -88,10 +86,10 @@ pub async fn reconcile(s: &Services, plans: &Plans, stripe: &StripeClient) -> Re
             .max_by_key(|sub| sub.created)
             .or_else(|| subs.iter().max_by_key(|sub| sub.created));
         let Some(current) = current else { continue };
-        let (before, _) = super::state(s.store.as_ref(), account).await?;
+        let (before, _) = super::state(s.store, account).await?;
         let now = s.clock.now_secs();
-        apply_snapshot(s, plans, account, current, now, &format!("reconcile:{}", s.clock.now_ms())).await?;
-        let (after, _) = super::state(s.store.as_ref(), account).await?;
+        apply_snapshot(s, account, current, now, &format!("reconcile:{}", s.clock.now_ms())).await?;
+        let (after, _) = super::state(s.store, account).await?;
         if (before.status, &before.plan_id, &before.subscription_id)
             != (after.status, &after.plan_id, &after.subscription_id)
         {

@@ -9,13 +9,14 @@
 
 use serde_json::json;
 
-use super::events::{ApplyError, Outcome, StripeEvent};
+use super::Billing;
+use super::apply::{ApplyError, Outcome};
+use super::events::StripeEvent;
 use super::objects::{EntitlementSummary, Subscription};
 use super::{BillingState, Interval, Plans, SubscriptionStatus, derive};
 use crate::audit::{Actor, AuditAction, AuditStream, NewEvent, Origin};
 use crate::id::AccountId;
 use crate::keys;
-use crate::services::Services;
 use crate::store::{Item, Put, StoreError};
 
 /// Applies a subscription snapshot taken at `as_of` (Stripe time) by `source`.
@@ -23,8 +24,7 @@ use crate::store::{Item, Put, StoreError};
 /// # Errors
 /// [`ApplyError`].
 pub async fn apply_snapshot(
-    s: &Services,
-    plans: &Plans,
+    s: &Billing<'_>,
     account: AccountId,
     snap: &Subscription,
     as_of: i64,
@@ -33,7 +33,8 @@ pub async fn apply_snapshot(
     let item = snap.item();
     let price = item.and_then(|i| i.price.as_ref()).map(|p| p.id.as_str());
     let mut ignored = "";
-    let changed = update_state(s, account, Some(plans), |state| {
+    let plans = s.plans;
+    let changed = update_state(s, account, true, |state| {
         let newer = (as_of, source) > (state.as_of, state.as_of_event.as_str());
         if !newer {
             ignored = "a snapshot no newer than the state";
@@ -46,7 +47,7 @@ pub async fn apply_snapshot(
             ignored = "an ended subscription other than the live one";
             return Ok(false);
         }
-        let plan = price.and_then(|p| plans.by_price(&s.config.environment, p));
+        let plan = price.and_then(|p| plans.by_price(s.environment, p));
         if price.is_some() && plan.is_none() {
             tracing::warn!(subscription = %snap.id, "the subscription's price is not in the plan catalogue");
         }
@@ -76,22 +77,23 @@ pub async fn apply_snapshot(
 
 /// Changes an account's billing state under its optimistic lock, reading it again and
 /// retrying when another writer got there first. `change` returns false to leave the state
-/// as it is. With `plans`, the entitlements are derived again (and a change of them audited).
+/// as it is. With `rederive`, the entitlements are derived again from the catalogue (and a
+/// change of them audited).
 ///
 /// # Errors
 /// The closure's errors; store failures, including a state that keeps changing.
 pub async fn update_state<E: From<StoreError>>(
-    s: &Services,
+    s: &Billing<'_>,
     account: AccountId,
-    plans: Option<&Plans>,
+    rederive: bool,
     mut change: impl FnMut(&mut BillingState) -> Result<bool, E>,
 ) -> Result<bool, E> {
     for _ in 0..5 {
-        let (mut state, version) = super::state(s.store.as_ref(), account).await?;
+        let (mut state, version) = super::state(s.store, account).await?;
         if !change(&mut state)? {
             return Ok(false);
         }
-        match save(s, account, &state, version, plans).await {
+        match save(s, account, &state, version, rederive).await {
             Ok(()) => return Ok(true),
             Err(StoreError::ConditionFailed) => continue,
             Err(e) => return Err(e.into()),
@@ -100,19 +102,19 @@ pub async fn update_state<E: From<StoreError>>(
     Err(StoreError::Unavailable(anyhow::anyhow!("the billing state of {account} kept changing")).into())
 }
 
-/// Writes `state` over `version`, deriving entitlements when `plans` is given and auditing a
+/// Writes `state` over `version`, deriving entitlements when `rederive` is set and auditing a
 /// change of them.
 async fn save(
-    s: &Services,
+    s: &Billing<'_>,
     account: AccountId,
     state: &BillingState,
     version: u64,
-    plans: Option<&Plans>,
+    rederive: bool,
 ) -> Result<(), StoreError> {
     let mut state = state.clone();
     let before = state.entitlements.clone();
-    if let Some(plans) = plans {
-        state.entitlements = Some(derive_with_stripe(plans, &state));
+    if rederive {
+        state.entitlements = Some(derive_with_stripe(s.plans, &state));
     }
     let mut item = Item::from_record(keys::billing_state(account), &state)?;
     item.version = version;
@@ -142,15 +144,14 @@ fn derive_with_stripe(plans: &Plans, state: &BillingState) -> super::Entitlement
 }
 
 pub(super) async fn apply_stripe_features(
-    s: &Services,
-    plans: &Plans,
+    s: &Billing<'_>,
     account: AccountId,
     event: &StripeEvent,
 ) -> Result<Outcome, ApplyError> {
     let summary: EntitlementSummary = event.object()?;
     let keys: std::collections::BTreeSet<String> =
         summary.entitlements.data.into_iter().filter_map(|e| e.lookup_key).collect();
-    let changed = update_state(s, account, Some(plans), |state| {
+    let changed = update_state(s, account, true, |state| {
         if (event.created, event.id.as_str()) <= (state.stripe_features_as_of, state.stripe_features_event.as_str()) {
             return Ok::<_, ApplyError>(false);
         }

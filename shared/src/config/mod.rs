@@ -53,7 +53,7 @@ pub struct Config {
     /// AWS clients.
     pub aws: crate::aws::AwsConfig,
     /// The HTTP conventions.
-    pub http: crate::http::HttpSettings,
+    pub http: server::HttpSettings,
     /// Data exports.
     pub exports: crate::exports::ExportsConfig,
 }
@@ -87,7 +87,7 @@ impl Config {
             soft_delete: crate::soft_delete::SoftDeleteConfig::from_env(&env)?,
             telemetry: TelemetryConfig::from_env(&env)?,
             aws: crate::aws::AwsConfig::from_env(&env)?,
-            http: crate::http::HttpSettings::from_env(&env)?,
+            http: server::HttpSettings::from_env(&env)?,
             exports: crate::exports::ExportsConfig::from_env(&env)?,
         })
     }

@@ -24,35 +24,7 @@ use serde_json::Value;
 
 use crate::error::{PROBLEM_JSON, Problem};
 
-/// HTTP settings that come from configuration.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
-pub struct HttpSettings {
-    /// `GROUNDWORK_MAX_BODY_BYTES`: the largest request body accepted (default 1 MiB).
-    #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: usize,
-}
-
-fn default_max_body_bytes() -> usize {
-    1 << 20
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self { max_body_bytes: default_max_body_bytes() }
-    }
-}
-
-impl HttpSettings {
-    /// From `GROUNDWORK_MAX_BODY_BYTES`.
-    ///
-    /// # Errors
-    /// A malformed number.
-    pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
-        let settings: Self = env.area("GROUNDWORK_")?;
-        crate::settings::at_least("GROUNDWORK_MAX_BODY_BYTES", settings.max_body_bytes, 1)?;
-        Ok(settings)
-    }
-}
+pub use crate::config::server::HttpSettings;
 
 /// Applies the conventions to a router holding every route of a function (or, in the local
 /// stack, of every function). Call it once, on the merged router.

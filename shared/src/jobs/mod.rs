@@ -1,4 +1,4 @@
-//! Background jobs: a typed set of [`Job`]s, [`enqueue`] from any function, and the
+//! Background jobs: a typed set of [`Job`]s, [`Jobs::enqueue`] from any function, and the
 //! [`JobRunner`] that every job-consuming function runs over its queue.
 //!
 //! The runner, for each message:
@@ -21,18 +21,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::exports::ExportSubject;
 use crate::id::ExportId;
 use crate::mail::EmailAddress;
 use crate::mail::templates::Email;
 use crate::queue::QueueName;
-use crate::queue::{Outgoing, QueueError};
-use crate::services::Services;
+use crate::queue::{Outgoing, QueueError, Queues};
 use crate::store::{Index, Item, Key, Put, Query, Store, StoreError};
 
 mod runner;
 
-pub use runner::{JobError, JobHandler, JobOutcome, JobRunner, backoff};
+pub use runner::{JobError, JobHandler, JobOutcome, JobRunner, RunnerParts, backoff};
 
 crate::ulid_id!(
     /// Identifies one enqueued job.
@@ -111,36 +111,50 @@ pub struct Envelope {
     pub job: Job,
 }
 
-/// Enqueues `job` on its queue and records it as queued.
-///
-/// # Errors
-/// When the queue refuses or is unavailable.
-pub async fn enqueue(services: &Services, job: Job) -> Result<JobId, QueueError> {
-    let id = JobId::new();
-    enqueue_with_key(services, job, id, id.to_string()).await
+/// What enqueueing needs: the queues, the store (where job state is recorded) and the clock.
+/// Borrowed from the process's services (`Services::jobs`) or from a domain context.
+#[derive(Clone, Copy)]
+pub struct Jobs<'a> {
+    /// Where jobs go.
+    pub queues: &'a Queues,
+    /// Where job state records are kept.
+    pub store: &'a dyn Store,
+    /// Stamps the envelope.
+    pub clock: &'a dyn Clock,
 }
 
-/// Enqueues `job` with an explicit idempotency key: enqueueing the same logical action
-/// twice (a retried request) then runs it once.
-///
-/// # Errors
-/// When the queue refuses or is unavailable.
-pub async fn enqueue_with_key(services: &Services, job: Job, id: JobId, key: String) -> Result<JobId, QueueError> {
-    if key.is_empty() || key.len() > 200 {
-        return Err(QueueError::Invalid("an idempotency key is 1 to 200 bytes".into()));
+impl Jobs<'_> {
+    /// Enqueues `job` on its queue and records it as queued.
+    ///
+    /// # Errors
+    /// When the queue refuses or is unavailable.
+    pub async fn enqueue(&self, job: Job) -> Result<JobId, QueueError> {
+        let id = JobId::new();
+        self.enqueue_with_key(job, id, id.to_string()).await
     }
-    let now = services.clock.now_ms();
-    let queue = job.queue();
-    let envelope = Envelope { id, idempotency_key: key, enqueued_at_ms: now, job };
-    let body = serde_json::to_string(&envelope).map_err(|e| QueueError::Invalid(e.to_string()))?;
-    services.queues.get(queue).send(Outgoing::new(body)).await?;
-    let state = JobState::new(&envelope, queue, JobStatus::Queued, now);
-    if let Err(e) = state.save(services.store.as_ref(), now).await {
-        // The job is on its queue; its state record catches up when it runs.
-        tracing::warn!(job_id = %id, error = %e, "could not record the queued job");
+
+    /// Enqueues `job` with an explicit idempotency key: enqueueing the same logical action
+    /// twice (a retried request) then runs it once.
+    ///
+    /// # Errors
+    /// When the queue refuses or is unavailable, or `key` is empty or over 200 bytes.
+    pub async fn enqueue_with_key(&self, job: Job, id: JobId, key: String) -> Result<JobId, QueueError> {
+        if key.is_empty() || key.len() > 200 {
+            return Err(QueueError::Invalid("an idempotency key is 1 to 200 bytes".into()));
+        }
+        let now = self.clock.now_ms();
+        let queue = job.queue();
+        let envelope = Envelope { id, idempotency_key: key, enqueued_at_ms: now, job };
+        let body = serde_json::to_string(&envelope).map_err(|e| QueueError::Invalid(e.to_string()))?;
+        self.queues.get(queue).send(Outgoing::new(body)).await?;
+        let state = JobState::new(&envelope, queue, JobStatus::Queued, now);
+        if let Err(e) = state.save(self.store, now).await {
+            // The job is on its queue; its state record catches up when it runs.
+            tracing::warn!(job_id = %id, error = %e, "could not record the queued job");
+        }
+        tracing::info!(job_id = %id, kind = envelope.job.kind(), queue = queue.as_str(), "job enqueued");
+        Ok(id)
     }
-    tracing::info!(job_id = %id, kind = envelope.job.kind(), queue = queue.as_str(), "job enqueued");
-    Ok(id)
 }
 
 /// Where a job stands, as operators see it.

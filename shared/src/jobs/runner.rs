@@ -1,9 +1,11 @@
 //! The job runner: what a job-consuming function runs over its queue (see the module
 //! documentation of [`super`] for the steps), and the [`JobHandler`] it calls.
 
+use crate::clock::Clock;
+use crate::queue::Queue;
 use crate::queue::QueueName;
 use crate::queue::consumer::{Message, MessageHandler};
-use crate::services::Services;
+use crate::store::Store;
 use crate::store::{Condition, Delete, Item, Key, Put, StoreError, Update};
 use crate::telemetry::metrics::{Metrics, Unit};
 use async_trait::async_trait;
@@ -47,15 +49,35 @@ pub fn backoff(attempt: u32) -> Duration {
 
 /// Runs a [`JobHandler`] over one queue's messages (see the module documentation).
 pub struct JobRunner {
-    services: Services,
-    queue: QueueName,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    queue_name: QueueName,
+    queue: Arc<dyn Queue>,
+    max_attempts: u32,
     handler: Arc<dyn JobHandler>,
 }
 
+/// What a [`JobRunner`] runs over: its queue, the store that holds idempotency and state
+/// records, the clock, and the attempts before a retryable failure is dead-lettered
+/// (`GROUNDWORK_JOB_MAX_ATTEMPTS`).
+pub struct RunnerParts {
+    /// Idempotency and job state records.
+    pub store: Arc<dyn Store>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// The queue's name (metrics, state records).
+    pub queue_name: QueueName,
+    /// The queue itself (backoff, dead letters).
+    pub queue: Arc<dyn Queue>,
+    /// Attempts before a retryable failure is dead-lettered.
+    pub max_attempts: u32,
+}
+
 impl JobRunner {
-    /// A runner of `handler` over `queue`.
-    pub fn new(services: Services, queue: QueueName, handler: Arc<dyn JobHandler>) -> Self {
-        Self { services, queue, handler }
+    /// A runner of `handler` over the queue of `parts`.
+    pub fn new(parts: RunnerParts, handler: Arc<dyn JobHandler>) -> Self {
+        let RunnerParts { store, clock, queue_name, queue, max_attempts } = parts;
+        Self { store, clock, queue_name, queue, max_attempts, handler }
     }
 
     fn idempotency_key(key: &str) -> Key {
@@ -64,7 +86,7 @@ impl JobRunner {
 
     /// Takes the lease; `Ok(false)` when the job already completed or runs elsewhere.
     async fn acquire(&self, envelope: &Envelope, now: i64) -> Result<Acquired, StoreError> {
-        let store = self.services.store.as_ref();
+        let store = self.store.as_ref();
         let key = Self::idempotency_key(&envelope.idempotency_key);
         let lease_end = (now + i64::try_from(LEASE.as_millis()).unwrap_or(0)) / 1000;
         let record = Item::new(key.clone()).with("status", "in_progress").with("job_id", envelope.id.to_string());
@@ -84,8 +106,7 @@ impl JobRunner {
 
     async fn complete(&self, envelope: &Envelope, now: i64) -> Result<(), StoreError> {
         let keep = (now + i64::try_from(COMPLETED_RETENTION.as_millis()).unwrap_or(0)) / 1000;
-        self.services
-            .store
+        self.store
             .update(
                 Update::new(Self::idempotency_key(&envelope.idempotency_key))
                     .set("status", "completed")
@@ -99,7 +120,7 @@ impl JobRunner {
     async fn release(&self, envelope: &Envelope) {
         let delete = Delete::new(Self::idempotency_key(&envelope.idempotency_key))
             .when(Condition::Equals("status".into(), json!("in_progress")));
-        if let Err(e) = self.services.store.delete(delete).await
+        if let Err(e) = self.store.delete(delete).await
             && !matches!(e, StoreError::ConditionFailed)
         {
             tracing::warn!(job_id = %envelope.id, error = %e, "could not release the job lease; it expires by itself");
@@ -107,26 +128,25 @@ impl JobRunner {
     }
 
     async fn record(&self, mut state: JobState) {
-        let now = self.services.clock.now_ms();
+        let now = self.clock.now_ms();
         state.updated_at_ms = now;
         if state.status != JobStatus::Running {
             // One metric per outcome: dashboards and the DLQ alarm read these.
             Metrics::new()
-                .dimension("Queue", self.queue.as_str())
+                .dimension("Queue", self.queue_name.as_str())
                 .property("job_id", state.id.clone())
                 .property("kind", state.kind.clone())
                 .metric(&format!("Jobs{}", capitalised(state.status.as_str())), 1.0, Unit::Count)
                 .metric("JobAttempts", f64::from(state.attempts), Unit::Count)
                 .emit();
         }
-        if let Err(e) = state.save(self.services.store.as_ref(), now).await {
+        if let Err(e) = state.save(self.store.as_ref(), now).await {
             tracing::warn!(job_id = %state.id, error = %e, "could not record the job state");
         }
     }
 
     async fn dead_letter(&self, message: &Message, mut state: JobState, error: String) -> anyhow::Result<()> {
-        let queue = self.services.queues.get(self.queue);
-        queue.send_to_dead_letters(&message.body, message.group_id.as_deref()).await?;
+        self.queue.send_to_dead_letters(&message.body, message.group_id.as_deref()).await?;
         tracing::error!(job_id = %state.id, kind = %state.kind, attempts = state.attempts, error = %error, "job dead-lettered");
         state.status = JobStatus::Dead;
         state.last_error = Some(error);
@@ -149,14 +169,14 @@ enum Acquired {
 #[async_trait]
 impl MessageHandler for JobRunner {
     async fn handle(&self, message: &Message) -> anyhow::Result<()> {
-        let now = self.services.clock.now_ms();
+        let now = self.clock.now_ms();
         let envelope: Envelope = match serde_json::from_str(&message.body) {
             Ok(e) => e,
             Err(e) => {
                 let state = JobState {
                     id: message.id.clone(),
                     kind: "unknown".into(),
-                    queue: self.queue.as_str().into(),
+                    queue: self.queue_name.as_str().into(),
                     status: JobStatus::Dead,
                     attempts: message.receive_count,
                     last_error: None,
@@ -178,11 +198,11 @@ impl MessageHandler for JobRunner {
             Acquired::Busy => anyhow::bail!("the job is running in another delivery"),
             Acquired::Yes => {}
         }
-        let mut state = JobState::new(&envelope, self.queue, JobStatus::Running, now);
+        let mut state = JobState::new(&envelope, self.queue_name, JobStatus::Running, now);
         state.attempts = message.receive_count;
         self.record(state.clone()).await;
         let result = self.handler.run(&envelope).await;
-        let now = self.services.clock.now_ms();
+        let now = self.clock.now_ms();
         match result {
             Ok(outcome) => {
                 self.complete(&envelope, now).await?;
@@ -204,14 +224,13 @@ impl MessageHandler for JobRunner {
             }
             Err(JobError::Retry(e)) => {
                 self.release(&envelope).await;
-                if message.receive_count >= self.services.config.jobs.max_attempts {
+                if message.receive_count >= self.max_attempts {
                     return self
                         .dead_letter(message, state, format!("{e:#} (after {} attempts)", message.receive_count))
                         .await;
                 }
                 let delay = backoff(message.receive_count);
-                let queue = self.services.queues.get(self.queue);
-                if let Err(ve) = queue.change_visibility(&message.receipt, delay).await {
+                if let Err(ve) = self.queue.change_visibility(&message.receipt, delay).await {
                     tracing::warn!(error = %ve, "could not set the retry backoff; the queue's timeout applies");
                 }
                 state.status = JobStatus::Failed;

@@ -1,16 +1,23 @@
-//! Transactional email: typed templates ([`templates`]), the [`Mailer`] port with three
-//! adapters ([`ses::SesMailer`], [`smtp::SmtpMailer`], [`outbox::OutboxMailer`]), the
+//! Transactional email: typed templates ([`templates`]), the [`Mailer`] port, the
 //! suppression list fed by bounces and complaints ([`suppression`], [`events`]) and the DNS
 //! records a sending domain needs ([`dns`]).
 //!
 //! Email is only ever sent from a background job (the `email-dispatch` function), never on
-//! the request path: handlers enqueue a [`crate::jobs::Job::SendEmail`].
+//! the request path: handlers enqueue a [`crate::jobs::Job::SendEmail`]. So rendering
+//! (`render`) and the three adapters (`ses::SesMailer`, `smtp::SmtpMailer`,
+//! `outbox::OutboxMailer`, built by `mailer`) come with the `mail` feature, which only
+//! that function (and the local stack) enables.
 
 pub mod config;
 pub mod dns;
 pub mod events;
+#[cfg(feature = "mail")]
 pub mod outbox;
+#[cfg(feature = "mail")]
+pub mod render;
+#[cfg(feature = "mail")]
 pub mod ses;
+#[cfg(feature = "mail")]
 pub mod smtp;
 pub mod suppression;
 pub mod templates;
@@ -169,6 +176,28 @@ pub trait Mailer: Send + Sync + 'static {
 
     /// Sends `email`; returns the provider's id for it.
     async fn send(&self, email: &OutgoingEmail) -> Result<String, MailError>;
+}
+
+/// The mailer `config` asks for: the outbox under `data_dir`, SES (with the process's AWS
+/// configuration `sdk`), or SMTP.
+///
+/// # Errors
+/// SES without an AWS configuration; an SMTP URL the transport refuses.
+#[cfg(feature = "mail")]
+pub fn mailer(
+    config: &config::MailConfig,
+    data_dir: &std::path::Path,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> anyhow::Result<std::sync::Arc<dyn Mailer>> {
+    use std::sync::Arc;
+    Ok(match &config.backend {
+        config::MailBackend::Outbox => Arc::new(outbox::OutboxMailer::new(data_dir.join("outbox"))),
+        config::MailBackend::Ses { configuration_set } => {
+            let sdk = sdk.ok_or_else(|| anyhow::anyhow!("GROUNDWORK_MAIL=ses needs AWS configuration"))?;
+            Arc::new(ses::SesMailer::new(aws_sdk_sesv2::Client::new(sdk), configuration_set.clone()))
+        }
+        config::MailBackend::Smtp { url } => Arc::new(smtp::SmtpMailer::from_url(url)?),
+    })
 }
 
 #[cfg(test)]

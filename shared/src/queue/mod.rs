@@ -9,9 +9,12 @@
 
 pub mod config;
 pub mod consumer;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod sqs;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,6 +31,33 @@ pub enum QueueName {
     Jobs,
     /// Stripe events (FIFO, grouped by customer), consumed by `billing-events`.
     Billing,
+}
+
+/// Every queue of the system, by name.
+#[derive(Clone)]
+pub struct Queues(BTreeMap<QueueName, Arc<dyn Queue>>);
+
+impl Queues {
+    /// Queues from a full map.
+    ///
+    /// # Panics
+    /// If a queue of [`QueueName::ALL`] is missing (a wiring bug caught at init).
+    pub fn new(map: BTreeMap<QueueName, Arc<dyn Queue>>) -> Self {
+        for q in QueueName::ALL {
+            assert!(map.contains_key(&q), "queue {} is not wired", q.as_str());
+        }
+        Self(map)
+    }
+
+    /// The queue `name`.
+    pub fn get(&self, name: QueueName) -> Arc<dyn Queue> {
+        Arc::clone(&self.0[&name])
+    }
+
+    /// Every queue with its name.
+    pub fn all(&self) -> impl Iterator<Item = (QueueName, &Arc<dyn Queue>)> {
+        self.0.iter().map(|(k, v)| (*k, v))
+    }
 }
 
 impl QueueName {

@@ -20,10 +20,12 @@ pub mod config;
 pub mod dynamodb;
 mod item;
 mod query;
+#[cfg(feature = "embedded")]
 pub mod sqlite;
 mod write;
 
 pub use item::{Index, Item, Key};
+#[cfg(feature = "embedded")]
 pub(crate) use query::prefix_successor;
 pub use query::{Cursor, Page, Query, SortKey};
 pub use write::{Condition, Delete, Put, TxOp, Update};
@@ -69,6 +71,17 @@ impl StoreError {
     pub fn is_condition_failure(&self) -> bool {
         matches!(self, Self::ConditionFailed | Self::TransactionCanceled { .. })
     }
+}
+
+/// Physically removes expired items, for a store that does not expire them by itself (the
+/// embedded one; DynamoDB's TTL deletes them within days, and reads skip them meanwhile).
+#[async_trait]
+pub trait ExpirySweep: Send + Sync + 'static {
+    /// Removes the items whose expiry has passed; returns how many.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn sweep_expired(&self) -> Result<usize, StoreError>;
 }
 
 /// The storage port. See the module documentation for the semantics every adapter keeps.

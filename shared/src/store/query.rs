@@ -167,6 +167,7 @@ impl Cursor {
 
 /// The smallest string greater than every string starting with `prefix`, if any: the
 /// exclusive upper bound of a `begins_with` range in byte (UTF-8) order.
+#[cfg(feature = "embedded")]
 pub(crate) fn prefix_successor(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {

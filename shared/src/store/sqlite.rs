@@ -106,19 +106,6 @@ impl SqliteStore {
         Ok(Self { conn: Arc::new(Mutex::new(conn)), clock })
     }
 
-    /// Physically removes expired items (reads already skip them); returns how many.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] if SQLite fails.
-    pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
-        let now = self.clock.now_secs();
-        self.run(move |conn| {
-            conn.execute("DELETE FROM items WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])
-                .map_err(|e| unavailable(e, "sweeping expired items"))
-        })
-        .await
-    }
-
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -264,6 +251,22 @@ fn single(result: Result<Vec<Option<Item>>, StoreError>) -> Result<Option<Item>,
         Ok(mut items) => Ok(items.pop().flatten()),
         Err(StoreError::TransactionCanceled { .. }) => Err(StoreError::ConditionFailed),
         Err(e) => Err(e),
+    }
+}
+
+#[async_trait]
+impl crate::store::ExpirySweep for SqliteStore {
+    /// Physically removes expired items (reads already skip them); returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if SQLite fails.
+    async fn sweep_expired(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_secs();
+        self.run(move |conn| {
+            conn.execute("DELETE FROM items WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])
+                .map_err(|e| unavailable(e, "sweeping expired items"))
+        })
+        .await
     }
 }
 

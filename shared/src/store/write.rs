@@ -41,6 +41,7 @@ impl Condition {
 
     /// Whether `item` (the live item, if any) satisfies the condition. Adapters that cannot
     /// push the condition to the server use this.
+    #[cfg(feature = "embedded")]
     pub(crate) fn holds(&self, item: Option<&Item>) -> bool {
         match self {
             Self::Exists => item.is_some(),
@@ -54,6 +55,7 @@ impl Condition {
 }
 
 /// Numbers compare by value (1 equals 1.0), as DynamoDB compares them.
+#[cfg(feature = "embedded")]
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
@@ -197,6 +199,7 @@ impl Update {
     }
 
     /// Applies the update to `item` in memory (for adapters that write whole items).
+    #[cfg(feature = "embedded")]
     pub(crate) fn apply_to(&self, item: &mut Item) -> Result<(), StoreError> {
         for (k, v) in &self.set {
             item.data.insert(k.clone(), v.clone());

@@ -1,5 +1,6 @@
 //! The storage contract on the embedded (SQLite) adapter, in a file like the local stack's.
 
+use shared::store::ExpirySweep as _;
 use std::sync::Arc;
 
 use shared::clock::ManualClock;

@@ -254,13 +254,11 @@ async fn subscribed(customer: &str, sub: &str) -> (MockServer, TestApp, String, 
     let (_, account) = app.call("POST", "/accounts", Some(&ada), Some(json!({"name": "Acme"}))).await;
     let acme: AccountId = account["id"].as_str().unwrap().parse().unwrap();
     let s = &app.stack.services;
-    let plans = &s.plans;
-    events::link_customer(s, customer, acme).await.unwrap();
+    events::link_customer(&s.billing(), customer, acme).await.unwrap();
     let now = s.clock.now_secs();
     let active = subscription(sub, customer, "active", "price_team_monthly_local", now - 100);
     shared::billing::snapshot::apply_snapshot(
-        s,
-        plans,
+        &s.billing(),
         acme,
         &serde_json::from_value(active.clone()).unwrap(),
         now - 50,
@@ -380,7 +378,7 @@ async fn owned_account(s: &shared::services::Services, customer: &str) -> Accoun
         joined_at_ms: 0,
     };
     s.store.put(Put::new(shared::tenancy::membership_item(&m).unwrap())).await.unwrap();
-    events::link_customer(s, customer, account).await.unwrap();
+    events::link_customer(&s.billing(), customer, account).await.unwrap();
     account
 }
 
@@ -412,7 +410,6 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 async fn every_order_and_duplication_of_a_lifecycle_ends_in_the_in_order_state() {
     let dir = tempfile::tempdir().unwrap();
     let s = testkit::services::services(dir.path(), &[]).await;
-    let plans = &s.plans;
     let base = 1_800_000_000;
     let project = |st: &shared::billing::BillingState| {
         (st.status, st.plan_id.clone(), st.interval, st.subscription_id.clone(), st.entitlements.clone())
@@ -422,7 +419,7 @@ async fn every_order_and_duplication_of_a_lifecycle_ends_in_the_in_order_state()
     let account = owned_account(&s, "cus_0").await;
     for e in lifecycle("cus_0", base) {
         let e: StripeEvent = serde_json::from_value(e).unwrap();
-        events::apply(&s, plans, None, &e).await.unwrap();
+        shared::billing::apply::apply(&s.billing(), None, &e).await.unwrap();
     }
     let (expected, _) = shared::billing::state(s.store.as_ref(), account).await.unwrap();
     assert_eq!(expected.status, Some(SubscriptionStatus::Canceled));
@@ -442,7 +439,7 @@ async fn every_order_and_duplication_of_a_lifecycle_ends_in_the_in_order_state()
         sequence.push(sequence[1].clone());
         for e in &sequence {
             let e: StripeEvent = serde_json::from_value(e.clone()).unwrap();
-            events::apply(&s, plans, None, &e).await.unwrap();
+            shared::billing::apply::apply(&s.billing(), None, &e).await.unwrap();
         }
         let (got, _) = shared::billing::state(s.store.as_ref(), account).await.unwrap();
         assert_eq!(project(&got), project(&expected), "order {order:?}");
@@ -477,14 +474,12 @@ async fn reconciliation_repairs_drift_from_stripe() {
     let stripe = MockServer::start().await;
     let app = app_with(&stripe).await;
     let s = &app.stack.services;
-    let plans = &s.plans;
     let account = AccountId::new();
-    events::link_customer(s, "cus_drift", account).await.unwrap();
+    events::link_customer(&s.billing(), "cus_drift", account).await.unwrap();
     let now = s.clock.now_secs();
     let active = subscription("sub_d", "cus_drift", "active", "price_team_monthly_local", now - 1000);
     shared::billing::snapshot::apply_snapshot(
-        s,
-        plans,
+        &s.billing(),
         account,
         &serde_json::from_value(active).unwrap(),
         now - 500,
@@ -503,13 +498,13 @@ async fn reconciliation_repairs_drift_from_stripe() {
         .mount(&stripe)
         .await;
     let client = shared::billing::stripe::StripeClient::from_config(&s.config.billing).unwrap().unwrap();
-    let repairs = shared::billing::reconcile::reconcile(s, plans, &client).await.unwrap();
+    let repairs = shared::billing::reconcile::reconcile(&s.billing(), &client).await.unwrap();
     assert_eq!(repairs.len(), 1);
     let (state, _) = shared::billing::state(s.store.as_ref(), account).await.unwrap();
     assert_eq!(state.status, Some(SubscriptionStatus::Canceled));
     assert_eq!(state.entitlements.unwrap().plan, "free");
     // Nothing left to repair.
-    assert!(shared::billing::reconcile::reconcile(s, plans, &client).await.unwrap().is_empty());
+    assert!(shared::billing::reconcile::reconcile(&s.billing(), &client).await.unwrap().is_empty());
     let _ = Arc::new(());
 }
 

@@ -56,12 +56,10 @@ async fn the_subscription_quantity_follows_the_members() {
     let (bob, _) = app.user("bob@example.com").await;
     let (_, account) = app.call("POST", "/accounts", Some(&ada), Some(json!({"name": "Acme"}))).await;
     let acme: shared::id::AccountId = account["id"].as_str().unwrap().parse().unwrap();
-    shared::billing::events::link_customer(s, "cus_seats", acme).await.unwrap();
-    let plans = &s.plans;
+    shared::billing::events::link_customer(&s.billing(), "cus_seats", acme).await.unwrap();
     let now = s.clock.now_secs();
     shared::billing::snapshot::apply_snapshot(
-        s,
-        plans,
+        &s.billing(),
         acme,
         &serde_json::from_value(subscription(1)).unwrap(),
         now - 10,

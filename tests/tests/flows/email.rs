@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::config::{Config, QueueName};
-use shared::jobs::{Job, JobState, JobStatus, enqueue};
+use shared::jobs::{Job, JobState, JobStatus};
 use shared::mail::outbox::OutboxMailer;
 use shared::mail::ses::SesMailer;
 use shared::mail::smtp::SmtpMailer;
@@ -105,7 +105,7 @@ async fn a_job_enqueued_on_the_local_stack_lands_in_the_outbox() {
         to: EmailAddress::parse("ada@example.com").unwrap(),
         email: Email::PasswordReset { link: "https://app.acme.test/reset?token=abc".into(), expires_in_minutes: 60 },
     };
-    let id = enqueue(&stack.services, job).await.unwrap().to_string();
+    let id = stack.services.jobs().enqueue(job).await.unwrap().to_string();
     let raw = wait_for_file(&dir.path().join("outbox"), "eml", "Reset your Acme password").await;
     assert!(raw.contains("https://app.acme.test/reset?token=abc"), "{raw}");
     assert!(raw.contains(&format!("X-Groundwork-Job: {id}")));
@@ -149,7 +149,8 @@ async fn bounced_addresses_are_suppressed_once_and_then_skipped() {
 
     // A later email to that address is skipped, recorded, and not retried.
     let dispatch = email_dispatch::handler(services.clone()).unwrap();
-    let id = enqueue(&services, Job::SendEmail { to: address, email: Email::Welcome { name: None } }).await.unwrap();
+    let id =
+        services.jobs().enqueue(Job::SendEmail { to: address, email: Email::Welcome { name: None } }).await.unwrap();
     let got = services.queues.get(QueueName::Email).receive(1, Duration::from_secs(1)).await.unwrap();
     dispatch.handle(&Message::from(&got[0])).await.unwrap();
     let state = JobState::load(services.store.as_ref(), &id.to_string()).await.unwrap().unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use shared::clock::ManualClock;
 use shared::config::QueueName;
-use shared::jobs::{Envelope, Job, JobError, JobHandler, JobOutcome, JobRunner, JobState, JobStatus, enqueue};
+use shared::jobs::{Envelope, Job, JobError, JobHandler, JobOutcome, JobState, JobStatus};
 use shared::mail::EmailAddress;
 use shared::mail::templates::Email;
 use shared::queue::consumer::{Message, MessageHandler, process_batch};
@@ -59,8 +59,8 @@ async fn a_job_delivered_twice_runs_once() {
     let dir = tempfile::tempdir().unwrap();
     let (services, _) = services(dir.path()).await;
     let handler = Arc::new(Counting::default());
-    let runner = JobRunner::new(services.clone(), QueueName::Email, handler.clone());
-    let id = enqueue(&services, welcome("ada@example.com")).await.unwrap();
+    let runner = services.job_runner(QueueName::Email, handler.clone());
+    let id = services.jobs().enqueue(welcome("ada@example.com")).await.unwrap();
     assert_eq!(
         JobState::load(services.store.as_ref(), &id.to_string()).await.unwrap().unwrap().status,
         JobStatus::Queued
@@ -81,10 +81,10 @@ async fn two_jobs_with_one_idempotency_key_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let (services, _) = services(dir.path()).await;
     let handler = Arc::new(Counting::default());
-    let runner = JobRunner::new(services.clone(), QueueName::Email, handler.clone());
+    let runner = services.job_runner(QueueName::Email, handler.clone());
     for _ in 0..2 {
         let id = shared::jobs::JobId::new();
-        shared::jobs::enqueue_with_key(&services, welcome("ada@example.com"), id, "signup:ada".into()).await.unwrap();
+        services.jobs().enqueue_with_key(welcome("ada@example.com"), id, "signup:ada".into()).await.unwrap();
     }
     for _ in 0..2 {
         let m = Message::from(&receive_one(&services).await);
@@ -98,8 +98,8 @@ async fn a_job_running_in_another_delivery_is_not_run_twice() {
     let dir = tempfile::tempdir().unwrap();
     let (services, _) = services(dir.path()).await;
     let handler = Arc::new(Counting { delay: Duration::from_millis(300), ..Counting::default() });
-    let runner = Arc::new(JobRunner::new(services.clone(), QueueName::Email, handler.clone()));
-    enqueue(&services, welcome("ada@example.com")).await.unwrap();
+    let runner = Arc::new(services.job_runner(QueueName::Email, handler.clone()));
+    services.jobs().enqueue(welcome("ada@example.com")).await.unwrap();
     let m = Message::from(&receive_one(&services).await);
     let (a, b) = tokio::join!(runner.handle(&m), async {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -115,8 +115,8 @@ async fn failures_back_off_then_dead_letter_and_a_redrive_runs_the_job_again() {
     let dir = tempfile::tempdir().unwrap();
     let (services, clock) = services(dir.path()).await;
     let handler = Arc::new(Counting { fail: AtomicBool::new(true), ..Counting::default() });
-    let runner = JobRunner::new(services.clone(), QueueName::Email, handler.clone());
-    let id = enqueue(&services, welcome("ada@example.com")).await.unwrap().to_string();
+    let runner = services.job_runner(QueueName::Email, handler.clone());
+    let id = services.jobs().enqueue(welcome("ada@example.com")).await.unwrap().to_string();
     let queue = services.queues.get(QueueName::Email);
     for attempt in 1..=3 {
         let m = Message::from(&receive_one(&services).await);
@@ -157,8 +157,8 @@ async fn a_permanent_failure_is_dead_lettered_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (services, _) = services(dir.path()).await;
     let handler = Arc::new(Counting { fail: AtomicBool::new(true), permanent: true, ..Counting::default() });
-    let runner = JobRunner::new(services.clone(), QueueName::Email, handler.clone());
-    let id = enqueue(&services, welcome("ada@example.com")).await.unwrap().to_string();
+    let runner = services.job_runner(QueueName::Email, handler.clone());
+    let id = services.jobs().enqueue(welcome("ada@example.com")).await.unwrap().to_string();
     let m = Message::from(&receive_one(&services).await);
     runner.handle(&m).await.unwrap();
     assert_eq!(handler.runs.load(Ordering::SeqCst), 1);
@@ -171,10 +171,10 @@ async fn an_undecodable_job_is_dead_lettered_and_the_batch_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let (services, _) = services(dir.path()).await;
     let handler = Arc::new(Counting::default());
-    let runner = JobRunner::new(services.clone(), QueueName::Email, handler.clone());
+    let runner = services.job_runner(QueueName::Email, handler.clone());
     let queue = services.queues.get(QueueName::Email);
     queue.send(Outgoing::new("{\"kind\":\"launch_rockets\"}")).await.unwrap();
-    enqueue(&services, welcome("ada@example.com")).await.unwrap();
+    services.jobs().enqueue(welcome("ada@example.com")).await.unwrap();
     let batch: Vec<Message> =
         queue.receive(10, Duration::from_secs(1)).await.unwrap().iter().map(Message::from).collect();
     assert_eq!(batch.len(), 2);

@@ -14,7 +14,7 @@ use shared::auth::users::{self, Purpose, User};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, RequestContext};
 use shared::id::UserId;
-use shared::jobs::{Job, enqueue};
+use shared::jobs::Job;
 use shared::mail::templates::Email;
 use shared::secret::Secret;
 use shared::services::Services;
@@ -62,7 +62,7 @@ async fn password_forgot(
         let token = users::issue_token(s.store.as_ref(), Purpose::ResetPassword, user.id, expires).await?;
         let email =
             Email::PasswordReset { link: link(&s, "/reset-password", &token), expires_in_minutes: RESET_TTL_MINUTES };
-        enqueue(&s, Job::SendEmail { to: user.email.clone(), email }).await?;
+        s.jobs().enqueue(Job::SendEmail { to: user.email.clone(), email }).await?;
         sessions::record(&s, user.id, AuditAction::PasswordResetRequested, None, &ctx, json!({})).await?;
     }
     Ok(accepted())
@@ -89,7 +89,8 @@ async fn set_password(s: &Services, user_id: UserId, new: &Secret<String>) -> Re
     // A reset proves control of the address.
     user.email_verified = true;
     users::save(store, &user, version).await?;
-    enqueue(s, Job::SendEmail { to: user.email.clone(), email: Email::PasswordChanged { name: user.name.clone() } })
+    s.jobs()
+        .enqueue(Job::SendEmail { to: user.email.clone(), email: Email::PasswordChanged { name: user.name.clone() } })
         .await?;
     Ok(user)
 }

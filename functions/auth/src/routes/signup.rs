@@ -11,7 +11,7 @@ use shared::auth::rate_limit::{self, SIGNUP_PER_IP};
 use shared::auth::users::{self, Purpose, User};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, RequestContext};
-use shared::jobs::{Job, enqueue};
+use shared::jobs::Job;
 use shared::mail::templates::Email;
 use shared::secret::Secret;
 use shared::services::Services;
@@ -76,7 +76,7 @@ async fn send_verification(s: &Services, user: &User) -> Result<(), ApiError> {
     let expires = s.clock.now_secs() + i64::from(VERIFY_TTL_HOURS) * 3600;
     let token = users::issue_token(s.store.as_ref(), Purpose::VerifyEmail, user.id, expires).await?;
     let email = Email::VerifyEmail { link: link(s, "/verify-email", &token), expires_in_hours: VERIFY_TTL_HOURS };
-    enqueue(s, Job::SendEmail { to: user.email.clone(), email }).await?;
+    s.jobs().enqueue(Job::SendEmail { to: user.email.clone(), email }).await?;
     Ok(())
 }
 
@@ -104,7 +104,8 @@ async fn verify_email(
         user.email_verified = true;
         users::save(store, &user, version).await?;
         sessions::record(&s, user.id, AuditAction::UserEmailVerified, None, &ctx, json!({})).await?;
-        enqueue(&s, Job::SendEmail { to: user.email.clone(), email: Email::Welcome { name: user.name.clone() } })
+        s.jobs()
+            .enqueue(Job::SendEmail { to: user.email.clone(), email: Email::Welcome { name: user.name.clone() } })
             .await?;
     }
     Ok(Json(Me::from(&user)))
