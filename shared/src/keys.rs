@@ -10,6 +10,7 @@
 //! | user | `USER#<user>` | `USER` | | purge | auth | |
 //! | address owner | `EMAIL#<email>` | `EMAIL` | | | auth | |
 //! | single-use link token | `TOKEN#<sha256>` | `TOKEN` | | | auth | 1 h / 24 h / 5 min |
+//! | newest link of a purpose | `USER#<user>` | `LINK#<purpose>` | | | auth | its token's |
 //! | session | `USER#<user>` | `SESSION#<session>` | | | auth | refresh TTL |
 //! | refresh token | `REFRESH#<sha256>` | `REFRESH` | | | auth | refresh TTL |
 //! | OIDC flow state | `OIDC#<sha256 of state>` | `STATE` | | | auth | 10 min |
@@ -67,6 +68,11 @@ pub fn email_owner(email: impl Display) -> Key {
 /// A single-use link token (verification, reset, MFA challenge), by its hash.
 pub fn link_token(token_hash: &str) -> Key {
     Key::new(format!("TOKEN#{token_hash}"), "TOKEN")
+}
+
+/// The newest link of a purpose whose new links end the older ones (`reset_password`).
+pub fn latest_link(user: UserId, purpose: &str) -> Key {
+    Key::new(user_partition(user), format!("LINK#{purpose}"))
 }
 
 /// The sort-key prefix of a user's sessions.

@@ -104,14 +104,28 @@ impl Env {
 /// # Errors
 /// [`ConfigError::Invalid`] naming the variable.
 pub fn at_least<T: PartialOrd + std::fmt::Display>(var: &'static str, value: T, min: T) -> Result<T, ConfigError> {
-    if value >= min {
+    within(var, value >= min, value, || format!("expected at least {min}"))
+}
+
+/// Checks that the value of `var` is at most `max` (where a larger value weakens a security
+/// property, such as a longer refresh-token reuse interval).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming the variable.
+pub fn at_most<T: PartialOrd + std::fmt::Display>(var: &'static str, value: T, max: T) -> Result<T, ConfigError> {
+    within(var, value <= max, value, || format!("expected at most {max}"))
+}
+
+fn within<T: std::fmt::Display>(
+    var: &'static str,
+    ok: bool,
+    value: T,
+    reason: impl FnOnce() -> String,
+) -> Result<T, ConfigError> {
+    if ok {
         Ok(value)
     } else {
-        Err(ConfigError::Invalid {
-            var: var.to_owned(),
-            value: value.to_string(),
-            reason: format!("expected at least {min}"),
-        })
+        Err(ConfigError::Invalid { var: var.to_owned(), value: value.to_string(), reason: reason() })
     }
 }
 

@@ -37,7 +37,7 @@ fn app() -> Router {
             get(|| async { Err::<(), ApiError>(StoreError::Unavailable(anyhow::anyhow!("table gone")).into()) }),
         )
         .route("/bug", get(|| async { Err::<(), ApiError>(anyhow::anyhow!("secret internals").into()) }));
-    shared::http::finish(routes, HttpSettings { max_body_bytes: 1024 })
+    shared::http::finish(routes, HttpSettings { max_body_bytes: 1024, ..HttpSettings::default() })
 }
 
 async fn call(req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
@@ -163,4 +163,34 @@ async fn a_client_request_id_is_kept_and_a_bad_one_replaced() {
     let req = Request::get("/nope").header("x-request-id", "has spaces").body(Body::empty()).unwrap();
     let (_, headers, _) = call(req).await;
     assert_ne!(headers["x-request-id"], "has spaces");
+}
+
+/// The client address a handler sees, for a request from `peer` with `forwarded_for`.
+async fn client_address(trusted_proxies: usize, forwarded_for: Option<&str>) -> Value {
+    let routes = Router::new()
+        .route("/ip", get(|ctx: shared::http::RequestContext| async move { Json(json!({ "ip": ctx.ip })) }));
+    let app = shared::http::finish(routes, HttpSettings { trusted_proxies, ..HttpSettings::default() });
+    // What the local server's `into_make_service_with_connect_info` puts on every request.
+    let peer = axum::extract::ConnectInfo(std::net::SocketAddr::from(([192, 0, 2, 7], 50_000)));
+    let mut req = Request::get("/ip").extension(peer);
+    if let Some(v) = forwarded_for {
+        req = req.header("x-forwarded-for", v);
+    }
+    let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["ip"].clone()
+}
+
+#[tokio::test]
+async fn the_client_address_follows_the_trusted_proxy_rule() {
+    // No trusted proxy: the header is whatever the client wrote, so the peer is the client.
+    assert_eq!(client_address(0, Some("203.0.113.9")).await, "192.0.2.7");
+    assert_eq!(client_address(0, None).await, "192.0.2.7");
+    // One proxy (the peer) appended what it saw: the last entry; what the client wrote before
+    // it is ignored.
+    assert_eq!(client_address(1, Some("6.6.6.6, 203.0.113.9")).await, "203.0.113.9");
+    // Two proxies: the second entry from the right.
+    assert_eq!(client_address(2, Some("6.6.6.6, 203.0.113.9, 10.0.0.2")).await, "203.0.113.9");
+    // Fewer hops than proxies: the furthest one known.
+    assert_eq!(client_address(3, Some("203.0.113.9")).await, "203.0.113.9");
 }

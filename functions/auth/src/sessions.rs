@@ -1,6 +1,12 @@
 //! Issuing, refreshing and revoking sessions. Refresh tokens rotate: each use marks the
-//! token used and issues the next in one transaction; presenting a used token again means
-//! it leaked (or a client raced itself), so the whole session is revoked.
+//! token used and issues the next in one transaction. Presenting a used token again within
+//! the reuse interval (`GROUNDWORK_REFRESH_REUSE_INTERVAL_SECS`: two tabs refreshing at
+//! once) gets the same successor; after it, the token leaked, so the whole session is
+//! revoked.
+//!
+//! The successor is kept on the used token's record sealed (AES-256-GCM) under a key derived
+//! from the used token itself, which is stored only as a hash: only a holder of the used
+//! token can open it, and a copy of the table reveals no token.
 
 use serde::Serialize;
 use serde_json::json;
@@ -13,6 +19,9 @@ use shared::id::{RequestId, SessionId, UserId};
 use shared::services::Services;
 use shared::store::{Condition, Item, Key, Put, StoreError, TxOp, Update};
 
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use shared::auth::{hash_secret, random_secret};
 
 /// Tokens handed to a client after login or refresh.
@@ -24,7 +33,8 @@ pub struct TokenPair {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: i64,
-    /// The refresh token: exchange it at `/auth/refresh` for a new pair; it works once.
+    /// The refresh token: exchange it at `/auth/refresh` for a new pair; it works once
+    /// (again within the reuse interval, for the same successor).
     pub refresh_token: String,
     /// The session these tokens belong to.
     pub session_id: String,
@@ -100,7 +110,8 @@ pub async fn start(services: &Services, user: UserId, ctx: &RequestContext, mfa:
 /// Exchanges a refresh token for a new pair.
 ///
 /// # Errors
-/// [`ApiError::Unauthenticated`] for an unknown, expired, used or revoked token.
+/// [`ApiError::Unauthenticated`] for an unknown, expired or revoked token, or a used one
+/// outside the reuse interval (which also ends the session).
 pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> Result<TokenPair, ApiError> {
     let store = services.store.as_ref();
     if token.is_empty() || token.len() > 200 {
@@ -116,8 +127,7 @@ pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> 
         uid.parse().map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))?,
     );
     if item.data.get("used").and_then(serde_json::Value::as_bool) == Some(true) {
-        reuse_detected(services, user, sid, ctx).await?;
-        return Err(ApiError::Unauthenticated);
+        return reuse(services, &item, token, user, sid, ctx).await;
     }
     if session::load(store, user, sid).await?.is_none() {
         return Err(ApiError::Unauthenticated);
@@ -133,7 +143,11 @@ pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> 
     let rotated = store
         .transact(vec![
             TxOp::Update(
-                Update::new(refresh_key(token)).set("used", true).when(Condition::Equals("used".into(), json!(false))),
+                Update::new(refresh_key(token))
+                    .set("used", true)
+                    .set("used_at_ms", now)
+                    .set("successor", seal_successor(token, &next)?)
+                    .when(Condition::Equals("used".into(), json!(false))),
             ),
             TxOp::Put(Put::new(next_item).if_not_exists()),
             TxOp::Update(
@@ -147,15 +161,82 @@ pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> 
         .await;
     match rotated {
         Ok(()) => {}
-        // Another request used this token first: the same as reuse.
+        // Another request rotated this token first (a second tab): read what it did.
         Err(StoreError::TransactionCanceled { .. }) => {
-            reuse_detected(services, user, sid, ctx).await?;
-            return Err(ApiError::Unauthenticated);
+            let Some(item) = store.get(&refresh_key(token)).await? else { return Err(ApiError::Unauthenticated) };
+            return reuse(services, &item, token, user, sid, ctx).await;
         }
         Err(e) => return Err(e.into()),
     }
     let (access_token, expires_in) = access_token(services, user, sid, now / 1000).await?;
     Ok(TokenPair { access_token, token_type: "Bearer", expires_in, refresh_token: next, session_id: sid.to_string() })
+}
+
+/// A used refresh token presented again: within the reuse interval, the successor it was
+/// rotated to (with a fresh access token); after it, or without one, theft.
+async fn reuse(
+    services: &Services,
+    item: &Item,
+    token: &str,
+    user: UserId,
+    sid: SessionId,
+    ctx: &RequestContext,
+) -> Result<TokenPair, ApiError> {
+    let now = services.clock.now_ms();
+    let used_at = item.data.get("used_at_ms").and_then(serde_json::Value::as_i64);
+    let within = used_at.is_some_and(|t| now - t <= services.tokens.refresh_reuse_interval_ms);
+    let successor = item.data.get("successor").and_then(|v| v.as_str()).and_then(|s| open_successor(token, s));
+    if let (true, Some(next)) = (within, successor)
+        && session::load(services.store.as_ref(), user, sid).await?.is_some()
+    {
+        tracing::info!(user_id = %user, session_id = %sid, "refresh token reused within the reuse interval");
+        let (access_token, expires_in) = access_token(services, user, sid, now / 1000).await?;
+        return Ok(TokenPair {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            refresh_token: next,
+            session_id: sid.to_string(),
+        });
+    }
+    reuse_detected(services, user, sid, ctx).await?;
+    Err(ApiError::Unauthenticated)
+}
+
+/// The AES-256-GCM key of a used token's successor: SHA-256 of the used token, which the
+/// store never holds (only its own hash, under a different label).
+fn successor_key(token: &str) -> Result<LessSafeKey, ApiError> {
+    let mut material = b"groundwork refresh successor\0".to_vec();
+    material.extend_from_slice(token.as_bytes());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &material);
+    let key = UnboundKey::new(&AES_256_GCM, digest.as_ref())
+        .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("the successor key does not build")))?;
+    Ok(LessSafeKey::new(key))
+}
+
+/// `nonce || ciphertext+tag`, base64url.
+fn seal_successor(token: &str, next: &str) -> Result<String, ApiError> {
+    let key = successor_key(token)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| ApiError::Unexpected(anyhow::anyhow!("no randomness")))?;
+    let mut sealed = next.as_bytes().to_vec();
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut sealed)
+        .map_err(|_| ApiError::Unexpected(anyhow::anyhow!("sealing the successor failed")))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(URL_SAFE_NO_PAD.encode(out))
+}
+
+fn open_successor(token: &str, sealed: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+    if bytes.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buffer = ciphertext.to_vec();
+    let plain = successor_key(token).ok()?.open_in_place(nonce, Aad::empty(), &mut buffer).ok()?;
+    String::from_utf8(plain.to_vec()).ok()
 }
 
 async fn reuse_detected(

@@ -356,7 +356,9 @@ pub(crate) async fn accept(
         return Err(ApiError::Gone { code: "invitation_expired", detail: "ask for a new invitation".into() });
     }
     let user = users::by_id(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
-    if !inv.allow_any_email && !user.email.as_str().eq_ignore_ascii_case(&inv.email) {
+    // Only a proven address claims an invitation sent to it.
+    let addressed_to_caller = user.email_verified && user.email.as_str().eq_ignore_ascii_case(&inv.email);
+    if !(inv.allow_any_email || addressed_to_caller) {
         return Err(ApiError::ForbiddenBecause {
             code: "invitation_for_another_email",
             detail: "the invitation was sent to another address: sign in with that one".into(),

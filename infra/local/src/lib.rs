@@ -124,6 +124,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn shared::clock::Cloc
     let app = router(&services)?;
     let mut stop = watcher.clone();
     tasks.spawn(async move {
+        // The peer's address is the client's (see `shared::http::context::client_address`).
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;

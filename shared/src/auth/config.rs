@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 use crate::settings::ConfigError;
-use crate::settings::{Env, at_least};
+use crate::settings::{Env, at_least, at_most};
 
 /// Where access-token keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +64,10 @@ pub struct AuthConfig {
     pub access_token_ttl: Duration,
     /// `GROUNDWORK_REFRESH_TOKEN_TTL_DAYS`: how long an unused session lasts (default 30 days).
     pub refresh_token_ttl: Duration,
+    /// `GROUNDWORK_REFRESH_REUSE_INTERVAL_SECS`: how long a rotated refresh token still gets
+    /// its successor (two tabs refreshing at once) instead of counting as stolen (default
+    /// 10 s, at most 60 s; 0 turns the grace off). Auth0 calls this the reuse interval.
+    pub refresh_reuse_interval: Duration,
     /// `GROUNDWORK_OIDC_PROVIDERS`: social login providers (OpenID Connect), by name.
     pub oidc_providers: Vec<OidcProvider>,
     /// Rent-auth mode: `GROUNDWORK_EXTERNAL_ISSUER` (+ `_JWKS_URL`, `_AUDIENCE`).
@@ -78,6 +82,8 @@ struct Vars {
     access_token_ttl_secs: u64,
     #[serde(default = "default_refresh_token_ttl_days")]
     refresh_token_ttl_days: u64,
+    #[serde(default = "default_refresh_reuse_interval_secs")]
+    refresh_reuse_interval_secs: u64,
     jwt_keys: Option<String>,
     jwt_keys_secret: Option<String>,
     jwks_url: Option<String>,
@@ -96,6 +102,10 @@ fn default_access_token_ttl_secs() -> u64 {
 
 fn default_refresh_token_ttl_days() -> u64 {
     30
+}
+
+fn default_refresh_reuse_interval_secs() -> u64 {
+    10
 }
 
 impl AuthConfig {
@@ -140,6 +150,11 @@ impl AuthConfig {
             refresh_token_ttl: Duration::from_secs(
                 at_least("GROUNDWORK_REFRESH_TOKEN_TTL_DAYS", v.refresh_token_ttl_days, 1)?.saturating_mul(86_400),
             ),
+            refresh_reuse_interval: Duration::from_secs(at_most(
+                "GROUNDWORK_REFRESH_REUSE_INTERVAL_SECS",
+                v.refresh_reuse_interval_secs,
+                60,
+            )?),
             oidc_providers: oidc_providers(env, v.oidc_providers.as_deref())?,
             external_issuer,
         })

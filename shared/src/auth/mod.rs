@@ -40,6 +40,8 @@ pub struct TokenSettings {
     pub access_ttl_secs: i64,
     /// Session (refresh token) lifetime without use.
     pub refresh_ttl_secs: i64,
+    /// How long a rotated refresh token still gets its successor (milliseconds).
+    pub refresh_reuse_interval_ms: i64,
     /// Rent-auth mode: the external issuer whose tokens are accepted instead of ours.
     pub external: Option<external::ExternalVerifier>,
 }
@@ -120,6 +122,7 @@ impl TokenSettings {
             audience: config.audience.clone(),
             access_ttl_secs: i64::try_from(config.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
             refresh_ttl_secs: i64::try_from(config.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX),
+            refresh_reuse_interval_ms: i64::try_from(config.refresh_reuse_interval.as_millis()).unwrap_or(i64::MAX),
             external: config.external_issuer.clone().map(external::ExternalVerifier::new).transpose()?,
         }))
     }

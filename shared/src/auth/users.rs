@@ -4,7 +4,8 @@
 //! Items (see [`crate::keys`]): the user at `USER#<id>` / `USER`; the owner of an address at
 //! `EMAIL#<email>` / `EMAIL`, created with the user in one transaction, so an address belongs
 //! to one user at most; single-use tokens at `TOKEN#<sha256>` / `TOKEN`, stored hashed,
-//! expiring, deleted when used. An erased user's record is a tombstone holding only its id
+//! expiring, deleted when used; for reset links, the newest one's hash at `USER#<id>` /
+//! `LINK#reset_password`, which a token must match to work. An erased user's record is a tombstone holding only its id
 //! and `erased_at_ms` (the pseudonym audit entries refer to): every read here treats it as
 //! no user.
 
@@ -161,7 +162,7 @@ pub fn tombstone_op(id: UserId, read_version: u64, now_ms: i64) -> TxOp {
 /// What a single-use token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
-    /// Confirms an email address.
+    /// Confirms an email address (for the credentials of the sign-up that sent it).
     VerifyEmail,
     /// Sets a new password.
     ResetPassword,
@@ -177,12 +178,33 @@ impl Purpose {
             Self::MfaChallenge => "mfa_challenge",
         }
     }
+
+    /// Whether a new link ends the user's earlier ones of this purpose. A reset link does
+    /// (only the newest works, and a reset or a password change ends them all). A
+    /// verification link does not: each carries the credentials of its own sign-up, so an
+    /// impostor's later sign-up must not void the owner's link; once the address is
+    /// verified, the rest change nothing.
+    fn supersedes(self) -> bool {
+        matches!(self, Self::ResetPassword)
+    }
+}
+
+/// A live single-use token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkToken {
+    /// Whose it is.
+    pub user_id: UserId,
+    /// A verification link's credentials: the password hash chosen by the sign-up that sent
+    /// it, which verifying sets (whoever proves the address gets the password they chose).
+    pub password_hash: Option<String>,
 }
 
 /// The longest token accepted from a client; anything longer is no token of ours.
 const MAX_TOKEN_CHARS: usize = 200;
 
 /// Issues a single-use token for `user` valid until `expires_at_secs`; returns the token.
+/// For a purpose that [supersedes](Purpose::supersedes), it becomes the user's only live
+/// token of that purpose.
 ///
 /// # Errors
 /// When the store fails or the system has no randomness.
@@ -192,13 +214,76 @@ pub async fn issue_token(
     user: UserId,
     expires_at_secs: i64,
 ) -> Result<String, crate::error::ApiError> {
+    issue(store, purpose, user, None, expires_at_secs).await
+}
+
+/// Issues a verification link for the sign-up of `user` that chose `password_hash`.
+///
+/// # Errors
+/// When the store fails or the system has no randomness.
+pub async fn issue_verification(
+    store: &dyn Store,
+    user: UserId,
+    password_hash: &str,
+    expires_at_secs: i64,
+) -> Result<String, crate::error::ApiError> {
+    issue(store, Purpose::VerifyEmail, user, Some(password_hash), expires_at_secs).await
+}
+
+async fn issue(
+    store: &dyn Store,
+    purpose: Purpose,
+    user: UserId,
+    password_hash: Option<&str>,
+    expires_at_secs: i64,
+) -> Result<String, crate::error::ApiError> {
     let token = random_secret()?;
-    let item = Item::new(keys::link_token(&hash_secret(&token)))
+    let token_hash = hash_secret(&token);
+    let mut item = Item::new(keys::link_token(&token_hash))
         .with("purpose", purpose.as_str())
         .with("user_id", user.to_string())
         .expiring_at(expires_at_secs);
-    store.put(Put::new(item).if_not_exists()).await?;
+    if let Some(hash) = password_hash {
+        item = item.with("password_hash", hash);
+    }
+    if purpose.supersedes() {
+        let latest = Item::new(keys::latest_link(user, purpose.as_str()))
+            .with("token_hash", token_hash)
+            .expiring_at(expires_at_secs);
+        store.transact(vec![TxOp::Put(Put::new(item).if_not_exists()), TxOp::Put(Put::new(latest))]).await?;
+    } else {
+        store.put(Put::new(item).if_not_exists()).await?;
+    }
     Ok(token)
+}
+
+fn link_of(item: &Item) -> Option<LinkToken> {
+    let user_id = item.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())?;
+    let password_hash = item.data.get("password_hash").and_then(|v| v.as_str()).map(str::to_owned);
+    Some(LinkToken { user_id, password_hash })
+}
+
+/// The live token `token` of `purpose`, if it is one, and whether it is still the user's
+/// newest (always, for a purpose that does not supersede).
+async fn live(store: &dyn Store, purpose: Purpose, token: &str) -> Result<Option<(LinkToken, String)>, StoreError> {
+    if token.is_empty() || token.len() > MAX_TOKEN_CHARS {
+        return Ok(None);
+    }
+    let token_hash = hash_secret(token);
+    let Some(item) = store.get(&keys::link_token(&token_hash)).await? else { return Ok(None) };
+    if item.data.get("purpose").and_then(|v| v.as_str()) != Some(purpose.as_str()) {
+        return Ok(None);
+    }
+    let Some(link) = link_of(&item) else { return Ok(None) };
+    if purpose.supersedes() {
+        let latest = store.get(&keys::latest_link(link.user_id, purpose.as_str())).await?;
+        if latest.and_then(|i| i.data.get("token_hash").and_then(|v| v.as_str()).map(str::to_owned)).as_deref()
+            != Some(token_hash.as_str())
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some((link, token_hash)))
 }
 
 /// The user of a live token, without using it up (an MFA challenge survives wrong codes).
@@ -206,30 +291,40 @@ pub async fn issue_token(
 /// # Errors
 /// When the store fails.
 pub async fn peek_token(store: &dyn Store, purpose: Purpose, token: &str) -> Result<Option<UserId>, StoreError> {
-    if token.is_empty() || token.len() > MAX_TOKEN_CHARS {
-        return Ok(None);
-    }
-    let Some(item) = store.get(&keys::link_token(&hash_secret(token))).await? else { return Ok(None) };
-    if item.data.get("purpose").and_then(|v| v.as_str()) != Some(purpose.as_str()) {
-        return Ok(None);
-    }
-    Ok(item.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()))
+    Ok(live(store, purpose, token).await?.map(|(link, _)| link.user_id))
 }
 
-/// Uses a token: deletes it if it exists, has not expired and is for `purpose`; returns
-/// its user. A token works once, however many requests race for it.
+/// Uses a token: deletes it if it exists, has not expired, is for `purpose` and (for a
+/// purpose that supersedes) is the user's newest; returns it. A token works once, however
+/// many requests race for it.
 ///
 /// # Errors
 /// When the store fails.
-pub async fn use_token(store: &dyn Store, purpose: Purpose, token: &str) -> Result<Option<UserId>, StoreError> {
-    if token.is_empty() || token.len() > MAX_TOKEN_CHARS {
-        return Ok(None);
-    }
-    let delete = Delete::new(keys::link_token(&hash_secret(token)))
-        .when(Condition::Equals("purpose".into(), json!(purpose.as_str())));
-    match store.delete(delete).await {
-        Ok(Some(item)) => Ok(item.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())),
-        Ok(None) | Err(StoreError::ConditionFailed) => Ok(None),
+pub async fn use_token(store: &dyn Store, purpose: Purpose, token: &str) -> Result<Option<LinkToken>, StoreError> {
+    let Some((link, token_hash)) = live(store, purpose, token).await? else { return Ok(None) };
+    let delete =
+        Delete::new(keys::link_token(&token_hash)).when(Condition::Equals("purpose".into(), json!(purpose.as_str())));
+    let used = if purpose.supersedes() {
+        let latest = Delete::new(keys::latest_link(link.user_id, purpose.as_str()))
+            .when(Condition::Equals("token_hash".into(), json!(token_hash)));
+        store.transact(vec![TxOp::Delete(delete), TxOp::Delete(latest)]).await.map(|()| true)
+    } else {
+        store.delete(delete).await.map(|deleted| deleted.is_some())
+    };
+    match used {
+        Ok(true) => Ok(Some(link)),
+        Ok(false) => Ok(None),
+        Err(e) if e.is_condition_failure() => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Ends every outstanding link of `purpose` for `user` (after a reset or a password
+/// change, for reset links). Only purposes that supersede keep track of their links.
+///
+/// # Errors
+/// When the store fails.
+pub async fn end_links(store: &dyn Store, user: UserId, purpose: Purpose) -> Result<(), StoreError> {
+    debug_assert!(purpose.supersedes(), "only superseding purposes can be ended");
+    store.delete(Delete::new(keys::latest_link(user, purpose.as_str()))).await.map(|_| ())
 }

@@ -82,6 +82,12 @@ pub struct HttpSettings {
     /// `GROUNDWORK_MAX_BODY_BYTES`: the largest request body accepted (default 1 MiB).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// `GROUNDWORK_TRUSTED_PROXIES`: how many proxies in front of the local server append to
+    /// `X-Forwarded-For` (default 0: the socket's peer is the client, and the header, which
+    /// anyone can send, is ignored). With N, the client is the Nth address from the right
+    /// of the header followed by the peer. On Lambda the client is API Gateway's `sourceIp`.
+    #[serde(default)]
+    pub trusted_proxies: usize,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -90,12 +96,12 @@ fn default_max_body_bytes() -> usize {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { max_body_bytes: default_max_body_bytes() }
+        Self { max_body_bytes: default_max_body_bytes(), trusted_proxies: 0 }
     }
 }
 
 impl HttpSettings {
-    /// From `GROUNDWORK_MAX_BODY_BYTES`.
+    /// From `GROUNDWORK_MAX_BODY_BYTES` and `GROUNDWORK_TRUSTED_PROXIES`.
     ///
     /// # Errors
     /// A malformed number.

@@ -2,9 +2,10 @@
 //! or made fresh), a tracing span that puts it (and the tenant and user ids, once known) on
 //! every log line, one access log line, and one EMF metric line per request.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -18,7 +19,7 @@ use crate::telemetry::metrics::{Metrics, Unit};
 pub struct RequestContext {
     /// The id on every log line of this request and in every problem body.
     pub request_id: CorrelationId,
-    /// The client's IP: API Gateway's source IP, else the first `X-Forwarded-For` hop.
+    /// The client's IP, by [`client_address`]'s rule.
     pub ip: Option<String>,
     /// The client's `User-Agent`, truncated.
     pub user_agent: Option<String>,
@@ -60,18 +61,38 @@ pub fn record_user(user_id: &impl std::fmt::Display) {
     tracing::Span::current().record("user_id", tracing::field::display(user_id));
 }
 
-pub(super) async fn request_context(mut req: Request, next: Next) -> Response {
+/// The client's address, by one rule everywhere an address is used (attempt limits, audit
+/// entries, sessions): on Lambda, API Gateway's `sourceIp`; locally, the socket's peer, or
+/// with `trusted_proxies` N, the Nth address from the right of `X-Forwarded-For` followed
+/// by the peer (each trusted proxy appends the address it received from, so the hops to the
+/// right of that one are ours and those to its left are whatever the client sent).
+pub fn client_address(req: &Request, trusted_proxies: usize) -> Option<String> {
+    if let Some(ip) = crate::lambda::api_gateway_source_ip(req) {
+        return Some(ip);
+    }
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let mut hops: Vec<String> = if trusted_proxies == 0 {
+        Vec::new()
+    } else {
+        req.headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().chars().take(64).collect::<String>())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    hops.extend(peer);
+    let index = hops.len().saturating_sub(1 + trusted_proxies);
+    hops.into_iter().nth(index)
+}
+
+pub(super) async fn request_context(State(trusted_proxies): State<usize>, mut req: Request, next: Next) -> Response {
     let request_id = crate::lambda::api_gateway_request_id(&req)
         .or_else(|| req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).and_then(CorrelationId::parse))
         .unwrap_or_else(CorrelationId::generate);
-    let ip = crate::lambda::api_gateway_source_ip(&req).or_else(|| {
-        req.headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().chars().take(64).collect::<String>())
-            .filter(|v| !v.is_empty())
-    });
+    let ip = client_address(&req, trusted_proxies);
     let user_agent = req
         .headers()
         .get(axum::http::header::USER_AGENT)

@@ -35,7 +35,7 @@ pub fn finish(routes: Router, settings: HttpSettings) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(settings.max_body_bytes))
         .layer(middleware::from_fn(problem_bodies))
-        .layer(middleware::from_fn(context::request_context))
+        .layer(middleware::from_fn_with_state(settings.trusted_proxies, context::request_context))
 }
 
 async fn not_found() -> Problem {

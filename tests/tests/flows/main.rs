@@ -2,6 +2,7 @@
 //! command starts): one test binary, so the stack is linked once.
 
 mod auth_flows;
+mod auth_hardening;
 mod auth_keys;
 mod billing;
 mod billing_seats;

@@ -113,7 +113,9 @@ async fn password_reset(
     strong(&req.password, &user.email, &s)?;
     let user_id = users::use_token(s.store.as_ref(), Purpose::ResetPassword, req.token.expose())
         .await?
-        .ok_or_else(invalid_token)?;
+        .ok_or_else(invalid_token)?
+        .user_id;
+    // Using the newest link ended the older ones too (only the newest works).
     set_password(&s, user_id, &req.password).await?;
     let ended = sessions::revoke_all(&s, user_id, None).await?;
     sessions::record(&s, user_id, AuditAction::PasswordReset, None, &ctx, json!({"sessions_ended": ended})).await?;
@@ -149,6 +151,8 @@ async fn password_change(
         return Err(ApiError::Forbidden);
     }
     set_password(&s, user.id, &req.new_password).await?;
+    // A reset link requested before the change must not undo it.
+    users::end_links(s.store.as_ref(), user.id, Purpose::ResetPassword).await?;
     let ended = sessions::revoke_all(&s, user.id, Some(caller.session_id)).await?;
     sessions::record(&s, user.id, AuditAction::PasswordChanged, None, &ctx, json!({"sessions_ended": ended})).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -58,23 +58,26 @@ async fn signup(
     rate_limit::take(s.store.as_ref(), SIGNUP_PER_IP, &client_key(&ctx), now).await?;
     // Hash first, always: the answer takes as long whether the address is new or not.
     let hash = password::hash(&req.password).await?;
-    let user = User::new(address.clone(), false, name, hash, now);
+    let user = User::new(address.clone(), false, name, hash.clone(), now);
     let target = if users::create(s.store.as_ref(), &user).await? {
         sessions::record(&s, user.id, AuditAction::UserSignedUp, Some(user.id.to_string()), &ctx, json!({})).await?;
         Some(user)
     } else {
-        // Taken: resend the link if it was never confirmed; otherwise say nothing.
+        // Taken: if it was never confirmed, this sign-up gets its own link, carrying its own
+        // password (the record's, set by whoever signed up first, is never proven: an
+        // impostor's earlier sign-up cannot keep the owner out). Otherwise say nothing.
         users::by_email(s.store.as_ref(), &address).await?.filter(|u| !u.email_verified)
     };
     if let Some(u) = target {
-        send_verification(&s, &u).await?;
+        send_verification(&s, &u, &hash).await?;
     }
     Ok(accepted())
 }
 
-async fn send_verification(s: &Services, user: &User) -> Result<(), ApiError> {
+/// Emails `user` a link that verifies the address for the sign-up that chose `password_hash`.
+async fn send_verification(s: &Services, user: &User, password_hash: &str) -> Result<(), ApiError> {
     let expires = s.clock.now_secs() + i64::from(VERIFY_TTL_HOURS) * 3600;
-    let token = users::issue_token(s.store.as_ref(), Purpose::VerifyEmail, user.id, expires).await?;
+    let token = users::issue_verification(s.store.as_ref(), user.id, password_hash, expires).await?;
     let email = Email::VerifyEmail { link: link(s, "/verify-email", &token), expires_in_hours: VERIFY_TTL_HOURS };
     s.jobs().enqueue(Job::SendEmail { to: user.email.clone(), email }).await?;
     Ok(())
@@ -98,10 +101,15 @@ async fn verify_email(
     Json(req): Json<TokenRequest>,
 ) -> Result<Json<Me>, ApiError> {
     let store = s.store.as_ref();
-    let user_id = users::use_token(store, Purpose::VerifyEmail, req.token.expose()).await?.ok_or_else(invalid_token)?;
-    let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or_else(invalid_token)?;
+    let link = users::use_token(store, Purpose::VerifyEmail, req.token.expose()).await?.ok_or_else(invalid_token)?;
+    let (mut user, version) = users::load_versioned(store, link.user_id).await?.ok_or_else(invalid_token)?;
     if !user.email_verified {
         user.email_verified = true;
+        // The address is proven for the credentials of the sign-up whose link this is.
+        if let Some(hash) = link.password_hash {
+            user.password_hash = hash;
+            user.password_changed_at_ms = s.clock.now_ms();
+        }
         users::save(store, &user, version).await?;
         sessions::record(&s, user.id, AuditAction::UserEmailVerified, None, &ctx, json!({})).await?;
         s.jobs()
