@@ -347,26 +347,48 @@ async fn change_plan(
     let request = CreateSubscriptionSchedule::new().from_subscription(sub_id.as_str());
     let schedule: SubscriptionSchedule = client.send(&request, Some(&key("schedule"))).await.map_err(stripe_error)?;
     let phase = schedule.phases.first();
-    let current_price = phase.and_then(|p| p.items.first()?.price.as_ref()).map(|p| p.id().to_owned());
-    let (Some(start), Some(end), Some(current_price)) =
-        (phase.and_then(|p| p.start_date), phase.and_then(|p| p.end_date), current_price)
-    else {
+    let (Some(start), Some(end)) = (phase.and_then(|p| p.start_date), phase.and_then(|p| p.end_date)) else {
         return Err(ApiError::Unexpected(anyhow::anyhow!("the subscription schedule has no current phase")));
     };
-    let qty = st.quantity.unwrap_or(1);
-    let item = |price: String| UpdateSubscriptionSchedulePhasesItems {
-        price: Some(price),
-        quantity: Some(qty),
+    // Every item of the current phase carries on (add-ons too); only the plan's item changes
+    // price. The plan's item is the one at the current plan's price, or the only one.
+    let items: Vec<(String, Option<u64>)> = phase
+        .map(|p| p.items.iter().filter_map(|i| Some((i.price.as_ref()?.id().to_owned(), i.quantity))).collect())
+        .unwrap_or_default();
+    let current_plan_price = st
+        .plan_id
+        .as_deref()
+        .and_then(|id| p.plans.iter().find(|plan| plan.id == id))
+        .and_then(|plan| plan.prices.get(&s.config.environment))
+        .map(|prices| if st.interval == Some(Interval::Yearly) { &prices.yearly } else { &prices.monthly });
+    let plan_index = match items.iter().position(|(price, _)| Some(price) == current_plan_price) {
+        Some(i) => i,
+        None if items.len() == 1 => 0,
+        None => {
+            return Err(ApiError::Unexpected(anyhow::anyhow!(
+                "the subscription schedule's current phase has no item at the current plan's price"
+            )));
+        }
+    };
+    let phase_item = |price: &str, quantity: Option<u64>| UpdateSubscriptionSchedulePhasesItems {
+        price: Some(price.to_owned()),
+        quantity,
         ..UpdateSubscriptionSchedulePhasesItems::new()
     };
+    let current_items: Vec<_> = items.iter().map(|(price, q)| phase_item(price, *q)).collect();
+    let next_items: Vec<_> = items
+        .iter()
+        .enumerate()
+        .map(|(i, (old, q))| if i == plan_index { phase_item(&price, q.or(st.quantity)) } else { phase_item(old, *q) })
+        .collect();
     let current = UpdateSubscriptionSchedulePhases {
         start_date: Some(UpdateSubscriptionSchedulePhasesStartDate::Timestamp(start)),
         end_date: Some(UpdateSubscriptionSchedulePhasesEndDate::Timestamp(end)),
-        ..UpdateSubscriptionSchedulePhases::new(vec![item(current_price)])
+        ..UpdateSubscriptionSchedulePhases::new(current_items)
     };
     let request = UpdateSubscriptionSchedule::new(schedule.id.as_str())
         .end_behavior(stripe_shared::SubscriptionScheduleEndBehavior::Release)
-        .phases(vec![current, UpdateSubscriptionSchedulePhases::new(vec![item(price)])])
+        .phases(vec![current, UpdateSubscriptionSchedulePhases::new(next_items)])
         .proration_behavior(UpdateSubscriptionScheduleProrationBehavior::None);
     let _: SubscriptionSchedule = client.send(&request, Some(&key("phases"))).await.map_err(stripe_error)?;
     snapshot::update_state(&s.billing(), scope.account_id(), false, |st| {

@@ -86,15 +86,36 @@ fn empty_items() -> List<SubscriptionItem> {
     List { data: Vec::new() }
 }
 
+/// The subscription item that carries the plan.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlanItem<'a> {
+    /// The item.
+    pub item: &'a SubscriptionItem,
+    /// The plan its price stands for.
+    pub plan: &'a super::Plan,
+    /// Monthly or yearly.
+    pub interval: super::Interval,
+}
+
 impl Subscription {
-    /// Its first item (Groundwork's subscriptions have exactly one).
-    pub fn item(&self) -> Option<&SubscriptionItem> {
-        self.items.data.first()
+    /// Every item whose price is in the catalogue, wherever it is in the list: a
+    /// subscription may carry add-ons (a metered price, extra storage) before or after the
+    /// plan's item, so no position is assumed.
+    pub fn plan_items<'a>(&'a self, plans: &'a super::Plans, environment: &str) -> Vec<PlanItem<'a>> {
+        self.items
+            .data
+            .iter()
+            .filter_map(|item| {
+                let (plan, interval) = plans.by_price(environment, &item.price.as_ref()?.id)?;
+                Some(PlanItem { item, plan, interval })
+            })
+            .collect()
     }
 
-    /// The current period's end, wherever this API version puts it.
+    /// The current period's end, wherever this API version puts it (on the items since
+    /// 2025-03-31, where every item of a subscription shares the period).
     pub fn period_end(&self) -> Option<i64> {
-        self.item().and_then(|i| i.current_period_end).or(self.current_period_end)
+        self.items.data.iter().find_map(|i| i.current_period_end).or(self.current_period_end)
     }
 }
 
@@ -145,6 +166,8 @@ pub struct SchedulePhase {
 pub struct PhaseItem {
     /// Its price.
     pub price: Option<Expandable>,
+    /// Its quantity (none for a metered price).
+    pub quantity: Option<u64>,
 }
 
 /// An invoice (dunning reads these).

@@ -13,7 +13,7 @@ use super::Billing;
 use super::apply::{ApplyError, Outcome};
 use super::events::StripeEvent;
 use super::objects::{EntitlementSummary, Subscription};
-use super::{BillingState, Interval, Plans, SubscriptionStatus, derive};
+use super::{BillingState, Plans, SubscriptionStatus, derive};
 use crate::audit::{Actor, AuditAction, AuditStream, NewEvent, Origin};
 use crate::id::AccountId;
 use crate::keys;
@@ -30,10 +30,8 @@ pub async fn apply_snapshot(
     as_of: i64,
     source: &str,
 ) -> Result<Outcome, ApplyError> {
-    let item = snap.item();
-    let price = item.and_then(|i| i.price.as_ref()).map(|p| p.id.as_str());
+    let item = plan_item(s, snap);
     let mut ignored = "";
-    let plans = s.plans;
     let changed = update_state(s, account, true, |state| {
         let newer = (as_of, source) > (state.as_of, state.as_of_event.as_str());
         if !newer {
@@ -47,17 +45,13 @@ pub async fn apply_snapshot(
             ignored = "an ended subscription other than the live one";
             return Ok(false);
         }
-        let plan = price.and_then(|p| plans.by_price(s.environment, p));
-        if price.is_some() && plan.is_none() {
-            tracing::warn!(subscription = %snap.id, "the subscription's price is not in the plan catalogue");
-        }
         state.customer_id = state.customer_id.take().or_else(|| snap.customer.as_ref().map(|c| c.id().to_owned()));
         state.subscription_id = Some(snap.id.clone());
         state.status = Some(snap.status);
-        state.plan_id = plan.map(|(p, _)| p.id.clone());
-        state.interval = plan.map(|(_, i): (_, Interval)| i);
-        state.item_id = item.map(|i| i.id.clone());
-        state.quantity = item.and_then(|i| i.quantity);
+        state.plan_id = item.map(|i| i.plan.id.clone());
+        state.interval = item.map(|i| i.interval);
+        state.item_id = item.map(|i| i.item.id.clone());
+        state.quantity = item.and_then(|i| i.item.quantity);
         state.cancel_at_period_end = snap.cancel_at_period_end;
         state.cancel_at = snap.cancel_at;
         state.current_period_end = snap.period_end();
@@ -73,6 +67,30 @@ pub async fn apply_snapshot(
     })
     .await?;
     Ok(if changed { Outcome::Applied } else { Outcome::Ignored(ignored.into()) })
+}
+
+/// The item of `snap` that carries the plan. None or several is a catalogue or Stripe set-up
+/// fault, reported (an error log line and the `BillingPlanUnresolved` metric, which an alarm
+/// can watch) and never guessed from a position: with none, the state has no plan (and says
+/// so in the log); with several, the highest-ranked plan counts.
+fn plan_item<'a>(s: &Billing<'a>, snap: &'a Subscription) -> Option<super::objects::PlanItem<'a>> {
+    let items = snap.plan_items(s.plans, s.environment);
+    let problem = match items.len() {
+        1 => None,
+        0 if !snap.items.data.is_empty() => Some("no item's price is in the plan catalogue"),
+        0 => None,
+        _ => Some("several items carry a plan: the highest-ranked counts"),
+    };
+    if let Some(problem) = problem {
+        let prices: Vec<&str> =
+            snap.items.data.iter().filter_map(|i| i.price.as_ref()).map(|p| p.id.as_str()).collect();
+        tracing::error!(subscription = %snap.id, ?prices, problem, "the subscription's plan is not resolved");
+        crate::telemetry::metrics::Metrics::new()
+            .property("subscription", snap.id.clone())
+            .metric("BillingPlanUnresolved", 1.0, crate::telemetry::metrics::Unit::Count)
+            .emit();
+    }
+    items.into_iter().max_by_key(|i| s.plans.rank(&i.plan.id))
 }
 
 /// Changes an account's billing state under its optimistic lock, reading it again and

@@ -534,3 +534,79 @@ async fn deleting_an_account_cancels_its_subscription_at_the_period_end() {
     assert_eq!(app.call("POST", &format!("/accounts/{acme}/restore"), Some(&ada), None).await.0, 200);
     stripe.verify().await;
 }
+
+#[tokio::test]
+async fn the_plan_comes_from_the_item_whose_price_is_in_the_catalogue_wherever_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = testkit::services::services(dir.path(), &[]).await;
+    let account = owned_account(&s, "cus_addon").await;
+    // A metered add-on first, the plan's price second.
+    let mut sub = subscription("sub_addon", "cus_addon", "active", "price_team_monthly_local", 1_800_000_000);
+    let plan_item = sub["items"]["data"][0].clone();
+    let mut addon = plan_item.clone();
+    addon["id"] = json!("si_metered");
+    addon["price"]["id"] = json!("price_api_calls_metered");
+    addon["quantity"] = Value::Null;
+    sub["items"]["data"] = json!([addon, plan_item]);
+    let e = event("evt_addon", "customer.subscription.created", 1_800_000_000, sub.clone());
+    let e: StripeEvent = serde_json::from_value(e).unwrap();
+    shared::billing::apply::apply(&s.billing(), None, &e).await.unwrap();
+    let (state, _) = shared::billing::state(s.store.as_ref(), account).await.unwrap();
+    assert_eq!(state.plan_id.as_deref(), Some("team"), "a paying customer is not stored as free");
+    assert_eq!(state.entitlements.as_ref().unwrap().plan, "team");
+    assert_eq!(state.item_id.as_deref(), Some("si_sub_addon"), "seat syncs and plan changes touch the plan's item");
+    assert_eq!(state.quantity, Some(1));
+
+    // Two plan items (a set-up fault): reported, and the higher-ranked plan counts, not the first.
+    let mut both = sub.clone();
+    let mut starter = both["items"]["data"][1].clone();
+    starter["id"] = json!("si_starter");
+    starter["price"]["id"] = json!("price_starter_monthly_local");
+    both["items"]["data"] = json!([starter, sub["items"]["data"][1].clone()]);
+    let e = event("evt_both", "customer.subscription.updated", 1_800_000_100, both);
+    let e: StripeEvent = serde_json::from_value(e).unwrap();
+    shared::billing::apply::apply(&s.billing(), None, &e).await.unwrap();
+    let (state, _) = shared::billing::state(s.store.as_ref(), account).await.unwrap();
+    assert_eq!(state.plan_id.as_deref(), Some("team"));
+}
+
+#[tokio::test]
+async fn a_downgrade_keeps_every_add_on_and_changes_only_the_plans_item() {
+    let (stripe, app, ada, acme, _) = subscribed("cus_addon", "sub_2").await;
+    // The schedule's current phase: a metered add-on first, then the plan (team, monthly).
+    let mut schedule = fixture("subscription_schedule");
+    schedule["id"] = json!("sub_sched_2");
+    let plan_item = schedule["phases"][0]["items"][0].clone();
+    let mut addon = plan_item.clone();
+    addon["price"] = json!("price_api_calls_metered");
+    addon["quantity"] = Value::Null;
+    let mut team = plan_item;
+    team["price"] = json!("price_team_monthly_local");
+    team["quantity"] = json!(3);
+    schedule["phases"][0]["items"] = json!([addon, team]);
+    Mock::given(method("POST"))
+        .and(path("/v1/subscription_schedules"))
+        .and(body_string_contains("from_subscription=sub_2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(schedule.clone()))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/subscription_schedules/sub_sched_2"))
+        .and(body_string_contains("phases[0][items][0][price]=price_api_calls_metered"))
+        .and(body_string_contains("phases[0][items][1][price]=price_team_monthly_local"))
+        .and(body_string_contains("phases[0][items][1][quantity]=3"))
+        .and(body_string_contains("phases[1][items][0][price]=price_api_calls_metered"))
+        .and(body_string_contains("phases[1][items][1][price]=price_starter_monthly_local"))
+        .and(body_string_contains("phases[1][items][1][quantity]=3"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(schedule))
+        .expect(1)
+        .mount(&stripe)
+        .await;
+    let path = format!("/accounts/{acme}/billing/change-plan");
+    let (status, b) =
+        app.call("POST", &path, Some(&ada), Some(json!({"plan": "starter", "interval": "monthly"}))).await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["subscription"]["pending_plan_id"], "starter");
+    app.stack.stop().await;
+}
