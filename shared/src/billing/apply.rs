@@ -91,11 +91,11 @@ pub async fn apply(s: &Billing<'_>, stripe: Option<&StripeClient>, event: &Strip
         | "customer.subscription.paused"
         | "customer.subscription.resumed"
         | "customer.subscription.pending_update_applied" => {
-            apply_snapshot(s, account, &event.object()?, event.created, &event.id).await
+            event_snapshot(s, stripe, account, &event.object()?, event).await
         }
         "customer.subscription.trial_will_end" => {
             let subscription: Subscription = event.object()?;
-            let outcome = apply_snapshot(s, account, &subscription, event.created, &event.id).await?;
+            let outcome = event_snapshot(s, stripe, account, &subscription, event).await?;
             trial_email(s, account, &subscription).await?;
             Ok(outcome)
         }
@@ -144,4 +144,36 @@ pub async fn apply(s: &Billing<'_>, stripe: Option<&StripeClient>, event: &Strip
             Ok(Outcome::Ignored(format!("{other} is not acted on")))
         }
     }
+}
+
+/// Applies the subscription snapshot an event carries. Stripe stamps events to the second
+/// (`created`), delivers them in no guaranteed order, and its ids carry no order
+/// (<https://docs.stripe.com/webhooks#event-ordering>), so two different snapshots of one
+/// subscription stamped the same second cannot be ordered from the events. Then the
+/// subscription is read from Stripe and applied as of the read. Without a Stripe key the
+/// event id breaks the tie: every replica agrees, but the pick is arbitrary, and a warning
+/// says so.
+async fn event_snapshot(
+    s: &Billing<'_>,
+    stripe: Option<&StripeClient>,
+    account: AccountId,
+    snap: &Subscription,
+    event: &StripeEvent,
+) -> Result<Outcome, ApplyError> {
+    let (state, _) = super::state(s.store, account).await?;
+    let tie = state.as_of == event.created
+        && state.as_of_event != event.id
+        && state.subscription_id.as_deref() == Some(snap.id.as_str());
+    if tie {
+        if let Some(client) = stripe {
+            let current = client.subscription(&snap.id).await?;
+            let source = format!("fetch:{}", s.clock.now_ms());
+            return apply_snapshot(s, account, &current, s.clock.now_secs().max(event.created), &source).await;
+        }
+        tracing::warn!(
+            event_id = %event.id, subscription = %snap.id,
+            "two snapshots of one second and no STRIPE_SECRET_KEY to settle them: the event id decides"
+        );
+    }
+    apply_snapshot(s, account, snap, event.created, &event.id).await
 }

@@ -610,3 +610,35 @@ async fn a_downgrade_keeps_every_add_on_and_changes_only_the_plans_item() {
     assert_eq!(b["subscription"]["pending_plan_id"], "starter");
     app.stack.stop().await;
 }
+
+#[tokio::test]
+async fn two_snapshots_of_one_second_are_settled_by_stripe_not_by_event_ids() {
+    let stripe = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let uri = stripe.uri();
+    let s = testkit::services::services(dir.path(), &[("STRIPE_SECRET_KEY", "sk_test_123"), ("STRIPE_API_BASE", &uri)])
+        .await;
+    let client = s.stripe.clone().unwrap();
+    let t = 1_800_000_000;
+    // Stripe says the subscription is past due; an `active` snapshot of the same second has
+    // the id that sorts last, so a tie broken by ids would keep it.
+    let truth = subscription("sub_tie", "cus_tie", "past_due", "price_team_monthly_local", t - 86_400);
+    Mock::given(method("GET"))
+        .and(path("/v1/subscriptions/sub_tie"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(truth))
+        .expect(2)
+        .mount(&stripe)
+        .await;
+    for (customer, order) in [("cus_tie1", ["past_due", "active"]), ("cus_tie2", ["active", "past_due"])] {
+        let account = owned_account(&s, customer).await;
+        for status in order {
+            let id = if status == "active" { "evt_z" } else { "evt_a" };
+            let snapshot = subscription("sub_tie", customer, status, "price_team_monthly_local", t - 86_400);
+            let e = event(id, "customer.subscription.updated", t, snapshot);
+            let e: StripeEvent = serde_json::from_value(e).unwrap();
+            shared::billing::apply::apply(&s.billing(), Some(&client), &e).await.unwrap();
+        }
+        let (state, _) = shared::billing::state(s.store.as_ref(), account).await.unwrap();
+        assert_eq!(state.status, Some(SubscriptionStatus::PastDue), "Stripe's own state, whatever the order");
+    }
+}
