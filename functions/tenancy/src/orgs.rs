@@ -369,7 +369,8 @@ pub(crate) async fn put_sso(
     }
     let mut domains = Vec::new();
     for d in &req.allowed_domains {
-        let d = d.trim().to_ascii_lowercase();
+        // The form addresses are compared in (see `EmailAddress::parse`): UTS #46, ASCII.
+        let d = idna::domain_to_ascii(d.trim()).unwrap_or_default();
         let ok = !d.is_empty()
             && d.len() <= 253
             && d.contains('.')

@@ -40,13 +40,21 @@ pub struct EmailAddress(String);
 pub struct InvalidEmail;
 
 impl EmailAddress {
-    /// Parses and normalises an address (trimmed, lower-cased).
+    /// Parses an address into its one canonical form, so one mailbox is one address at
+    /// every entry point (sign-up, login, reset, invitations, SSO, rent-auth): trimmed; the
+    /// domain mapped by UTS #46 (the `idna` crate) to its ASCII form, the form mail
+    /// providers such as SES accept (`bücher.example` is `xn--bcher-kva.example`); the local
+    /// part in Unicode Normalization Form C (RFC 6532, section 3.1) and lower-cased, as
+    /// before (providers treat local parts without regard to case).
     ///
     /// # Errors
     /// [`InvalidEmail`] for anything that is not a plain `local@domain` address.
     pub fn parse(s: &str) -> Result<Self, InvalidEmail> {
-        let s = s.trim().to_lowercase();
-        if s.is_empty() || s.len() > MAX_ADDRESS_LEN || s.contains(['<', '>', ' ', ',']) {
+        let (local, domain) = s.trim().rsplit_once('@').ok_or(InvalidEmail)?;
+        let domain = idna::domain_to_ascii(domain).map_err(|_| InvalidEmail)?;
+        let local = icu_normalizer::ComposingNormalizer::new_nfc().normalize(local).to_lowercase();
+        let s = format!("{local}@{domain}");
+        if local.is_empty() || s.is_empty() || s.len() > MAX_ADDRESS_LEN || s.contains(['<', '>', ' ', ',']) {
             return Err(InvalidEmail);
         }
         let address: lettre::Address = s.parse().map_err(|_| InvalidEmail)?;
@@ -223,6 +231,23 @@ mod tests {
         }
         let long = format!("{}@example.com", "a".repeat(250));
         assert!(EmailAddress::parse(&long).is_err());
+    }
+
+    #[test]
+    fn one_mailbox_is_one_address_however_its_domain_and_local_part_are_written() {
+        let ascii = EmailAddress::parse("zoe@xn--bcher-kva.example").unwrap();
+        for form in
+            ["zoe@bücher.example", "Zoe@BÜCHER.example", "zoe@xn--bcher-kva.EXAMPLE", "zoe@bu\u{308}cher.example"]
+        {
+            assert_eq!(EmailAddress::parse(form).unwrap(), ascii, "{form}");
+        }
+        assert_eq!(ascii.domain(), "xn--bcher-kva.example", "the form SES accepts");
+        // A decomposed local part is composed (NFC): é written as e + combining acute.
+        let composed = EmailAddress::parse("r\u{e9}my@example.com").unwrap();
+        assert_eq!(EmailAddress::parse("re\u{301}my@example.com").unwrap(), composed);
+        assert_eq!(EmailAddress::parse("R\u{c9}MY@example.com").unwrap(), composed);
+        // A domain that UTS #46 refuses is no address.
+        assert!(EmailAddress::parse("a@exa_mple..com").is_err());
     }
 
     #[test]

@@ -219,3 +219,20 @@ async fn a_forged_forwarded_for_header_does_not_escape_the_per_ip_limit() {
     assert_eq!(statuses[20], 429, "the socket's address is the client's: {statuses:?}");
     app.stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_internationalised_domain_and_its_ascii_form_are_one_mailbox() {
+    let app = TestApp::spawn(&[]).await;
+    signup(&app, "zoe@bücher.example", OWNER_PASSWORD).await;
+    // Stored and mailed in the ASCII form.
+    let link = app.token_from_email("zoe@xn--bcher-kva.example", "Confirm your email address").await;
+    let (status, me) = app.call("POST", "/auth/verify-email", None, Some(json!({"token": link}))).await;
+    assert_eq!((status, me["email"].clone()), (200, json!("zoe@xn--bcher-kva.example")), "{me}");
+    // The other spelling is the same, verified address: no second user, no second link.
+    signup(&app, "zoe@xn--bcher-kva.example", IMPOSTOR_PASSWORD).await;
+    assert_eq!(app.emails("zoe@xn--bcher-kva.example", "Confirm your email address").len(), 1);
+    assert_eq!(login(&app, "zoe@xn--bcher-kva.example", OWNER_PASSWORD).await.0, 200);
+    assert_eq!(login(&app, "ZOE@Bücher.example", OWNER_PASSWORD).await.0, 200);
+    assert_eq!(login(&app, "zoe@bücher.example", IMPOSTOR_PASSWORD).await.0, 401);
+    app.stack.stop().await;
+}
