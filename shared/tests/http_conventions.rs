@@ -37,7 +37,7 @@ fn app() -> Router {
             get(|| async { Err::<(), ApiError>(StoreError::Unavailable(anyhow::anyhow!("table gone")).into()) }),
         )
         .route("/bug", get(|| async { Err::<(), ApiError>(anyhow::anyhow!("secret internals").into()) }));
-    shared::http::finish(routes, HttpSettings { max_body_bytes: 1024, ..HttpSettings::default() })
+    shared::http::finish(routes, &HttpSettings { max_body_bytes: 1024, ..HttpSettings::default() })
 }
 
 async fn call(req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
@@ -169,7 +169,7 @@ async fn a_client_request_id_is_kept_and_a_bad_one_replaced() {
 async fn client_address(trusted_proxies: usize, forwarded_for: Option<&str>) -> Value {
     let routes = Router::new()
         .route("/ip", get(|ctx: shared::http::RequestContext| async move { Json(json!({ "ip": ctx.ip })) }));
-    let app = shared::http::finish(routes, HttpSettings { trusted_proxies, ..HttpSettings::default() });
+    let app = shared::http::finish(routes, &HttpSettings { trusted_proxies, ..HttpSettings::default() });
     // What the local server's `into_make_service_with_connect_info` puts on every request.
     let peer = axum::extract::ConnectInfo(std::net::SocketAddr::from(([192, 0, 2, 7], 50_000)));
     let mut req = Request::get("/ip").extension(peer);
@@ -193,4 +193,66 @@ async fn the_client_address_follows_the_trusted_proxy_rule() {
     assert_eq!(client_address(2, Some("6.6.6.6, 203.0.113.9, 10.0.0.2")).await, "203.0.113.9");
     // Fewer hops than proxies: the furthest one known.
     assert_eq!(client_address(3, Some("203.0.113.9")).await, "203.0.113.9");
+}
+
+fn cors_app() -> Router {
+    let routes = Router::new().route("/things", post(|| async { Json(json!({"ok": true})) }));
+    let settings = HttpSettings { cors_origins: vec!["http://localhost:5173".into()], ..HttpSettings::default() };
+    shared::http::finish(routes, &settings)
+}
+
+async fn cors_call(req: Request<Body>) -> (StatusCode, axum::http::HeaderMap) {
+    let res = cors_app().oneshot(req).await.unwrap();
+    (res.status(), res.headers().clone())
+}
+
+fn preflight(origin: &str) -> Request<Body> {
+    Request::options("/things")
+        .header(header::ORIGIN, origin)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization,content-type,idempotency-key")
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_allowed_origin_gets_a_204_preflight_and_credentialed_answers() {
+    let (status, h) = cors_call(preflight("http://localhost:5173")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://localhost:5173");
+    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    let methods = h[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap().to_owned();
+    assert!(["GET", "POST", "PUT", "PATCH", "DELETE"].iter().all(|m| methods.contains(m)), "{methods}");
+    let headers = h[header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap().to_owned();
+    for name in ["authorization", "content-type", "idempotency-key", "x-request-id"] {
+        assert!(headers.contains(name), "{headers}");
+    }
+    assert_eq!(h[header::ACCESS_CONTROL_MAX_AGE], "600");
+
+    let req = Request::post("/things").header(header::ORIGIN, "http://localhost:5173").body(Body::empty()).unwrap();
+    let (status, h) = cors_call(req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://localhost:5173");
+    let exposed = h[header::ACCESS_CONTROL_EXPOSE_HEADERS].to_str().unwrap().to_owned();
+    for name in ["x-request-id", "retry-after", "location"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+    assert!(
+        h.get_all(header::VARY).iter().any(|v| v.to_str().unwrap().contains("origin")),
+        "caches keep origins apart"
+    );
+}
+
+#[tokio::test]
+async fn another_origin_gets_no_cors_headers_and_the_answer_is_otherwise_unchanged() {
+    let (_, h) = cors_call(preflight("https://evil.example")).await;
+    assert!(h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    assert!(h.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none());
+    let req = Request::post("/things").header(header::ORIGIN, "https://evil.example").body(Body::empty()).unwrap();
+    let (status, h) = cors_call(req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    // Without configured origins, no CORS at all: a preflight is an unknown method.
+    let (status, _, body) = call(preflight("http://localhost:5173")).await;
+    assert_eq!((status, body["status"].clone()), (StatusCode::METHOD_NOT_ALLOWED, json!(405)));
 }

@@ -32,7 +32,7 @@ pub fn router(services: &Services) -> anyhow::Result<Router> {
         .merge(tenancy::routes(services.clone()))
         .merge(billing::routes(services.clone()))
         .merge(stripe_webhook::routes(services.clone()));
-    Ok(shared::http::finish(routes, services.config.http))
+    Ok(shared::http::finish(routes, &services.config.http))
 }
 
 /// A queue and the handler Lambda's event source would attach to it.

@@ -138,6 +138,31 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_are_exact_origins_and_dev_origins_stay_local() {
+        let c = Config::from_vars(vars(&[(
+            "GROUNDWORK_CORS_ORIGINS",
+            "https://app.acme.test, http://LOCALHOST:5173/,https://app.acme.test",
+        )]))
+        .unwrap();
+        assert_eq!(c.http.cors_origins, ["http://localhost:5173", "https://app.acme.test"]);
+        for bad in ["*", "https://*.acme.test", "https://app.acme.test/path", "ftp://app.acme.test", "app.acme.test"] {
+            let e = Config::from_vars(vars(&[("GROUNDWORK_CORS_ORIGINS", bad)])).unwrap_err();
+            assert!(e.to_string().contains("GROUNDWORK_CORS_ORIGINS"), "{bad}: {e}");
+        }
+        let c = Config::from_vars(vars(&[("GROUNDWORK_CORS_DEV_ORIGINS", "true")])).unwrap();
+        assert!(c.http.cors_origins.contains(&"http://localhost:5173".to_owned()));
+        assert!(Config::from_vars(vars(&[])).unwrap().http.cors_origins.is_empty(), "none unless told");
+        let e = Config::from_vars(vars(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+            ("GROUNDWORK_JWT_KEYS", "k"),
+            ("GROUNDWORK_API_URL", "https://api.acme.test"),
+            ("GROUNDWORK_CORS_DEV_ORIGINS", "true"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_CORS_DEV_ORIGINS"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         let e = Config::from_vars(vars(&[("GROUNDWORK_PORT", "eighty")])).unwrap_err();
         assert!(e.to_string().contains("GROUNDWORK_PORT") && e.to_string().contains("eighty"), "{e}");

@@ -77,17 +77,47 @@ impl ServerConfig {
 }
 
 /// HTTP settings that come from configuration.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct HttpSettings {
     /// `GROUNDWORK_MAX_BODY_BYTES`: the largest request body accepted (default 1 MiB).
-    #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// `GROUNDWORK_TRUSTED_PROXIES`: how many proxies in front of the local server append to
     /// `X-Forwarded-For` (default 0: the socket's peer is the client, and the header, which
     /// anyone can send, is ignored). With N, the client is the Nth address from the right
     /// of the header followed by the peer. On Lambda the client is API Gateway's `sourceIp`.
-    #[serde(default)]
     pub trusted_proxies: usize,
+    /// The browser origins allowed to call the API with credentials (CORS), each exactly
+    /// `scheme://host[:port]`: `GROUNDWORK_CORS_ORIGINS` (comma-separated; no wildcard, as
+    /// the Fetch standard forbids one with credentials), plus, with
+    /// `GROUNDWORK_CORS_DEV_ORIGINS=true` (local only), the usual dev servers' origins
+    /// ([`DEV_ORIGINS`]). Empty: no CORS headers at all. On AWS the HTTP API answers CORS
+    /// from the `CorsAllowOrigins` stack parameter.
+    pub cors_origins: Vec<String>,
+}
+
+/// The origins `GROUNDWORK_CORS_DEV_ORIGINS=true` allows locally: Vite (5173, its preview
+/// 4173), Next.js and Create React App (3001, as the API takes 3000), and 8080, on
+/// `localhost` and `127.0.0.1`.
+pub const DEV_ORIGINS: &[&str] = &[
+    "http://localhost:5173",
+    "http://127.0.0.1:5173",
+    "http://localhost:4173",
+    "http://127.0.0.1:4173",
+    "http://localhost:3001",
+    "http://127.0.0.1:3001",
+    "http://localhost:8080",
+    "http://127.0.0.1:8080",
+];
+
+#[derive(Deserialize)]
+struct HttpVars {
+    #[serde(default = "default_max_body_bytes")]
+    max_body_bytes: usize,
+    #[serde(default)]
+    trusted_proxies: usize,
+    cors_origins: Option<String>,
+    #[serde(default)]
+    cors_dev_origins: bool,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -96,18 +126,60 @@ fn default_max_body_bytes() -> usize {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { max_body_bytes: default_max_body_bytes(), trusted_proxies: 0 }
+        Self { max_body_bytes: default_max_body_bytes(), trusted_proxies: 0, cors_origins: Vec::new() }
     }
 }
 
 impl HttpSettings {
-    /// From `GROUNDWORK_MAX_BODY_BYTES` and `GROUNDWORK_TRUSTED_PROXIES`.
+    /// From `GROUNDWORK_MAX_BODY_BYTES`, `GROUNDWORK_TRUSTED_PROXIES`,
+    /// `GROUNDWORK_CORS_ORIGINS` and `GROUNDWORK_CORS_DEV_ORIGINS`.
     ///
     /// # Errors
-    /// A malformed number.
-    pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
-        let settings: Self = env.area("GROUNDWORK_")?;
-        crate::settings::at_least("GROUNDWORK_MAX_BODY_BYTES", settings.max_body_bytes, 1)?;
-        Ok(settings)
+    /// A malformed number; an allowed origin that is not exactly an origin (a wildcard, a
+    /// path, another scheme); dev origins on Lambda.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let v: HttpVars = env.area("GROUNDWORK_")?;
+        crate::settings::at_least("GROUNDWORK_MAX_BODY_BYTES", v.max_body_bytes, 1)?;
+        let mut cors_origins = Vec::new();
+        for raw in v.cors_origins.iter().flat_map(|list| list.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
+            cors_origins.push(origin(raw)?);
+        }
+        if v.cors_dev_origins {
+            if env.on_lambda {
+                return Err(ConfigError::Invalid {
+                    var: "GROUNDWORK_CORS_DEV_ORIGINS".into(),
+                    value: "true".into(),
+                    reason: "dev origins are for the local stack; on AWS list origins in CorsAllowOrigins".into(),
+                });
+            }
+            cors_origins.extend(DEV_ORIGINS.iter().map(|o| (*o).to_owned()));
+        }
+        cors_origins.sort();
+        cors_origins.dedup();
+        Ok(Self { max_body_bytes: v.max_body_bytes, trusted_proxies: v.trusted_proxies, cors_origins })
     }
+}
+
+/// `raw` as a serialized origin (RFC 6454): `http(s)://host[:port]`, lower-cased, nothing
+/// after it.
+fn origin(raw: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        var: "GROUNDWORK_CORS_ORIGINS".into(),
+        value: raw.chars().take(200).collect(),
+        reason: reason.to_owned(),
+    };
+    if raw.contains('*') {
+        return Err(invalid("a wildcard cannot be allowed with credentials: list each origin"));
+    }
+    let url = reqwest::Url::parse(raw).map_err(|_| invalid("expected an origin such as https://app.acme.com"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || !url.username().is_empty()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || url.path() != "/"
+    {
+        return Err(invalid("expected an origin (scheme, host and port only), such as https://app.acme.com"));
+    }
+    Ok(url.origin().ascii_serialization())
 }

@@ -7,6 +7,7 @@
 //! from here rather than axum's, so every rejection is a problem body with a stable code.
 
 mod context;
+pub mod cors;
 mod extract;
 pub mod extractors;
 
@@ -28,14 +29,18 @@ pub use crate::config::server::HttpSettings;
 
 /// Applies the conventions to a router holding every route of a function (or, in the local
 /// stack, of every function). Call it once, on the merged router.
-pub fn finish(routes: Router, settings: HttpSettings) -> Router {
-    routes
+pub fn finish(routes: Router, settings: &HttpSettings) -> Router {
+    let mut app = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(settings.max_body_bytes))
-        .layer(middleware::from_fn(problem_bodies))
-        .layer(middleware::from_fn_with_state(settings.trusted_proxies, context::request_context))
+        .layer(middleware::from_fn(problem_bodies));
+    if !settings.cors_origins.is_empty() {
+        // Outside the routes, so a preflight is answered before routing (no 405).
+        app = app.layer(cors::layer(&settings.cors_origins)).layer(middleware::from_fn(cors::conventions));
+    }
+    app.layer(middleware::from_fn_with_state(settings.trusted_proxies, context::request_context))
 }
 
 async fn not_found() -> Problem {
@@ -118,8 +123,8 @@ pub fn routes_of(router: FunctionRouter, services: crate::services::Services) ->
 
 /// The routes of `router` with the conventions applied: what a function serves on Lambda.
 pub fn app_of(router: FunctionRouter, services: crate::services::Services) -> Router {
-    let settings = services.config.http;
-    finish(routes_of(router, services), settings)
+    let settings = services.config.http.clone();
+    finish(routes_of(router, services), &settings)
 }
 
 /// The OpenAPI description of `router`'s routes.

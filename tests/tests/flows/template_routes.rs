@@ -27,3 +27,21 @@ fn template_routes_match_the_api_description() {
     assert!(missing.is_empty(), "served but not in template.yaml: {missing:?}");
     assert!(extra.is_empty(), "in template.yaml but not served: {extra:?}");
 }
+
+#[test]
+fn the_http_apis_cors_configuration_matches_the_local_one() {
+    let template = testkit::template::template();
+    let cors = &template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"];
+    // `!If [HasCorsOrigins, {...}, !Ref AWS::NoValue]`, a tagged value.
+    let serde_yaml_ng::Value::Tagged(tagged) = cors else { panic!("CorsConfiguration is an !If: {cors:?}") };
+    let config = &tagged.value[1];
+    let strings = |key: &str| -> Vec<String> {
+        config[key].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    let methods: Vec<String> = shared::http::cors::ALLOWED_METHODS.iter().map(ToString::to_string).collect();
+    assert_eq!(strings("AllowMethods"), methods);
+    assert_eq!(strings("AllowHeaders"), shared::http::cors::ALLOWED_HEADERS);
+    assert_eq!(strings("ExposeHeaders"), shared::http::cors::EXPOSED_HEADERS);
+    assert_eq!(config["AllowCredentials"].as_bool(), Some(true));
+    assert_eq!(config["MaxAge"].as_u64(), Some(shared::http::cors::MAX_AGE.as_secs()));
+}
