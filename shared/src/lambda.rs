@@ -26,7 +26,9 @@ pub type Error = lambda_runtime::Error;
 /// # Errors
 /// A [`crate::settings::ConfigError`] or a failure to build the services.
 pub async fn bootstrap() -> Result<crate::services::Services, Error> {
-    let config = crate::config::Config::from_env()?;
+    // Through anyhow, so the error a `main` returns prints as a sentence (its Debug is the
+    // message and its causes), not as a struct.
+    let config = crate::config::Config::from_env().map_err(anyhow::Error::from)?;
     crate::telemetry::init(&config.telemetry);
     Ok(crate::services::Services::from_config(config).await?)
 }

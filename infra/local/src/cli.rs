@@ -179,7 +179,11 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
         Command::DnsRecords { domain, region, from_ses } => {
             let tokens = if from_ses {
                 let sdk = shared::aws::sdk_config(&config.aws).await;
-                let identity = aws_sdk_sesv2::Client::new(&sdk)
+                // The identity lives in the region the records are for, whatever the default.
+                let ses = aws_sdk_sesv2::config::Builder::from(&sdk)
+                    .region(aws_sdk_sesv2::config::Region::new(region.clone()))
+                    .build();
+                let identity = aws_sdk_sesv2::Client::from_conf(ses)
                     .get_email_identity()
                     .email_identity(&domain)
                     .send()

@@ -44,6 +44,10 @@ pub struct User {
     /// Rent-auth mode: the external issuer this user was first seen from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_issuer: Option<String>,
+    /// Unverified, and signed up for more than once: the sign-ups chose passwords that no one
+    /// has proven, so verifying sets none of them (the owner chooses one by a reset link).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contested: bool,
 }
 
 impl User {
@@ -66,6 +70,7 @@ impl User {
             mfa: None,
             mfa_pending: None,
             external_issuer: None,
+            contested: false,
         }
     }
 }
@@ -162,7 +167,8 @@ pub fn tombstone_op(id: UserId, read_version: u64, now_ms: i64) -> TxOp {
 /// What a single-use token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
-    /// Confirms an email address (for the credentials of the sign-up that sent it).
+    /// Confirms an email address (with the credentials of the sign-up that sent it, when it
+    /// was the only one).
     VerifyEmail,
     /// Sets a new password.
     ResetPassword,
@@ -181,9 +187,9 @@ impl Purpose {
 
     /// Whether a new link ends the user's earlier ones of this purpose. A reset link does
     /// (only the newest works, and a reset or a password change ends them all). A
-    /// verification link does not: each carries the credentials of its own sign-up, so an
-    /// impostor's later sign-up must not void the owner's link; once the address is
-    /// verified, the rest change nothing.
+    /// verification link does not: any of them proves the address (a second sign-up makes
+    /// the record contested, so none sets a password), and once it is verified the rest
+    /// change nothing.
     fn supersedes(self) -> bool {
         matches!(self, Self::ResetPassword)
     }
@@ -195,7 +201,7 @@ pub struct LinkToken {
     /// Whose it is.
     pub user_id: UserId,
     /// A verification link's credentials: the password hash chosen by the sign-up that sent
-    /// it, which verifying sets (whoever proves the address gets the password they chose).
+    /// it, which verifying sets unless the address was signed up for more than once.
     pub password_hash: Option<String>,
 }
 

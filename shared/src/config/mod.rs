@@ -73,8 +73,21 @@ impl Config {
     /// [`ConfigError`] naming the first missing or malformed variable.
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let env = Env::new(vars);
+        let environment = env.get("GROUNDWORK_ENV").unwrap_or_else(|| "local".into());
+        // As template.yaml's Environment parameter allows: it names resources and the plan
+        // catalogue's price tables.
+        let valid = environment.len() <= 32
+            && environment.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && environment.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(ConfigError::Invalid {
+                var: "GROUNDWORK_ENV".into(),
+                value: environment.chars().take(64).collect(),
+                reason: "expected lowercase letters, digits and hyphens (staging, production, pr-42)".into(),
+            });
+        }
         Ok(Self {
-            environment: env.get("GROUNDWORK_ENV").unwrap_or_else(|| "local".into()),
+            environment,
             on_lambda: env.on_lambda,
             data_dir: env.get("GROUNDWORK_DATA_DIR").map_or_else(|| PathBuf::from(".groundwork"), PathBuf::from),
             server: ServerConfig::from_env(&env)?,
@@ -164,6 +177,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable() {
+        let e = Config::from_vars(vars(&[("GROUNDWORK_ENV", "Prod!")])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_ENV"), "{e}");
         let e = Config::from_vars(vars(&[("GROUNDWORK_PORT", "eighty")])).unwrap_err();
         assert!(e.to_string().contains("GROUNDWORK_PORT") && e.to_string().contains("eighty"), "{e}");
         let e = Config::from_vars(vars(&[("GROUNDWORK_SOFT_DELETE_RETENTION_DAYS", "-1")])).unwrap_err();

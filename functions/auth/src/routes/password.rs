@@ -58,14 +58,20 @@ async fn password_forgot(
     }
     rate_limit::hit(s.store.as_ref(), RESET_PER_EMAIL, address.as_str(), now).await?;
     if let Some(user) = users::by_email(s.store.as_ref(), &address).await? {
-        let expires = s.clock.now_secs() + i64::from(RESET_TTL_MINUTES) * 60;
-        let token = users::issue_token(s.store.as_ref(), Purpose::ResetPassword, user.id, expires).await?;
-        let email =
-            Email::PasswordReset { link: link(&s, "/reset-password", &token), expires_in_minutes: RESET_TTL_MINUTES };
-        s.jobs().enqueue(Job::SendEmail { to: user.email.clone(), email }).await?;
+        send_reset_link(&s, &user).await?;
         sessions::record(&s, user.id, AuditAction::PasswordResetRequested, None, &ctx, json!({})).await?;
     }
     Ok(accepted())
+}
+
+/// Emails `user` a password reset link (which ends their earlier ones).
+pub(crate) async fn send_reset_link(s: &Services, user: &User) -> Result<(), ApiError> {
+    let expires = s.clock.now_secs() + i64::from(RESET_TTL_MINUTES) * 60;
+    let token = users::issue_token(s.store.as_ref(), Purpose::ResetPassword, user.id, expires).await?;
+    let email =
+        Email::PasswordReset { link: link(s, "/reset-password", &token), expires_in_minutes: RESET_TTL_MINUTES };
+    s.jobs().enqueue(Job::SendEmail { to: user.email.clone(), email }).await?;
+    Ok(())
 }
 
 /// A reset token and the new password.
@@ -86,8 +92,9 @@ async fn set_password(s: &Services, user_id: UserId, new: &Secret<String>) -> Re
     strong(new, &user.email, s)?;
     user.password_hash = password::hash(new).await?;
     user.password_changed_at_ms = s.clock.now_ms();
-    // A reset proves control of the address.
+    // A reset proves control of the address (and settles a contested sign-up).
     user.email_verified = true;
+    user.contested = false;
     users::save(store, &user, version).await?;
     s.jobs()
         .enqueue(Job::SendEmail { to: user.email.clone(), email: Email::PasswordChanged { name: user.name.clone() } })

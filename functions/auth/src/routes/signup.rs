@@ -63,15 +63,31 @@ async fn signup(
         sessions::record(&s, user.id, AuditAction::UserSignedUp, Some(user.id.to_string()), &ctx, json!({})).await?;
         Some(user)
     } else {
-        // Taken: if it was never confirmed, this sign-up gets its own link, carrying its own
-        // password (the record's, set by whoever signed up first, is never proven: an
-        // impostor's earlier sign-up cannot keep the owner out). Otherwise say nothing.
-        users::by_email(s.store.as_ref(), &address).await?.filter(|u| !u.email_verified)
+        // Taken. If it was never confirmed, two people may be claiming the address (the owner
+        // and someone who signed up with it first): the record becomes contested, so proving
+        // the address sets no one's password and the owner chooses one by a reset link. This
+        // sign-up gets its link too. If it was confirmed, say nothing.
+        match users::by_email(s.store.as_ref(), &address).await?.filter(|u| !u.email_verified) {
+            Some(u) => Some(contest(&s, u.id).await?),
+            None => None,
+        }
     };
     if let Some(u) = target {
         send_verification(&s, &u, &hash).await?;
     }
     Ok(accepted())
+}
+
+/// Marks an unverified user signed up for again; returns the record.
+async fn contest(s: &Services, id: shared::id::UserId) -> Result<User, ApiError> {
+    let (mut user, version) = users::load_versioned(s.store.as_ref(), id)
+        .await?
+        .ok_or(ApiError::Conflict { code: "conflict", detail: "the account changed meanwhile: retry".into() })?;
+    if !user.contested && !user.email_verified {
+        user.contested = true;
+        users::save(s.store.as_ref(), &user, version).await?;
+    }
+    Ok(user)
 }
 
 /// Emails `user` a link that verifies the address for the sign-up that chose `password_hash`.
@@ -105,12 +121,20 @@ async fn verify_email(
     let (mut user, version) = users::load_versioned(store, link.user_id).await?.ok_or_else(invalid_token)?;
     if !user.email_verified {
         user.email_verified = true;
-        // The address is proven for the credentials of the sign-up whose link this is.
-        if let Some(hash) = link.password_hash {
+        let contested = std::mem::take(&mut user.contested);
+        if contested {
+            // Several sign-ups chose passwords and none is proven to be the owner's: keep none.
+            user.password_hash = String::new();
+        } else if let Some(hash) = link.password_hash {
+            // The only sign-up's password: whoever proved the address chose it.
             user.password_hash = hash;
-            user.password_changed_at_ms = s.clock.now_ms();
         }
+        user.password_changed_at_ms = s.clock.now_ms();
         users::save(store, &user, version).await?;
+        if contested {
+            // The holder of the link controls the mailbox: a reset link lets them choose one.
+            super::password::send_reset_link(&s, &user).await?;
+        }
         sessions::record(&s, user.id, AuditAction::UserEmailVerified, None, &ctx, json!({})).await?;
         s.jobs()
             .enqueue(Job::SendEmail { to: user.email.clone(), email: Email::Welcome { name: user.name.clone() } })
