@@ -105,9 +105,7 @@ impl TestApp {
     /// # Panics
     /// If none arrives.
     pub async fn token_from_email(&self, to: &str, needle: &str) -> String {
-        let text = self.wait_email(to, needle).await;
-        let at = text.find("token=").expect("a token link") + "token=".len();
-        text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+        token_in(&self.wait_email(to, needle).await)
     }
 
     /// The texts of the emails to `to` containing `needle`, newest first.
@@ -145,6 +143,15 @@ impl TestApp {
             })
             .unwrap_or(0)
     }
+}
+
+/// The value of the first `token=` parameter in an email's text.
+///
+/// # Panics
+/// If there is none.
+pub fn token_in(text: &str) -> String {
+    let at = text.find("token=").expect("a token link") + "token=".len();
+    text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }
 
 /// The password test users sign up with.

@@ -8,7 +8,7 @@ use super::Billing;
 use super::dunning::{dunning_email, trial_email};
 use super::events::{MalformedEvent, StripeEvent, account_of, link_customer};
 use super::objects::{CheckoutSession, Invoice, Subscription};
-use super::snapshot::{apply_snapshot, apply_stripe_features, update_state};
+use super::snapshot::{apply_snapshot, apply_snapshot_noting_ties, apply_stripe_features, update_state};
 use super::stripe::{StripeClient, StripeError};
 use crate::id::AccountId;
 use crate::queue::QueueError;
@@ -150,9 +150,9 @@ pub async fn apply(s: &Billing<'_>, stripe: Option<&StripeClient>, event: &Strip
 /// (`created`), delivers them in no guaranteed order, and its ids carry no order
 /// (<https://docs.stripe.com/webhooks#event-ordering>), so two different snapshots of one
 /// subscription stamped the same second cannot be ordered from the events. Then the
-/// subscription is read from Stripe and applied as of the read. Without a Stripe key the
-/// event id breaks the tie: every replica agrees, but the pick is arbitrary, and a warning
-/// says so.
+/// subscription is read from Stripe and applied as of the read, over whatever the id
+/// decided. Without a Stripe key the event id breaks the tie: every replica agrees, but the
+/// pick is arbitrary, and a warning says so.
 async fn event_snapshot(
     s: &Billing<'_>,
     stripe: Option<&StripeClient>,
@@ -160,20 +160,19 @@ async fn event_snapshot(
     snap: &Subscription,
     event: &StripeEvent,
 ) -> Result<Outcome, ApplyError> {
-    let (state, _) = super::state(s.store, account).await?;
-    let tie = state.as_of == event.created
-        && state.as_of_event != event.id
-        && state.subscription_id.as_deref() == Some(snap.id.as_str());
-    if tie {
-        if let Some(client) = stripe {
-            let current = client.subscription(&snap.id).await?;
-            let source = format!("fetch:{}", s.clock.now_ms());
-            return apply_snapshot(s, account, &current, s.clock.now_secs().max(event.created), &source).await;
-        }
+    // The tie is noticed in the state's own read-modify-write: no extra read per event.
+    let (outcome, tied) = apply_snapshot_noting_ties(s, account, snap, event.created, &event.id).await?;
+    if !tied {
+        return Ok(outcome);
+    }
+    let Some(client) = stripe else {
         tracing::warn!(
             event_id = %event.id, subscription = %snap.id,
-            "two snapshots of one second and no STRIPE_SECRET_KEY to settle them: the event id decides"
+            "two snapshots of one second and no STRIPE_SECRET_KEY to settle them: the event id decided"
         );
-    }
-    apply_snapshot(s, account, snap, event.created, &event.id).await
+        return Ok(outcome);
+    };
+    let current = client.subscription(&snap.id).await?;
+    let source = format!("fetch:{}", s.clock.now_ms());
+    apply_snapshot(s, account, &current, s.clock.now_secs().max(event.created), &source).await
 }

@@ -30,9 +30,25 @@ pub async fn apply_snapshot(
     as_of: i64,
     source: &str,
 ) -> Result<Outcome, ApplyError> {
+    Ok(apply_snapshot_noting_ties(s, account, snap, as_of, source).await?.0)
+}
+
+/// As [`apply_snapshot`], and whether the state held another snapshot of the same
+/// subscription stamped the same second (which `source` then decided, arbitrarily).
+pub(super) async fn apply_snapshot_noting_ties(
+    s: &Billing<'_>,
+    account: AccountId,
+    snap: &Subscription,
+    as_of: i64,
+    source: &str,
+) -> Result<(Outcome, bool), ApplyError> {
     let item = plan_item(s, snap);
     let mut ignored = "";
+    let mut tied = false;
     let changed = update_state(s, account, true, |state| {
+        tied = as_of == state.as_of
+            && source != state.as_of_event
+            && state.subscription_id.as_deref() == Some(snap.id.as_str());
         let newer = (as_of, source) > (state.as_of, state.as_of_event.as_str());
         if !newer {
             ignored = "a snapshot no newer than the state";
@@ -66,7 +82,7 @@ pub async fn apply_snapshot(
         Ok::<_, ApplyError>(true)
     })
     .await?;
-    Ok(if changed { Outcome::Applied } else { Outcome::Ignored(ignored.into()) })
+    Ok((if changed { Outcome::Applied } else { Outcome::Ignored(ignored.into()) }, tied))
 }
 
 /// The item of `snap` that carries the plan. None or several is a catalogue or Stripe set-up

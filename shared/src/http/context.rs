@@ -71,18 +71,19 @@ pub fn client_address(req: &Request, trusted_proxies: usize) -> Option<String> {
         return Some(ip);
     }
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-    let mut hops: Vec<String> = if trusted_proxies == 0 {
-        Vec::new()
-    } else {
-        req.headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|v| v.trim().chars().take(64).collect::<String>())
-            .filter(|v| !v.is_empty())
-            .collect()
-    };
+    if trusted_proxies == 0 {
+        // The default, on every request: no header to read.
+        return peer;
+    }
+    let mut hops: Vec<String> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().chars().take(64).collect::<String>())
+        .filter(|v| !v.is_empty())
+        .collect();
     hops.extend(peer);
     let index = hops.len().saturating_sub(1 + trusted_proxies);
     hops.into_iter().nth(index)

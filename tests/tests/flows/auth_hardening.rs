@@ -11,7 +11,7 @@ use shared::clock::ManualClock;
 use shared::http::RequestContext;
 use shared::id::CorrelationId;
 use shared::store::{Delete, Item, Key, Page, Put, Query, Store, StoreError, TxOp, Update};
-use testkit::app::{PASSWORD, TestApp};
+use testkit::app::{PASSWORD, TestApp, token_in};
 
 const OWNER_PASSWORD: &str = "copper-lantern-meadow-81";
 const IMPOSTOR_PASSWORD: &str = "granite-harbour-violin-29";
@@ -22,11 +22,6 @@ async fn signup(app: &TestApp, email: &str, password: &str) {
     assert_eq!(status, 202, "{body}");
     // The link is emailed by a job: wait for it, so links arrive in sign-up order.
     app.drain().await;
-}
-
-fn token_in(text: &str) -> String {
-    let at = text.find("token=").expect("a token link") + "token=".len();
-    text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }
 
 async fn login(app: &TestApp, email: &str, password: &str) -> (u16, Value) {
