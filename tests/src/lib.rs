@@ -5,6 +5,8 @@
 //!   loopback OpenID Connect provider's helpers;
 //! - [`services`]: services over the embedded adapters in a test's own directory;
 //! - [`faults`]: a store that fails the items a test names (outage tests);
+//! - [`issuers`]: external token issuers for rent-auth tests (Cognito on the loopback AWS
+//!   server, a JWKS stand-in for the vendors without a local server);
 //! - [`eventually`]: waits for what background work (queues, jobs, schedules) makes true;
 //! - [`logs`]: with `TEST_LOG=1`, a failing test shows its logs;
 //! - [`moto`]: clients for the DynamoDB/SQS API server the test command starts on loopback,
@@ -19,6 +21,7 @@
 pub mod app;
 pub mod events;
 pub mod faults;
+pub mod issuers;
 pub mod moto;
 pub mod queue_contract;
 pub mod runtime_api;

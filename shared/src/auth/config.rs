@@ -42,15 +42,62 @@ pub struct OidcProvider {
 /// Issuers of the providers known by name.
 pub const OIDC_PRESETS: &[(&str, &str)] = &[("google", "https://accounts.google.com")];
 
+/// Rent-auth mode: the kind of issuer, which decides how a token shows it was issued for
+/// this API (`GROUNDWORK_EXTERNAL_PROVIDER`). Each vendor puts that in a different claim; the
+/// rules are in the README's rent-auth section and in [`crate::auth::external`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalProvider {
+    /// Any OpenID Connect issuer: `aud` (a string or an array) holds a configured audience.
+    Generic,
+    /// Auth0: access tokens for an API carry its identifier in `aud`, alone or beside the
+    /// `/userinfo` audience (an array). <https://auth0.com/docs/secure/tokens/access-tokens>
+    Auth0,
+    /// Clerk: session tokens name the frontend origin that obtained them in `azp`; the
+    /// issuer (the instance's Frontend API) binds them to one application.
+    /// <https://clerk.com/docs/backend-requests/manual-jwt>
+    Clerk,
+    /// Amazon Cognito user pools: ID tokens (`token_use` `id`, the app client in `aud`) and
+    /// access tokens (`token_use` `access`, the app client in `client_id`, no `aud`).
+    /// <https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-tokens-verifying-a-jwt.html>
+    Cognito,
+    /// Microsoft Entra ID: v2.0 tokens (`login.microsoftonline.com/{tenant}/v2.0`, the client
+    /// id in `aud`) and v1.0 tokens (`sts.windows.net/{tenant}/`, often `api://{client id}`).
+    /// <https://learn.microsoft.com/entra/identity-platform/access-tokens>
+    Entra,
+    /// WorkOS AuthKit: access tokens signed by the keys of one client's JWKS
+    /// (`api.workos.com/sso/jwks/{client id}`); `aud` only with a resource indicator.
+    /// <https://workos.com/docs/reference/authkit/session-tokens>
+    WorkOs,
+}
+
+impl ExternalProvider {
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value.to_ascii_lowercase().as_str() {
+            "generic" | "oidc" => Self::Generic,
+            "auth0" => Self::Auth0,
+            "clerk" => Self::Clerk,
+            "cognito" => Self::Cognito,
+            "entra" | "azure-ad" | "azuread" => Self::Entra,
+            "workos" => Self::WorkOs,
+            _ => return None,
+        })
+    }
+}
+
 /// Rent-auth mode: the external issuer whose tokens are accepted instead of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalIssuer {
-    /// `GROUNDWORK_EXTERNAL_ISSUER`: the `iss` its tokens carry.
+    /// `GROUNDWORK_EXTERNAL_PROVIDER` (default `generic`).
+    pub provider: ExternalProvider,
+    /// `GROUNDWORK_EXTERNAL_ISSUER`: the `iss` its tokens carry (for Entra, either form).
     pub issuer: String,
-    /// `GROUNDWORK_EXTERNAL_JWKS_URL` (default `<issuer>/.well-known/jwks.json`).
+    /// `GROUNDWORK_EXTERNAL_JWKS_URL` (default `<issuer>/.well-known/jwks.json`; Entra's
+    /// `discovery/v2.0/keys`; required for WorkOS).
     pub jwks_url: String,
-    /// `GROUNDWORK_EXTERNAL_AUDIENCE`: the `aud` required, if any.
-    pub audience: Option<String>,
+    /// `GROUNDWORK_EXTERNAL_AUDIENCE`, comma-separated: what shows a token was issued for
+    /// this API (the `aud`, Cognito's app client ids, Clerk's authorized parties). Required
+    /// except for WorkOS, whose per-client keys already bind tokens to one application.
+    pub audiences: Vec<String>,
 }
 
 /// The auth settings.
@@ -70,7 +117,7 @@ pub struct AuthConfig {
     pub refresh_reuse_interval: Duration,
     /// `GROUNDWORK_OIDC_PROVIDERS`: social login providers (OpenID Connect), by name.
     pub oidc_providers: Vec<OidcProvider>,
-    /// Rent-auth mode: `GROUNDWORK_EXTERNAL_ISSUER` (+ `_JWKS_URL`, `_AUDIENCE`).
+    /// Rent-auth mode: `GROUNDWORK_EXTERNAL_ISSUER` (+ `_PROVIDER`, `_JWKS_URL`, `_AUDIENCE`).
     pub external_issuer: Option<ExternalIssuer>,
 }
 
@@ -89,6 +136,7 @@ struct Vars {
     jwks_url: Option<String>,
     external_issuer: Option<String>,
     external_audience: Option<String>,
+    external_provider: Option<String>,
     oidc_providers: Option<String>,
 }
 
@@ -130,13 +178,7 @@ impl AuthConfig {
             (None, None, None) => KeySource::DataDir,
         };
         let external_issuer = match env.url("GROUNDWORK_EXTERNAL_ISSUER", None)? {
-            Some(issuer) => Some(ExternalIssuer {
-                jwks_url: env
-                    .url("GROUNDWORK_EXTERNAL_JWKS_URL", Some(format!("{issuer}/.well-known/jwks.json")))?
-                    .unwrap_or_default(),
-                audience: v.external_audience,
-                issuer,
-            }),
+            Some(issuer) => Some(external_issuer(env, issuer, v.external_provider, v.external_audience)?),
             None => None,
         };
         Ok(Self {
@@ -159,6 +201,55 @@ impl AuthConfig {
             external_issuer,
         })
     }
+}
+
+fn external_issuer(
+    env: &Env,
+    issuer: String,
+    provider: Option<String>,
+    audience: Option<String>,
+) -> Result<ExternalIssuer, ConfigError> {
+    let provider = match provider {
+        None => ExternalProvider::Generic,
+        Some(name) => ExternalProvider::parse(&name).ok_or_else(|| ConfigError::Invalid {
+            var: "GROUNDWORK_EXTERNAL_PROVIDER".into(),
+            value: name,
+            reason: "one of generic, auth0, clerk, cognito, entra, workos".into(),
+        })?,
+    };
+    let default_jwks = match provider {
+        ExternalProvider::WorkOs => None,
+        ExternalProvider::Entra => {
+            let tenant = crate::auth::external::entra_tenant(&issuer).ok_or_else(|| ConfigError::Invalid {
+                var: "GROUNDWORK_EXTERNAL_ISSUER".into(),
+                value: issuer.clone(),
+                reason: "an Entra ID issuer: https://login.microsoftonline.com/<tenant id>/v2.0 \
+                         or https://sts.windows.net/<tenant id>/"
+                    .into(),
+            })?;
+            Some(format!("https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"))
+        }
+        _ => Some(format!("{issuer}/.well-known/jwks.json")),
+    };
+    let jwks_url = env.url("GROUNDWORK_EXTERNAL_JWKS_URL", default_jwks)?.ok_or(ConfigError::Missing {
+        var: "GROUNDWORK_EXTERNAL_JWKS_URL".into(),
+        why: "WorkOS signs with the keys of one client: https://api.workos.com/sso/jwks/<client id>",
+    })?;
+    let audiences: Vec<String> = audience
+        .iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if audiences.is_empty() && provider != ExternalProvider::WorkOs {
+        return Err(ConfigError::Missing {
+            var: "GROUNDWORK_EXTERNAL_AUDIENCE".into(),
+            why: "without it a token the issuer made for another application would be accepted \
+                  (Cognito: the app client ids; Clerk: the frontend origins in azp; others: the aud)",
+        });
+    }
+    Ok(ExternalIssuer { provider, issuer, jwks_url, audiences })
 }
 
 fn oidc_providers(env: &Env, list: Option<&str>) -> Result<Vec<OidcProvider>, ConfigError> {

@@ -2,7 +2,9 @@
 //! the request extractor accepts that issuer's JWTs instead of ours. Keys come from its JWKS
 //! (fetched on first use, cached, fetched again when a token names an unknown key, at most
 //! once a minute). Only asymmetric algorithms are accepted, pinned by the key's type; issuer,
-//! expiry, not-before and (when configured) audience are checked against our clock.
+//! expiry and not-before are checked against our clock, and that the token was issued for
+//! this API by the rule of the provider it comes from ([`ExternalProvider`]: `aud`, `azp`,
+//! Cognito's `client_id` and `token_use`, Entra's two issuer forms).
 //!
 //! Each external subject maps to a Groundwork user on first sight
 //! (`EXTERNAL#<sha256 of issuer>#<subject>` / `USER`), created with the token's email when it
@@ -26,9 +28,12 @@ const KEYS_TTL: Duration = Duration::from_secs(3600);
 /// The least time between two fetches prompted by unknown key ids.
 const REFETCH_MIN: Duration = Duration::from_secs(60);
 
-pub use super::config::ExternalIssuer;
+pub use super::config::{ExternalIssuer, ExternalProvider};
 
-/// The claims Groundwork reads from an external token.
+/// The claims Groundwork reads from an external token. Vendors disagree on shapes, so the
+/// claims whose JSON type varies are read leniently: `aud` as a string or an array (RFC 7519
+/// section 4.1.3), booleans also as the strings `"true"`/`"false"` (Cognito, and IdPs built
+/// on it, send `email_verified` that way).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExternalClaims {
     /// The issuer.
@@ -43,18 +48,41 @@ pub struct ExternalClaims {
     /// Issued at.
     #[serde(default)]
     pub iat: Option<i64>,
-    /// An email address, if the issuer puts one in.
+    /// The audiences (a single string becomes one).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub aud: Vec<String>,
+    /// The authorized party (OpenID Connect Core 1.0 section 2; Clerk: the frontend origin).
+    #[serde(default)]
+    pub azp: Option<String>,
+    /// Cognito access tokens: the app client.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Cognito: `id` or `access`.
+    #[serde(default)]
+    pub token_use: Option<String>,
+    /// Entra ID: the tenant.
+    #[serde(default)]
+    pub tid: Option<String>,
+    /// Entra ID: whether the email's domain owner is verified (the only case in which its
+    /// `email` claim proves anything).
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub xms_edov: Option<bool>,
+    /// An email address, if the issuer puts one in. After [`ExternalVerifier::verify`],
+    /// present only when the issuer vouches for it.
     #[serde(default)]
     pub email: Option<String>,
     /// Whether it is verified (absent: trusted as the issuer's own address).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_bool")]
     pub email_verified: Option<bool>,
     /// A name.
     #[serde(default)]
     pub name: Option<String>,
     /// Authentication methods (`mfa`, `otp`...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub amr: Vec<String>,
+    /// Clerk: minutes since the first and the second factor were verified (`-1`: never).
+    #[serde(default)]
+    pub fva: Option<Vec<i64>>,
     /// The issuer's session id, if any.
     #[serde(default)]
     pub sid: Option<String>,
@@ -64,7 +92,52 @@ impl ExternalClaims {
     /// Whether the issuer says a second factor was used.
     pub fn mfa(&self) -> bool {
         self.amr.iter().any(|m| matches!(m.as_str(), "mfa" | "otp" | "hwk" | "swk" | "sms" | "totp"))
+            || self.fva.as_ref().is_some_and(|f| f.get(1).is_some_and(|m| *m >= 0))
     }
+}
+
+/// A string or an array of strings, as a list; anything else is refused.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(v)) => vec![v],
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+/// A boolean, or a string spelling one; any other string counts as `false`, so a claim in
+/// an unexpected form never vouches for anything.
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        Bool(bool),
+        Text(String),
+        Number(i64),
+    }
+    Ok(match Option::<Lenient>::deserialize(d)? {
+        None => None,
+        Some(Lenient::Bool(b)) => Some(b),
+        Some(Lenient::Text(t)) => Some(t.eq_ignore_ascii_case("true") || t == "1"),
+        Some(Lenient::Number(n)) => Some(n == 1),
+    })
+}
+
+/// The tenant id of an Entra ID issuer in either form, v2.0
+/// (`https://login.microsoftonline.com/{tenant}/v2.0`) or v1.0
+/// (`https://sts.windows.net/{tenant}/`).
+pub fn entra_tenant(issuer: &str) -> Option<&str> {
+    let rest = issuer
+        .strip_prefix("https://login.microsoftonline.com/")
+        .and_then(|r| r.strip_suffix("/v2.0"))
+        .or_else(|| issuer.strip_prefix("https://sts.windows.net/").map(|r| r.trim_end_matches('/')))?;
+    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
 }
 
 /// Public keys fetched from a JWKS URL: on first use, again after an hour, and again when a
@@ -170,29 +243,84 @@ impl ExternalVerifier {
         Ok(Self { jwks: JwksCache::new(issuer.jwks_url.clone())?, issuer })
     }
 
-    /// Verifies `token` at `now_secs`.
+    /// The `iss` values accepted: the configured one with and without a trailing slash
+    /// (Auth0's and Entra v1's end in one, configuration often drops it) and, for Entra ID,
+    /// both token versions' issuers of the same tenant.
+    fn issuers(&self) -> Vec<String> {
+        let configured = self.issuer.issuer.trim_end_matches('/');
+        let mut out = vec![configured.to_owned(), format!("{configured}/")];
+        if self.issuer.provider == ExternalProvider::Entra
+            && let Some(tenant) = entra_tenant(&self.issuer.issuer)
+        {
+            out.push(format!("https://login.microsoftonline.com/{tenant}/v2.0"));
+            out.push(format!("https://sts.windows.net/{tenant}/"));
+        }
+        out
+    }
+
+    /// Whether the token was issued for this API, by the provider's rule (see
+    /// [`ExternalProvider`]).
+    fn issued_for_us(&self, claims: &ExternalClaims) -> bool {
+        let ours = |v: &str| self.issuer.audiences.iter().any(|a| a == v);
+        let aud_ours = || claims.aud.iter().any(|a| ours(a));
+        match self.issuer.provider {
+            ExternalProvider::Generic | ExternalProvider::Auth0 => aud_ours(),
+            ExternalProvider::Clerk => claims.azp.as_deref().is_some_and(ours),
+            ExternalProvider::Cognito => match claims.token_use.as_deref() {
+                Some("id") => aud_ours(),
+                Some("access") => claims.client_id.as_deref().is_some_and(ours),
+                _ => false,
+            },
+            ExternalProvider::Entra => {
+                let tenant = entra_tenant(&self.issuer.issuer);
+                let same_tenant = claims.tid.is_none() || claims.tid.as_deref() == tenant;
+                let aud_ours = claims.aud.iter().any(|a| ours(a) || a.strip_prefix("api://").is_some_and(ours));
+                same_tenant && aud_ours
+            }
+            ExternalProvider::WorkOs => self.issuer.audiences.is_empty() || aud_ours(),
+        }
+    }
+
+    /// Whether the provider vouches for the token's `email`: it must not say unverified,
+    /// and Entra ID's `email` is a free-form attribute (the "nOAuth" flaw) trusted only with
+    /// `xms_edov`.
+    fn vouches_for_email(&self, claims: &ExternalClaims) -> bool {
+        match self.issuer.provider {
+            ExternalProvider::Entra => claims.xms_edov == Some(true) && claims.email_verified != Some(false),
+            _ => claims.email_verified != Some(false),
+        }
+    }
+
+    /// Verifies `token` at `now_secs`: signature by a key of the issuer's JWKS, issuer,
+    /// expiry and not-before (with the usual leeway), and the provider's rule for "issued
+    /// for this API". The returned claims keep `email` only when the issuer vouches for it.
     ///
     /// # Errors
     /// [`TokenError`].
     pub async fn verify(&self, token: &str, now_secs: i64) -> Result<ExternalClaims, TokenError> {
         let (key, alg) = self.jwks.key_for(token).await?;
         let mut v = Validation::new(alg);
-        v.set_issuer(&[&self.issuer.issuer]);
-        match &self.issuer.audience {
-            Some(aud) => v.set_audience(&[aud]),
-            None => v.validate_aud = false,
-        }
+        v.set_issuer(&self.issuers());
+        // `aud` takes many shapes across vendors: checked below, by the provider's rule.
+        v.validate_aud = false;
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
         v.validate_exp = false;
         v.validate_nbf = false;
         v.leeway = 0;
-        let claims = jsonwebtoken::decode::<ExternalClaims>(token, &key, &v).map_err(|_| TokenError::Invalid)?.claims;
+        let mut claims =
+            jsonwebtoken::decode::<ExternalClaims>(token, &key, &v).map_err(|_| TokenError::Invalid)?.claims;
+        if !self.issued_for_us(&claims) {
+            return Err(TokenError::Invalid);
+        }
         let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(30);
         if claims.nbf.is_some_and(|t| t > now_secs + leeway) || claims.iat.is_some_and(|t| t > now_secs + leeway) {
             return Err(TokenError::Invalid);
         }
         if claims.exp <= now_secs - leeway {
             return Err(TokenError::Expired);
+        }
+        if !self.vouches_for_email(&claims) {
+            claims.email = None;
         }
         Ok(claims)
     }
@@ -212,11 +340,7 @@ pub async fn user_for(store: &dyn Store, claims: &ExternalClaims, now_ms: i64) -
     if let Some(item) = store.get(&key).await? {
         return id_of(&item).ok_or_else(|| StoreError::Corrupt("external subject without a user".into()));
     }
-    let email = claims
-        .email
-        .as_deref()
-        .and_then(|e| crate::mail::EmailAddress::parse(e).ok())
-        .filter(|_| claims.email_verified != Some(false));
+    let email = claims.email.as_deref().and_then(|e| crate::mail::EmailAddress::parse(e).ok());
     // Without a (free) address: a placeholder no mail is ever sent to (RFC 2606).
     let placeholder = crate::mail::EmailAddress::parse(&format!(
         "{}@external.invalid",

@@ -43,11 +43,12 @@ pub enum TokenError {
     Expired,
 }
 
-/// Signs `claims` with the active key.
+/// Signs `claims` (ours: [`AccessClaims`]) with the active key, RS256, its `kid` in the
+/// header.
 ///
 /// # Errors
 /// If signing fails (a broken key).
-pub fn sign(keys: &SigningKeys, claims: &AccessClaims) -> anyhow::Result<String> {
+pub fn sign<C: serde::Serialize>(keys: &SigningKeys, claims: &C) -> anyhow::Result<String> {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(keys.active_kid().to_owned());
     Ok(jsonwebtoken::encode(&header, claims, keys.encoding())?)

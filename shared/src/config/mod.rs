@@ -11,7 +11,7 @@ pub mod server;
 
 use std::path::PathBuf;
 
-pub use crate::auth::config::{AuthConfig, ExternalIssuer, KeySource, OIDC_PRESETS, OidcProvider};
+pub use crate::auth::config::{AuthConfig, ExternalIssuer, ExternalProvider, KeySource, OIDC_PRESETS, OidcProvider};
 pub use crate::mail::config::{MailBackend, MailConfig};
 pub use crate::queue::QueueName;
 pub use crate::queue::config::{QueueBackend, QueuesConfig, SqsQueueUrls};
@@ -148,6 +148,38 @@ mod tests {
         assert_eq!(c.server.api_url, "https://api.acme.test");
         assert_eq!(c.telemetry.log_format, LogFormat::Json);
         assert!(!format!("{c:?}").contains("\"k\""), "keys never print");
+    }
+
+    #[test]
+    fn rent_auth_needs_what_binds_tokens_to_this_api() {
+        let issuer = ("GROUNDWORK_EXTERNAL_ISSUER", "https://idp.acme.test");
+        let e = Config::from_vars(vars(&[issuer])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_EXTERNAL_AUDIENCE"), "{e}");
+        let e = Config::from_vars(vars(&[issuer, ("GROUNDWORK_EXTERNAL_PROVIDER", "okta-ish")])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_EXTERNAL_PROVIDER"), "{e}");
+        let workos = ("GROUNDWORK_EXTERNAL_PROVIDER", "workos");
+        let e =
+            Config::from_vars(vars(&[("GROUNDWORK_EXTERNAL_ISSUER", "https://api.workos.com"), workos])).unwrap_err();
+        assert!(e.to_string().contains("GROUNDWORK_EXTERNAL_JWKS_URL"), "{e}");
+        let c = Config::from_vars(vars(&[
+            ("GROUNDWORK_EXTERNAL_ISSUER", "https://sts.windows.net/9188040d-6c67-4c5b-b112-36a304b66dad/"),
+            ("GROUNDWORK_EXTERNAL_PROVIDER", "entra"),
+            ("GROUNDWORK_EXTERNAL_AUDIENCE", "a, b"),
+        ]))
+        .unwrap();
+        let external = c.auth.external_issuer.unwrap();
+        assert_eq!(
+            external.jwks_url,
+            "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/discovery/v2.0/keys"
+        );
+        assert_eq!(external.audiences, ["a", "b"]);
+        let e = Config::from_vars(vars(&[
+            ("GROUNDWORK_EXTERNAL_ISSUER", "https://login.microsoftonline.com/common"),
+            ("GROUNDWORK_EXTERNAL_PROVIDER", "entra"),
+            ("GROUNDWORK_EXTERNAL_AUDIENCE", "a"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("Entra ID issuer"), "{e}");
     }
 
     #[test]

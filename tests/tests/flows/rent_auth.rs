@@ -105,3 +105,207 @@ async fn the_external_issuers_tokens_are_accepted_instead_of_ours() {
     clock.advance_ms(5 * 60_000);
     assert_eq!(app.call("GET", "/me", Some(&token), None).await.0, 401);
 }
+
+/// A rent-auth stack for `provider`, with its issuer, JWKS and audience setting.
+async fn rent_auth_app(provider: &str, issuer: &str, jwks: &str, audience: Option<&str>) -> TestApp {
+    let mut vars = vec![
+        ("GROUNDWORK_EXTERNAL_PROVIDER", provider),
+        ("GROUNDWORK_EXTERNAL_ISSUER", issuer),
+        ("GROUNDWORK_EXTERNAL_JWKS_URL", jwks),
+    ];
+    if let Some(audience) = audience {
+        vars.push(("GROUNDWORK_EXTERNAL_AUDIENCE", audience));
+    }
+    TestApp::spawn(&vars).await
+}
+
+/// `GET /me` with `token`: the status and the answer.
+async fn me(app: &TestApp, token: &str) -> (u16, Value) {
+    app.call("GET", "/me", Some(token), None).await
+}
+
+#[tokio::test]
+async fn cognito_id_and_access_tokens_are_accepted_for_our_app_client_only() {
+    let pool = testkit::issuers::CognitoPool::create().await;
+    let app = rent_auth_app("cognito", &pool.issuer(), &pool.jwks_url(), Some(&pool.client_id)).await;
+
+    // Cognito writes email_verified as the string "true".
+    let erin = pool.sign_in("erin", "erin@acme.test", true).await;
+    let (status, by_id) = me(&app, &erin.id_token).await;
+    assert_eq!(status, 200, "{by_id}");
+    assert_eq!(by_id["email"], "erin@acme.test", "a verified Cognito address is the user's: {by_id}");
+    let (status, by_access) = me(&app, &erin.access_token).await;
+    assert_eq!(status, 200, "{by_access}");
+    assert_eq!(by_access["id"], by_id["id"], "both tokens name one subject, one user");
+
+    // "false" is not verified: the user exists, without the address.
+    let (status, unverified) = me(&app, &pool.sign_in("zed", "zed@acme.test", false).await.id_token).await;
+    assert_eq!(status, 200, "{unverified}");
+    assert!(unverified["email"].as_str().unwrap().ends_with(".invalid"), "{unverified}");
+
+    // The same pool's other app client is another application: neither token is for us.
+    let other = pool.other_client().await;
+    let elsewhere = pool.sign_in_through(&other, "erin", "erin@acme.test", true).await;
+    assert_eq!(me(&app, &elsewhere.id_token).await.0, 401, "an ID token for another app client");
+    assert_eq!(me(&app, &elsewhere.access_token).await.0, 401, "an access token for another app client");
+    app.stack.stop().await;
+}
+
+/// Claims valid for the next ten minutes, on top of `extra`.
+fn fresh(extra: Value) -> Value {
+    let now = shared::clock::SystemClock.now_secs();
+    let mut claims = json!({"iat": now, "nbf": now, "exp": now + 600});
+    claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    claims
+}
+
+#[tokio::test]
+async fn each_vendors_token_shape_is_accepted_and_tokens_for_other_apps_are_refused() {
+    let vendor = testkit::issuers::StandInIssuer::start().await;
+    let jwks = vendor.jwks_url.clone();
+    // (provider, issuer, audience setting, tokens that must pass, tokens that must not)
+    struct Case {
+        provider: &'static str,
+        issuer: &'static str,
+        audience: Option<&'static str>,
+        accepted: Vec<Value>,
+        refused: Vec<(&'static str, Value)>,
+    }
+    let tenant = "9188040d-6c67-4c5b-b112-36a304b66dad";
+    let api = "6e74172b-be56-4843-9ff4-e66a39bb12e3";
+    let cases = vec![
+        Case {
+            provider: "auth0",
+            issuer: "https://acme.eu.auth0.com/",
+            audience: Some("https://api.acme.test"),
+            accepted: vec![
+                // An access token for the API, alone and beside /userinfo (`openid` scope).
+                json!({"iss": "https://acme.eu.auth0.com/", "sub": "auth0|ada", "aud": "https://api.acme.test",
+                       "azp": "spa-client", "scope": "openid"}),
+                json!({"iss": "https://acme.eu.auth0.com/", "sub": "auth0|ada",
+                       "aud": ["https://api.acme.test", "https://acme.eu.auth0.com/userinfo"], "azp": "spa-client"}),
+            ],
+            refused: vec![
+                (
+                    "an ID token (aud: the client)",
+                    json!({"iss": "https://acme.eu.auth0.com/", "sub": "auth0|ada", "aud": "spa-client"}),
+                ),
+                (
+                    "another API's token",
+                    json!({"iss": "https://acme.eu.auth0.com/", "sub": "auth0|ada", "aud": ["https://billing.other.test"]}),
+                ),
+            ],
+        },
+        Case {
+            provider: "clerk",
+            issuer: "https://clerk.acme.test",
+            audience: Some("https://app.acme.test"),
+            accepted: vec![
+                json!({"iss": "https://clerk.acme.test", "sub": "user_2abc", "azp": "https://app.acme.test",
+                                   "sid": "sess_2abc", "v": 2, "fva": [3, -1]}),
+            ],
+            refused: vec![
+                (
+                    "obtained by another origin",
+                    json!({"iss": "https://clerk.acme.test", "sub": "user_2abc", "azp": "https://evil.test"}),
+                ),
+                ("no authorized party", json!({"iss": "https://clerk.acme.test", "sub": "user_2abc"})),
+            ],
+        },
+        Case {
+            provider: "entra",
+            issuer: "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+            audience: Some(api),
+            accepted: vec![
+                // v2.0: the client id as aud.
+                json!({"iss": format!("https://login.microsoftonline.com/{tenant}/v2.0"), "sub": "AAAA-v2", "aud": api,
+                       "tid": tenant, "ver": "2.0", "amr": ["pwd", "mfa"]}),
+                // v1.0: the other issuer form, the app ID URI as aud.
+                json!({"iss": format!("https://sts.windows.net/{tenant}/"), "sub": "AAAA-v1", "aud": format!("api://{api}"),
+                       "tid": tenant, "ver": "1.0"}),
+            ],
+            refused: vec![
+                (
+                    "another tenant",
+                    json!({"iss": format!("https://login.microsoftonline.com/{tenant}/v2.0"), "sub": "B",
+                                          "aud": api, "tid": "00000000-0000-0000-0000-000000000001"}),
+                ),
+                (
+                    "Microsoft Graph's token",
+                    json!({"iss": format!("https://sts.windows.net/{tenant}/"), "sub": "B",
+                                                   "aud": "https://graph.microsoft.com", "tid": tenant}),
+                ),
+            ],
+        },
+        Case {
+            provider: "workos",
+            issuer: "https://api.workos.com",
+            audience: None,
+            accepted: vec![json!({"iss": "https://api.workos.com", "sub": "user_01HBEQKA6K", "sid": "session_01HQ",
+                                   "org_id": "org_01HR", "role": "member", "jti": "01HQSX"})],
+            refused: vec![("another issuer", json!({"iss": "https://api.workos.com/evil", "sub": "user_01HBEQKA6K"}))],
+        },
+        Case {
+            provider: "generic",
+            issuer: "https://idp.acme.test",
+            audience: Some("groundwork-api"),
+            accepted: vec![json!({"iss": "https://idp.acme.test", "sub": "s1", "aud": ["other", "groundwork-api"]})],
+            refused: vec![("no audience", json!({"iss": "https://idp.acme.test", "sub": "s1"}))],
+        },
+    ];
+    for case in cases {
+        let app = rent_auth_app(case.provider, case.issuer, &jwks, case.audience).await;
+        for claims in &case.accepted {
+            let (status, body) = me(&app, &vendor.sign(&fresh(claims.clone()))).await;
+            assert_eq!(status, 200, "{}: {claims} refused: {body}", case.provider);
+        }
+        for (what, claims) in &case.refused {
+            assert_eq!(
+                me(&app, &vendor.sign(&fresh(claims.clone()))).await.0,
+                401,
+                "{}: {what} accepted",
+                case.provider
+            );
+        }
+        app.stack.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_address_counts_only_when_the_vendor_vouches_for_it() {
+    let vendor = testkit::issuers::StandInIssuer::start().await;
+    let tenant = "9188040d-6c67-4c5b-b112-36a304b66dad";
+    let issuer = format!("https://login.microsoftonline.com/{tenant}/v2.0");
+    let app = rent_auth_app("entra", &issuer, &vendor.jwks_url, Some("api-client")).await;
+    let token = |sub: &str, extra: Value| {
+        let mut claims = json!({"iss": issuer, "sub": sub, "aud": "api-client", "tid": tenant});
+        claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        vendor.sign(&fresh(claims))
+    };
+    // Entra's `email` is whatever the tenant's admin typed (the "nOAuth" flaw): without
+    // `xms_edov` it proves nothing, and must not become the user's address.
+    let (_, unproven) = me(&app, &token("mallory", json!({"email": "ceo@victim.test"}))).await;
+    assert!(unproven["email"].as_str().unwrap().ends_with(".invalid"), "{unproven}");
+    let (_, proven) = me(&app, &token("grace", json!({"email": "grace@acme.test", "xms_edov": true}))).await;
+    assert_eq!(proven["email"], "grace@acme.test", "{proven}");
+    app.stack.stop().await;
+
+    // Any vendor: booleans spelled as strings are read as such, and nothing else vouches.
+    let app = rent_auth_app("generic", "https://idp.acme.test", &vendor.jwks_url, Some("api")).await;
+    let token = |sub: &str, verified: Value| {
+        vendor.sign(&fresh(json!({"iss": "https://idp.acme.test", "sub": sub, "aud": "api",
+                                  "email": format!("{sub}@acme.test"), "email_verified": verified})))
+    };
+    for (sub, verified, vouched) in [
+        ("s-true", json!("true"), true),
+        ("s-false", json!("false"), false),
+        ("b-true", json!(true), true),
+        ("b-false", json!(false), false),
+        ("odd", json!("yes please"), false),
+    ] {
+        let (status, body) = me(&app, &token(sub, verified.clone())).await;
+        assert_eq!(status, 200, "{verified}: {body}");
+        assert_eq!(body["email"] == format!("{sub}@acme.test"), vouched, "{verified}: {body}");
+    }
+    app.stack.stop().await;
+}
