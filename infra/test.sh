@@ -8,8 +8,10 @@
 #      function alone, with only the features of shared it enables (as it is packaged);
 #   4. runs every Rust test in the workspace: unit tests, the storage and queue contract
 #      suites on both adapters, Lambda event tests, local-stack integration tests;
-#   5. lints template.yaml with cfn-lint and `sam validate --lint`;
-#   6. stops what it started. Exits non-zero on any failure.
+#   5. runs the API contract check: schemathesis against the local stack's /openapi.json,
+#      every check, stateful phase on, fixed seed (infra/contract/);
+#   6. lints template.yaml with cfn-lint and `sam validate --lint`;
+#   7. stops what it started. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -99,7 +101,11 @@ done
 log "cargo test"
 cargo test --workspace --locked --no-fail-fast
 
-# 5. The template.
+# 5. The API contract: every answer documented, the description refusing what the code does.
+log "API contract (schemathesis)"
+infra/contract/run.sh "$venv"
+
+# 6. The template.
 log "cfn-lint template.yaml"
 "$venv/bin/cfn-lint" template.yaml
 log "sam validate --lint"

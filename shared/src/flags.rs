@@ -31,8 +31,10 @@ pub const CACHE_SECS: u64 = 30;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Variant {
     /// Its name (`control`, `treatment`...).
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
-    /// Its share, relative to the others.
+    /// Its share, relative to the others (0 to 1,000,000).
+    #[schema(maximum = 1_000_000)]
     pub weight: u32,
 }
 
@@ -49,6 +51,7 @@ pub struct FlagSettings {
     #[serde(default)]
     pub plans: Vec<String>,
     /// The share of qualifying accounts it is on for, 0 to 100.
+    #[schema(maximum = 100)]
     pub rollout_percent: u8,
     /// A/B variants; empty: a plain on/off flag.
     #[serde(default)]
@@ -88,7 +91,10 @@ impl Flag {
         {
             return Err("variants need a positive total weight".into());
         }
-        if self.settings.variants.iter().any(|v| v.name.is_empty() || v.name.len() > 64) {
+        if self.settings.variants.iter().any(|v| v.weight > 1_000_000) {
+            return Err("a variant's weight is 0 to 1000000".into());
+        }
+        if self.settings.variants.iter().any(|v| v.name.is_empty() || v.name.chars().count() > 64) {
             return Err("a variant name is 1 to 64 characters".into());
         }
         let mut names = std::collections::BTreeSet::new();

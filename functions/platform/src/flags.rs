@@ -33,27 +33,64 @@ async fn record(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FlagList {
     /// The definitions.
-    pub flags: Vec<Flag>,
+    pub flags: Vec<FlagView>,
+}
+
+/// A flag's definition as the API shows it: the settings and the key side by side. Its own
+/// type because the settings refuse unknown fields, which a flattened schema would carry
+/// over to the key and the time.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlagView {
+    /// Its key (`new_editor`).
+    pub key: String,
+    /// What it is for.
+    pub description: String,
+    /// The kill switch: false turns it off for everyone, overrides included.
+    pub enabled: bool,
+    /// Plans it is limited to (plan ids, or `free`); empty: every plan.
+    pub plans: Vec<String>,
+    /// The share of qualifying accounts it is on for, 0 to 100.
+    pub rollout_percent: u8,
+    /// A/B variants; empty: a plain on/off flag.
+    pub variants: Vec<shared::flags::Variant>,
+    /// When it last changed (Unix ms).
+    pub updated_at_ms: i64,
+}
+
+impl From<Flag> for FlagView {
+    fn from(flag: Flag) -> Self {
+        let FlagSettings { description, enabled, plans, rollout_percent, variants } = flag.settings;
+        Self {
+            key: flag.key,
+            description,
+            enabled,
+            plans,
+            rollout_percent,
+            variants,
+            updated_at_ms: flag.updated_at_ms,
+        }
+    }
 }
 
 /// Lists the feature flags.
 #[utoipa::path(get, path = "/ops/flags", tag = "operations", security(("operator_token" = [])),
     responses((status = 200, body = FlagList), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(_: Operator, State(s): State<Services>) -> Result<Json<FlagList>, ApiError> {
-    Ok(Json(FlagList { flags: shared::flags::read_definitions(s.store.as_ref()).await? }))
+    let flags = shared::flags::read_definitions(s.store.as_ref()).await?;
+    Ok(Json(FlagList { flags: flags.into_iter().map(FlagView::from).collect() }))
 }
 
 /// Defines or changes a flag.
 #[utoipa::path(put, path = "/ops/flags/{key}", tag = "operations", security(("operator_token" = [])),
-    params(("key" = String, Path)), request_body = FlagSettings,
-    responses((status = 200, body = Flag), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    params(("key" = String, Path, pattern = "^[a-z0-9_-]{1,64}$")), request_body = FlagSettings,
+    responses((status = 200, body = FlagView), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn put(
     _: Operator,
     State(s): State<Services>,
     ctx: RequestContext,
     Path(key): Path<String>,
     Json(req): Json<FlagSettings>,
-) -> Result<Json<Flag>, ApiError> {
+) -> Result<Json<FlagView>, ApiError> {
     let flag = Flag { key: key.clone(), settings: req, updated_at_ms: s.clock.now_ms() };
     flag.validate().map_err(|detail| ApiError::Invalid { code: "invalid_flag", detail })?;
     let plans = &s.plans;
@@ -72,12 +109,12 @@ pub async fn put(
         json!({"enabled": flag.settings.enabled, "rollout_percent": flag.settings.rollout_percent}),
     )
     .await?;
-    Ok(Json(flag))
+    Ok(Json(flag.into()))
 }
 
 /// Deletes a flag (it is then off everywhere).
 #[utoipa::path(delete, path = "/ops/flags/{key}", tag = "operations", security(("operator_token" = [])),
-    params(("key" = String, Path)), responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    params(("key" = String, Path, pattern = "^[a-z0-9_-]{1,64}$")), responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     _: Operator,
     State(s): State<Services>,
@@ -91,7 +128,7 @@ pub async fn delete(
 
 /// Sets one account's override of a flag.
 #[utoipa::path(put, path = "/ops/flags/{key}/overrides/{account}", tag = "operations", security(("operator_token" = [])),
-    params(("key" = String, Path), ("account" = String, Path)), request_body = Override,
+    params(("key" = String, Path, pattern = "^[a-z0-9_-]{1,64}$"), ("account" = String, Path)), request_body = Override,
     responses((status = 200, body = Override), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn put_override(
@@ -120,7 +157,7 @@ pub async fn put_override(
 
 /// Removes one account's override of a flag.
 #[utoipa::path(delete, path = "/ops/flags/{key}/overrides/{account}", tag = "operations", security(("operator_token" = [])),
-    params(("key" = String, Path), ("account" = String, Path)),
+    params(("key" = String, Path, pattern = "^[a-z0-9_-]{1,64}$"), ("account" = String, Path)),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_override(
     _: Operator,

@@ -77,7 +77,7 @@ pub fn api_description() -> &'static OpenApi {
         doc.merge(billing::api());
         doc.merge(stripe_webhook::api());
         doc.info.version = shared::VERSION.to_owned();
-        doc
+        shared::http::api_conventions::with_conventions(&doc).unwrap_or(doc)
     })
 }
 

@@ -3,8 +3,8 @@
 //! configured, the routes answer 403.
 
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 use shared::config::QueueName;
 use shared::error::{ApiError, Problem};
@@ -20,20 +20,19 @@ impl FromRequestParts<Services> for Operator {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+        let unauthenticated =
+            || Problem::from_status(StatusCode::UNAUTHORIZED).with_detail("a valid operator token is required");
+        // No credentials is 401 whether or not operator access is on (RFC 9110 section 15.5.2);
+        // only a caller that presents a token learns that the routes are switched off.
+        let presented = shared::auth::bearer(parts).ok_or_else(unauthenticated)?;
         let Some(expected) = &services.config.server.operator_token else {
             return Err(Problem::new(StatusCode::FORBIDDEN, "operator_access_disabled", "Operator access is disabled")
                 .with_detail("set GROUNDWORK_OPERATOR_TOKEN to enable the /ops routes"));
         };
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
         if constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
             Ok(Self)
         } else {
-            Err(Problem::from_status(StatusCode::UNAUTHORIZED).with_detail("a valid operator token is required"))
+            Err(unauthenticated())
         }
     }
 }
@@ -50,9 +49,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Which dead letters to list.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {
-    /// One queue (`email`, `mail-events`); all when absent.
+    /// One queue (`email`, `mail-events`, `jobs`, `billing`); all when absent.
+    #[param(pattern = "^(email|mail-events|jobs|billing)$")]
     pub queue: Option<String>,
     /// At most this many per queue (1 to 10, default 10).
+    #[serde(default, deserialize_with = "shared::http::bounded::<_, 1, 10>")]
+    #[param(minimum = 1, maximum = 10)]
     pub limit: Option<u32>,
 }
 
@@ -108,7 +110,7 @@ pub async fn list(
     State(services): State<Services>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<DeadLetters>, ApiError> {
-    let limit = params.limit.unwrap_or(10).clamp(1, 10);
+    let limit = params.limit.unwrap_or(10);
     let mut dead_letters = Vec::new();
     for name in queues_named(params.queue.as_deref())? {
         for m in services.queues.get(name).dead_letters(limit).await? {
@@ -134,9 +136,12 @@ pub async fn list(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedriveRequest {
-    /// One queue; all when absent.
+    /// One queue (`email`, `mail-events`, `jobs`, `billing`); all when absent.
+    #[schema(pattern = "^(email|mail-events|jobs|billing)$")]
     pub queue: Option<String>,
-    /// At most this many messages per queue (default 100, at most 1000).
+    /// At most this many messages per queue (1 to 1000, default 100).
+    #[serde(default, deserialize_with = "shared::http::bounded::<_, 1, 1000>")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max: Option<u32>,
 }
 
@@ -166,7 +171,7 @@ pub async fn redrive(
     State(services): State<Services>,
     Json(req): Json<RedriveRequest>,
 ) -> Result<Json<Redriven>, ApiError> {
-    let max = req.max.unwrap_or(100).clamp(1, 1000);
+    let max = req.max.unwrap_or(100);
     let mut redriven = std::collections::BTreeMap::new();
     for name in queues_named(req.queue.as_deref())? {
         let moved = services.queues.get(name).redrive(max).await?;

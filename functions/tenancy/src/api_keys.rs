@@ -21,6 +21,11 @@ pub const MAX_KEY_NAME_CHARS: usize = 100;
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// A label ("CI deploys").
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
     /// What it may do: `admin`, `member`, `billing` or `read_only` (default `read_only`).
     pub role: Option<Role>,

@@ -40,6 +40,7 @@ pub struct Invitation {
     #[schema(value_type = String)]
     pub account_id: AccountId,
     /// Who is invited.
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
     /// The role they get.
     pub role: Role,
@@ -90,6 +91,7 @@ fn token_item(inv: &Invitation, hash: &str) -> Item {
 #[serde(deny_unknown_fields)]
 pub struct NewInvitation {
     /// Who to invite.
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
     /// The role they get (default `member`).
     pub role: Option<Role>,

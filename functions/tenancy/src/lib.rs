@@ -77,7 +77,7 @@ shared::function_routes!();
 /// 422 `invalid_name`.
 pub fn clean_name(name: &str) -> Result<String, ApiError> {
     let n = name.trim();
-    if n.is_empty() || n.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) {
+    if n.is_empty() || name.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) {
         return Err(ApiError::Invalid {
             code: "invalid_name",
             detail: format!("a name is 1 to {MAX_NAME_CHARS} printable characters"),
@@ -105,6 +105,11 @@ fn view(scope: &TenantScope) -> AccountView {
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     /// Its name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
 }
 
@@ -189,6 +194,11 @@ async fn get_account(Tenant(scope): Tenant) -> Result<Json<AccountView>, ApiErro
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccount {
     /// A new name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
     /// Require every member to sign in with a second factor.
     pub require_mfa: Option<bool>,

@@ -206,6 +206,7 @@ pub(crate) async fn leave(
 #[serde(deny_unknown_fields)]
 pub struct Transfer {
     /// A current member.
+    #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     pub user_id: String,
 }
 

@@ -124,6 +124,11 @@ async fn load_as_admin(s: &Services, id: OrgId, user: UserId) -> Result<(Organiz
 #[serde(deny_unknown_fields)]
 pub struct NewOrganization {
     /// Its name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
 }
 
@@ -167,6 +172,7 @@ pub(crate) async fn get(
 #[serde(deny_unknown_fields)]
 pub struct Attach {
     /// An account the caller owns.
+    #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     pub account_id: String,
 }
 
@@ -175,7 +181,9 @@ pub struct Attach {
 #[utoipa::path(post, path = "/organizations/{org_id}/accounts", tag = "tenancy", request_body = Attach,
     security(("bearer" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = OrgView), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json")))]
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "No account of the caller's has this id (`unknown_account`)",
+               body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn attach(
     State(s): State<Services>,
     ctx: RequestContext,
@@ -184,11 +192,15 @@ pub(crate) async fn attach(
     Json(req): Json<Attach>,
 ) -> Result<Json<OrgView>, ApiError> {
     let (org, _) = load_as_admin(&s, id, caller.user_id).await?;
-    let account_id: AccountId = req.account_id.parse().map_err(|_| ApiError::NotFound)?;
-    let scope = tenancy::authorize(s.store.as_ref(), Caller::User(caller.clone()), account_id, Deleted::Refuse).await?;
+    // 404 is about the URL (the organization); an account named in the body that the caller
+    // cannot see is a value the request got wrong.
+    let unknown = || ApiError::Invalid { code: "unknown_account", detail: "no account of yours has this id".into() };
+    let account_id: AccountId = req.account_id.parse().map_err(|_| unknown())?;
+    let scope = tenancy::authorize(s.store.as_ref(), Caller::User(caller.clone()), account_id, Deleted::Refuse)
+        .await
+        .map_err(|e| if matches!(e, ApiError::NotFound) { unknown() } else { e })?;
     scope.require(Action::TransferOwnership)?;
-    let (mut account, version) =
-        tenancy::load_account(s.store.as_ref(), account_id).await?.ok_or(ApiError::NotFound)?;
+    let (mut account, version) = tenancy::load_account(s.store.as_ref(), account_id).await?.ok_or_else(unknown)?;
     if let Some(current) = account.org_id
         && current != id
     {
@@ -255,6 +267,7 @@ pub(crate) async fn detach(
 #[serde(deny_unknown_fields)]
 pub struct NewAdmin {
     /// An existing user's id.
+    #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     pub user_id: String,
 }
 
@@ -329,6 +342,7 @@ pub struct SsoRequest {
     /// Email domains allowed to sign in (at least one).
     pub allowed_domains: Vec<String>,
     /// An account of the organization that users join on first sign-in.
+    #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     pub jit_account_id: Option<String>,
     /// Their role there (default `member`; never `owner`).
     pub jit_role: Option<Role>,

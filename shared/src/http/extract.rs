@@ -23,11 +23,36 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| Problem::from_status(r.status()))?;
+        // Every request body of the API is a JSON object. serde would also read a struct from
+        // an array of its fields in order (`[null, "x"]`), which no client means to send.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "The body does not have the expected shape",
+            )
+            .with_detail("the body is a JSON object"));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(json_problem(&rejection)),
         }
     }
+}
+
+/// `application/json` or `application/<anything>+json`, parameters ignored (RFC 8259
+/// section 11, RFC 6839 section 3.1).
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {

@@ -6,6 +6,7 @@
 //! Handlers extract bodies with [`Json`], paths with [`Path`] and queries with [`Query`]
 //! from here rather than axum's, so every rejection is a problem body with a stable code.
 
+pub mod api_conventions;
 mod context;
 pub mod cors;
 mod extract;
@@ -140,16 +141,74 @@ pub fn json_with_status<T: serde::Serialize>(status: StatusCode, value: &T) -> R
 /// The paging of a list: `?limit=` and the opaque `?cursor=` of the previous page.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 pub struct PageParams {
-    /// Items per page (1 to 100, default 50).
+    /// Items per page (1 to 100, default 50); outside that range, 400 `invalid_query`.
+    #[serde(default, deserialize_with = "bounded::<_, 1, 100>")]
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
+/// Reads an optional number that must lie in `MIN..=MAX` (for `deserialize_with`): a value
+/// outside is refused (400 `invalid_query` or 422 `invalid_body`), never clamped, so what
+/// the API description's `minimum`/`maximum` refuse, the code refuses too.
+///
+/// # Errors
+/// A value that is not a `u32` or lies outside the range.
+pub fn bounded<'de, D: serde::Deserializer<'de>, const MIN: u32, const MAX: u32>(
+    d: D,
+) -> Result<Option<u32>, D::Error> {
+    d.deserialize_any(Bounded::<MIN, MAX>)
+}
+
+/// JSON Schema's `integer` includes numbers with a zero fraction (`1.0`), and a query string
+/// holds text: both are read, `null` is absent.
+struct Bounded<const MIN: u32, const MAX: u32>;
+
+impl<const MIN: u32, const MAX: u32> serde::de::Visitor<'_> for Bounded<MIN, MAX> {
+    type Value = Option<u32>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "an integer from {MIN} to {MAX}")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        match u32::try_from(n) {
+            Ok(n) if (MIN..=MAX).contains(&n) => Ok(Some(n)),
+            _ => Err(E::custom(format!("from {MIN} to {MAX}"))),
+        }
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        self.visit_u64(u64::try_from(n).map_err(|_| E::custom(format!("from {MIN} to {MAX}")))?)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Self::Value, E> {
+        if n.fract() != 0.0 || !(f64::from(MIN)..=f64::from(MAX)).contains(&n) {
+            return Err(E::custom(format!("an integer from {MIN} to {MAX}")));
+        }
+        // In range and integral: the conversion is exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Ok(Some(n as u32))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        self.visit_u64(s.parse::<u64>().map_err(|_| E::custom(format!("an integer from {MIN} to {MAX}")))?)
+    }
+}
+
 impl PageParams {
-    /// The page size, clamped to 1..=100.
+    /// The page size (50 unless given).
     pub fn limit(&self) -> u32 {
-        self.limit.unwrap_or(50).clamp(1, 100)
+        self.limit.unwrap_or(50)
     }
 
     /// The decoded cursor.

@@ -436,11 +436,12 @@ async fn organizations_group_accounts_and_hold_sso_settings() {
         app.call("POST", &format!("{base}/accounts"), Some(&ada), Some(json!({"account_id": acme}))).await;
     assert_eq!(status, 200, "{org}");
     assert_eq!(org["account_ids"][0], acme.as_str());
-    // Bob cannot attach an account he does not own.
+    // Ada cannot attach an account she is not in: a wrong value in the body, not a missing
+    // organization.
     let globex = create_account(&app, &bob, "Globex").await;
-    let (status, _) =
+    let (status, body) =
         app.call("POST", &format!("{base}/accounts"), Some(&ada), Some(json!({"account_id": globex}))).await;
-    assert_eq!(status, 404);
+    assert_eq!((status, body["code"].as_str()), (422, Some("unknown_account")), "{body}");
 
     let sso = json!({"issuer": "https://login.acme.test", "client_id": "gw", "client_secret": "s3cr3t-value",
                      "allowed_domains": ["Acme.test"], "jit_account_id": acme, "jit_role": "member"});

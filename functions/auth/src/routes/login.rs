@@ -29,6 +29,7 @@ pub(crate) fn router() -> OpenApiRouter<Services> {
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The email address.
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
     /// The password.
     #[schema(value_type = String, format = Password)]

@@ -122,6 +122,7 @@ async fn export_me(State(s): State<Services>, ctx: RequestContext, caller: AuthU
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
     /// A new display name (empty clears it).
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: Option<String>,
 }
 

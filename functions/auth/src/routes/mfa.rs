@@ -223,7 +223,9 @@ pub struct DisableRequest {
 
 /// Disables TOTP, after re-authentication with the password and a code.
 #[utoipa::path(delete, path = "/auth/mfa/totp", tag = "auth", request_body = DisableRequest, security(("bearer" = [])),
-    responses((status = 204), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "Two-factor sign-in is not on", body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn totp_disable(
     State(s): State<Services>,
     ctx: RequestContext,

@@ -69,14 +69,15 @@ fn accepted() -> Response {
 }
 
 fn clean_name(name: Option<String>) -> Result<Option<String>, ApiError> {
-    let Some(n) = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) else { return Ok(None) };
-    if n.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) {
+    let Some(name) = name else { return Ok(None) };
+    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
         return Err(ApiError::Invalid {
             code: "invalid_name",
-            detail: format!("a name is 1 to {MAX_NAME_CHARS} printable characters"),
+            detail: format!("a name is at most {MAX_NAME_CHARS} printable characters"),
         });
     }
-    Ok(Some(n))
+    let n = name.trim();
+    Ok((!n.is_empty()).then(|| n.to_owned()))
 }
 
 fn invalid_token() -> ApiError {

@@ -37,6 +37,7 @@ pub(crate) fn router() -> OpenApiRouter<Services> {
 #[serde(deny_unknown_fields)]
 pub struct ForgotRequest {
     /// The account's email address.
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
 }
 

@@ -32,11 +32,13 @@ pub(crate) fn router() -> OpenApiRouter<Services> {
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     /// The email address; a verification link is sent there.
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
     /// At least 10 characters, not easy to guess.
     #[schema(value_type = String, format = Password)]
     pub password: Secret<String>,
     /// A display name.
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: Option<String>,
 }
 

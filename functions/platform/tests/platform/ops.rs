@@ -83,4 +83,6 @@ async fn without_an_operator_token_the_routes_are_closed() {
     let (status, body) = call(&services, get(Some("anything"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "operator_access_disabled");
+    // Without credentials it is 401, on or off.
+    assert_eq!(call(&services, get(None)).await.0, StatusCode::UNAUTHORIZED);
 }

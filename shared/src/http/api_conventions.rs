@@ -1,0 +1,102 @@
+//! The answers every route can give because of the shared conventions, written into the
+//! OpenAPI document once instead of on each route: a malformed body or path or query is 400,
+//! an oversized body 413, a wrong content type 415, a body of the wrong shape 422, a missing
+//! or invalid credential 401 on authenticated routes, and a store or queue outage 503 with
+//! `Retry-After`. Path parameters named `*_id` are ULIDs (26 Crockford base32 characters),
+//! so the description refuses what the extractors refuse.
+//!
+//! Routes under `/accounts/{account_id}` also answer what the tenant extractor does: 403 for
+//! a caller who is not a member or whose role does not allow the action, 409 for a deleted
+//! account.
+//!
+//! What a route answers for its own reasons (403, 404 of a missing resource, 409, 429...)
+//! stays on the route's own `#[utoipa::path]`.
+
+use serde_json::{Value, json};
+use utoipa::openapi::OpenApi;
+
+/// A ULID as the id types parse it (Crockford base32, the first character at most `7`).
+pub const ULID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$";
+
+const METHODS: [&str; 5] = ["get", "put", "post", "patch", "delete"];
+
+/// `doc` with the conventions' answers added to every operation (see the module docs).
+///
+/// # Errors
+/// Never in practice: only if the document does not round-trip through JSON.
+pub fn with_conventions(doc: &OpenApi) -> Result<OpenApi, serde_json::Error> {
+    let mut value = serde_json::to_value(doc)?;
+    if let Some(paths) = value.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let shared_params = item.get("parameters").cloned();
+            for method in METHODS {
+                if let Some(op) = item.get_mut(method) {
+                    apply(path, op, shared_params.as_ref());
+                }
+            }
+        }
+    }
+    serde_json::from_value(value)
+}
+
+fn apply(path: &str, op: &mut Value, shared_params: Option<&Value>) {
+    let mut in_path = false;
+    let mut in_query = false;
+    if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+        for p in params {
+            match p.get("in").and_then(Value::as_str) {
+                Some("path") => {
+                    in_path = true;
+                    if p.get("name").and_then(Value::as_str).is_some_and(|n| n.ends_with("_id") || n == "account") {
+                        p["schema"] =
+                            json!({"type": "string", "pattern": ULID_PATTERN, "minLength": 26, "maxLength": 26});
+                    }
+                }
+                Some("query") => in_query = true,
+                _ => {}
+            }
+        }
+    }
+    in_path |= shared_params.is_some_and(|p| p.as_array().is_some_and(|a| a.iter().any(|p| p["in"] == "path")));
+    let has_body = op.get("requestBody").is_some();
+    let authenticated = op.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
+    let responses = op.as_object_mut().map(|o| o.entry("responses").or_insert_with(|| json!({})));
+    let Some(responses) = responses.and_then(Value::as_object_mut) else { return };
+    let mut add = |status: &str, description: &str| {
+        responses.entry(status.to_owned()).or_insert_with(|| problem(description));
+    };
+    if in_path {
+        add("400", "A path parameter is not valid (`invalid_path`)");
+        add("404", "No such resource (`not_found`)");
+    }
+    if path.starts_with("/accounts/{account_id}") {
+        // What `tenancy::Tenant` answers before the route runs.
+        add("403", "Not a member of the account, or the role does not allow this (`forbidden`)");
+        add("409", "The account is deleted; an owner can restore it (`account_deleted`)");
+    }
+    if in_query {
+        add("400", "A query parameter is not valid (`invalid_query`)");
+    }
+    if has_body {
+        add("400", "The body is not valid JSON (`malformed_json`)");
+        add("413", "The body is larger than the configured limit (`payload_too_large`)");
+        add("415", "The body is not `application/json` (`unsupported_media_type`)");
+        add("422", "The body does not have the expected shape (`invalid_body`)");
+    }
+    if authenticated {
+        add("401", "No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer`");
+    }
+    if path != "/openapi.json" {
+        let mut unavailable = problem("A store or queue outage (`unavailable`); retry after `Retry-After` seconds");
+        unavailable["headers"] =
+            json!({"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}});
+        responses.entry("503".to_owned()).or_insert(unavailable);
+    }
+}
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
