@@ -85,22 +85,30 @@ impl JobRunner {
     }
 
     /// Takes the lease; `Ok(false)` when the job already completed or runs elsewhere.
-    async fn acquire(&self, envelope: &Envelope, now: i64) -> Result<Acquired, StoreError> {
+    async fn acquire(&self, envelope: &Envelope, receipt: &str, now: i64) -> Result<Acquired, StoreError> {
         let store = self.store.as_ref();
         let key = Self::idempotency_key(&envelope.idempotency_key);
         let lease_end = (now + i64::try_from(LEASE.as_millis()).unwrap_or(0)) / 1000;
-        let record = Item::new(key.clone()).with("status", "in_progress").with("job_id", envelope.id.to_string());
-        match store.put(Put::new(record.expiring_at(lease_end)).if_not_exists()).await {
-            Ok(_) => Ok(Acquired::Yes),
-            Err(StoreError::ConditionFailed) => match store.get(&key).await? {
-                Some(i) if i.data.get("status").and_then(|s| s.as_str()) == Some("completed") => {
-                    Ok(Acquired::Completed)
-                }
-                Some(_) => Ok(Acquired::Busy),
-                // Expired between the two calls: try again on the next delivery.
-                None => Ok(Acquired::Busy),
-            },
-            Err(e) => Err(e),
+        // The lease names this delivery, so a lease whose write was applied but whose answer
+        // was lost (a timeout) is recognised as ours below instead of blocking the job until
+        // it expires.
+        let holder = crate::auth::hash_secret(receipt);
+        let record = Item::new(key.clone())
+            .with("status", "in_progress")
+            .with("job_id", envelope.id.to_string())
+            .with("holder", holder.clone());
+        let refused = match store.put(Put::new(record.expiring_at(lease_end)).if_not_exists()).await {
+            Ok(_) => return Ok(Acquired::Yes),
+            Err(StoreError::ConditionFailed) => None,
+            Err(e) => Some(e),
+        };
+        match store.get(&key).await? {
+            Some(i) if i.data.get("status").and_then(|s| s.as_str()) == Some("completed") => Ok(Acquired::Completed),
+            Some(i) if i.data.get("holder").and_then(|h| h.as_str()) == Some(holder.as_str()) => Ok(Acquired::Yes),
+            Some(_) => Ok(Acquired::Busy),
+            // Not written: the outage is the answer (the delivery is retried). Or it expired
+            // between the two calls: try again on the next delivery.
+            None => refused.map_or(Ok(Acquired::Busy), Err),
         }
     }
 
@@ -190,7 +198,7 @@ impl MessageHandler for JobRunner {
         };
         let span = tracing::info_span!("job", job_id = %envelope.id, kind = envelope.job.kind(), attempt = message.receive_count);
         let _guard = span.enter();
-        match self.acquire(&envelope, now).await? {
+        match self.acquire(&envelope, &message.receipt, now).await? {
             Acquired::Completed => {
                 tracing::info!("duplicate delivery of a completed job: acknowledged without running");
                 return Ok(());

@@ -48,8 +48,9 @@ pub enum StoreError {
     /// The write's condition did not hold; nothing was written.
     #[error("the condition of the write did not hold")]
     ConditionFailed,
-    /// A transaction was cancelled; nothing was written. `failed` lists the positions of the
-    /// operations whose condition did not hold (empty if it was cancelled for a conflict).
+    /// A transaction was cancelled because a condition did not hold; nothing was written.
+    /// `failed` lists the positions of the operations whose condition did not hold (never
+    /// empty: a cancellation for a conflict or throttling is [`StoreError::Unavailable`]).
     #[error("the transaction was cancelled (failed operations: {failed:?})")]
     TransactionCanceled {
         /// Positions of operations whose condition failed.

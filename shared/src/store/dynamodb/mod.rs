@@ -365,7 +365,17 @@ impl Store for DynamoStore {
                         .enumerate()
                         .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
                         .map(|(i, _)| i)
-                        .collect();
+                        .collect::<Vec<_>>();
+                    // Cancelled for a conflict with another transaction or for throttling,
+                    // with every condition holding: nothing is wrong with the request, so
+                    // it is a passing outage (retry), not a condition a caller acts on.
+                    // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
+                    if failed.is_empty() {
+                        return Err(StoreError::Unavailable(anyhow::anyhow!(
+                            "the transaction was cancelled without a failed condition: {:?}",
+                            c.cancellation_reasons().iter().filter_map(|r| r.code()).collect::<Vec<_>>()
+                        )));
+                    }
                     return Err(StoreError::TransactionCanceled { failed });
                 }
                 Err(sdk_error(err))
