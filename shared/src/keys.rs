@@ -38,6 +38,7 @@
 //! | audit entry | `AUDIT#<stream>` | `E#<seq, 12 digits>` | | | audit | |
 //! | job state | `JOB#<job>` | `STATE` | `JOBS#dead` / `<updated ms>#<job>` when dead | | jobs | 30 days |
 //! | job idempotency | `IDEMPOTENCY#<key>` | `RECORD` | | | jobs | lease, then 7 days |
+//! | staged job (outbox) | `OUTBOX#<shard 0-7>` | `<staged ms>#<job>` | | | jobs | 7 days |
 //! | suppression | `SUPPRESSION#<email>` | `SUPPRESSION` | | | mail | |
 //!
 //! gsi2 is reserved for the soft-delete purge index: partition `PURGE`, sort key
@@ -328,6 +329,23 @@ pub const PURGE_PARTITION: &str = "PURGE";
 /// The gsi2 entry of a soft-deleted item, sorted by when it is purged.
 pub fn purge_index(purge_after_ms: i64, item: &Key) -> Key {
     Key::new(PURGE_PARTITION, format!("{purge_after_ms:013}#{}#{}", item.pk, item.sk))
+}
+
+// The job outbox (jobs).
+
+/// The partition of job outbox shard `shard`.
+pub fn job_outbox_partition(shard: u32) -> String {
+    format!("OUTBOX#{shard}")
+}
+
+/// A job staged in outbox shard `shard` at `staged_at_ms`.
+pub fn staged_job(shard: u32, staged_at_ms: i64, job: impl Display) -> Key {
+    Key::new(job_outbox_partition(shard), format!("{:013}#{job}", staged_at_ms.max(0)))
+}
+
+/// The sort key that ends the staged jobs of one shard at `before_ms` (for a range query).
+pub fn staged_before(before_ms: i64) -> String {
+    format!("{:013}~", before_ms.max(0))
 }
 
 #[cfg(test)]

@@ -32,18 +32,33 @@ impl TestApp {
     /// # Panics
     /// If it does not start.
     pub async fn spawn_with_clock(extra: &[(&str, &str)], clock: std::sync::Arc<dyn shared::clock::Clock>) -> Self {
+        Self::spawn_wrapped(extra, clock, |services, _| services).await
+    }
+
+    /// As [`TestApp::spawn_with_clock`], with the services of the routes and of the
+    /// background work passed through `wrap` (fault injection: [`crate::faults`]). The
+    /// stack's own `services` stay unwrapped, for the test to inspect.
+    ///
+    /// # Panics
+    /// If it does not start.
+    pub async fn spawn_wrapped(
+        extra: &[(&str, &str)],
+        clock: std::sync::Arc<dyn shared::clock::Clock>,
+        wrap: impl Fn(shared::services::Services, local::Role) -> shared::services::Services,
+    ) -> Self {
         crate::logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut vars = vec![("GROUNDWORK_PORT", "0"), ("GROUNDWORK_APP_URL", "https://app.acme.test")];
         vars.extend_from_slice(extra);
         let stack =
-            local::start_with_clock(crate::services::config(dir.path(), &vars), clock).await.expect("stack starts");
+            local::start_wrapped(crate::services::config(dir.path(), &vars), clock, wrap).await.expect("stack starts");
         let base = format!("http://{}", stack.addr);
         Self { base, client: reqwest::Client::new(), stack, dir }
     }
 
-    /// Waits until every queue of the stack is empty: each job queued so far has run (or
-    /// been dead-lettered), and whatever it queued in turn too.
+    /// Waits until every queue of the stack is empty and no job is staged in the outbox:
+    /// each job queued so far has run (or been dead-lettered), and whatever it queued in
+    /// turn too.
     ///
     /// # Panics
     /// If the queues are not empty within [`crate::EVENTUALLY`].
@@ -54,10 +69,18 @@ impl TestApp {
             std::sync::Arc::clone(&self.stack.services.clock),
         )
         .expect("the embedded queues open");
-        crate::eventually("every queue to drain", || async {
+        let store = &self.stack.services.store;
+        crate::eventually("every queue to drain and the job outbox to empty", || async {
             for name in shared::config::QueueName::ALL {
                 let queue = db.queue(name.as_str(), shared::services::embedded_queue_settings(name, config));
                 if queue.depth().await.expect("queue depth") > 0 {
+                    return None;
+                }
+            }
+            for shard in 0..shared::jobs::outbox::SHARDS {
+                let staged =
+                    store.query(shared::store::Query::partition(shared::keys::job_outbox_partition(shard))).await;
+                if !staged.expect("the outbox reads").items.is_empty() {
                     return None;
                 }
             }

@@ -266,6 +266,22 @@ pub async fn revoke_all(services: &Services, user: UserId, keep: Option<SessionI
     Ok(session::revoke_all(services.store.as_ref(), user, keep).await?)
 }
 
+/// [`record`] for an event whose change is already stored: a failure is logged (at error
+/// level, for the alarm) instead of answered, because a 503 would send the client to repeat a
+/// change that was made (a second session, a used link).
+pub async fn record_after_commit(
+    services: &Services,
+    user: UserId,
+    action: AuditAction,
+    target: Option<String>,
+    ctx: &RequestContext,
+    detail: serde_json::Value,
+) {
+    if let Err(e) = record(services, user, action, target, ctx, detail).await {
+        tracing::error!(user_id = %user, action = ?action, error = ?e, "the change is made but its audit event was not written");
+    }
+}
+
 /// Appends an event to the user's own audit stream.
 ///
 /// # Errors

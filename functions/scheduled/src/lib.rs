@@ -21,8 +21,12 @@ pub const SWEEP_EXPIRED: Schedule = Schedule { name: "sweep-expired", expression
 /// Repair subscription drift from Stripe (a missed or failed webhook).
 pub const RECONCILE_BILLING: Schedule = Schedule { name: "reconcile-billing", expression: "rate(1 day)" };
 
+/// Send the jobs staged with committed changes that were not dispatched at once (see
+/// `shared::jobs::outbox`).
+pub const RELAY_JOB_OUTBOX: Schedule = Schedule { name: "relay-job-outbox", expression: "rate(1 minute)" };
+
 /// The schedules `template.yaml` deploys.
-pub const DEPLOYED: &[Schedule] = &[PURGE_SOFT_DELETED, RECONCILE_BILLING];
+pub const DEPLOYED: &[Schedule] = &[PURGE_SOFT_DELETED, RECONCILE_BILLING, RELAY_JOB_OUTBOX];
 
 /// How many soft-deleted items one purge query takes at a time.
 const PURGE_BATCH: u32 = 100;
@@ -67,6 +71,24 @@ impl ScheduledJob for ReconcileBilling {
     }
 }
 
+/// The job outbox relay.
+pub struct RelayJobOutbox {
+    services: Services,
+}
+
+#[async_trait]
+impl ScheduledJob for RelayJobOutbox {
+    fn name(&self) -> &str {
+        RELAY_JOB_OUTBOX.name
+    }
+
+    async fn run(&self, _fired_at_ms: i64) -> anyhow::Result<()> {
+        let s = &self.services;
+        shared::jobs::outbox::relay(s.store.as_ref(), &s.queues, s.clock.as_ref()).await?;
+        Ok(())
+    }
+}
+
 /// The store's expiry sweep, where the store needs one (the embedded store).
 pub struct SweepExpired {
     sweep: Arc<dyn shared::store::ExpirySweep>,
@@ -90,6 +112,7 @@ pub fn deployed_jobs(services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob
     vec![
         (PURGE_SOFT_DELETED, Arc::new(PurgeSoftDeleted { services: services.clone() })),
         (RECONCILE_BILLING, Arc::new(ReconcileBilling { services: services.clone() })),
+        (RELAY_JOB_OUTBOX, Arc::new(RelayJobOutbox { services: services.clone() })),
     ]
 }
 

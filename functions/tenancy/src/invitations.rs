@@ -100,7 +100,14 @@ pub struct NewInvitation {
     pub allow_any_email: bool,
 }
 
-async fn send(s: &Services, scope: &TenantScope, inv: &Invitation, token: &str) -> Result<(), ApiError> {
+/// The invitation email for `inv` with `token`, staged to go out with the change that
+/// stores the token (see `shared::jobs::outbox`).
+async fn stage_email(
+    s: &Services,
+    scope: &TenantScope,
+    inv: &Invitation,
+    token: &str,
+) -> Result<shared::jobs::outbox::StagedJob, ApiError> {
     let inviter_name = match scope.caller() {
         Caller::User(u) => match users::by_id(s.store.as_ref(), u.user_id).await? {
             Some(user) => user.name.unwrap_or_else(|| user.email.to_string()),
@@ -116,8 +123,7 @@ async fn send(s: &Services, scope: &TenantScope, inv: &Invitation, token: &str) 
         link: format!("{}/invitations/accept?token={token}", s.config.server.app_url),
         expires_in_days: INVITATION_TTL_DAYS,
     };
-    s.jobs().enqueue(Job::SendEmail { to, email }).await?;
-    Ok(())
+    Ok(s.jobs().stage(Job::SendEmail { to, email }, None)?)
 }
 
 /// Live, pending invitations of the account (bounded: they expire).
@@ -197,15 +203,24 @@ pub(crate) async fn invite(
         accepted_by: None,
         token_hash: hash_secret(&token),
     };
+    // The invitation, its token and its email in one transaction: never an invitation whose
+    // email is lost, or an email whose link does not work.
+    let email = stage_email(&s, &scope, &inv, &token).await?;
     store
         .transact(vec![
             TxOp::Put(Put::new(Item::from_record(invitation_key(inv.account_id, inv.id), &inv)?).if_not_exists()),
             TxOp::Put(Put::new(token_item(&inv, &inv.token_hash)).if_not_exists()),
+            email.op()?,
         ])
         .await?;
-    send(&s, &scope, &inv, &token).await?;
+    s.jobs().dispatch(email).await;
     let detail = json!({"role": role, "allow_any_email": inv.allow_any_email});
-    scope.audit(&s, AuditAction::InvitationCreated, Some(inv.id.to_string()), ctx.origin(), detail).await?;
+    if let Err(e) =
+        scope.audit(&s, AuditAction::InvitationCreated, Some(inv.id.to_string()), ctx.origin(), detail).await
+    {
+        // The invitation exists: a 503 would have the client invite again (409 already_invited).
+        tracing::error!(invitation_id = %inv.id, error = ?e, "the invitation was created but its audit event was not written");
+    }
     Ok(json_with_status(StatusCode::CREATED, &inv.public()))
 }
 
@@ -297,15 +312,20 @@ pub(crate) async fn resend(
     inv.expires_at_ms = s.clock.now_ms() + i64::from(INVITATION_TTL_DAYS) * 86_400_000;
     let mut item = Item::from_record(invitation_key(inv.account_id, id), &inv)?;
     item.version = version;
+    let email = stage_email(&s, &scope, &inv, &token).await?;
     s.store
         .transact(vec![
             TxOp::Put(Put::new(item).if_unchanged()),
             TxOp::Delete(Delete::new(token_key(&old_hash))),
             TxOp::Put(Put::new(token_item(&inv, &inv.token_hash)).if_not_exists()),
+            email.op()?,
         ])
         .await?;
-    send(&s, &scope, &inv, &token).await?;
-    scope.audit(&s, AuditAction::InvitationResent, Some(id.to_string()), ctx.origin(), json!({})).await?;
+    s.jobs().dispatch(email).await;
+    if let Err(e) = scope.audit(&s, AuditAction::InvitationResent, Some(id.to_string()), ctx.origin(), json!({})).await
+    {
+        tracing::error!(invitation_id = %id, error = ?e, "the invitation was sent again but its audit event was not written");
+    }
     Ok(Json(inv.public()))
 }
 

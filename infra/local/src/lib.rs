@@ -95,6 +95,29 @@ pub async fn start(config: Config) -> anyhow::Result<RunningStack> {
 /// # Errors
 /// As [`start`].
 pub async fn start_with_clock(config: Config, clock: Arc<dyn shared::clock::Clock>) -> anyhow::Result<RunningStack> {
+    start_wrapped(config, clock, |services, _| services).await
+}
+
+/// Who a [`start_wrapped`] hook is building services for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The HTTP routes.
+    Routes,
+    /// The queue consumers and the schedules.
+    Background,
+}
+
+/// As [`start_with_clock`], with the services each part runs on passed through `wrap` first:
+/// tests put fault-injecting adapters around the store and the queues, for the routes, the
+/// background work, or both.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_wrapped(
+    config: Config,
+    clock: Arc<dyn shared::clock::Clock>,
+    wrap: impl Fn(Services, Role) -> Services,
+) -> anyhow::Result<RunningStack> {
     let bind = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
@@ -110,18 +133,19 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn shared::clock::Cloc
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
-    for (queue, handler) in consumers(&services)? {
+    let background = wrap(services.clone(), Role::Background);
+    for (queue, handler) in consumers(&background)? {
         tasks.spawn(run_consumer(queue, handler, watcher.clone()));
     }
-    for (schedule, job) in schedules(&services) {
-        let (clock, watcher) = (Arc::clone(&services.clock), watcher.clone());
+    for (schedule, job) in schedules(&background) {
+        let (clock, watcher) = (Arc::clone(&background.clock), watcher.clone());
         tasks.spawn(async move {
             if let Err(e) = run_schedule(schedule, job, clock, watcher).await {
                 tracing::error!(error = %e, "schedule not started");
             }
         });
     }
-    let app = router(&services)?;
+    let app = router(&wrap(services.clone(), Role::Routes))?;
     let mut stop = watcher.clone();
     tasks.spawn(async move {
         // The peer's address is the client's (see `shared::http::context::client_address`).

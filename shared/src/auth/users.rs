@@ -300,29 +300,70 @@ pub async fn peek_token(store: &dyn Store, purpose: Purpose, token: &str) -> Res
     Ok(live(store, purpose, token).await?.map(|(link, _)| link.user_id))
 }
 
-/// Uses a token: deletes it if it exists, has not expired, is for `purpose` and (for a
-/// purpose that supersedes) is the user's newest; returns it. A token works once, however
+/// A live token, read but not used yet: [`redeem`] uses it together with the writes it
+/// pays for, in one transaction.
+#[derive(Debug)]
+pub struct Redeemable {
+    /// What the token is for.
+    pub link: LinkToken,
+    uses: Vec<TxOp>,
+}
+
+/// The token if it exists, has not expired, is for `purpose` and (for a purpose that
+/// supersedes) is the user's newest; nothing is written.
+///
+/// # Errors
+/// When the store fails.
+pub async fn redeemable(store: &dyn Store, purpose: Purpose, token: &str) -> Result<Option<Redeemable>, StoreError> {
+    let Some((link, token_hash)) = live(store, purpose, token).await? else { return Ok(None) };
+    let mut uses = vec![TxOp::Delete(
+        Delete::new(keys::link_token(&token_hash)).when(Condition::Equals("purpose".into(), json!(purpose.as_str()))),
+    )];
+    if purpose.supersedes() {
+        uses.push(TxOp::Delete(
+            Delete::new(keys::latest_link(link.user_id, purpose.as_str()))
+                .when(Condition::Equals("token_hash".into(), json!(token_hash))),
+        ));
+    }
+    Ok(Some(Redeemable { link, uses }))
+}
+
+/// Uses the token and applies `writes` in one transaction: both or neither, so a failure
+/// half-way never leaves a used link whose effect is missing (the retry would find the link
+/// gone). `Ok(false)`: another request used the token first, or a write's condition did
+/// not hold (the record changed since it was read); nothing was written.
+///
+/// # Errors
+/// When the store fails.
+pub async fn redeem(store: &dyn Store, token: Redeemable, writes: Vec<TxOp>) -> Result<bool, StoreError> {
+    let mut ops = token.uses;
+    ops.extend(writes);
+    match store.transact(ops).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_condition_failure() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The write that saves a changed user, failing if it changed since `read_version`.
+///
+/// # Errors
+/// When the record does not serialise.
+pub fn save_op(user: &User, read_version: u64) -> Result<TxOp, StoreError> {
+    let mut item = Item::from_record(keys::user(user.id), user)?;
+    item.version = read_version;
+    Ok(TxOp::Put(Put::new(item).if_unchanged()))
+}
+
+/// Uses a token on its own (see [`redeemable`]); returns it. A token works once, however
 /// many requests race for it.
 ///
 /// # Errors
 /// When the store fails.
 pub async fn use_token(store: &dyn Store, purpose: Purpose, token: &str) -> Result<Option<LinkToken>, StoreError> {
-    let Some((link, token_hash)) = live(store, purpose, token).await? else { return Ok(None) };
-    let delete =
-        Delete::new(keys::link_token(&token_hash)).when(Condition::Equals("purpose".into(), json!(purpose.as_str())));
-    let used = if purpose.supersedes() {
-        let latest = Delete::new(keys::latest_link(link.user_id, purpose.as_str()))
-            .when(Condition::Equals("token_hash".into(), json!(token_hash)));
-        store.transact(vec![TxOp::Delete(delete), TxOp::Delete(latest)]).await.map(|()| true)
-    } else {
-        store.delete(delete).await.map(|deleted| deleted.is_some())
-    };
-    match used {
-        Ok(true) => Ok(Some(link)),
-        Ok(false) => Ok(None),
-        Err(e) if e.is_condition_failure() => Ok(None),
-        Err(e) => Err(e),
-    }
+    let Some(token) = redeemable(store, purpose, token).await? else { return Ok(None) };
+    let link = token.link.clone();
+    Ok(redeem(store, token, Vec::new()).await?.then_some(link))
 }
 
 /// Ends every outstanding link of `purpose` for `user` (after a reset or a password

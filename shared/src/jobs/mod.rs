@@ -30,6 +30,7 @@ use crate::queue::QueueName;
 use crate::queue::{Outgoing, QueueError, Queues};
 use crate::store::{Index, Item, Key, Put, Query, Store, StoreError};
 
+pub mod outbox;
 mod runner;
 
 pub use runner::{JobError, JobHandler, JobOutcome, JobRunner, RunnerParts, backoff};
@@ -154,6 +155,42 @@ impl Jobs<'_> {
         }
         tracing::info!(job_id = %id, kind = envelope.job.kind(), queue = queue.as_str(), "job enqueued");
         Ok(id)
+    }
+
+    /// Stages `job` to go out with a change (see [`outbox`]): add the returned job's
+    /// [`outbox::StagedJob::op`] to the change's transaction, then [`Jobs::dispatch`] it.
+    /// `key` deduplicates it like [`Jobs::enqueue_with_key`]'s (default: the job's id).
+    ///
+    /// # Errors
+    /// When `key` is empty or over 200 bytes.
+    pub fn stage(&self, job: Job, key: Option<String>) -> Result<outbox::StagedJob, QueueError> {
+        let id = JobId::new();
+        let key = key.unwrap_or_else(|| id.to_string());
+        if key.is_empty() || key.len() > 200 {
+            return Err(QueueError::Invalid("an idempotency key is 1 to 200 bytes".into()));
+        }
+        let envelope = Envelope { id, idempotency_key: key, enqueued_at_ms: self.clock.now_ms(), job };
+        let body = serde_json::to_string(&envelope).map_err(|e| QueueError::Invalid(e.to_string()))?;
+        Ok(outbox::StagedJob { envelope, body })
+    }
+
+    /// Sends a job staged with a committed change to its queue. Never fails: what cannot be
+    /// sent now, the outbox relay sends within minutes (a warning is logged).
+    pub async fn dispatch(&self, staged: outbox::StagedJob) {
+        let (id, queue, now) = (staged.envelope.id, staged.envelope.job.queue(), self.clock.now_ms());
+        let key = outbox::staged_key(&staged.envelope);
+        match outbox::send(self.queues, self.store, queue, key, staged.body).await {
+            Ok(()) => {
+                let state = JobState::new(&staged.envelope, queue, JobStatus::Queued, now);
+                if let Err(e) = state.save(self.store, now).await {
+                    tracing::warn!(job_id = %id, error = %e, "could not record the queued job");
+                }
+                tracing::info!(job_id = %id, kind = staged.envelope.job.kind(), queue = queue.as_str(), "job enqueued");
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %id, error = format!("{e:#}"), "dispatching a staged job failed; the outbox relay sends it");
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod billing_seats;
 mod cors;
 mod email;
 mod exports_s3;
+mod fault_journeys;
 mod flags;
 mod jobs;
 mod oidc;

@@ -117,7 +117,15 @@ async fn login(
         return Ok(Json(LoginResponse::Mfa(challenge)));
     }
     let pair = sessions::start(&s, user.id, &ctx, false).await?;
-    sessions::record(&s, user.id, AuditAction::UserLoggedIn, Some(pair.session_id.clone()), &ctx, json!({})).await?;
+    sessions::record_after_commit(
+        &s,
+        user.id,
+        AuditAction::UserLoggedIn,
+        Some(pair.session_id.clone()),
+        &ctx,
+        json!({}),
+    )
+    .await;
     Ok(Json(LoginResponse::Tokens(pair)))
 }
 

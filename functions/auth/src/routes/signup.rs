@@ -62,16 +62,24 @@ async fn signup(
     let hash = password::hash(&req.password).await?;
     let user = User::new(address.clone(), false, name, hash.clone(), now);
     let target = if users::create(s.store.as_ref(), &user).await? {
+        // The same work as a sign-up for a taken address (below), so time tells nothing.
+        password::verify_dummy(&req.password).await;
         sessions::record(&s, user.id, AuditAction::UserSignedUp, Some(user.id.to_string()), &ctx, json!({})).await?;
         Some(user)
     } else {
-        // Taken. If it was never confirmed, two people may be claiming the address (the owner
-        // and someone who signed up with it first): the record becomes contested, so proving
-        // the address sets no one's password and the owner chooses one by a reset link. This
-        // sign-up gets its link too. If it was confirmed, say nothing.
+        // Taken. The same sign-up again (a retry after a timeout, a double click: the same
+        // password) only gets its link again. Otherwise, if the address was never confirmed,
+        // two people may be claiming it (the owner and someone who signed up with it first):
+        // the record becomes contested, so proving the address sets no one's password and the
+        // owner chooses one by a reset link; this sign-up gets its link too. If it was
+        // confirmed, say nothing.
         match users::by_email(s.store.as_ref(), &address).await?.filter(|u| !u.email_verified) {
+            Some(u) if !u.contested && password::verify(&req.password, &u.password_hash).await => Some(u),
             Some(u) => Some(contest(&s, u.id).await?),
-            None => None,
+            None => {
+                password::verify_dummy(&req.password).await;
+                None
+            }
         }
     };
     if let Some(u) = target {
@@ -119,28 +127,37 @@ async fn verify_email(
     Json(req): Json<TokenRequest>,
 ) -> Result<Json<Me>, ApiError> {
     let store = s.store.as_ref();
-    let link = users::use_token(store, Purpose::VerifyEmail, req.token.expose()).await?.ok_or_else(invalid_token)?;
-    let (mut user, version) = users::load_versioned(store, link.user_id).await?.ok_or_else(invalid_token)?;
-    if !user.email_verified {
-        user.email_verified = true;
-        let contested = std::mem::take(&mut user.contested);
-        if contested {
-            // Several sign-ups chose passwords and none is proven to be the owner's: keep none.
-            user.password_hash = String::new();
-        } else if let Some(hash) = link.password_hash {
-            // The only sign-up's password: whoever proved the address chose it.
-            user.password_hash = hash;
-        }
-        user.password_changed_at_ms = s.clock.now_ms();
-        users::save(store, &user, version).await?;
-        if contested {
-            // The holder of the link controls the mailbox: a reset link lets them choose one.
-            super::password::send_reset_link(&s, &user).await?;
-        }
-        sessions::record(&s, user.id, AuditAction::UserEmailVerified, None, &ctx, json!({})).await?;
-        s.jobs()
-            .enqueue(Job::SendEmail { to: user.email.clone(), email: Email::Welcome { name: user.name.clone() } })
-            .await?;
+    let token = users::redeemable(store, Purpose::VerifyEmail, req.token.expose()).await?.ok_or_else(invalid_token)?;
+    let (mut user, version) = users::load_versioned(store, token.link.user_id).await?.ok_or_else(invalid_token)?;
+    if user.email_verified {
+        // Proven already (by another link): the link is simply used up.
+        users::redeem(store, token, Vec::new()).await?;
+        return Ok(Json(Me::from(&user)));
     }
+    user.email_verified = true;
+    let contested = std::mem::take(&mut user.contested);
+    if contested {
+        // Several sign-ups chose passwords and none is proven to be the owner's: keep none.
+        user.password_hash = String::new();
+    } else if let Some(hash) = token.link.password_hash.clone() {
+        // The only sign-up's password: whoever proved the address chose it.
+        user.password_hash = hash;
+    }
+    user.password_changed_at_ms = s.clock.now_ms();
+    // The link is used, the user saved and the welcome email staged in one transaction
+    // (`shared::jobs::outbox`): a failure before it leaves the link working for the retry,
+    // and nothing after it fails the request.
+    let welcome = Job::SendEmail { to: user.email.clone(), email: Email::Welcome { name: user.name.clone() } };
+    let welcome = s.jobs().stage(welcome, Some(format!("welcome:{}", user.id)))?;
+    if contested {
+        // The holder of the link controls the mailbox: a reset link lets them choose one.
+        // Sent first: a retry after a failure below sends a newer one, which supersedes it.
+        super::password::send_reset_link(&s, &user).await?;
+    }
+    if !users::redeem(store, token, vec![users::save_op(&user, version)?, welcome.op()?]).await? {
+        return Err(invalid_token());
+    }
+    s.jobs().dispatch(welcome).await;
+    sessions::record_after_commit(&s, user.id, AuditAction::UserEmailVerified, None, &ctx, json!({})).await;
     Ok(Json(Me::from(&user)))
 }
