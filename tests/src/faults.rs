@@ -96,6 +96,10 @@ pub struct Chaos {
     applied_errors: bool,
     on: AtomicBool,
     tally: Mutex<BTreeMap<&'static str, u64>>,
+    /// Counts of operations by kind (`store write`, `queue ack`...), faulted or not.
+    seen: Mutex<BTreeMap<&'static str, u64>>,
+    /// Instead of dice: fault exactly the `n`th operation of a kind, as `When`.
+    script: Option<(&'static str, u64, When)>,
 }
 
 impl Chaos {
@@ -110,7 +114,57 @@ impl Chaos {
             applied_errors: true,
             on: AtomicBool::new(true),
             tally: Mutex::default(),
+            seen: Mutex::default(),
+            script: None,
         })
+    }
+
+    /// Exactly one fault: the `n`th store write (1-based, counted over the whole run, every
+    /// function's) is refused before it is applied.
+    pub fn nth_write_refused(n: u64) -> Arc<Self> {
+        let mut chaos = Arc::try_unwrap(Self::new(0, 0.0)).unwrap_or_else(|_| unreachable!());
+        chaos.script = Some(("store write", n, When::Before));
+        Arc::new(chaos)
+    }
+
+    /// Exactly one fault: the `n`th store write is applied, then reported failed.
+    pub fn nth_write_lost(n: u64) -> Arc<Self> {
+        let mut chaos = Arc::try_unwrap(Self::new(0, 0.0)).unwrap_or_else(|_| unreachable!());
+        chaos.script = Some(("store write", n, When::After));
+        Arc::new(chaos)
+    }
+
+    /// Exactly one fault: the `n`th acknowledgement of a handled message fails.
+    pub fn nth_ack_failed(n: u64) -> Arc<Self> {
+        let mut chaos = Arc::try_unwrap(Self::new(0, 0.0)).unwrap_or_else(|_| unreachable!());
+        chaos.script = Some(("queue ack", n, When::Before));
+        Arc::new(chaos)
+    }
+
+    /// How many operations of each kind passed through (`store write`, `store read`,
+    /// `queue send`, `queue receive`, `queue ack`).
+    pub fn seen(&self) -> BTreeMap<&'static str, u64> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Counts an operation of `kind`; `Some(when)` if the script faults this one.
+    fn scripted(&self, kind: &'static str) -> Option<Option<When>> {
+        let n = {
+            let mut seen = self.seen.lock().unwrap();
+            let n = seen.entry(kind).or_default();
+            *n += 1;
+            *n
+        };
+        let (k, at, when) = self.script?;
+        Some((k == kind && at == n && self.on.load(Ordering::SeqCst)).then(|| {
+            *self
+                .tally
+                .lock()
+                .unwrap()
+                .entry(if when == When::Before { "scripted refusal" } else { "scripted lost answer" })
+                .or_default() += 1;
+            when
+        }))
     }
 
     /// As [`Chaos::new`], but a write or send is only ever refused before it happens, never
@@ -143,6 +197,14 @@ impl Chaos {
         z ^ (z >> 31)
     }
 
+    /// Whether to inject a fault into an operation of `op` now (`kind` names the fault).
+    fn roll_op(&self, op: &'static str, kind: &'static str) -> bool {
+        match self.scripted(op) {
+            Some(scripted) => scripted.is_some(),
+            None => self.roll(kind),
+        }
+    }
+
     /// Whether to inject `kind` now.
     fn roll(&self, kind: &'static str) -> bool {
         if !self.on.load(Ordering::SeqCst) || self.next() % 1_000_000 >= self.per_million {
@@ -154,7 +216,10 @@ impl Chaos {
 
     /// For a write: `Before` (refused, nothing applied), `After` (applied, then an error),
     /// or none.
-    fn roll_write(&self, what: &'static str, applied: &'static str) -> Option<When> {
+    fn roll_write(&self, op: &'static str, what: &'static str, applied: &'static str) -> Option<When> {
+        if let Some(scripted) = self.scripted(op) {
+            return scripted;
+        }
         if !self.on.load(Ordering::SeqCst) || self.next() % 1_000_000 >= self.per_million {
             return None;
         }
@@ -192,7 +257,7 @@ impl ChaosStore {
     }
 
     async fn write<T>(&self, write: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-        match self.chaos.roll_write("store write throttled", "store write timed out after it applied") {
+        match self.chaos.roll_write("store write", "store write throttled", "store write timed out after it applied") {
             Some(When::Before) => Err(store_down("throttled")),
             Some(When::After) => {
                 write.await?;
@@ -203,7 +268,11 @@ impl ChaosStore {
     }
 
     fn read(&self) -> Result<(), StoreError> {
-        if self.chaos.roll("store read unavailable") { Err(store_down("read unavailable")) } else { Ok(()) }
+        if self.chaos.roll_op("store read", "store read unavailable") {
+            Err(store_down("read unavailable"))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -264,7 +333,7 @@ impl Queue for ChaosQueue {
     }
 
     async fn send(&self, message: Outgoing) -> Result<String, QueueError> {
-        match self.chaos.roll_write("queue send throttled", "queue send timed out after it was sent") {
+        match self.chaos.roll_write("queue send", "queue send throttled", "queue send timed out after it was sent") {
             Some(When::Before) => Err(queue_down("send throttled")),
             Some(When::After) => {
                 self.inner.send(message).await?;
@@ -275,7 +344,7 @@ impl Queue for ChaosQueue {
     }
 
     async fn receive(&self, max: u32, wait: Duration) -> Result<Vec<Received>, QueueError> {
-        if self.chaos.roll("queue receive unavailable") {
+        if self.chaos.roll_op("queue receive", "queue receive unavailable") {
             return Err(queue_down("receive unavailable"));
         }
         self.inner.receive(max, wait).await
@@ -283,14 +352,14 @@ impl Queue for ChaosQueue {
 
     async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
         // Called after the message was handled: failing it brings the message back.
-        if self.chaos.roll("queue ack failed after the message was handled") {
+        if self.chaos.roll_op("queue ack", "queue ack failed after the message was handled") {
             return Err(queue_down("ack failed"));
         }
         self.inner.ack(receipt).await
     }
 
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
-        if self.chaos.roll("queue visibility change unavailable") {
+        if self.chaos.roll_op("queue visibility change", "queue visibility change unavailable") {
             return Err(queue_down("visibility change unavailable"));
         }
         self.inner.change_visibility(receipt, timeout).await

@@ -215,12 +215,8 @@ pub(crate) async fn invite(
         .await?;
     s.jobs().dispatch(email).await;
     let detail = json!({"role": role, "allow_any_email": inv.allow_any_email});
-    if let Err(e) =
-        scope.audit(&s, AuditAction::InvitationCreated, Some(inv.id.to_string()), ctx.origin(), detail).await
-    {
-        // The invitation exists: a 503 would have the client invite again (409 already_invited).
-        tracing::error!(invitation_id = %inv.id, error = ?e, "the invitation was created but its audit event was not written");
-    }
+    let audited = scope.audit(&s, AuditAction::InvitationCreated, Some(inv.id.to_string()), ctx.origin(), detail).await;
+    crate::audited_after_commit(audited, "invitation created");
     Ok(json_with_status(StatusCode::CREATED, &inv.public()))
 }
 
@@ -322,10 +318,8 @@ pub(crate) async fn resend(
         ])
         .await?;
     s.jobs().dispatch(email).await;
-    if let Err(e) = scope.audit(&s, AuditAction::InvitationResent, Some(id.to_string()), ctx.origin(), json!({})).await
-    {
-        tracing::error!(invitation_id = %id, error = ?e, "the invitation was sent again but its audit event was not written");
-    }
+    let audited = scope.audit(&s, AuditAction::InvitationResent, Some(id.to_string()), ctx.origin(), json!({})).await;
+    crate::audited_after_commit(audited, "invitation resent");
     Ok(Json(inv.public()))
 }
 
@@ -412,17 +406,22 @@ pub(crate) async fn accept(
     inv.accepted_by = Some(caller.user_id);
     let mut inv_item = Item::from_record(invitation_key(account_id, id), &inv)?;
     inv_item.version = item.version;
-    store
-        .transact(vec![
-            TxOp::Put(membership_put),
-            TxOp::Put(Put::new(inv_item).if_unchanged()),
-            TxOp::Delete(Delete::new(token_key(&hash))),
-        ])
-        .await?;
+    let seats = shared::billing::stage_seat_sync(&s.billing(), account_id)?;
+    let mut ops = vec![
+        TxOp::Put(membership_put),
+        TxOp::Put(Put::new(inv_item).if_unchanged()),
+        TxOp::Delete(Delete::new(token_key(&hash))),
+    ];
+    if let Some(job) = &seats {
+        ops.push(job.op()?);
+    }
+    store.transact(ops).await?;
+    if let Some(job) = seats {
+        s.jobs().dispatch(job).await;
+    }
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::InvitationAccepted, ctx.origin())
         .target(id)
         .detail(json!({"role": inv.role}));
-    s.audit(AuditStream::Account(account_id), event).await?;
-    shared::billing::seats_changed(&s.billing(), account_id).await?;
+    crate::audited_after_commit(s.audit(AuditStream::Account(account_id), event).await, "invitation accepted");
     Ok(Json(AccountView { account, role: inv.role }))
 }

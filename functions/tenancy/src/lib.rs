@@ -86,6 +86,15 @@ pub fn clean_name(name: &str) -> Result<String, ApiError> {
     Ok(n.to_owned())
 }
 
+/// An audit event for a change already committed: a failure is logged at error level (for
+/// the alarm), not answered, because a 503 would send the client to repeat a change that
+/// was made.
+pub(crate) fn audited_after_commit<T, E: std::fmt::Debug>(result: Result<T, E>, change: &str) {
+    if let Err(e) = result {
+        tracing::error!(change, error = ?e, "the change is made but its audit event was not written");
+    }
+}
+
 /// An account as its members see it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AccountView {
@@ -144,10 +153,7 @@ async fn create_account(
         .await?;
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::AccountCreated, ctx.origin())
         .detail(json!({"name": account.name}));
-    if let Err(e) = s.audit(AuditStream::Account(account.id), event).await {
-        // The account exists now: a 503 would have the client retry and create a second one.
-        tracing::error!(account_id = %account.id, error = ?e, "the account was created but its audit event was not written");
-    }
+    audited_after_commit(s.audit(AuditStream::Account(account.id), event).await, "account created");
     Ok(json_with_status(StatusCode::CREATED, &AccountView { account, role: Role::Owner }))
 }
 
@@ -272,11 +278,19 @@ async fn delete_account(
     scope.require(Action::DeleteAccount)?;
     let now = s.clock.now_ms();
     let id = scope.account_id();
-    s.store.transact(tenancy::delete_account_ops(id, now, s.config.soft_delete.retention)).await?;
+    // The subscription's cancellation goes out with the deletion (the job outbox).
+    let cancel = s.jobs().stage(shared::jobs::Job::CancelForDeletedAccount { account_id: id }, None)?;
+    let mut ops = tenancy::delete_account_ops(id, now, s.config.soft_delete.retention);
+    ops.push(cancel.op()?);
+    s.store.transact(ops).await?;
+    s.jobs().dispatch(cancel).await;
     let retention = s.config.soft_delete.retention;
     let until = now + i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
-    scope.audit(&s, AuditAction::AccountDeleted, None, ctx.origin(), json!({"restorable_until_ms": until})).await?;
-    s.jobs().enqueue(shared::jobs::Job::CancelForDeletedAccount { account_id: id }).await?;
+    let detail = json!({"restorable_until_ms": until});
+    audited_after_commit(
+        scope.audit(&s, AuditAction::AccountDeleted, None, ctx.origin(), detail).await,
+        "account deleted",
+    );
     Ok(Json(Deletion { account_id: id.to_string(), deleted_at_ms: now, restorable_until_ms: until }))
 }
 

@@ -145,7 +145,9 @@ pub(crate) async fn end_membership(
     m: &Membership,
     version: u64,
 ) -> Result<(), ApiError> {
-    let mut ops = Vec::new();
+    // The seat count follows the membership in the same transaction (the job outbox).
+    let seats = shared::billing::stage_seat_sync(&s.billing(), scope.account_id())?;
+    let mut ops: Vec<TxOp> = seats.iter().map(shared::jobs::outbox::StagedJob::op).collect::<Result<_, _>>()?;
     if m.role == Role::Owner {
         ops.push(other_owner_check(s, scope, m.user_id).await?);
     }
@@ -155,6 +157,9 @@ pub(crate) async fn end_membership(
         mark.when(Condition::All(vec![Condition::VersionIs(version), Condition::Missing("deleted_at_ms".into())])),
     ));
     s.store.transact(ops).await?;
+    if let Some(job) = seats {
+        s.jobs().dispatch(job).await;
+    }
     Ok(())
 }
 
@@ -177,10 +182,9 @@ pub(crate) async fn remove_member(
         return Err(ApiError::Forbidden);
     }
     end_membership(&s, &scope, &m, version).await?;
-    scope
-        .audit(&s, AuditAction::MemberRemoved, Some(user_id.to_string()), ctx.origin(), json!({"role": m.role}))
-        .await?;
-    shared::billing::seats_changed(&s.billing(), scope.account_id()).await?;
+    let detail = json!({"role": m.role});
+    let audited = scope.audit(&s, AuditAction::MemberRemoved, Some(user_id.to_string()), ctx.origin(), detail).await;
+    crate::audited_after_commit(audited, "member removed");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -196,8 +200,9 @@ pub(crate) async fn leave(
     let user = scope.require_user()?;
     let (m, version) = load_membership(s.store.as_ref(), scope.account_id(), user).await?.ok_or(ApiError::NotFound)?;
     end_membership(&s, &scope, &m, version).await?;
-    scope.audit(&s, AuditAction::MemberLeft, Some(user.to_string()), ctx.origin(), json!({"role": m.role})).await?;
-    shared::billing::seats_changed(&s.billing(), scope.account_id()).await?;
+    let audited =
+        scope.audit(&s, AuditAction::MemberLeft, Some(user.to_string()), ctx.origin(), json!({"role": m.role})).await;
+    crate::audited_after_commit(audited, "member left");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -356,6 +356,22 @@ pub async fn entitlements(store: &dyn Store, plans: &Plans, account: AccountId) 
     Ok(e)
 }
 
+/// For a membership change: with per-seat pricing, the job that brings the subscription's
+/// quantity in line with the member count, staged to commit with the change (add its op to
+/// the change's transaction, dispatch it after; see `jobs::outbox`). `None` otherwise.
+///
+/// # Errors
+/// Never in practice (a job always has a valid key).
+pub fn stage_seat_sync(
+    billing: &Billing<'_>,
+    account: AccountId,
+) -> Result<Option<crate::jobs::outbox::StagedJob>, crate::queue::QueueError> {
+    if !billing.plans.per_seat {
+        return Ok(None);
+    }
+    billing.jobs().stage(crate::jobs::Job::SyncSeats { account_id: account }, None).map(Some)
+}
+
 /// After a membership change: with per-seat pricing, queues the job that brings the
 /// subscription's quantity in line with the member count. A no-op otherwise.
 ///

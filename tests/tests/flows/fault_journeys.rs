@@ -82,9 +82,9 @@ impl Client<'_> {
         let credentials = json!({"email": email, "password": PASSWORD});
         assert_eq!(self.call("POST", "/auth/signup", None, Some(credentials.clone())).await.0, 202);
         let token = token_in(&self.app.wait_email(email, "Confirm your email address").await);
+        // A 503 means nothing was done (the link still works); once done, nothing fails it.
         let (status, body) = self.call("POST", "/auth/verify-email", None, Some(json!({"token": token}))).await;
-        // A retried verification whose first attempt went through finds its link used.
-        assert!(status == 200 || body["code"] == "invalid_token", "{status} {body}");
+        assert_eq!(status, 200, "{body}");
         let (status, tokens) = self.call("POST", "/auth/login", None, Some(credentials)).await;
         assert_eq!(status, 200, "{tokens}");
         tokens["access_token"].as_str().unwrap().to_owned()
@@ -114,8 +114,7 @@ async fn journey(app: &TestApp, clock: &ManualClock) -> Outcome {
     let grace = client.user("grace@example.com").await;
     let (status, body) =
         client.call("POST", "/invitations/accept", Some(&grace), Some(json!({"token": invitation}))).await;
-    // A retried acceptance whose first attempt went through finds the invitation used.
-    assert!(status == 200 || body["code"] == "invalid_invitation", "{status} {body}");
+    assert_eq!(status, 200, "{body}");
 
     let choice = json!({"plan": "team", "interval": "monthly"});
     let (status, body) =
@@ -285,5 +284,30 @@ async fn the_main_journey_under_five_percent_faults_ends_as_it_does_without_them
         "queue ack failed after the message was handled",
     ] {
         assert!(seen.contains_key(kind), "no {kind:?} in any run: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn one_fault_at_each_position_ends_as_it_does_without_it() {
+    // Count the operations of a fault-free run through a chaos that injects nothing.
+    let counting = Chaos::new(0, 0.0);
+    let (calm, _) = run(Some((Arc::clone(&counting), Arc::clone(&counting)))).await;
+    let seen = counting.seen();
+    eprintln!("operations of one journey: {seen:?}");
+    let writes = seen["store write"];
+    let acks = seen["queue ack"];
+    // A refused write at every fifth position of the run (routes' and consumers' alike:
+    // the second write of a route, a transaction, a job's state...), and every failed
+    // acknowledgement of a handled message.
+    let mut scripts: Vec<(String, Arc<Chaos>)> = Vec::new();
+    for n in (1..=writes).step_by(5) {
+        scripts.push((format!("write {n} refused"), Chaos::nth_write_refused(n)));
+    }
+    for n in 1..=acks {
+        scripts.push((format!("ack {n} failed"), Chaos::nth_ack_failed(n)));
+    }
+    for (what, chaos) in scripts {
+        let (outcome, _) = run(Some((Arc::clone(&chaos), Arc::clone(&chaos)))).await;
+        assert_eq!(outcome, calm, "{what}: {:?}", chaos.tally());
     }
 }

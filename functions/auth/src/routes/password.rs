@@ -18,6 +18,7 @@ use shared::jobs::Job;
 use shared::mail::templates::Email;
 use shared::secret::Secret;
 use shared::services::Services;
+use shared::store::TxOp;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -87,7 +88,13 @@ pub struct ResetRequest {
     pub password: Secret<String>,
 }
 
-async fn set_password(s: &Services, user_id: UserId, new: &Secret<String>) -> Result<User, ApiError> {
+/// The writes that set `user_id`'s password to `new` (the record, and the "your password
+/// changed" email staged with it), for the caller's transaction; then dispatch the job.
+async fn new_password(
+    s: &Services,
+    user_id: UserId,
+    new: &Secret<String>,
+) -> Result<(Vec<TxOp>, shared::jobs::outbox::StagedJob), ApiError> {
     let store = s.store.as_ref();
     let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or(ApiError::NotFound)?;
     strong(new, &user.email, s)?;
@@ -96,11 +103,19 @@ async fn set_password(s: &Services, user_id: UserId, new: &Secret<String>) -> Re
     // A reset proves control of the address (and settles a contested sign-up).
     user.email_verified = true;
     user.contested = false;
-    users::save(store, &user, version).await?;
-    s.jobs()
-        .enqueue(Job::SendEmail { to: user.email.clone(), email: Email::PasswordChanged { name: user.name.clone() } })
-        .await?;
-    Ok(user)
+    let email = Job::SendEmail { to: user.email.clone(), email: Email::PasswordChanged { name: user.name.clone() } };
+    let email = s.jobs().stage(email, None)?;
+    Ok((vec![users::save_op(&user, version)?, email.op()?], email))
+}
+
+/// Ends `user`'s sessions but `keep` once more after a committed password change: a login
+/// with the old password between the first ending and the commit must not survive it. Best
+/// effort (the change is made); returns how many ended.
+async fn end_sessions_again(s: &Services, user: UserId, keep: Option<shared::id::SessionId>) -> usize {
+    sessions::revoke_all(s, user, keep).await.unwrap_or_else(|e| {
+        tracing::error!(user_id = %user, error = ?e, "ending sessions after a password change failed");
+        0
+    })
 }
 
 /// Sets a new password with the token from the reset email; ends every session.
@@ -119,14 +134,30 @@ async fn password_reset(
         .ok_or_else(invalid_token)?;
     let user = users::by_id(s.store.as_ref(), holder).await?.ok_or_else(invalid_token)?;
     strong(&req.password, &user.email, &s)?;
-    let user_id = users::use_token(s.store.as_ref(), Purpose::ResetPassword, req.token.expose())
+    let token = users::redeemable(s.store.as_ref(), Purpose::ResetPassword, req.token.expose())
         .await?
-        .ok_or_else(invalid_token)?
-        .user_id;
-    // Using the newest link ended the older ones too (only the newest works).
-    set_password(&s, user_id, &req.password).await?;
-    let ended = sessions::revoke_all(&s, user_id, None).await?;
-    sessions::record(&s, user_id, AuditAction::PasswordReset, None, &ctx, json!({"sessions_ended": ended})).await?;
+        .ok_or_else(invalid_token)?;
+    let user_id = token.link.user_id;
+    // Sessions end first: repeating that is harmless, so a failure anywhere before the
+    // commit leaves the link working for the retry and no session alive.
+    let mut ended = sessions::revoke_all(&s, user_id, None).await?;
+    let (writes, email) = new_password(&s, user_id, &req.password).await?;
+    // The link is used (the newest: the older ones end with it) in the transaction that sets
+    // the password.
+    if !users::redeem(s.store.as_ref(), token, writes).await? {
+        return Err(invalid_token());
+    }
+    s.jobs().dispatch(email).await;
+    ended += end_sessions_again(&s, user_id, None).await;
+    sessions::record_after_commit(
+        &s,
+        user_id,
+        AuditAction::PasswordReset,
+        None,
+        &ctx,
+        json!({"sessions_ended": ended}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -158,10 +189,28 @@ async fn password_change(
         sessions::record(&s, user.id, AuditAction::PasswordChangeFailed, None, &ctx, json!({})).await?;
         return Err(ApiError::Forbidden);
     }
-    set_password(&s, user.id, &req.new_password).await?;
-    // A reset link requested before the change must not undo it.
+    // What must hold once the password changed, done first (repeating it is harmless): a
+    // reset link requested before the change must not undo it; the other sessions end.
     users::end_links(s.store.as_ref(), user.id, Purpose::ResetPassword).await?;
-    let ended = sessions::revoke_all(&s, user.id, Some(caller.session_id)).await?;
-    sessions::record(&s, user.id, AuditAction::PasswordChanged, None, &ctx, json!({"sessions_ended": ended})).await?;
+    let mut ended = sessions::revoke_all(&s, user.id, Some(caller.session_id)).await?;
+    let (writes, email) = new_password(&s, user.id, &req.new_password).await?;
+    match s.store.transact(writes).await {
+        Ok(()) => {}
+        Err(e) if e.is_condition_failure() => {
+            return Err(ApiError::Conflict { code: "conflict", detail: "the account changed meanwhile: retry".into() });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    s.jobs().dispatch(email).await;
+    ended += end_sessions_again(&s, user.id, Some(caller.session_id)).await;
+    sessions::record_after_commit(
+        &s,
+        user.id,
+        AuditAction::PasswordChanged,
+        None,
+        &ctx,
+        json!({"sessions_ended": ended}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
