@@ -49,10 +49,13 @@ macro_rules! ulid_id {
         impl ::std::str::FromStr for $name {
             type Err = $crate::id::InvalidId;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                ::ulid::Ulid::from_string(s).map(Self).map_err(|_| $crate::id::InvalidId {
-                    kind: stringify!($name),
-                    value: s.chars().take(64).collect(),
-                })
+                let invalid = || $crate::id::InvalidId { kind: stringify!($name), value: s.chars().take(64).collect() };
+                // A ULID is 128 bits: 26 base32 characters hold 130, so the first is 0 to 7.
+                // The parser would wrap a larger one onto another id.
+                if s.as_bytes().first().is_none_or(|c| *c > b'7') {
+                    return Err(invalid());
+                }
+                ::ulid::Ulid::from_string(s).map(Self).map_err(|_| invalid())
             }
         }
 

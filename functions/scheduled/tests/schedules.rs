@@ -152,3 +152,24 @@ async fn purging_a_deleted_account_purges_everything_it_holds() {
     assert_eq!(left(doomed).await, 0, "the account and everything under it are gone");
     assert_eq!(left(kept).await, 4, "another account is untouched");
 }
+
+#[test]
+fn the_outbox_relay_may_send_to_every_queue_a_job_can_be_staged_for() {
+    let template = testkit::template::template();
+    let statements = template["Resources"]["ScheduledFunction"]["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
+        .collect::<Vec<_>>();
+    let sendable: Vec<String> = statements
+        .iter()
+        .filter(|s| s["Action"].as_sequence().is_some_and(|a| a.iter().any(|x| x.as_str() == Some("sqs:SendMessage"))))
+        .flat_map(|s| s["Resource"].as_sequence().cloned().unwrap_or_else(|| vec![s["Resource"].clone()]))
+        .map(|r| format!("{r:?}"))
+        .collect();
+    // Jobs go to the email queue or the jobs queue (`Job::queue`).
+    for queue in ["EmailQueue", "JobsQueue"] {
+        assert!(sendable.iter().any(|r| r.contains(queue)), "the relay cannot send to {queue}: {sendable:?}");
+    }
+}

@@ -28,6 +28,7 @@ pub struct NewApiKey {
     )]
     pub name: String,
     /// What it may do: `admin`, `member`, `billing` or `read_only` (default `read_only`).
+    #[schema(value_type = Option<crate::GrantableRole>)]
     pub role: Option<Role>,
 }
 

@@ -95,6 +95,22 @@ pub(crate) fn audited_after_commit<T, E: std::fmt::Debug>(result: Result<T, E>, 
     }
 }
 
+/// A role that can be granted to an API key or by single sign-on: every role but `owner`
+/// (documentation only: the routes take `Role` and refuse `owner` themselves).
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum GrantableRole {
+    /// Manages members, settings and billing.
+    Admin,
+    /// Works in the account.
+    Member,
+    /// Manages billing.
+    Billing,
+    /// Reads only.
+    ReadOnly,
+}
+
 /// An account as its members see it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AccountView {

@@ -333,18 +333,25 @@ pub(crate) async fn remove_admin(
 #[serde(deny_unknown_fields)]
 pub struct SsoRequest {
     /// The IdP's issuer URL (https; http only for loopback).
+    #[schema(
+        max_length = 500,
+        pattern = "^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\]))[^\\s\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub issuer: String,
     /// The client id.
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub client_id: String,
     /// The client secret.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1, max_length = 1000)]
     pub client_secret: Secret<String>,
-    /// Email domains allowed to sign in (at least one).
+    /// Email domains allowed to sign in (1 to 50).
+    #[schema(min_items = 1, max_items = 50)]
     pub allowed_domains: Vec<String>,
     /// An account of the organization that users join on first sign-in.
     #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
     pub jit_account_id: Option<String>,
     /// Their role there (default `member`; never `owner`).
+    #[schema(value_type = Option<crate::GrantableRole>)]
     pub jit_role: Option<Role>,
 }
 
@@ -355,7 +362,7 @@ fn invalid(code: &'static str, detail: &str) -> ApiError {
 fn valid_issuer(issuer: &str) -> bool {
     let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
     (issuer.starts_with("https://") || loopback.iter().any(|p| issuer.starts_with(p)))
-        && issuer.len() <= 500
+        && issuer.chars().count() <= 500
         && !issuer.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
@@ -375,10 +382,10 @@ pub(crate) async fn put_sso(
     if !valid_issuer(&req.issuer) {
         return Err(invalid("invalid_issuer", "the issuer is an https URL (http only on loopback)"));
     }
-    if req.client_id.trim().is_empty() || req.client_id.len() > 500 {
+    if req.client_id.trim().is_empty() || req.client_id.chars().count() > 500 {
         return Err(invalid("invalid_client_id", "the client id is 1 to 500 characters"));
     }
-    if req.client_secret.expose().is_empty() || req.client_secret.expose().len() > 1000 {
+    if req.client_secret.expose().is_empty() || req.client_secret.expose().chars().count() > 1000 {
         return Err(invalid("invalid_client_secret", "the client secret is 1 to 1000 characters"));
     }
     let mut domains = Vec::new();

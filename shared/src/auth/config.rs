@@ -223,8 +223,8 @@ fn external_issuer(
             let tenant = crate::auth::external::entra_tenant(&issuer).ok_or_else(|| ConfigError::Invalid {
                 var: "GROUNDWORK_EXTERNAL_ISSUER".into(),
                 value: issuer.clone(),
-                reason: "an Entra ID issuer: https://login.microsoftonline.com/<tenant id>/v2.0 \
-                         or https://sts.windows.net/<tenant id>/"
+                reason: "an Entra ID issuer with the tenant's id (a GUID, not common or a domain): \
+                         https://login.microsoftonline.com/<tenant id>/v2.0 or https://sts.windows.net/<tenant id>/"
                     .into(),
             })?;
             Some(format!("https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"))

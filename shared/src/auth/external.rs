@@ -131,13 +131,18 @@ fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, 
 
 /// The tenant id of an Entra ID issuer in either form, v2.0
 /// (`https://login.microsoftonline.com/{tenant}/v2.0`) or v1.0
-/// (`https://sts.windows.net/{tenant}/`).
+/// (`https://sts.windows.net/{tenant}/`). The tenant is its GUID, the form tokens carry:
+/// the multi-tenant aliases (`common`, `organizations`, `consumers`) and domain names
+/// never appear in a token's `iss`, so an issuer built on them could accept nothing.
 pub fn entra_tenant(issuer: &str) -> Option<&str> {
     let rest = issuer
         .strip_prefix("https://login.microsoftonline.com/")
         .and_then(|r| r.strip_suffix("/v2.0"))
         .or_else(|| issuer.strip_prefix("https://sts.windows.net/").map(|r| r.trim_end_matches('/')))?;
-    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+    let groups: Vec<&str> = rest.split('-').collect();
+    let guid = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()));
+    guid.then_some(rest)
 }
 
 /// Public keys fetched from a JWKS URL: on first use, again after an hour, and again when a

@@ -173,13 +173,21 @@ mod tests {
             "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/discovery/v2.0/keys"
         );
         assert_eq!(external.audiences, ["a", "b"]);
-        let e = Config::from_vars(vars(&[
-            ("GROUNDWORK_EXTERNAL_ISSUER", "https://login.microsoftonline.com/common"),
-            ("GROUNDWORK_EXTERNAL_PROVIDER", "entra"),
-            ("GROUNDWORK_EXTERNAL_AUDIENCE", "a"),
-        ]))
-        .unwrap_err();
-        assert!(e.to_string().contains("Entra ID issuer"), "{e}");
+        for unusable in [
+            "https://login.microsoftonline.com/common",
+            "https://login.microsoftonline.com/common/v2.0",
+            "https://login.microsoftonline.com/organizations/v2.0",
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0",
+            "https://login.microsoftonline.com/{tenantid}/v2.0",
+        ] {
+            let e = Config::from_vars(vars(&[
+                ("GROUNDWORK_EXTERNAL_ISSUER", unusable),
+                ("GROUNDWORK_EXTERNAL_PROVIDER", "entra"),
+                ("GROUNDWORK_EXTERNAL_AUDIENCE", "a"),
+            ]))
+            .unwrap_err();
+            assert!(e.to_string().contains("Entra ID issuer"), "{unusable}: {e}");
+        }
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn apply(path: &str, op: &mut Value, shared_params: Option<&Value>) {
     in_path |= shared_params.is_some_and(|p| p.as_array().is_some_and(|a| a.iter().any(|p| p["in"] == "path")));
     let has_body = op.get("requestBody").is_some();
     let authenticated = op.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
+    let operator = op.get("security").is_some_and(|s| s.to_string().contains("operator_token"));
     let responses = op.as_object_mut().map(|o| o.entry("responses").or_insert_with(|| json!({})));
     let Some(responses) = responses.and_then(Value::as_object_mut) else { return };
     let mut add = |status: &str, description: &str| {
@@ -71,7 +72,7 @@ fn apply(path: &str, op: &mut Value, shared_params: Option<&Value>) {
     }
     if path.starts_with("/accounts/{account_id}") {
         // What `tenancy::Tenant` answers before the route runs.
-        add("403", "Not a member of the account, or the role does not allow this (`forbidden`)");
+        add("403", "The caller's role in the account does not allow this (`forbidden`); a non-member gets 404");
         add("409", "The account is deleted; an owner can restore it (`account_deleted`)");
     }
     if in_query {
@@ -85,6 +86,9 @@ fn apply(path: &str, op: &mut Value, shared_params: Option<&Value>) {
     }
     if authenticated {
         add("401", "No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer`");
+    }
+    if operator {
+        add("403", "Operator access is off: no `GROUNDWORK_OPERATOR_TOKEN` is set (`operator_access_disabled`)");
     }
     if path != "/openapi.json" {
         let mut unavailable = problem("A store or queue outage (`unavailable`); retry after `Retry-After` seconds");

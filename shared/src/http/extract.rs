@@ -36,7 +36,7 @@ where
                 "invalid_body",
                 "The body does not have the expected shape",
             )
-            .with_detail("the body is a JSON object"));
+            .with_detail("the body must be a JSON object"));
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
@@ -76,18 +76,26 @@ fn json_problem(r: &JsonRejection) -> Problem {
     }
 }
 
-/// Keeps serde's description of where and what was wrong, but hides quoted input values.
+/// Keeps serde's description of where and what was wrong, but hides the input's values:
+/// serde quotes strings in `"` and other values and unknown names in backticks.
 fn redact_values(text: &str) -> String {
-    let text = text.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(text);
+    let text = text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .or_else(|| text.strip_prefix("Failed to deserialize query string: "))
+        .unwrap_or(text);
     let mut out = String::with_capacity(text.len());
-    let mut in_quote = false;
+    let mut in_quote: Option<char> = None;
     for c in text.chars() {
-        if c == '"' {
-            if !in_quote {
-                out.push_str("\"…\"");
+        if (c == '"' || c == '`') && in_quote.is_none_or(|q| q == c) {
+            if in_quote.is_none() {
+                out.push(c);
+                out.push('…');
+                out.push(c);
+                in_quote = Some(c);
+            } else {
+                in_quote = None;
             }
-            in_quote = !in_quote;
-        } else if !in_quote {
+        } else if in_quote.is_none() {
             out.push(c);
         }
     }
@@ -150,5 +158,10 @@ mod tests {
         );
         assert!(!s.contains("hunter2"), "{s}");
         assert!(s.contains("password: invalid type"), "{s}");
+        let s = redact_values("password: invalid type: integer `12345678901`, expected a string at line 1 column 25");
+        assert!(!s.contains("12345678901"), "{s}");
+        let s = redact_values("role: unknown variant `superadmin-secret`, expected one of `owner`, `admin`");
+        assert!(!s.contains("superadmin-secret"), "{s}");
+        assert!(s.starts_with("role: unknown variant"), "{s}");
     }
 }

@@ -80,7 +80,8 @@ impl FromRequestParts<Services> for Caller {
 pub async fn path_account(parts: &mut Parts, services: &Services) -> Result<AccountId, ApiError> {
     let params = RawPathParams::from_request_parts(parts, services).await.map_err(|_| ApiError::NotFound)?;
     let raw = params.iter().find(|(k, _)| *k == "account_id").map(|(_, v)| v.to_owned()).ok_or(ApiError::NotFound)?;
-    raw.parse().map_err(|_| ApiError::NotFound)
+    raw.parse()
+        .map_err(|_| ApiError::BadRequest { code: "invalid_path", detail: "account_id is not an account id".into() })
 }
 
 impl FromRequestParts<Services> for Tenant {

@@ -94,10 +94,12 @@ pub(super) fn staged_key(envelope: &Envelope) -> Key {
 /// many were sent. Run by the scheduled function (`relay-job-outbox`, every minute).
 ///
 /// # Errors
-/// When the store fails; a job that cannot be sent stays staged for the next run.
-pub async fn relay(store: &dyn Store, queues: &Queues, clock: &dyn Clock) -> Result<usize, StoreError> {
+/// When the store fails, or when a staged job could not be sent (it stays staged for the
+/// next run; the error makes the scheduled function's error alarm notice a relay that keeps
+/// failing, a missing queue permission for instance).
+pub async fn relay(store: &dyn Store, queues: &Queues, clock: &dyn Clock) -> anyhow::Result<usize> {
     let cutoff = clock.now_ms() - i64::try_from(RELAY_AFTER.as_millis()).unwrap_or(0);
-    let mut sent = 0;
+    let (mut sent, mut failed) = (0, 0);
     for shard in 0..SHARDS {
         let mut cursor = None;
         loop {
@@ -119,7 +121,8 @@ pub async fn relay(store: &dyn Store, queues: &Queues, clock: &dyn Clock) -> Res
                 match send(queues, store, queue, item.key.clone(), body).await {
                     Ok(()) => sent += 1,
                     Err(e) => {
-                        tracing::warn!(key = ?item.key, error = format!("{e:#}"), "relaying a staged job failed; next run")
+                        failed += 1;
+                        tracing::warn!(key = ?item.key, error = format!("{e:#}"), "relaying a staged job failed; next run");
                     }
                 }
             }
@@ -132,5 +135,6 @@ pub async fn relay(store: &dyn Store, queues: &Queues, clock: &dyn Clock) -> Res
     if sent > 0 {
         tracing::info!(sent, "staged jobs relayed");
     }
+    anyhow::ensure!(failed == 0, "{failed} staged jobs could not be sent ({sent} were)");
     Ok(sent)
 }

@@ -213,7 +213,16 @@ impl MessageHandler for JobRunner {
         let now = self.clock.now_ms();
         match result {
             Ok(outcome) => {
-                self.complete(&envelope, now).await?;
+                // The effect has happened: a redelivery must find the job completed, or it
+                // would run again once the lease ran out. A passing outage gets a few tries.
+                let mut tries = 0;
+                while let Err(e) = self.complete(&envelope, now).await {
+                    tries += 1;
+                    if tries == 3 || !matches!(e, StoreError::Unavailable(_)) {
+                        return Err(e.into());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << tries)).await;
+                }
                 match outcome {
                     JobOutcome::Done => state.status = JobStatus::Succeeded,
                     JobOutcome::Skipped(note) => {

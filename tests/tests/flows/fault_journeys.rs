@@ -96,7 +96,8 @@ impl Client<'_> {
 struct Outcome {
     /// Grace's accounts and roles, Acme's members and roles, Acme's subscription and plan.
     accounts: Vec<(String, String)>,
-    emails: BTreeSet<(String, String)>,
+    /// Emails sent: template and recipient, and how many.
+    emails: BTreeMap<(String, String), usize>,
     items: BTreeMap<String, usize>,
 }
 
@@ -179,16 +180,15 @@ async fn journey(app: &TestApp, clock: &ManualClock) -> Outcome {
         billing["subscription"]["status"].as_str().unwrap_or_default().to_owned(),
         billing["entitlements"]["plan"].as_str().unwrap_or_default().to_owned(),
     ));
-    let emails = std::fs::read_dir(app.outbox())
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let mut parts = name.trim_end_matches(".eml").splitn(3, '-');
-            parts.next()?;
-            Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
-        })
-        .collect();
+    let mut emails = BTreeMap::new();
+    for entry in std::fs::read_dir(app.outbox()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let mut parts = name.trim_end_matches(".eml").splitn(3, '-');
+        parts.next();
+        if let (Some(template), Some(to)) = (parts.next(), parts.next()) {
+            *emails.entry((template.to_owned(), to.to_owned())).or_default() += 1;
+        }
+    }
     let database = app.stack.services.config.data_dir.join(shared::services::EMBEDDED_DB_FILE);
     let items = item_shapes(&database)
         .into_iter()

@@ -68,7 +68,8 @@ pub const MFA_CHALLENGE_SECS: i64 = 300;
 /// Logs in: a new session and its tokens, or an MFA challenge. Wrong email and wrong
 /// password fail alike.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
+              (status = 200, body = LoginResponse), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn login(

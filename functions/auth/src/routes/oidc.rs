@@ -34,7 +34,8 @@ pub struct OidcStartParams {
 /// configured social providers, or `org-<org id>` for an organization's enterprise SSO).
 #[utoipa::path(get, path = "/auth/oidc/{provider}/start", tag = "auth",
     params(("provider" = String, Path), OidcStartParams),
-    responses((status = 302, description = "To the provider's login page"),
+    responses((status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
+              (status = 302, description = "To the provider's login page"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn oidc_start(

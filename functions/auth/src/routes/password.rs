@@ -44,7 +44,8 @@ pub struct ForgotRequest {
 
 /// Sends a password reset link if the address has an account. Always 202.
 #[utoipa::path(post, path = "/auth/password/forgot", tag = "auth", request_body = ForgotRequest,
-    responses((status = 202, body = Accepted), (status = 429, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
+              (status = 202, body = Accepted), (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn password_forgot(
     State(s): State<Services>,
     ctx: RequestContext,
@@ -84,7 +85,7 @@ pub struct ResetRequest {
     #[schema(value_type = String)]
     pub token: Secret<String>,
     /// The new password.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 10, max_length = 128)]
     pub password: Secret<String>,
 }
 
@@ -169,7 +170,7 @@ pub struct ChangeRequest {
     #[schema(value_type = String, format = Password)]
     pub current_password: Secret<String>,
     /// The new password.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 10, max_length = 128)]
     pub new_password: Secret<String>,
 }
 

@@ -38,7 +38,8 @@ pub struct RefreshRequest {
 
 /// Exchanges a refresh token for a new pair. A token works once; reusing one ends its session.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = TokenPair), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
+              (status = 200, body = TokenPair), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn refresh(
     State(s): State<Services>,
     ctx: RequestContext,

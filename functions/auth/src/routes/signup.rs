@@ -35,7 +35,7 @@ pub struct SignupRequest {
     #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
     /// At least 10 characters, not easy to guess.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 10, max_length = 128)]
     pub password: Secret<String>,
     /// A display name.
     #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
@@ -45,7 +45,8 @@ pub struct SignupRequest {
 /// Signs up with email and password. Always 202: a verification email is sent to a new
 /// address, or sent again to an unverified one; nothing tells whether it was registered.
 #[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
-    responses((status = 202, body = Accepted), (status = 422, body = Problem, content_type = "application/problem+json"),
+    responses((status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
+              (status = 202, body = Accepted), (status = 422, body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn signup(
     State(s): State<Services>,
