@@ -84,6 +84,9 @@ async fn the_external_issuers_tokens_are_accepted_instead_of_ours() {
         .call("POST", "/auth/login", None, Some(json!({"email": "erin@acme.test", "password": "whatever-it-is-123"})))
         .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("external_auth")));
+    // This server issues no tokens in this mode: it publishes no keys or issuer metadata.
+    assert_eq!(app.call("GET", "/.well-known/openid-configuration", None, None).await.0, 404);
+    assert_eq!(app.call("GET", "/.well-known/jwks.json", None, None).await.0, 404);
     let ours = {
         let t = &app.stack.services.tokens;
         let now = clock.now_secs();
