@@ -105,40 +105,38 @@ pub struct Chaos {
 impl Chaos {
     /// Faults at `rate` (0 to 1) of operations, from `seed`.
     pub fn new(seed: u64, rate: f64) -> Arc<Self> {
+        Arc::new(Self::build(seed, rate, true, None))
+    }
+
+    fn build(seed: u64, rate: f64, applied_errors: bool, script: Option<(&'static str, u64, When)>) -> Self {
         // The rate is a probability: the cast keeps its first six decimals.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let per_million = (rate.clamp(0.0, 1.0) * 1_000_000.0) as u64;
-        Arc::new(Self {
+        Self {
             state: Mutex::new(seed),
             per_million,
-            applied_errors: true,
+            applied_errors,
             on: AtomicBool::new(true),
             tally: Mutex::default(),
             seen: Mutex::default(),
-            script: None,
-        })
+            script,
+        }
     }
 
     /// Exactly one fault: the `n`th store write (1-based, counted over the whole run, every
     /// function's) is refused before it is applied.
     pub fn nth_write_refused(n: u64) -> Arc<Self> {
-        let mut chaos = Arc::try_unwrap(Self::new(0, 0.0)).unwrap_or_else(|_| unreachable!());
-        chaos.script = Some(("store write", n, When::Before));
-        Arc::new(chaos)
+        Arc::new(Self::build(0, 0.0, true, Some(("store write", n, When::Before))))
     }
 
     /// Exactly one fault: the `n`th store write is applied, then reported failed.
     pub fn nth_write_lost(n: u64) -> Arc<Self> {
-        let mut chaos = Arc::try_unwrap(Self::new(0, 0.0)).unwrap_or_else(|_| unreachable!());
-        chaos.script = Some(("store write", n, When::After));
-        Arc::new(chaos)
+        Arc::new(Self::build(0, 0.0, true, Some(("store write", n, When::After))))
     }
 
     /// Exactly one fault: the `n`th acknowledgement of a handled message fails.
     pub fn nth_ack_failed(n: u64) -> Arc<Self> {
-        let mut chaos = Arc::try_unwrap(Self::new(0, 0.0)).unwrap_or_else(|_| unreachable!());
-        chaos.script = Some(("queue ack", n, When::Before));
-        Arc::new(chaos)
+        Arc::new(Self::build(0, 0.0, true, Some(("queue ack", n, When::Before))))
     }
 
     /// How many operations of each kind passed through (`store write`, `store read`,
@@ -172,9 +170,7 @@ impl Chaos {
     /// POST that was applied from one that was not, and only an idempotency key lets it
     /// retry safely (the API has none yet).
     pub fn refusals_only(seed: u64, rate: f64) -> Arc<Self> {
-        let mut chaos = Arc::try_unwrap(Self::new(seed, rate)).unwrap_or_else(|_| unreachable!());
-        chaos.applied_errors = false;
-        Arc::new(chaos)
+        Arc::new(Self::build(seed, rate, false, None))
     }
 
     /// Stops injecting (to read the final state undisturbed).

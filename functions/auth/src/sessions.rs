@@ -277,9 +277,7 @@ pub async fn record_after_commit(
     ctx: &RequestContext,
     detail: serde_json::Value,
 ) {
-    if let Err(e) = record(services, user, action, target, ctx, detail).await {
-        tracing::error!(user_id = %user, action = ?action, error = ?e, "the change is made but its audit event was not written");
-    }
+    shared::audit::logged_after_commit(record(services, user, action, target, ctx, detail).await, action.as_str());
 }
 
 /// Appends an event to the user's own audit stream.

@@ -210,13 +210,13 @@ pub(crate) async fn invite(
         .transact(vec![
             TxOp::Put(Put::new(Item::from_record(invitation_key(inv.account_id, inv.id), &inv)?).if_not_exists()),
             TxOp::Put(Put::new(token_item(&inv, &inv.token_hash)).if_not_exists()),
-            email.op()?,
+            email.op(),
         ])
         .await?;
     s.jobs().dispatch(email).await;
     let detail = json!({"role": role, "allow_any_email": inv.allow_any_email});
     let audited = scope.audit(&s, AuditAction::InvitationCreated, Some(inv.id.to_string()), ctx.origin(), detail).await;
-    crate::audited_after_commit(audited, "invitation created");
+    shared::audit::logged_after_commit(audited, "invitation created");
     Ok(json_with_status(StatusCode::CREATED, &inv.public()))
 }
 
@@ -314,12 +314,12 @@ pub(crate) async fn resend(
             TxOp::Put(Put::new(item).if_unchanged()),
             TxOp::Delete(Delete::new(token_key(&old_hash))),
             TxOp::Put(Put::new(token_item(&inv, &inv.token_hash)).if_not_exists()),
-            email.op()?,
+            email.op(),
         ])
         .await?;
     s.jobs().dispatch(email).await;
     let audited = scope.audit(&s, AuditAction::InvitationResent, Some(id.to_string()), ctx.origin(), json!({})).await;
-    crate::audited_after_commit(audited, "invitation resent");
+    shared::audit::logged_after_commit(audited, "invitation resent");
     Ok(Json(inv.public()))
 }
 
@@ -413,7 +413,7 @@ pub(crate) async fn accept(
         TxOp::Delete(Delete::new(token_key(&hash))),
     ];
     if let Some(job) = &seats {
-        ops.push(job.op()?);
+        ops.push(job.op());
     }
     store.transact(ops).await?;
     if let Some(job) = seats {
@@ -422,6 +422,6 @@ pub(crate) async fn accept(
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::InvitationAccepted, ctx.origin())
         .target(id)
         .detail(json!({"role": inv.role}));
-    crate::audited_after_commit(s.audit(AuditStream::Account(account_id), event).await, "invitation accepted");
+    shared::audit::logged_after_commit(s.audit(AuditStream::Account(account_id), event).await, "invitation accepted");
     Ok(Json(AccountView { account, role: inv.role }))
 }

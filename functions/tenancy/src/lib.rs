@@ -86,15 +86,6 @@ pub fn clean_name(name: &str) -> Result<String, ApiError> {
     Ok(n.to_owned())
 }
 
-/// An audit event for a change already committed: a failure is logged at error level (for
-/// the alarm), not answered, because a 503 would send the client to repeat a change that
-/// was made.
-pub(crate) fn audited_after_commit<T, E: std::fmt::Debug>(result: Result<T, E>, change: &str) {
-    if let Err(e) = result {
-        tracing::error!(change, error = ?e, "the change is made but its audit event was not written");
-    }
-}
-
 /// A role that can be granted to an API key or by single sign-on: every role but `owner`
 /// (documentation only: the routes take `Role` and refuse `owner` themselves).
 #[derive(utoipa::ToSchema)]
@@ -169,7 +160,7 @@ async fn create_account(
         .await?;
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::AccountCreated, ctx.origin())
         .detail(json!({"name": account.name}));
-    audited_after_commit(s.audit(AuditStream::Account(account.id), event).await, "account created");
+    shared::audit::logged_after_commit(s.audit(AuditStream::Account(account.id), event).await, "account created");
     Ok(json_with_status(StatusCode::CREATED, &AccountView { account, role: Role::Owner }))
 }
 
@@ -297,13 +288,13 @@ async fn delete_account(
     // The subscription's cancellation goes out with the deletion (the job outbox).
     let cancel = s.jobs().stage(shared::jobs::Job::CancelForDeletedAccount { account_id: id }, None)?;
     let mut ops = tenancy::delete_account_ops(id, now, s.config.soft_delete.retention);
-    ops.push(cancel.op()?);
+    ops.push(cancel.op());
     s.store.transact(ops).await?;
     s.jobs().dispatch(cancel).await;
     let retention = s.config.soft_delete.retention;
     let until = now + i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
     let detail = json!({"restorable_until_ms": until});
-    audited_after_commit(
+    shared::audit::logged_after_commit(
         scope.audit(&s, AuditAction::AccountDeleted, None, ctx.origin(), detail).await,
         "account deleted",
     );

@@ -147,7 +147,7 @@ pub(crate) async fn end_membership(
 ) -> Result<(), ApiError> {
     // The seat count follows the membership in the same transaction (the job outbox).
     let seats = shared::billing::stage_seat_sync(&s.billing(), scope.account_id())?;
-    let mut ops: Vec<TxOp> = seats.iter().map(shared::jobs::outbox::StagedJob::op).collect::<Result<_, _>>()?;
+    let mut ops: Vec<TxOp> = seats.iter().map(shared::jobs::outbox::StagedJob::op).collect();
     if m.role == Role::Owner {
         ops.push(other_owner_check(s, scope, m.user_id).await?);
     }
@@ -184,7 +184,7 @@ pub(crate) async fn remove_member(
     end_membership(&s, &scope, &m, version).await?;
     let detail = json!({"role": m.role});
     let audited = scope.audit(&s, AuditAction::MemberRemoved, Some(user_id.to_string()), ctx.origin(), detail).await;
-    crate::audited_after_commit(audited, "member removed");
+    shared::audit::logged_after_commit(audited, "member removed");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -202,7 +202,7 @@ pub(crate) async fn leave(
     end_membership(&s, &scope, &m, version).await?;
     let audited =
         scope.audit(&s, AuditAction::MemberLeft, Some(user.to_string()), ctx.origin(), json!({"role": m.role})).await;
-    crate::audited_after_commit(audited, "member left");
+    shared::audit::logged_after_commit(audited, "member left");
     Ok(StatusCode::NO_CONTENT)
 }
 

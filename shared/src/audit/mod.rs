@@ -166,6 +166,15 @@ fn entries(stream: &str) -> Query {
     Query::partition(keys::audit_partition(stream)).begins_with(keys::AUDIT_ENTRY_PREFIX)
 }
 
+/// For an audit write that follows a committed change: a failure is logged at error level
+/// (for the alarm) and not returned, because answering 503 would send the client to repeat
+/// a change that was made (a second account, a used link).
+pub fn logged_after_commit<T, E: std::fmt::Debug>(result: Result<T, E>, change: &str) {
+    if let Err(e) = result {
+        tracing::error!(change, error = ?e, "the change is made but its audit event was not written");
+    }
+}
+
 /// Appends `event` to `stream` at `now_ms`: the one way anything is audited.
 ///
 /// # Errors

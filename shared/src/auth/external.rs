@@ -231,12 +231,29 @@ impl JwksCache {
     }
 }
 
+/// The `iss` values accepted: the configured one with and without a trailing slash
+/// (Auth0's and Entra v1's end in one, configuration often drops it) and, for Entra ID,
+/// both token versions' issuers of the same tenant.
+fn accepted_issuers(issuer: &ExternalIssuer) -> Vec<String> {
+    let configured = issuer.issuer.trim_end_matches('/');
+    let mut out = vec![configured.to_owned(), format!("{configured}/")];
+    if issuer.provider == ExternalProvider::Entra
+        && let Some(tenant) = entra_tenant(&issuer.issuer)
+    {
+        out.push(format!("https://login.microsoftonline.com/{tenant}/v2.0"));
+        out.push(format!("https://sts.windows.net/{tenant}/"));
+    }
+    out
+}
+
 /// Verifies an external issuer's tokens.
 #[derive(Debug)]
 pub struct ExternalVerifier {
     /// The settings.
     pub issuer: ExternalIssuer,
     jwks: JwksCache,
+    /// The `iss` values accepted ([`accepted_issuers`]), worked out once.
+    issuers: Vec<String>,
 }
 
 impl ExternalVerifier {
@@ -245,22 +262,7 @@ impl ExternalVerifier {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(issuer: ExternalIssuer) -> anyhow::Result<Self> {
-        Ok(Self { jwks: JwksCache::new(issuer.jwks_url.clone())?, issuer })
-    }
-
-    /// The `iss` values accepted: the configured one with and without a trailing slash
-    /// (Auth0's and Entra v1's end in one, configuration often drops it) and, for Entra ID,
-    /// both token versions' issuers of the same tenant.
-    fn issuers(&self) -> Vec<String> {
-        let configured = self.issuer.issuer.trim_end_matches('/');
-        let mut out = vec![configured.to_owned(), format!("{configured}/")];
-        if self.issuer.provider == ExternalProvider::Entra
-            && let Some(tenant) = entra_tenant(&self.issuer.issuer)
-        {
-            out.push(format!("https://login.microsoftonline.com/{tenant}/v2.0"));
-            out.push(format!("https://sts.windows.net/{tenant}/"));
-        }
-        out
+        Ok(Self { jwks: JwksCache::new(issuer.jwks_url.clone())?, issuers: accepted_issuers(&issuer), issuer })
     }
 
     /// Whether the token was issued for this API, by the provider's rule (see
@@ -305,7 +307,7 @@ impl ExternalVerifier {
     pub async fn verify(&self, token: &str, now_secs: i64) -> Result<ExternalClaims, TokenError> {
         let (key, alg) = self.jwks.key_for(token).await?;
         let mut v = Validation::new(alg);
-        v.set_issuer(&self.issuers());
+        v.set_issuer(&self.issuers);
         // `aud` takes many shapes across vendors: checked below, by the provider's rule.
         v.validate_aud = false;
         v.set_required_spec_claims(&["exp", "iss", "sub"]);

@@ -140,21 +140,31 @@ impl Jobs<'_> {
     /// # Errors
     /// When the queue refuses or is unavailable, or `key` is empty or over 200 bytes.
     pub async fn enqueue_with_key(&self, job: Job, id: JobId, key: String) -> Result<JobId, QueueError> {
+        let (envelope, body) = self.envelope(job, id, key)?;
+        self.queues.get(envelope.job.queue()).send(Outgoing::new(body)).await?;
+        self.queued(&envelope).await;
+        Ok(id)
+    }
+
+    /// The envelope of `job` and its body on the queue.
+    fn envelope(&self, job: Job, id: JobId, key: String) -> Result<(Envelope, String), QueueError> {
         if key.is_empty() || key.len() > 200 {
             return Err(QueueError::Invalid("an idempotency key is 1 to 200 bytes".into()));
         }
-        let now = self.clock.now_ms();
-        let queue = job.queue();
-        let envelope = Envelope { id, idempotency_key: key, enqueued_at_ms: now, job };
+        let envelope = Envelope { id, idempotency_key: key, enqueued_at_ms: self.clock.now_ms(), job };
         let body = serde_json::to_string(&envelope).map_err(|e| QueueError::Invalid(e.to_string()))?;
-        self.queues.get(queue).send(Outgoing::new(body)).await?;
-        let state = JobState::new(&envelope, queue, JobStatus::Queued, now);
+        Ok((envelope, body))
+    }
+
+    /// Records a job that reached its queue.
+    async fn queued(&self, envelope: &Envelope) {
+        let (queue, now) = (envelope.job.queue(), self.clock.now_ms());
+        let state = JobState::new(envelope, queue, JobStatus::Queued, now);
         if let Err(e) = state.save(self.store, now).await {
             // The job is on its queue; its state record catches up when it runs.
-            tracing::warn!(job_id = %id, error = %e, "could not record the queued job");
+            tracing::warn!(job_id = %envelope.id, error = %e, "could not record the queued job");
         }
-        tracing::info!(job_id = %id, kind = envelope.job.kind(), queue = queue.as_str(), "job enqueued");
-        Ok(id)
+        tracing::info!(job_id = %envelope.id, kind = envelope.job.kind(), queue = queue.as_str(), "job enqueued");
     }
 
     /// Stages `job` to go out with a change (see [`outbox`]): add the returned job's
@@ -165,29 +175,18 @@ impl Jobs<'_> {
     /// When `key` is empty or over 200 bytes.
     pub fn stage(&self, job: Job, key: Option<String>) -> Result<outbox::StagedJob, QueueError> {
         let id = JobId::new();
-        let key = key.unwrap_or_else(|| id.to_string());
-        if key.is_empty() || key.len() > 200 {
-            return Err(QueueError::Invalid("an idempotency key is 1 to 200 bytes".into()));
-        }
-        let envelope = Envelope { id, idempotency_key: key, enqueued_at_ms: self.clock.now_ms(), job };
-        let body = serde_json::to_string(&envelope).map_err(|e| QueueError::Invalid(e.to_string()))?;
+        let (envelope, body) = self.envelope(job, id, key.unwrap_or_else(|| id.to_string()))?;
         Ok(outbox::StagedJob { envelope, body })
     }
 
     /// Sends a job staged with a committed change to its queue. Never fails: what cannot be
     /// sent now, the outbox relay sends within minutes (a warning is logged).
     pub async fn dispatch(&self, staged: outbox::StagedJob) {
-        let (id, queue, now) = (staged.envelope.id, staged.envelope.job.queue(), self.clock.now_ms());
-        let key = outbox::staged_key(&staged.envelope);
-        match outbox::send(self.queues, self.store, queue, key, staged.body).await {
-            Ok(()) => {
-                let state = JobState::new(&staged.envelope, queue, JobStatus::Queued, now);
-                if let Err(e) = state.save(self.store, now).await {
-                    tracing::warn!(job_id = %id, error = %e, "could not record the queued job");
-                }
-                tracing::info!(job_id = %id, kind = staged.envelope.job.kind(), queue = queue.as_str(), "job enqueued");
-            }
+        let key = outbox::key(&staged.envelope);
+        match outbox::send(self.queues, self.store, staged.envelope.job.queue(), key, staged.body).await {
+            Ok(()) => self.queued(&staged.envelope).await,
             Err(e) => {
+                let id = staged.envelope.id;
                 tracing::warn!(job_id = %id, error = format!("{e:#}"), "dispatching a staged job failed; the outbox relay sends it");
             }
         }

@@ -20,7 +20,7 @@ use super::{Envelope, JobId};
 use crate::clock::Clock;
 use crate::config::QueueName;
 use crate::queue::{Outgoing, Queues};
-use crate::store::{Delete, Item, Key, Put, Query, SortKey, Store, StoreError, TxOp};
+use crate::store::{Delete, Item, Key, Put, Query, SortKey, Store, TxOp};
 
 /// How many partitions staged jobs are spread over.
 pub const SHARDS: u32 = 8;
@@ -38,7 +38,7 @@ fn shard_of(id: JobId) -> u32 {
     id.to_string().bytes().last().map_or(0, |b| u32::from(b) % SHARDS)
 }
 
-fn key(envelope: &Envelope) -> Key {
+pub(super) fn key(envelope: &Envelope) -> Key {
     crate::keys::staged_job(shard_of(envelope.id), envelope.enqueued_at_ms, envelope.id)
 }
 
@@ -52,16 +52,13 @@ pub struct StagedJob {
 
 impl StagedJob {
     /// The write that stages the job.
-    ///
-    /// # Errors
-    /// Never in practice (the envelope is serialisable).
-    pub fn op(&self) -> Result<TxOp, StoreError> {
+    pub fn op(&self) -> TxOp {
         let keep = (self.envelope.enqueued_at_ms + i64::try_from(KEEP.as_millis()).unwrap_or(i64::MAX)) / 1000;
         let item = Item::new(key(&self.envelope))
             .with("queue", self.envelope.job.queue().as_str())
             .with("body", self.body.clone())
             .expiring_at(keep);
-        Ok(TxOp::Put(Put::new(item).if_not_exists()))
+        TxOp::Put(Put::new(item).if_not_exists())
     }
 
     /// The job's id.
@@ -84,10 +81,6 @@ pub(super) async fn send(
     queues.get(queue).send(Outgoing::new(body)).await?;
     store.delete(Delete::new(envelope_key)).await?;
     Ok(())
-}
-
-pub(super) fn staged_key(envelope: &Envelope) -> Key {
-    key(envelope)
 }
 
 /// Sends every job staged before `now - RELAY_AFTER` that was not dispatched; returns how

@@ -106,7 +106,7 @@ async fn new_password(
     user.contested = false;
     let email = Job::SendEmail { to: user.email.clone(), email: Email::PasswordChanged { name: user.name.clone() } };
     let email = s.jobs().stage(email, None)?;
-    Ok((vec![users::save_op(&user, version)?, email.op()?], email))
+    Ok((vec![users::save_op(&user, version)?, email.op()], email))
 }
 
 /// Ends `user`'s sessions but `keep` once more after a committed password change: a login

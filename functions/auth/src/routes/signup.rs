@@ -155,7 +155,7 @@ async fn verify_email(
         // Sent first: a retry after a failure below sends a newer one, which supersedes it.
         super::password::send_reset_link(&s, &user).await?;
     }
-    if !users::redeem(store, token, vec![users::save_op(&user, version)?, welcome.op()?]).await? {
+    if !users::redeem(store, token, vec![users::save_op(&user, version)?, welcome.op()]).await? {
         return Err(invalid_token());
     }
     s.jobs().dispatch(welcome).await;
