@@ -91,13 +91,26 @@ def _login():
 
 _token = None
 _lock = threading.Lock()
+_features_on = False
+
+
+def _enable_example_feature():
+    """The example product function (projects) answers 403 until its feature flag is on:
+    turn it on, so the run reaches its code."""
+    flag = {"description": "the example product function", "enabled": True, "rollout_percent": 100}
+    status, body = _call("PUT", "/ops/flags/projects", flag, token=os.environ["GROUNDWORK_OPERATOR_TOKEN"])
+    if status != 200:
+        raise RuntimeError(f"turning the projects flag on answered {status}: {body}")
 
 
 @schemathesis.auth(refresh_interval=None)
 class LiveToken:
     def get(self, case, context):
-        global _token
+        global _token, _features_on
         with _lock:
+            if not _features_on:
+                _enable_example_feature()
+                _features_on = True
             if _token is None or _call("GET", "/me", token=_token)[0] != 200:
                 _token = _login()
             return _token

@@ -122,6 +122,10 @@ pub enum ApiError {
     /// 401: no valid credentials.
     #[error("unauthenticated")]
     Unauthenticated,
+    /// 401 from a sign-in route: the email, password or second factor is wrong (code
+    /// `invalid_credentials`, so a client tells it from an expired access token).
+    #[error("invalid credentials")]
+    InvalidCredentials,
     /// 403: authenticated, but not allowed.
     #[error("forbidden")]
     Forbidden,
@@ -144,6 +148,18 @@ pub enum ApiError {
     /// 404: no such resource (or not visible to the caller).
     #[error("not found")]
     NotFound,
+    /// 402: the account's plan does not allow more of something (RFC 9110 section 15.5.3):
+    /// problem code `plan_limit`, with `limit`, `allowed` and `upgrade` (the route that
+    /// changes the plan) as extension members, so a frontend can offer the upgrade.
+    #[error("plan limit {limit} reached ({allowed} allowed)")]
+    PlanLimit {
+        /// The plan's limit, as the catalogue names it (`projects`).
+        limit: &'static str,
+        /// What the plan allows.
+        allowed: u64,
+        /// Where to upgrade (`/accounts/<id>/billing/change-plan`).
+        upgrade: String,
+    },
     /// 409: the state does not allow this (already exists, changed concurrently...).
     #[error("conflict ({code}): {detail}")]
     Conflict {
@@ -185,6 +201,10 @@ impl ApiError {
                 Problem::new(StatusCode::BAD_REQUEST, code, "The request is malformed").with_detail(detail.clone())
             }
             Self::Unauthenticated => Problem::from_status(StatusCode::UNAUTHORIZED),
+            Self::InvalidCredentials => {
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "The credentials are not valid")
+                    .with_detail("the email address, password or code is not right")
+            }
             Self::Forbidden => Problem::from_status(StatusCode::FORBIDDEN),
             Self::ForbiddenBecause { code, detail } => {
                 Problem::new(StatusCode::FORBIDDEN, code, "Not allowed").with_detail(detail.clone())
@@ -193,6 +213,13 @@ impl ApiError {
                 Problem::new(StatusCode::GONE, code, "No longer available").with_detail(detail.clone())
             }
             Self::NotFound => Problem::from_status(StatusCode::NOT_FOUND),
+            Self::PlanLimit { limit, allowed, upgrade } => {
+                Problem::new(StatusCode::PAYMENT_REQUIRED, "plan_limit", "The plan's limit is reached")
+                    .with_detail(format!("the plan allows {allowed} {limit}: upgrade to add more"))
+                    .with("limit", *limit)
+                    .with("allowed", *allowed)
+                    .with("upgrade", upgrade.clone())
+            }
             Self::Conflict { code, detail } => {
                 Problem::new(StatusCode::CONFLICT, code, "Conflict with the current state").with_detail(detail.clone())
             }

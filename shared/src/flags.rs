@@ -214,6 +214,14 @@ impl FlagCache {
     }
 }
 
+impl FlagCache {
+    /// Forgets the definitions, so this process reads them at its next evaluation: the
+    /// process that changed a flag sees the change at once (others within [`CACHE_SECS`]).
+    pub fn invalidate(&self) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
+
 /// Every flag definition, read now (operators' routes; tests).
 ///
 /// # Errors

@@ -23,6 +23,7 @@
 //! | invitation token | `INVITATION#<sha256>` | `TOKEN` | | | tenancy | 7 days |
 //! | API key | `ACCOUNT#<account>` | `APIKEY#<key>` | `APIKEY#<key>` / `APIKEY` | | tenancy | |
 //! | tenant item | `ACCOUNT#<account>` | `<KIND>#<id>` | | purge | product functions | |
+//! | product event | `ACCOUNT#<account>` | `EVENT#<at ms>#<event>` | | | any function | 400 days |
 //! | flag override | `ACCOUNT#<account>` | `FLAG#<flag>` | | | platform | |
 //! | billing state | `ACCOUNT#<account>` | `BILLING` | | | billing | |
 //! | organization | `ORG#<org>` | `ORG` | | | tenancy | |
@@ -190,6 +191,14 @@ pub fn tenant_item(account: AccountId, kind: &str, id: &str) -> Key {
 pub fn tenant_kind_prefix(kind: &str) -> String {
     format!("{kind}#")
 }
+
+/// A product event of an account, sorted by when it happened.
+pub fn product_event(account: AccountId, at_ms: i64, event: impl Display) -> Key {
+    Key::new(account_partition(account), format!("{PRODUCT_EVENT_PREFIX}{:013}#{event}", at_ms.max(0)))
+}
+
+/// The sort-key prefix of an account's product events.
+pub const PRODUCT_EVENT_PREFIX: &str = "EVENT#";
 
 /// The partition of an organization.
 pub fn org_partition(org: OrgId) -> String {

@@ -14,7 +14,8 @@
 //!   tokens, passwords, attempt limits, users, sessions, the `AuthUser` extractor),
 //!   [`tenancy`] (accounts, roles, API keys, the `Tenant` extractor that scopes every tenant
 //!   route), [`billing`] (plans, Stripe, webhook events, dunning, reconciliation),
-//!   [`flags`], [`exports`], [`jobs`] (typed jobs, `enqueue`, the idempotent runner),
+//!   [`flags`], [`exports`], [`jobs`] (typed jobs, `enqueue`, the idempotent runner, the
+//!   product's own job types), [`product_events`] (what customers did, per account),
 //!   [`soft_delete`], [`schedule`], [`gdpr`] (export and erasure across domains);
 //! - edge: [`http`] (the conventions applied to every router), [`config`] (the areas'
 //!   settings, composed), [`services`] (everything a handler needs, built once), [`lambda`]
@@ -37,6 +38,7 @@ pub mod keys;
 pub mod lambda;
 pub mod mail;
 pub mod outbound;
+pub mod product_events;
 pub mod queue;
 pub mod schedule;
 pub mod secret;

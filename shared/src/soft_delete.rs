@@ -60,23 +60,32 @@ pub enum RestoreError {
 /// [`RestoreError`].
 pub async fn restore(store: &dyn Store, key: &Key, now_ms: i64) -> Result<Item, RestoreError> {
     let item = store.get(key).await?.ok_or(RestoreError::NotFound)?;
+    match store.update(restore_update(&item, now_ms)?).await {
+        Ok(i) => Ok(i),
+        // Restored or purged concurrently.
+        Err(StoreError::ConditionFailed) => Err(RestoreError::NotDeleted),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The update that restores `item` (as just read), for a transaction that changes more
+/// with it: it applies only while the item is still deleted with the same purge time, so a
+/// concurrent restore or purge makes the transaction fail instead.
+///
+/// # Errors
+/// [`RestoreError::NotDeleted`] or [`RestoreError::Expired`].
+pub fn restore_update(item: &Item, now_ms: i64) -> Result<Update, RestoreError> {
     let Some(purge_after) = item.data.get("purge_after_ms").and_then(serde_json::Value::as_i64) else {
         return Err(RestoreError::NotDeleted);
     };
     if purge_after <= now_ms {
         return Err(RestoreError::Expired);
     }
-    let update = Update::new(key.clone())
+    Ok(Update::new(item.key.clone())
         .remove("deleted_at_ms")
         .remove("purge_after_ms")
         .gsi2(None)
-        .when(Condition::Equals("purge_after_ms".into(), json!(purge_after)));
-    match store.update(update).await {
-        Ok(i) => Ok(i),
-        // Restored or purged concurrently.
-        Err(StoreError::ConditionFailed) => Err(RestoreError::NotDeleted),
-        Err(e) => Err(e.into()),
-    }
+        .when(Condition::Equals("purge_after_ms".into(), json!(purge_after))))
 }
 
 /// Deletes every soft-deleted item whose window ended before `now_ms`, `batch` at a time;

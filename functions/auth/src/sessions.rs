@@ -34,8 +34,10 @@ pub struct TokenPair {
     /// Seconds until the access token expires.
     pub expires_in: i64,
     /// The refresh token: exchange it at `/auth/refresh` for a new pair; it works once
-    /// (again within the reuse interval, for the same successor).
-    pub refresh_token: String,
+    /// (again within the reuse interval, for the same successor). Absent when it was
+    /// delivered in the session cookie instead (`refresh_token_delivery: cookie`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// The session these tokens belong to.
     pub session_id: String,
 }
@@ -102,9 +104,24 @@ pub async fn start(services: &Services, user: UserId, ctx: &RequestContext, mfa:
         access_token,
         token_type: "Bearer",
         expires_in,
-        refresh_token: refresh,
+        refresh_token: Some(refresh),
         session_id: sid.to_string(),
     })
+}
+
+/// The user and session a refresh token (used or not) belongs to; `None` for an unknown or
+/// expired token.
+///
+/// # Errors
+/// When the store fails.
+pub async fn owner_of(services: &Services, token: &str) -> Result<Option<(UserId, SessionId)>, ApiError> {
+    if token.is_empty() || token.len() > 200 {
+        return Ok(None);
+    }
+    let Some(item) = services.store.get(&refresh_key(token)).await? else { return Ok(None) };
+    let text = |k: &str| item.data.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let (Ok(user), Ok(sid)) = (text("user_id").parse(), text("session_id").parse()) else { return Ok(None) };
+    Ok(Some((user, sid)))
 }
 
 /// Exchanges a refresh token for a new pair.
@@ -169,7 +186,13 @@ pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> 
         Err(e) => return Err(e.into()),
     }
     let (access_token, expires_in) = access_token(services, user, sid, now / 1000).await?;
-    Ok(TokenPair { access_token, token_type: "Bearer", expires_in, refresh_token: next, session_id: sid.to_string() })
+    Ok(TokenPair {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: Some(next),
+        session_id: sid.to_string(),
+    })
 }
 
 /// A used refresh token presented again: within the reuse interval, the successor it was
@@ -195,7 +218,7 @@ async fn reuse(
             access_token,
             token_type: "Bearer",
             expires_in,
-            refresh_token: next,
+            refresh_token: Some(next),
             session_id: sid.to_string(),
         });
     }

@@ -84,8 +84,7 @@ pub struct PlanView {
     pub name: String,
     /// Feature keys.
     pub features: Vec<String>,
-    /// Limits.
-    #[schema(value_type = Object)]
+    /// Limits, by name (`seats`, `projects`...).
     pub limits: std::collections::BTreeMap<String, u64>,
 }
 

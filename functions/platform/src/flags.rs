@@ -73,7 +73,7 @@ impl From<Flag> for FlagView {
 }
 
 /// Lists the feature flags.
-#[utoipa::path(get, path = "/ops/flags", tag = "operations", security(("operator_token" = [])),
+#[utoipa::path(get, path = "/ops/flags", tag = "operations", operation_id = "list_flags", security(("operator_token" = [])),
     responses((status = 200, body = FlagList), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(_: Operator, State(s): State<Services>) -> Result<Json<FlagList>, ApiError> {
     let flags = shared::flags::read_definitions(s.store.as_ref()).await?;
@@ -101,6 +101,7 @@ pub async fn put(
         });
     }
     s.store.put(Put::new(Item::from_record(flag_key(&key), &flag)?)).await?;
+    s.flag_cache.invalidate();
     record(
         &s,
         &ctx,
@@ -122,6 +123,7 @@ pub async fn delete(
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     s.store.delete(Delete::new(flag_key(&key))).await?.ok_or(ApiError::NotFound)?;
+    s.flag_cache.invalidate();
     record(&s, &ctx, AuditAction::FlagDeleted, &key, json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }

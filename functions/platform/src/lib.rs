@@ -66,8 +66,8 @@ fn openapi_router() -> OpenApiRouter<Services> {
 
 shared::function_routes!();
 
-/// The OpenAPI document of the whole system: every function's [`api`] merged. A new
-/// function adds its own `api()` here.
+/// The OpenAPI document of the whole system: every function's [`api`] merged, Groundwork's
+/// and the product's (the `products` list).
 pub fn api_description() -> &'static OpenApi {
     static DOC: OnceLock<OpenApi> = OnceLock::new();
     DOC.get_or_init(|| {
@@ -76,6 +76,7 @@ pub fn api_description() -> &'static OpenApi {
         doc.merge(tenancy::api());
         doc.merge(billing::api());
         doc.merge(stripe_webhook::api());
+        doc.merge(products::api());
         doc.info.version = shared::VERSION.to_owned();
         shared::http::api_conventions::with_conventions(&doc).unwrap_or(doc)
     })
@@ -132,4 +133,25 @@ async fn health(State(services): State<Services>) -> Result<Json<Health>, Proble
 )]
 async fn openapi_json() -> Json<&'static OpenApi> {
     Json(api_description())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    /// Generated clients name a function or type after each `operationId`: two routes with one
+    /// id collide (openapi-typescript merges them into one wrong type).
+    #[test]
+    fn every_operation_id_is_unique() {
+        let doc = serde_json::to_value(super::api_description()).unwrap();
+        let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no id"));
+                seen.entry(id.to_owned()).or_default().push(format!("{method} {path}"));
+            }
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, routes)| routes.len() > 1).collect();
+        assert!(twice.is_empty(), "operation ids used twice: {twice:?}");
+    }
 }

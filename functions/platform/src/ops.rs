@@ -96,6 +96,7 @@ fn queues_named(name: Option<&str>) -> Result<Vec<QueueName>, ApiError> {
 #[utoipa::path(
     get,
     path = "/ops/dead-letters",
+    operation_id = "list_dead_letters",
     tag = "operations",
     params(ListParams),
     security(("operator_token" = [])),
@@ -149,7 +150,6 @@ pub struct RedriveRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Redriven {
     /// Queue name → messages moved back.
-    #[schema(value_type = Object)]
     pub redriven: std::collections::BTreeMap<String, u32>,
 }
 

@@ -10,8 +10,7 @@ use shared::tenancy::{Action, Tenant};
 /// The account's feature flags, evaluated (for the frontend).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FlagValues {
-    /// Each flag: on or off, its variant, and why.
-    #[schema(value_type = Object)]
+    /// Each flag, by key: on or off, its variant, and why.
     pub flags: std::collections::BTreeMap<String, shared::flags::Evaluation>,
 }
 

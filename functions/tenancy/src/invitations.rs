@@ -230,7 +230,7 @@ pub struct InvitationList {
 }
 
 /// The account's pending invitations.
-#[utoipa::path(get, path = "/accounts/{account_id}/invitations", tag = "tenancy", security(("bearer" = [])),
+#[utoipa::path(get, path = "/accounts/{account_id}/invitations", tag = "tenancy", operation_id = "list_invitations", security(("bearer" = [])),
     params(("account_id" = String, Path), PageParams),
     responses((status = 200, body = InvitationList)))]
 pub(crate) async fn list(

@@ -4,7 +4,8 @@
 //!   locally, S3 on AWS), announced by email with a link that works for [`LINK_TTL_HOURS`]
 //!   hours;
 //! - seat sync: a per-seat subscription's quantity brought in line with the member count;
-//! - the cancellation, at the period end, of a deleted account's subscription.
+//! - the cancellation, at the period end, of a deleted account's subscription;
+//! - the product functions' own jobs, by the handlers they register (`products::jobs`).
 //!
 //! Secrets never leave: any field named `*_hash`, `*secret*`, or a user's `mfa` data is
 //! dropped from the document.
@@ -28,6 +29,8 @@ use shared::store::{Index, Item, Put, Query, StoreError, StoreExt as _};
 /// Carries out the jobs of the jobs queue.
 pub struct Worker {
     services: Services,
+    /// The product functions' own jobs (the `products` list).
+    product: shared::jobs::ProductJobs,
 }
 
 fn retry(e: impl Into<anyhow::Error>) -> JobError {
@@ -212,13 +215,15 @@ impl JobHandler for Worker {
             Job::ExportData { export_id, subject, notify } => self.export(*export_id, *subject, notify).await,
             Job::SyncSeats { account_id } => self.sync_seats(*account_id).await,
             Job::CancelForDeletedAccount { account_id } => self.cancel_for_deleted(*account_id).await,
+            Job::Product { name, payload } => self.product.run(name, payload, envelope).await,
             other => Err(JobError::Permanent(anyhow::anyhow!("{} does not run on the jobs queue", other.kind()))),
         }
     }
 }
 
-/// The queue consumer Lambda and the local stack attach to the jobs queue.
+/// The queue consumer Lambda and the local stack attach to the jobs queue: Groundwork's jobs
+/// and every product function's ([`products::jobs`]).
 pub fn handler(services: Services) -> Arc<dyn MessageHandler> {
-    let worker = Arc::new(Worker { services: services.clone() });
+    let worker = Arc::new(Worker { product: products::jobs(&services), services: services.clone() });
     Arc::new(services.job_runner(QueueName::Jobs, worker))
 }

@@ -48,11 +48,33 @@ pub enum Command {
     },
     /// Print a new access-token signing key (base64 PKCS#8).
     JwtKey,
+    /// Print the OpenAPI document of every route (what `GET /openapi.json` serves).
+    Openapi,
+    /// Scaffold something of the product's own.
+    New {
+        /// What to scaffold.
+        #[command(subcommand)]
+        what: New,
+    },
     /// Billing operations against Stripe.
     Billing {
         /// What to do.
         #[command(subcommand)]
         action: BillingAction,
+    },
+}
+
+/// What `new` scaffolds.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum New {
+    /// A product function: `functions/<name>/` with a tenant-scoped route and a test,
+    /// registered in `products/` and `template.yaml`.
+    Function {
+        /// Its name: lower-case letters and digits, words joined by hyphens (`projects`).
+        name: String,
+        /// The repository to scaffold in (default: the one this binary was built from).
+        #[arg(long)]
+        root: Option<std::path::PathBuf>,
     },
 }
 
@@ -145,6 +167,16 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
             let n = shared::billing::ledger::replay_failed(&services.billing()).await?;
             out.push_str(&format!("{n} failed Stripe event(s) queued again\n"));
         }
+        Command::New { what: New::Function { name, root } } => {
+            let root = root.unwrap_or_else(crate::scaffold::default_root);
+            let paths: Vec<String> = platform::api_description().paths.paths.keys().cloned().collect();
+            let done = crate::scaffold::new_function(&root, &name, &paths)?;
+            out.push_str(&crate::scaffold::report(&name, &done));
+        }
+        Command::Openapi => {
+            out.push_str(&serde_json::to_string_pretty(platform::api_description())?);
+            out.push('\n');
+        }
         Command::JwtKey => {
             use base64::Engine as _;
             let der = shared::auth::keys::generate_pkcs8()?;
@@ -226,6 +258,12 @@ mod tests {
         assert!(matches!(parse(&args("dns-records acme.com --region eu-west-1")).unwrap(),
             Command::DnsRecords { ref domain, ref region, from_ses: false } if domain == "acme.com" && region == "eu-west-1"));
         assert_eq!(parse(&args("billing replay")).unwrap(), Command::Billing { action: BillingAction::Replay });
+        assert_eq!(parse(&args("openapi")).unwrap(), Command::Openapi);
+        assert_eq!(
+            parse(&args("new function demo")).unwrap(),
+            Command::New { what: New::Function { name: "demo".into(), root: None } }
+        );
+        assert!(parse(&args("new function")).is_err());
         assert!(parse(&args("dns-records http://example.com/")).is_err());
         assert!(parse(&args("dns-records not_a_domain!")).is_err());
         assert!(parse(&args("dns-records example.com --region nowhere")).is_err());

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub mod cli;
+pub mod scaffold;
 
 /// Every function's routes, merged, with the shared HTTP conventions applied once.
 ///
@@ -31,7 +32,8 @@ pub fn router(services: &Services) -> anyhow::Result<Router> {
         .merge(auth::routes(services.clone()))
         .merge(tenancy::routes(services.clone()))
         .merge(billing::routes(services.clone()))
-        .merge(stripe_webhook::routes(services.clone()));
+        .merge(stripe_webhook::routes(services.clone()))
+        .merge(products::routes(services));
     Ok(shared::http::finish(routes, &services.config.http))
 }
 

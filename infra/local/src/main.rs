@@ -9,16 +9,14 @@ use shared::config::Config;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = cli::parse(&args).unwrap_or_else(|e| e.exit());
-    if command == Command::JwtKey {
-        // Needs no configuration: it only prints a key.
-        print!("{}", cli::run(command, Config::from_vars(std::iter::empty())?).await?);
-        return Ok(());
+    if matches!(command, Command::JwtKey | Command::Openapi | Command::New { .. }) {
+        // Needs no configuration: it prints a key or the API description, or writes files.
+        return one_shot(command, Config::from_vars(std::iter::empty())?).await;
     }
     let config = Config::from_env().context("reading the configuration")?;
     shared::telemetry::init(&config.telemetry);
     if command != Command::Serve {
-        print!("{}", cli::run(command, config).await?);
-        return Ok(());
+        return one_shot(command, config).await;
     }
     let data_dir = config.data_dir.clone();
     let stack = local::start(config).await?;
@@ -30,6 +28,21 @@ async fn main() -> anyhow::Result<()> {
     );
     stack.run_until(shutdown_signal()).await;
     Ok(())
+}
+
+/// Runs a command other than `serve`: its output on stdout, or its error (with its causes, no
+/// backtrace: these are answers to the user, not crashes) on stderr and exit status 1.
+async fn one_shot(command: Command, config: Config) -> anyhow::Result<()> {
+    match cli::run(command, config).await {
+        Ok(out) => {
+            print!("{out}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM from a process manager.

@@ -9,16 +9,21 @@ macro_rules! audit_actions {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum AuditAction {
             $($(#[doc = $doc])+ $variant,)+
+            /// An action of the product's own functions, `noun.verb` (`project.created`),
+            /// written to the account's stream like Groundwork's; the product keeps its own
+            /// catalogue of them, next to its routes.
+            Product(&'static str),
         }
 
         impl AuditAction {
-            /// Every action, in catalogue order.
+            /// Every action of Groundwork's own, in catalogue order.
             pub const ALL: &[Self] = &[$(Self::$variant,)+];
 
             /// The stored name, `noun.verb`.
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => $name,)+
+                    Self::Product(name) => name,
                 }
             }
         }

@@ -75,7 +75,7 @@ impl Actor {
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Where an event came from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Origin {
     /// The client's IP address.
     pub ip: Option<String>,
@@ -122,7 +122,7 @@ impl NewEvent {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// The stream (`user:<id>`, `account:<id>`).
     pub stream: String,
@@ -138,7 +138,8 @@ pub struct AuditEvent {
     pub target: Option<String>,
     /// From where.
     pub origin: Origin,
-    /// More.
+    /// More: an object whose members depend on the action.
+    #[schema(value_type = Object)]
     pub detail: Value,
     /// The previous entry's hash ([`GENESIS`] for the first).
     pub prev_hash: String,
@@ -245,7 +246,6 @@ pub async fn page(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     /// Newest first.
-    #[schema(value_type = Vec<Object>)]
     pub events: Vec<AuditEvent>,
     /// Where the next page starts, if there is one.
     pub next_cursor: Option<String>,

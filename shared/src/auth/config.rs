@@ -100,6 +100,20 @@ pub struct ExternalIssuer {
     pub audiences: Vec<String>,
 }
 
+/// The `SameSite` attribute of the browser session's refresh cookie
+/// (`GROUNDWORK_REFRESH_COOKIE_SAME_SITE`), RFC 6265bis section 5.4.7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieSameSite {
+    /// Sent only on requests from the same site (`app.example.com` calling
+    /// `api.example.com`): the default.
+    Strict,
+    /// Also on top-level navigations from other sites.
+    Lax,
+    /// Also on requests from other sites (a frontend on another registrable domain); always
+    /// `Secure`, and blocked by browsers that block third-party cookies.
+    None,
+}
+
 /// The auth settings.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -119,6 +133,8 @@ pub struct AuthConfig {
     pub oidc_providers: Vec<OidcProvider>,
     /// Rent-auth mode: `GROUNDWORK_EXTERNAL_ISSUER` (+ `_PROVIDER`, `_JWKS_URL`, `_AUDIENCE`).
     pub external_issuer: Option<ExternalIssuer>,
+    /// `GROUNDWORK_REFRESH_COOKIE_SAME_SITE`: `strict` (default), `lax` or `none`.
+    pub refresh_cookie_same_site: CookieSameSite,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +154,7 @@ struct Vars {
     external_audience: Option<String>,
     external_provider: Option<String>,
     oidc_providers: Option<String>,
+    refresh_cookie_same_site: Option<String>,
 }
 
 fn default_audience() -> String {
@@ -199,7 +216,22 @@ impl AuthConfig {
             )?),
             oidc_providers: oidc_providers(env, v.oidc_providers.as_deref())?,
             external_issuer,
+            refresh_cookie_same_site: same_site(v.refresh_cookie_same_site)?,
         })
+    }
+}
+
+fn same_site(value: Option<String>) -> Result<CookieSameSite, ConfigError> {
+    let Some(value) = value else { return Ok(CookieSameSite::Strict) };
+    match value.to_ascii_lowercase().as_str() {
+        "strict" => Ok(CookieSameSite::Strict),
+        "lax" => Ok(CookieSameSite::Lax),
+        "none" => Ok(CookieSameSite::None),
+        _ => Err(ConfigError::Invalid {
+            var: "GROUNDWORK_REFRESH_COOKIE_SAME_SITE".into(),
+            value,
+            reason: "one of strict, lax, none".into(),
+        }),
     }
 }
 

@@ -19,8 +19,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// The methods a browser app may use.
 pub const ALLOWED_METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
-/// The request headers a browser app may send.
-pub const ALLOWED_HEADERS: [&str; 4] = ["authorization", "content-type", "idempotency-key", "x-request-id"];
+/// The request headers a browser app may send (`x-requested-with`: what a request the
+/// browser session's cookie authenticates must carry, its CSRF defence).
+pub const ALLOWED_HEADERS: [&str; 5] =
+    ["authorization", "content-type", "idempotency-key", "x-request-id", "x-requested-with"];
 /// The response headers a browser app may read.
 pub const EXPOSED_HEADERS: [&str; 3] = ["x-request-id", "retry-after", "location"];
 /// How long a browser may cache a preflight's answer.

@@ -31,8 +31,10 @@ use crate::queue::{Outgoing, QueueError, Queues};
 use crate::store::{Index, Item, Key, Put, Query, Store, StoreError};
 
 pub mod outbox;
+pub mod product;
 mod runner;
 
+pub use product::{ProductJob, ProductJobs};
 pub use runner::{JobError, JobHandler, JobOutcome, JobRunner, RunnerParts, backoff};
 
 crate::ulid_id!(
@@ -77,6 +79,14 @@ pub enum Job {
         /// Who receives the link.
         notify: EmailAddress,
     },
+    /// A job of the product's own functions (see [`product`]): its registered name and its
+    /// payload, run by the handler registered under that name.
+    Product {
+        /// The name the job type registered (`projects.recount`).
+        name: String,
+        /// The job's own fields, as its type serializes them.
+        payload: serde_json::Value,
+    },
 }
 
 impl Job {
@@ -84,13 +94,17 @@ impl Job {
     pub fn queue(&self) -> QueueName {
         match self {
             Self::SendEmail { .. } => QueueName::Email,
-            Self::ExportData { .. } | Self::SyncSeats { .. } | Self::CancelForDeletedAccount { .. } => QueueName::Jobs,
+            Self::ExportData { .. }
+            | Self::SyncSeats { .. }
+            | Self::CancelForDeletedAccount { .. }
+            | Self::Product { .. } => QueueName::Jobs,
         }
     }
 
-    /// The job's kind, for logs and state records.
-    pub fn kind(&self) -> &'static str {
+    /// The job's kind, for logs and state records (a product job's registered name).
+    pub fn kind(&self) -> &str {
         match self {
+            Self::Product { name, .. } => name,
             Self::SendEmail { .. } => "send_email",
             Self::ExportData { .. } => "export_data",
             Self::SyncSeats { .. } => "sync_seats",

@@ -99,6 +99,50 @@ pub enum Action {
     WriteData,
 }
 
+impl Action {
+    /// Every action.
+    pub const ALL: [Self; 13] = [
+        Self::ReadAccount,
+        Self::UpdateAccount,
+        Self::DeleteAccount,
+        Self::TransferOwnership,
+        Self::ReadMembers,
+        Self::ManageMembers,
+        Self::ManageApiKeys,
+        Self::ReadAudit,
+        Self::ExportData,
+        Self::ReadBilling,
+        Self::ManageBilling,
+        Self::ReadData,
+        Self::WriteData,
+    ];
+
+    /// Its name in snake case (`write_data`): what a route's OpenAPI security requirement
+    /// lists as the role it needs (OpenAPI 3.1, Security Requirement Object).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadAccount => "read_account",
+            Self::UpdateAccount => "update_account",
+            Self::DeleteAccount => "delete_account",
+            Self::TransferOwnership => "transfer_ownership",
+            Self::ReadMembers => "read_members",
+            Self::ManageMembers => "manage_members",
+            Self::ManageApiKeys => "manage_api_keys",
+            Self::ReadAudit => "read_audit",
+            Self::ExportData => "export_data",
+            Self::ReadBilling => "read_billing",
+            Self::ManageBilling => "manage_billing",
+            Self::ReadData => "read_data",
+            Self::WriteData => "write_data",
+        }
+    }
+
+    /// The action named `name` ([`Action::as_str`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
 /// Whether `role` may do `action`: the one permission table.
 pub fn allows(role: Role, action: Action) -> bool {
     use Action as A;

@@ -197,15 +197,17 @@ async fn two_tabs_refreshing_at_once_both_get_the_same_successor() {
         held: AtomicUsize::new(0),
         parties: 2,
     });
+    let token = pair.refresh_token.clone().expect("a body delivery");
     let (a, b) = tokio::join!(
-        auth::sessions::refresh(&services, &pair.refresh_token, &ctx),
-        auth::sessions::refresh(&services, &pair.refresh_token, &ctx),
+        auth::sessions::refresh(&services, &token, &ctx),
+        auth::sessions::refresh(&services, &token, &ctx),
     );
     let (a, b) = (a.expect("the first tab refreshes"), b.expect("so does the second"));
     assert_eq!(a.refresh_token, b.refresh_token, "one rotation, one successor");
     assert_ne!(a.refresh_token, pair.refresh_token);
     // The session survived the race, and its one successor works.
-    let next = auth::sessions::refresh(&services, &a.refresh_token, &ctx).await.expect("the successor works");
+    let successor = a.refresh_token.clone().expect("a body delivery");
+    let next = auth::sessions::refresh(&services, &successor, &ctx).await.expect("the successor works");
     assert_ne!(next.refresh_token, a.refresh_token);
 }
 

@@ -6,6 +6,7 @@ mod auth_hardening;
 mod auth_keys;
 mod billing;
 mod billing_seats;
+mod browser_session;
 mod cors;
 mod email;
 mod exports_s3;

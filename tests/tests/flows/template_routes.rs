@@ -45,3 +45,15 @@ fn the_http_apis_cors_configuration_matches_the_local_one() {
     assert_eq!(config["AllowCredentials"].as_bool(), Some(true));
     assert_eq!(config["MaxAge"].as_u64(), Some(shared::http::cors::MAX_AGE.as_secs()));
 }
+
+#[test]
+fn the_functions_read_the_same_origins_as_the_http_api() {
+    let template = testkit::template::template();
+    let env = &template["Globals"]["Function"]["Environment"]["Variables"];
+    // `!Join [",", !Ref CorsAllowOrigins]`: the browser session's CSRF check allows exactly
+    // the origins API Gateway answers CORS for.
+    let origins = format!("{:?}", env["GROUNDWORK_CORS_ORIGINS"]);
+    assert!(origins.contains("Join") && origins.contains("CorsAllowOrigins"), "{origins}");
+    let same_site = format!("{:?}", env["GROUNDWORK_REFRESH_COOKIE_SAME_SITE"]);
+    assert!(same_site.contains("RefreshCookieSameSite"), "{same_site}");
+}

@@ -2,6 +2,8 @@
 //! wrong password fail alike, after the same work.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse as _, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::audit::AuditAction;
@@ -17,6 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::*;
+use crate::browser_session::{self, RefreshTokenDelivery};
 use crate::sessions::{self, TokenPair};
 
 /// This group's routes.
@@ -34,10 +37,15 @@ pub struct LoginRequest {
     /// The password.
     #[schema(value_type = String, format = Password)]
     pub password: Secret<String>,
+    /// Where the refresh token goes: `body` (default) or `cookie` (browsers; see
+    /// `/auth/refresh`). The choice carries over to the second step of an MFA login only
+    /// when sent there too.
+    #[serde(default)]
+    pub refresh_token_delivery: RefreshTokenDelivery,
 }
 
 fn login_failed() -> ApiError {
-    ApiError::Unauthenticated
+    ApiError::InvalidCredentials
 }
 
 /// What a login answers: tokens, or, for a user with two-factor authentication, a challenge
@@ -66,18 +74,29 @@ pub struct MfaChallenge {
 pub const MFA_CHALLENGE_SECS: i64 = 300;
 
 /// Logs in: a new session and its tokens, or an MFA challenge. Wrong email and wrong
-/// password fail alike.
+/// password fail alike. With `refresh_token_delivery: cookie` the refresh token is set as the
+/// `gw_refresh` cookie (`HttpOnly`, scoped to `/auth/refresh` and `/auth/logout`) instead of
+/// being answered, and the request must come from an allowed `Origin` with an
+/// `X-Requested-With` header (403 `csrf_origin` / `csrf_header`).
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
-              (status = 200, body = LoginResponse), (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"),
+    params(("X-Requested-With" = Option<String>, Header, description = "Required (any value) with `refresh_token_delivery: cookie`")),
+    responses((status = 200, body = LoginResponse, headers(("Set-Cookie" = String, description = "The refresh cookie, with `refresh_token_delivery: cookie`"))),
+              (status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`)", body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn login(
     State(s): State<Services>,
     ctx: RequestContext,
+    headers: HeaderMap,
     Json(req): Json<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     own_auth(&s)?;
+    if req.refresh_token_delivery == RefreshTokenDelivery::Cookie {
+        // A login is not cookie-authenticated, but one from a page of another site would
+        // plant that site's session in the browser (login CSRF).
+        browser_session::check_csrf(&s, &headers)?;
+    }
     let store = s.store.as_ref();
     let now = s.clock.now_ms();
     let ip = client_key(&ctx);
@@ -115,7 +134,7 @@ async fn login(
         let challenge = users::issue_token(store, Purpose::MfaChallenge, user.id, expires).await?;
         sessions::record(&s, user.id, AuditAction::UserPasswordVerified, None, &ctx, json!({"next": "mfa"})).await?;
         let challenge = MfaChallenge { mfa_required: true, challenge, expires_in: MFA_CHALLENGE_SECS };
-        return Ok(Json(LoginResponse::Mfa(challenge)));
+        return Ok(Json(LoginResponse::Mfa(challenge)).into_response());
     }
     let pair = sessions::start(&s, user.id, &ctx, false).await?;
     sessions::record_after_commit(
@@ -127,7 +146,7 @@ async fn login(
         json!({}),
     )
     .await;
-    Ok(Json(LoginResponse::Tokens(pair)))
+    Ok(browser_session::respond(&s, req.refresh_token_delivery, pair, LoginResponse::Tokens))
 }
 
 /// The second step of a login.
@@ -143,17 +162,27 @@ pub struct MfaLoginRequest {
     /// ...or one of the recovery codes.
     #[schema(value_type = Option<String>)]
     pub recovery_code: Option<Secret<String>>,
+    /// Where the refresh token goes, as at `/auth/login`.
+    #[serde(default)]
+    pub refresh_token_delivery: RefreshTokenDelivery,
 }
 
 /// Completes a login with a TOTP code or a recovery code.
 #[utoipa::path(post, path = "/auth/login/mfa", tag = "auth", request_body = MfaLoginRequest,
-    responses((status = 200, body = TokenPair), (status = 401, body = Problem, content_type = "application/problem+json"),
+    params(("X-Requested-With" = Option<String>, Header, description = "Required (any value) with `refresh_token_delivery: cookie`")),
+    responses((status = 200, body = TokenPair, headers(("Set-Cookie" = String, description = "The refresh cookie, with `refresh_token_delivery: cookie`"))),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`)", body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn login_mfa(
     State(s): State<Services>,
     ctx: RequestContext,
+    headers: HeaderMap,
     Json(req): Json<MfaLoginRequest>,
-) -> Result<Json<TokenPair>, ApiError> {
+) -> Result<Response, ApiError> {
+    if req.refresh_token_delivery == RefreshTokenDelivery::Cookie {
+        browser_session::check_csrf(&s, &headers)?;
+    }
     let store = s.store.as_ref();
     let now = s.clock.now_ms();
     let user_id = users::peek_token(store, Purpose::MfaChallenge, req.challenge.expose())
@@ -189,7 +218,7 @@ async fn login_mfa(
         rate_limit::hit(store, MFA_PER_USER, &subject, now).await?;
         sessions::record(&s, user.id, AuditAction::UserLoginFailed, None, &ctx, json!({"reason": "second_factor"}))
             .await?;
-        return Err(ApiError::Unauthenticated);
+        return Err(ApiError::InvalidCredentials);
     };
     user.mfa = Some(factor);
     // The version check makes a code (or a recovery code) work once, even under a race.
@@ -208,5 +237,5 @@ async fn login_mfa(
         json!({"mfa": method}),
     )
     .await?;
-    Ok(Json(pair))
+    Ok(browser_session::respond(&s, req.refresh_token_delivery, pair, |p| p))
 }
