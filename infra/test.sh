@@ -10,8 +10,12 @@
 #      suites on both adapters, Lambda event tests, local-stack integration tests;
 #   5. runs the API contract check: schemathesis against the local stack's /openapi.json,
 #      every check, stateful phase on, fixed seed (infra/contract/);
-#   6. lints template.yaml with cfn-lint and `sam validate --lint`;
-#   7. stops what it started. Exits non-zero on any failure.
+#   6. runs the browser test: checks the TypeScript client (clients/typescript) against the
+#      OpenAPI document and type-checks it, then drives a page that uses it through a whole
+#      cookie session in headless Chromium (Debian's, installed when missing) against the
+#      local stack, from an allowed and a refused origin (infra/browser/);
+#   7. lints template.yaml with cfn-lint and `sam validate --lint`;
+#   8. stops what it started. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -105,7 +109,11 @@ cargo test --workspace --locked --no-fail-fast
 log "API contract (schemathesis)"
 infra/contract/run.sh "$venv"
 
-# 6. The template.
+# 6. The browser: the TypeScript client and a cookie session in headless Chromium.
+log "browser flow and TypeScript client (headless Chromium)"
+infra/browser/run.sh
+
+# 7. The template.
 log "cfn-lint template.yaml"
 "$venv/bin/cfn-lint" template.yaml
 log "sam validate --lint"
