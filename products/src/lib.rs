@@ -26,11 +26,17 @@ macro_rules! products {
             Router::new()$(.merge($function::routes(services.clone())))*
         }
 
+        /// Every product function's part of the OpenAPI document, by function.
+        pub fn apis() -> Vec<(&'static str, OpenApi)> {
+            vec![$((stringify!($function), $function::api())),*]
+        }
+
         /// Every product function's part of the OpenAPI document, merged.
-        #[allow(unused_mut, reason = "with no product function listed")]
         pub fn api() -> OpenApi {
             let mut doc = OpenApi::default();
-            $(doc.merge($function::api());)*
+            for (_, part) in apis() {
+                doc.merge(part);
+            }
             doc
         }
 

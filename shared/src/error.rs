@@ -215,7 +215,7 @@ impl ApiError {
             Self::NotFound => Problem::from_status(StatusCode::NOT_FOUND),
             Self::PlanLimit { limit, allowed, upgrade } => {
                 Problem::new(StatusCode::PAYMENT_REQUIRED, "plan_limit", "The plan's limit is reached")
-                    .with_detail(format!("the plan allows {allowed} {limit}: upgrade to add more"))
+                    .with_detail(format!("the plan allows at most {allowed} of `{limit}`: upgrade to add more"))
                     .with("limit", *limit)
                     .with("allowed", *allowed)
                     .with("upgrade", upgrade.clone())

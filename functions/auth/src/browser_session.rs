@@ -141,15 +141,15 @@ pub fn check_csrf(services: &Services, headers: &HeaderMap) -> Result<(), ApiErr
     if !allowed {
         return Err(ApiError::ForbiddenBecause {
             code: "csrf_origin",
-            detail: "a request authenticated by the session cookie must come from an allowed origin \
-                     (GROUNDWORK_CORS_ORIGINS)"
+            detail: "a request that uses the session cookie must come from the API's own origin or an allowed \
+                     one (GROUNDWORK_CORS_ORIGINS)"
                 .into(),
         });
     }
     if headers.get(CSRF_HEADER).is_none_or(|v| v.is_empty()) {
         return Err(ApiError::ForbiddenBecause {
             code: "csrf_header",
-            detail: "a request authenticated by the session cookie must carry an X-Requested-With header".into(),
+            detail: "a request that uses the session cookie must carry an X-Requested-With header".into(),
         });
     }
     Ok(())

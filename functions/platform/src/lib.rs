@@ -154,4 +154,34 @@ mod tests {
         let twice: Vec<_> = seen.iter().filter(|(_, routes)| routes.len() > 1).collect();
         assert!(twice.is_empty(), "operation ids used twice: {twice:?}");
     }
+
+    /// Merging keeps the first schema of a name and drops the others silently: two functions
+    /// naming different types alike would document one of them wrongly.
+    #[test]
+    fn no_two_functions_name_different_schemas_alike() {
+        let mut parts = vec![
+            ("platform", super::api()),
+            ("auth", auth::api()),
+            ("tenancy", tenancy::api()),
+            ("billing", billing::api()),
+            ("stripe-webhook", stripe_webhook::api()),
+        ];
+        parts.extend(products::apis());
+        let mut seen: BTreeMap<String, (&str, serde_json::Value)> = BTreeMap::new();
+        let mut clashes = Vec::new();
+        for (function, doc) in &parts {
+            let Some(components) = &doc.components else { continue };
+            for (name, schema) in &components.schemas {
+                let schema = serde_json::to_value(schema).unwrap();
+                match seen.get(name) {
+                    Some((other, first)) if *first != schema => clashes.push(format!("{name}: {other} and {function}")),
+                    Some(_) => {}
+                    None => {
+                        seen.insert(name.clone(), (function, schema));
+                    }
+                }
+            }
+        }
+        assert!(clashes.is_empty(), "schemas named alike, defined differently: {clashes:?}");
+    }
 }

@@ -158,9 +158,16 @@ impl ProductJob for RecountProjects {
     const NAME: &'static str = "projects.recount";
 }
 
+/// Bidirectional formatting characters (Unicode's explicit embeddings, overrides and
+/// isolates), which can make a name display as something else (the "Trojan Source" trick).
+fn bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 fn clean(text: &str, max: usize, field: &'static str) -> Result<String, ApiError> {
     let trimmed = text.trim();
-    let control = if field == "name" { trimmed.chars().any(char::is_control) } else { false };
+    let control = trimmed.chars().any(bidi_control)
+        || if field == "name" { trimmed.chars().any(char::is_control) } else { false };
     if trimmed.chars().count() > max || control {
         return Err(ApiError::Invalid {
             code: "invalid_project",
@@ -317,19 +324,13 @@ async fn list(
             shared::tenancy::list(s.store.as_ref(), &scope, KIND, page.limit(), page.cursor()?).await?;
         return Ok(Json(ProjectPage { projects, next_cursor: next.map(|c| c.encode()) }));
     }
-    // The bin is small and short-lived (the retention window): one page of the kind, filtered.
+    // The bin: the kind's items that are deleted, in full pages.
     let query = StoreQuery::partition(shared::keys::account_partition(scope.account_id()))
         .begins_with(shared::keys::tenant_kind_prefix(KIND))
         .limit(page.limit())
         .after(page.cursor()?);
-    let found = s.store.query(query).await?;
-    let projects = found
-        .items
-        .iter()
-        .filter(|i| soft_delete::is_deleted(i))
-        .map(Item::record)
-        .collect::<Result<Vec<Project>, StoreError>>()?;
-    Ok(Json(ProjectPage { projects, next_cursor: found.next.map(|c| c.encode()) }))
+    let found = s.store.query_kept(query, soft_delete::is_deleted).await?;
+    Ok(Json(ProjectPage { projects: found.records()?, next_cursor: found.next.map(|c| c.encode()) }))
 }
 
 /// Reads a project.
@@ -352,7 +353,7 @@ async fn read(
     Ok(Json(project))
 }
 
-/// Changes a project's name or description.
+/// Changes a project's name or description (a request that changes nothing writes nothing).
 #[utoipa::path(patch, path = "/accounts/{account_id}/projects/{project_id}", tag = "projects", operation_id = "update_project",
     request_body = ProjectChanges, security(("bearer" = ["write_data"])),
     params(("account_id" = String, Path), ("project_id" = String, Path)),
@@ -372,18 +373,33 @@ async fn update(
     scope.require(Action::WriteData)?;
     gate(&s, &scope).await?;
     let store = s.store.as_ref();
-    let (mut project, version) =
+    let (before, version) =
         shared::tenancy::get::<Project>(store, &scope, KIND, &id.to_string()).await?.ok_or(ApiError::NotFound)?;
+    let mut project = before.clone();
     if let Some(n) = &req.name {
         project.name = name(n)?;
     }
     if req.description.is_some() {
         project.description = description(req.description.as_deref())?;
     }
-    project.updated_at_ms = s.clock.now_ms();
-    shared::tenancy::put(store, &scope, KIND, &id.to_string(), &project, version).await?;
+    let changed: Vec<&str> =
+        [("name", project.name != before.name), ("description", project.description != before.description)]
+            .into_iter()
+            .filter_map(|(field, differs)| differs.then_some(field))
+            .collect();
+    if changed.is_empty() {
+        // Nothing to change: nothing written, nothing audited.
+        return Ok(Json(project));
+    }
+    let now = s.clock.now_ms();
+    project.updated_at_ms = now;
+    let mut item = Item::from_record(scope.key(KIND, &id.to_string()), &project)?;
+    item.version = version;
+    let ops = vec![TxOp::Put(Put::new(item).if_unchanged()), event(&scope, "project.updated", id, now)?];
+    store.transact(ops).await?;
+    let detail = json!({"changed": changed});
     let audited =
-        scope.audit(&s, AuditAction::Product("project.updated"), Some(id.to_string()), ctx.origin(), json!({})).await;
+        scope.audit(&s, AuditAction::Product("project.updated"), Some(id.to_string()), ctx.origin(), detail).await;
     logged_after_commit(audited, "project.updated");
     Ok(Json(project))
 }

@@ -97,15 +97,36 @@ fn insert_before(content: &str, marker: &str, text: &str, file: &str) -> anyhow:
     Ok(format!("{}{text}{}", &content[..line_start], &content[line_start..]))
 }
 
-/// The names Cargo already uses in the workspace: members (by directory) and dependencies.
-fn taken_crate_names(root_manifest: &str) -> Vec<String> {
+/// The names Cargo already uses in the workspace: its dependencies, and the package name of
+/// every member (`members` entries, with `dir/*` globs expanded).
+fn taken_crate_names(root: &Path, root_manifest: &str) -> Vec<String> {
     let Ok(value) = root_manifest.parse::<toml::Table>() else { return Vec::new() };
-    value
-        .get("workspace")
+    let workspace = value.get("workspace");
+    let mut names: Vec<String> = workspace
         .and_then(|w| w.get("dependencies"))
         .and_then(|d| d.as_table())
         .map(|d| d.keys().cloned().collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let members = workspace.and_then(|w| w.get("members")).and_then(|m| m.as_array()).cloned().unwrap_or_default();
+    let mut dirs = Vec::new();
+    for member in members.iter().filter_map(|m| m.as_str()) {
+        match member.strip_suffix("/*") {
+            Some(parent) => {
+                let entries = std::fs::read_dir(root.join(parent)).into_iter().flatten().flatten();
+                dirs.extend(entries.map(|e| e.path()));
+            }
+            None => dirs.push(root.join(member)),
+        }
+    }
+    for dir in dirs {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+        let package = manifest
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|t| t.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()).map(str::to_owned));
+        names.extend(package);
+    }
+    names
 }
 
 /// What [`new_function`] did, to print.
@@ -130,7 +151,7 @@ pub fn new_function(root: &Path, name: &str, served_paths: &[String]) -> anyhow:
     if dir.exists() {
         bail!("functions/{name} already exists: choose another name, or remove it first");
     }
-    let taken = taken_crate_names(&read("Cargo.toml")?);
+    let taken = taken_crate_names(root, &read("Cargo.toml")?);
     let ident = name.replace('-', "_");
     if taken.iter().any(|t| t == name || t.replace('-', "_") == ident) {
         bail!("{name:?} is already a crate of the workspace or one of its dependencies: choose another");
@@ -212,7 +233,14 @@ mod tests {
 
     fn copy_of_the_repository() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        for rel in ["Cargo.toml", "template.yaml", "products/Cargo.toml", "products/src/lib.rs"] {
+        for rel in [
+            "Cargo.toml",
+            "template.yaml",
+            "products/Cargo.toml",
+            "products/src/lib.rs",
+            "infra/local/Cargo.toml",
+            "tests/Cargo.toml",
+        ] {
             let to = dir.path().join(rel);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
             std::fs::copy(default_root().join(rel), to).unwrap();
@@ -284,6 +312,9 @@ mod tests {
             ("std", "reserved"),
             ("projects", "already exists"),
             ("shared", "already a crate"),
+            ("local", "already a crate"),
+            ("testkit", "already a crate"),
+            ("products", "already a crate"),
             ("tokio", "already a crate"),
             ("members", "already serves"),
         ] {

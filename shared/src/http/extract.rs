@@ -80,12 +80,21 @@ fn json_problem(r: &JsonRejection) -> Problem {
 }
 
 /// Keeps serde's description of where and what was wrong, but hides the input's values:
-/// serde quotes strings in `"` and other values and unknown names in backticks.
+/// serde quotes strings in `"` and other values and unknown names in backticks. What it
+/// quotes after `expected` (the accepted variants and fields), a missing or duplicate
+/// field's name and the accepted words of a boolean are the API's own, and stay.
 fn redact_values(text: &str) -> String {
     let text = text
         .strip_prefix("Failed to deserialize the JSON body into the target type: ")
         .or_else(|| text.strip_prefix("Failed to deserialize query string: "))
         .unwrap_or(text);
+    let (head, tail) = text.find("expected").map_or((text, ""), |i| text.split_at(i));
+    let ours = ["missing field `", "duplicate field `", "provided string was not `"];
+    let head = if ours.iter().any(|p| head.contains(p)) { head.to_owned() } else { hide_quoted(head) };
+    format!("{head}{tail}").chars().take(300).collect()
+}
+
+fn hide_quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_quote: Option<char> = None;
     for c in text.chars() {
@@ -102,7 +111,7 @@ fn redact_values(text: &str) -> String {
             out.push(c);
         }
     }
-    out.chars().take(300).collect()
+    out
 }
 
 /// Path parameters.
@@ -166,5 +175,12 @@ mod tests {
         let s = redact_values("role: unknown variant `superadmin-secret`, expected one of `owner`, `admin`");
         assert!(!s.contains("superadmin-secret"), "{s}");
         assert!(s.starts_with("role: unknown variant"), "{s}");
+        assert!(s.contains("expected one of `owner`, `admin`"), "the accepted values are the API's: {s}");
+        let s = redact_values("missing field `rollout_percent` at line 1 column 17");
+        assert!(s.contains("`rollout_percent`"), "a missing field is named: {s}");
+        let s = redact_values("unknown field `owner_secret`, expected `name` or `description` at line 1 column 9");
+        assert!(!s.contains("owner_secret") && s.contains("`name` or `description`"), "{s}");
+        let s = redact_values("deleted: provided string was not `true` or `false`");
+        assert!(s.contains("`true` or `false`"), "{s}");
     }
 }

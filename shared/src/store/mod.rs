@@ -131,6 +131,43 @@ pub trait StoreExt: Store {
             }
         }
     }
+
+    /// One page of `query`'s items that `keep` accepts: full (`query.limit` items) unless
+    /// the query ends, however many it passes over, and a cursor right after the last item
+    /// returned. For lists that leave some items out (soft-deleted ones), so a client never
+    /// sees a short or empty page before the end.
+    async fn query_kept<F>(&self, query: Query, keep: F) -> Result<Page, StoreError>
+    where
+        F: for<'a> Fn(&'a Item) -> bool + Send,
+    {
+        let want = query.limit as usize;
+        let index = query.index;
+        let mut q = query;
+        let mut items = Vec::with_capacity(want);
+        loop {
+            let page = self.query(q.clone()).await?;
+            let mut rest = page.items.into_iter();
+            for item in rest.by_ref() {
+                if keep(&item) {
+                    items.push(item);
+                    if items.len() == want {
+                        break;
+                    }
+                }
+            }
+            // Full: the next page starts after the last item returned (the rest of this
+            // page, if any, comes again), unless nothing is left at all.
+            if items.len() == want {
+                let more = rest.next().is_some() || page.next.is_some();
+                let next = more.then(|| items.last().map(|i| Cursor::after_item(i, index))).flatten();
+                return Ok(Page { items, next });
+            }
+            match page.next {
+                Some(c) => q.cursor = Some(c),
+                None => return Ok(Page { items, next: None }),
+            }
+        }
+    }
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::*;
 use crate::error::ApiError;
-use crate::store::{Cursor, Item, Key, Put, Query, Store, StoreError};
+use crate::store::{Cursor, Item, Key, Put, Query, Store, StoreError, StoreExt as _};
 
 /// Whether a deleted account may be acted on (only its restore does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +152,8 @@ pub async fn put<T: Serialize>(
     store.put(put).await.map(|_| ())
 }
 
-/// One page of the tenant's items of `kind` (soft-deleted ones left out).
+/// One page of the tenant's items of `kind` (soft-deleted ones left out, and the page still
+/// full unless the list ends).
 ///
 /// # Errors
 /// When the store fails or the cursor is not valid.
@@ -167,8 +168,6 @@ pub async fn list<T: DeserializeOwned>(
         .begins_with(keys::tenant_kind_prefix(kind))
         .limit(limit)
         .after(cursor);
-    let page = store.query(q).await?;
-    let records =
-        page.items.iter().filter(|i| !soft_delete::is_deleted(i)).map(Item::record).collect::<Result<_, _>>()?;
-    Ok((records, page.next))
+    let page = store.query_kept(q, |i| !soft_delete::is_deleted(i)).await?;
+    Ok((page.records()?, page.next))
 }
