@@ -50,6 +50,14 @@ pub struct Services {
     pub plans: Arc<crate::billing::Plans>,
     /// The feature flag definitions this process read last.
     pub flag_cache: Arc<crate::flags::FlagCache>,
+    /// The breached-password check, when `GROUNDWORK_PWNED_PASSWORDS_URL` is set (with the
+    /// `passwords` feature).
+    #[cfg(feature = "passwords")]
+    pub pwned_passwords: Option<crate::auth::breached::PwnedPasswords>,
+    /// The bot check of public forms, when `GROUNDWORK_CHALLENGE_PROVIDER` is set (with the
+    /// `passwords` feature).
+    #[cfg(feature = "passwords")]
+    pub challenge: Option<crate::auth::challenge::ChallengeVerifier>,
 }
 
 /// How each embedded queue behaves (on AWS, the same settings live in `template.yaml`).
@@ -201,6 +209,12 @@ impl Services {
         let stripe = crate::billing::stripe::StripeClient::from_config(&config.billing)?;
         let http = crate::outbound::client(std::time::Duration::from_secs(5))?;
         let plans = Arc::new(crate::billing::Plans::from_config(&config.billing, &config.environment)?);
+        #[cfg(feature = "passwords")]
+        let pwned_passwords =
+            config.auth.pwned_passwords_url.as_deref().map(crate::auth::breached::PwnedPasswords::new).transpose()?;
+        #[cfg(feature = "passwords")]
+        let challenge =
+            config.auth.challenge.clone().map(crate::auth::challenge::ChallengeVerifier::new).transpose()?;
         Ok(Self {
             config: Arc::new(config),
             clock,
@@ -216,6 +230,10 @@ impl Services {
             documents: Arc::new(crate::outbound::DocumentCache::default()),
             plans,
             flag_cache: Arc::new(crate::flags::FlagCache::default()),
+            #[cfg(feature = "passwords")]
+            pwned_passwords,
+            #[cfg(feature = "passwords")]
+            challenge,
         })
     }
 }

@@ -45,6 +45,7 @@ fn all_emails() -> Vec<Email> {
             link: "https://exports.acme.test/e/123?sig=abc".into(),
             expires_in_hours: 24,
         },
+        Email::PasswordBreached { name: Some("Grace".into()) },
     ]
 }
 

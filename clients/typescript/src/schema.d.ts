@@ -413,7 +413,7 @@ export interface paths {
         delete: operations["delete_project"];
         options?: never;
         head?: never;
-        /** Changes a project's name or description. */
+        /** Changes a project's name or description (a request that changes nothing writes nothing). */
         patch: operations["update_project"];
         trace?: never;
     };
@@ -1542,6 +1542,11 @@ export interface components {
         /** @description An email address. */
         ForgotRequest: {
             /**
+             * @description The token of the page's bot check, required when the deployment turns the check on
+             *     (`GROUNDWORK_CHALLENGE_PROVIDER`).
+             */
+            challenge_token?: string | null;
+            /**
              * Format: email
              * @description The account's email address.
              */
@@ -1685,6 +1690,8 @@ export interface components {
             expires_in: number;
             /** @description Always true. */
             mfa_required: boolean;
+            /** @description Present (true) when the password just used appears in known data breaches. */
+            password_breached?: boolean;
         };
         /** @description The second step of a login. */
         MfaLoginRequest: {
@@ -1945,6 +1952,11 @@ export interface components {
         /** @description The sign-up request. */
         SignupRequest: {
             /**
+             * @description The token of the page's bot check (Turnstile, hCaptcha or reCAPTCHA), required when
+             *     the deployment turns the check on (`GROUNDWORK_CHALLENGE_PROVIDER`).
+             */
+            challenge_token?: string | null;
+            /**
              * Format: email
              * @description The email address; a verification link is sent there.
              */
@@ -2004,6 +2016,11 @@ export interface components {
              * @description Seconds until the access token expires.
              */
             expires_in: number;
+            /**
+             * @description Present (true) when the password just used appears in known data breaches (Pwned
+             *     Passwords): the user was emailed, and the app should ask them to change it.
+             */
+            password_breached?: boolean;
             /**
              * @description The refresh token: exchange it at `/auth/refresh` for a new pair; it works once
              *     (again within the reuse interval, for the same successor). Absent when it was

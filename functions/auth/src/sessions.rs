@@ -40,6 +40,10 @@ pub struct TokenPair {
     pub refresh_token: Option<String>,
     /// The session these tokens belong to.
     pub session_id: String,
+    /// Present (true) when the password just used appears in known data breaches (Pwned
+    /// Passwords): the user was emailed, and the app should ask them to change it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub password_breached: bool,
 }
 
 fn refresh_key(token: &str) -> Key {
@@ -106,6 +110,7 @@ pub async fn start(services: &Services, user: UserId, ctx: &RequestContext, mfa:
         expires_in,
         refresh_token: Some(refresh),
         session_id: sid.to_string(),
+        password_breached: false,
     })
 }
 
@@ -192,6 +197,7 @@ pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> 
         expires_in,
         refresh_token: Some(next),
         session_id: sid.to_string(),
+        password_breached: false,
     })
 }
 
@@ -220,6 +226,7 @@ async fn reuse(
             expires_in,
             refresh_token: Some(next),
             session_id: sid.to_string(),
+            password_breached: false,
         });
     }
     reuse_detected(services, user, sid, ctx).await?;

@@ -13,6 +13,7 @@ use shared::mail::render::{Branding, render};
 use shared::mail::{MailError, Mailer, OutgoingEmail, suppression};
 use shared::queue::consumer::MessageHandler;
 use shared::services::Services;
+use shared::telemetry::metrics::{Metrics, Unit};
 
 /// Carries out `SendEmail` jobs.
 pub struct EmailDispatch {
@@ -61,6 +62,11 @@ impl JobHandler for EmailDispatch {
         };
         match self.mailer.send(&outgoing).await {
             Ok(provider_id) => {
+                // Sends per hour, per function: the mail-spike alarm reads it.
+                Metrics::new()
+                    .property("template", email.template_name())
+                    .metric("EmailsSent", 1.0, Unit::Count)
+                    .emit();
                 tracing::info!(
                     mailer = self.mailer.name(),
                     template = email.template_name(),

@@ -114,6 +114,51 @@ pub enum CookieSameSite {
     None,
 }
 
+/// Which addresses may sign up (`GROUNDWORK_SIGNUP_EMAIL_POLICY`; see
+/// `auth::email_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailPolicy {
+    /// Any address (`allow`, the default).
+    Allow,
+    /// None at a disposable mail service (`no_disposable`).
+    NoDisposable,
+    /// Work addresses only: neither disposable nor at a free mail provider (`business_only`).
+    BusinessOnly,
+}
+
+/// The bot check's provider (`GROUNDWORK_CHALLENGE_PROVIDER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeProvider {
+    /// Cloudflare Turnstile.
+    Turnstile,
+    /// hCaptcha.
+    HCaptcha,
+    /// Google reCAPTCHA.
+    ReCaptcha,
+}
+
+impl ChallengeProvider {
+    /// The provider's `siteverify` endpoint.
+    pub fn verify_url(self) -> &'static str {
+        match self {
+            Self::Turnstile => "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+            Self::HCaptcha => "https://api.hcaptcha.com/siteverify",
+            Self::ReCaptcha => "https://www.google.com/recaptcha/api/siteverify",
+        }
+    }
+}
+
+/// The bot check on sign-up and password-forgot, when configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeConfig {
+    /// `GROUNDWORK_CHALLENGE_PROVIDER`: `turnstile`, `hcaptcha` or `recaptcha`.
+    pub provider: ChallengeProvider,
+    /// `GROUNDWORK_CHALLENGE_SECRET`: the provider's secret key.
+    pub secret: Secret<String>,
+    /// `GROUNDWORK_CHALLENGE_VERIFY_URL` (default: the provider's `siteverify`).
+    pub verify_url: String,
+}
+
 /// The auth settings.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -135,6 +180,14 @@ pub struct AuthConfig {
     pub external_issuer: Option<ExternalIssuer>,
     /// `GROUNDWORK_REFRESH_COOKIE_SAME_SITE`: `strict` (default), `lax` or `none`.
     pub refresh_cookie_same_site: CookieSameSite,
+    /// `GROUNDWORK_PWNED_PASSWORDS_URL`: the Pwned Passwords range API that passwords are
+    /// checked against (default `https://api.pwnedpasswords.com` on Lambda, none locally;
+    /// `off` turns the check off).
+    pub pwned_passwords_url: Option<String>,
+    /// `GROUNDWORK_SIGNUP_EMAIL_POLICY`: `allow` (default), `no_disposable`, `business_only`.
+    pub signup_email_policy: EmailPolicy,
+    /// The bot check: `GROUNDWORK_CHALLENGE_PROVIDER` (+ `_SECRET`, `_VERIFY_URL`).
+    pub challenge: Option<ChallengeConfig>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +208,9 @@ struct Vars {
     external_provider: Option<String>,
     oidc_providers: Option<String>,
     refresh_cookie_same_site: Option<String>,
+    signup_email_policy: Option<String>,
+    challenge_provider: Option<String>,
+    challenge_secret: Option<String>,
 }
 
 fn default_audience() -> String {
@@ -217,8 +273,63 @@ impl AuthConfig {
             oidc_providers: oidc_providers(env, v.oidc_providers.as_deref())?,
             external_issuer,
             refresh_cookie_same_site: same_site(v.refresh_cookie_same_site)?,
+            pwned_passwords_url: pwned_passwords_url(env)?,
+            signup_email_policy: email_policy(v.signup_email_policy)?,
+            challenge: challenge(env, v.challenge_provider, v.challenge_secret)?,
         })
     }
+}
+
+fn email_policy(value: Option<String>) -> Result<EmailPolicy, ConfigError> {
+    let Some(value) = value else { return Ok(EmailPolicy::Allow) };
+    match value.to_ascii_lowercase().replace('-', "_").as_str() {
+        "allow" => Ok(EmailPolicy::Allow),
+        "no_disposable" => Ok(EmailPolicy::NoDisposable),
+        "business_only" => Ok(EmailPolicy::BusinessOnly),
+        _ => Err(ConfigError::Invalid {
+            var: "GROUNDWORK_SIGNUP_EMAIL_POLICY".into(),
+            value,
+            reason: "one of allow, no_disposable, business_only".into(),
+        }),
+    }
+}
+
+fn challenge(
+    env: &Env,
+    provider: Option<String>,
+    secret: Option<String>,
+) -> Result<Option<ChallengeConfig>, ConfigError> {
+    let Some(name) = provider else { return Ok(None) };
+    let provider = match name.to_ascii_lowercase().as_str() {
+        "turnstile" => ChallengeProvider::Turnstile,
+        "hcaptcha" => ChallengeProvider::HCaptcha,
+        "recaptcha" => ChallengeProvider::ReCaptcha,
+        _ => {
+            return Err(ConfigError::Invalid {
+                var: "GROUNDWORK_CHALLENGE_PROVIDER".into(),
+                value: name,
+                reason: "one of turnstile, hcaptcha, recaptcha".into(),
+            });
+        }
+    };
+    let secret = secret.ok_or(ConfigError::Missing {
+        var: "GROUNDWORK_CHALLENGE_SECRET".into(),
+        why: "the bot check verifies tokens with the provider's secret key",
+    })?;
+    let verify_url = env
+        .url("GROUNDWORK_CHALLENGE_VERIFY_URL", Some(provider.verify_url().to_owned()))?
+        .unwrap_or_else(|| provider.verify_url().to_owned());
+    Ok(Some(ChallengeConfig { provider, secret: Secret::new(secret), verify_url }))
+}
+
+fn pwned_passwords_url(env: &Env) -> Result<Option<String>, ConfigError> {
+    const VAR: &str = "GROUNDWORK_PWNED_PASSWORDS_URL";
+    if env.get(VAR).is_some_and(|v| v.eq_ignore_ascii_case("off")) {
+        return Ok(None);
+    }
+    // Locally the check is off unless asked for: the local stack works without a network.
+    let default = env.on_lambda.then(|| "https://api.pwnedpasswords.com".to_owned());
+    env.url(VAR, default)
 }
 
 fn same_site(value: Option<String>) -> Result<CookieSameSite, ConfigError> {

@@ -1,8 +1,14 @@
 //! Authentication shared by every function: signing keys ([`keys`]), access tokens
-//! ([`tokens`]), passwords ([`password`]), attempt limits ([`rate_limit`]), sessions
+//! ([`tokens`]), passwords ([`password`], and [`breached`] for Pwned Passwords), attempt limits ([`rate_limit`]), sessions
 //! ([`session`]) and the request extractor [`AuthUser`], which every authenticated route takes.
 
+#[cfg(feature = "passwords")]
+pub mod breached;
+#[cfg(feature = "passwords")]
+pub mod challenge;
 pub mod config;
+#[cfg(feature = "passwords")]
+pub mod email_policy;
 pub mod external;
 pub mod keys;
 #[cfg(feature = "passwords")]

@@ -23,6 +23,7 @@ pub struct Limit {
 
 const MINUTES_15: Duration = Duration::from_secs(15 * 60);
 const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// Failed logins per email address.
 pub const LOGIN_PER_EMAIL: Limit = Limit { name: "login-email", max: 5, window: MINUTES_15 };
@@ -32,8 +33,14 @@ pub const LOGIN_PER_IP: Limit = Limit { name: "login-ip", max: 50, window: MINUT
 pub const RESET_PER_EMAIL: Limit = Limit { name: "reset-email", max: 3, window: HOUR };
 /// Password reset and verification requests per client IP.
 pub const RESET_PER_IP: Limit = Limit { name: "reset-ip", max: 20, window: HOUR };
+/// Verification emails per address (sign-ups for one address beyond it are answered as
+/// usual, and mail nothing: an address cannot be mail-bombed through sign-up).
+pub const VERIFY_PER_EMAIL: Limit = Limit { name: "verify-email", max: 3, window: HOUR };
 /// Sign-ups per client IP.
 pub const SIGNUP_PER_IP: Limit = Limit { name: "signup-ip", max: 20, window: HOUR };
+/// "Your password appears in a breach" emails per user (one a day, however often they
+/// sign in with it).
+pub const BREACH_NOTICE_PER_USER: Limit = Limit { name: "breach-notice", max: 1, window: DAY };
 /// Failed second-factor attempts per user.
 pub const MFA_PER_USER: Limit = Limit { name: "mfa-user", max: 5, window: MINUTES_15 };
 

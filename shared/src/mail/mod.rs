@@ -58,9 +58,14 @@ impl EmailAddress {
             return Err(InvalidEmail);
         }
         let address: lettre::Address = s.parse().map_err(|_| InvalidEmail)?;
-        // A domain needs a dot: `user@localhost` is not deliverable from a SaaS; and a
-        // domain literal (`user@[127.0.0.1]`) names a host, not a mail domain.
-        if !address.domain().contains('.') || address.domain().starts_with('[') {
+        // A domain needs a dot: `user@localhost` is not deliverable from a SaaS; a domain
+        // literal (`user@[127.0.0.1]`) names a host, not a mail domain; and no top-level
+        // domain is all digits (RFC 3696 section 2), so `user@10.0.0.1` is hopeless too.
+        let tld = address.domain().trim_end_matches('.').rsplit('.').next().unwrap_or_default();
+        if !address.domain().contains('.')
+            || address.domain().starts_with('[')
+            || tld.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(InvalidEmail);
         }
         Ok(Self(s))

@@ -40,6 +40,11 @@ pub enum Email {
         /// The user's name, if known.
         name: Option<String>,
     },
+    /// The password just used to sign in appears in known breaches (Pwned Passwords).
+    PasswordBreached {
+        /// The user's name, if known.
+        name: Option<String>,
+    },
     /// The account is ready.
     Welcome {
         /// The user's name, if known.
@@ -97,6 +102,7 @@ impl Email {
             Self::PasswordReset { .. } => "password_reset",
             Self::Invitation { .. } => "invitation",
             Self::PasswordChanged { .. } => "password_changed",
+            Self::PasswordBreached { .. } => "password_breached",
             Self::Welcome { .. } => "welcome",
             Self::TrialEnding { .. } => "trial_ending",
             Self::PaymentFailed { .. } => "payment_failed",

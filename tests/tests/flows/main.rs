@@ -1,6 +1,7 @@
 //! Cross-function flows through the whole local stack (and the loopback peers the test
 //! command starts): one test binary, so the stack is linked once.
 
+mod abuse;
 mod auth_flows;
 mod auth_hardening;
 mod auth_keys;

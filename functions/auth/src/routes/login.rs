@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::audit::AuditAction;
 use shared::auth::password;
-use shared::auth::rate_limit::{self, LOGIN_PER_EMAIL, LOGIN_PER_IP, MFA_PER_USER};
+use shared::auth::rate_limit::{self, BREACH_NOTICE_PER_USER, LOGIN_PER_EMAIL, LOGIN_PER_IP, MFA_PER_USER};
 use shared::auth::users::{self, Purpose};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, RequestContext};
+use shared::jobs::Job;
 use shared::mail::EmailAddress;
+use shared::mail::templates::Email;
 use shared::secret::Secret;
 use shared::services::Services;
 use utoipa_axum::router::OpenApiRouter;
@@ -68,6 +70,9 @@ pub struct MfaChallenge {
     pub challenge: String,
     /// Seconds the challenge stays valid.
     pub expires_in: i64,
+    /// Present (true) when the password just used appears in known data breaches.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub password_breached: bool,
 }
 
 /// How long a login waits for its second factor.
@@ -129,14 +134,17 @@ async fn login(
         });
     }
     rate_limit::clear(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
+    let breached = breached(&s, &user, &req.password).await;
     if user.mfa.is_some() {
         let expires = s.clock.now_secs() + MFA_CHALLENGE_SECS;
         let challenge = users::issue_token(store, Purpose::MfaChallenge, user.id, expires).await?;
         sessions::record(&s, user.id, AuditAction::UserPasswordVerified, None, &ctx, json!({"next": "mfa"})).await?;
-        let challenge = MfaChallenge { mfa_required: true, challenge, expires_in: MFA_CHALLENGE_SECS };
+        let challenge =
+            MfaChallenge { mfa_required: true, challenge, expires_in: MFA_CHALLENGE_SECS, password_breached: breached };
         return Ok(Json(LoginResponse::Mfa(challenge)).into_response());
     }
-    let pair = sessions::start(&s, user.id, &ctx, false).await?;
+    let mut pair = sessions::start(&s, user.id, &ctx, false).await?;
+    pair.password_breached = breached;
     sessions::record_after_commit(
         &s,
         user.id,
@@ -147,6 +155,26 @@ async fn login(
     )
     .await;
     Ok(browser_session::respond(&s, req.refresh_token_delivery, pair, LoginResponse::Tokens))
+}
+
+/// Whether the password `user` just signed in with appears in known breaches (when the check
+/// is on). They may still sign in (NIST SP 800-63B refuses such passwords when they are
+/// chosen, not when they are used): the answer says so, and they are emailed, at most once a
+/// day. Nothing here fails the login.
+async fn breached(s: &Services, user: &users::User, password: &Secret<String>) -> bool {
+    let Some(check) = &s.pwned_passwords else { return false };
+    if !check.is_breached(password).await {
+        return false;
+    }
+    let now = s.clock.now_ms();
+    if rate_limit::take(s.store.as_ref(), BREACH_NOTICE_PER_USER, &user.id.to_string(), now).await.is_ok() {
+        let email =
+            Job::SendEmail { to: user.email.clone(), email: Email::PasswordBreached { name: user.name.clone() } };
+        if let Err(e) = s.jobs().enqueue(email).await {
+            tracing::warn!(user_id = %user.id, error = %e, "could not queue the breached-password notice");
+        }
+    }
+    true
 }
 
 /// The second step of a login.

@@ -49,6 +49,57 @@ fn strong(p: &Secret<String>, email: &EmailAddress, services: &Services) -> Resu
         .map_err(|WeakPassword(detail)| ApiError::Invalid { code: "weak_password", detail })
 }
 
+/// 422 `breached_password` for a password found in known breaches (Pwned Passwords), when
+/// the check is on; an unanswered check lets the password through (see
+/// `shared::auth::breached`).
+async fn not_breached(p: &Secret<String>, services: &Services) -> Result<(), ApiError> {
+    match &services.pwned_passwords {
+        Some(check) if check.is_breached(p).await => Err(ApiError::Invalid {
+            code: "breached_password",
+            detail: "this password appears in known data breaches (Have I Been Pwned): choose another".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The bot check of a public form, when the deployment turns it on. A token over the
+/// documented length is refused either way.
+async fn bot_check(s: &Services, token: Option<&str>, ctx: &RequestContext) -> Result<(), ApiError> {
+    let max = shared::auth::challenge::MAX_TOKEN_CHARS;
+    if token.is_some_and(|t| t.chars().count() > max) {
+        return Err(ApiError::Invalid {
+            code: "invalid_challenge_token",
+            detail: format!("`challenge_token` is at most {max} characters"),
+        });
+    }
+    match &s.challenge {
+        Some(verifier) => verifier.verify(token, ctx.ip.as_deref()).await,
+        None => Ok(()),
+    }
+}
+
+/// Whether a link may be mailed to `address` now: not suppressed (it bounced for good or
+/// complained), and under `per_address` (counted here). Sending to a suppressed address
+/// would only add to the sending domain's bounce and complaint rates.
+async fn mailable(
+    s: &Services,
+    address: &EmailAddress,
+    per_address: shared::auth::rate_limit::Limit,
+) -> Result<bool, ApiError> {
+    let store = s.store.as_ref();
+    if shared::mail::suppression::is_suppressed(store, address).await? {
+        tracing::info!("a link for a suppressed address was not sent");
+        return Ok(false);
+    }
+    let now = s.clock.now_ms();
+    if shared::auth::rate_limit::check(store, per_address, address.as_str(), now).await.is_err() {
+        tracing::info!(limit = per_address.name, "a link over the per-address limit was not sent");
+        return Ok(false);
+    }
+    shared::auth::rate_limit::hit(store, per_address, address.as_str(), now).await?;
+    Ok(true)
+}
+
 fn link(services: &Services, path: &str, token: &str) -> String {
     format!("{}{path}?token={token}", services.config.server.app_url)
 }

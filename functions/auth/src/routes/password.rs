@@ -40,6 +40,10 @@ pub struct ForgotRequest {
     /// The account's email address.
     #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
+    /// The token of the page's bot check, required when the deployment turns the check on
+    /// (`GROUNDWORK_CHALLENGE_PROVIDER`).
+    #[schema(max_length = 2048)]
+    pub challenge_token: Option<String>,
 }
 
 /// Sends a password reset link if the address has an account. Always 202.
@@ -55,11 +59,11 @@ async fn password_forgot(
     let address = email(&req.email)?;
     let now = s.clock.now_ms();
     rate_limit::take(s.store.as_ref(), RESET_PER_IP, &client_key(&ctx), now).await?;
-    if rate_limit::check(s.store.as_ref(), RESET_PER_EMAIL, address.as_str(), now).await.is_err() {
-        // Over the per-address limit: answer as usual, send nothing more.
+    bot_check(&s, req.challenge_token.as_deref(), &ctx).await?;
+    // Over the per-address limit, or suppressed: answer as usual, send nothing more.
+    if !mailable(&s, &address, RESET_PER_EMAIL).await? {
         return Ok(accepted());
     }
-    rate_limit::hit(s.store.as_ref(), RESET_PER_EMAIL, address.as_str(), now).await?;
     if let Some(user) = users::by_email(s.store.as_ref(), &address).await? {
         send_reset_link(&s, &user).await?;
         sessions::record(&s, user.id, AuditAction::PasswordResetRequested, None, &ctx, json!({})).await?;
@@ -99,6 +103,7 @@ async fn new_password(
     let store = s.store.as_ref();
     let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or(ApiError::NotFound)?;
     strong(new, &user.email, s)?;
+    not_breached(new, s).await?;
     user.password_hash = password::hash(new).await?;
     user.password_changed_at_ms = s.clock.now_ms();
     // A reset proves control of the address (and settles a contested sign-up).
@@ -135,6 +140,7 @@ async fn password_reset(
         .ok_or_else(invalid_token)?;
     let user = users::by_id(s.store.as_ref(), holder).await?.ok_or_else(invalid_token)?;
     strong(&req.password, &user.email, &s)?;
+    not_breached(&req.password, &s).await?;
     let token = users::redeemable(s.store.as_ref(), Purpose::ResetPassword, req.token.expose())
         .await?
         .ok_or_else(invalid_token)?;

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::audit::AuditAction;
 use shared::auth::password;
-use shared::auth::rate_limit::{self, SIGNUP_PER_IP};
+use shared::auth::rate_limit::{self, SIGNUP_PER_IP, VERIFY_PER_EMAIL};
 use shared::auth::users::{self, Purpose, User};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, RequestContext};
@@ -40,6 +40,10 @@ pub struct SignupRequest {
     /// A display name.
     #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: Option<String>,
+    /// The token of the page's bot check (Turnstile, hCaptcha or reCAPTCHA), required when
+    /// the deployment turns the check on (`GROUNDWORK_CHALLENGE_PROVIDER`).
+    #[schema(max_length = 2048)]
+    pub challenge_token: Option<String>,
 }
 
 /// Signs up with email and password. Always 202: a verification email is sent to a new
@@ -59,6 +63,10 @@ async fn signup(
     let name = clean_name(req.name)?;
     let now = s.clock.now_ms();
     rate_limit::take(s.store.as_ref(), SIGNUP_PER_IP, &client_key(&ctx), now).await?;
+    // After the limit: each check is a call out, which a flood must not multiply.
+    bot_check(&s, req.challenge_token.as_deref(), &ctx).await?;
+    shared::auth::email_policy::check(s.config.auth.signup_email_policy, &address)?;
+    not_breached(&req.password, &s).await?;
     // Hash first, always: the answer takes as long whether the address is new or not.
     let hash = password::hash(&req.password).await?;
     let user = User::new(address.clone(), false, name, hash.clone(), now);
@@ -101,8 +109,13 @@ async fn contest(s: &Services, id: shared::id::UserId) -> Result<User, ApiError>
     Ok(user)
 }
 
-/// Emails `user` a link that verifies the address for the sign-up that chose `password_hash`.
+/// Emails `user` a link that verifies the address for the sign-up that chose `password_hash`,
+/// unless the address is suppressed (it bounced or complained) or was sent
+/// [`VERIFY_PER_EMAIL`] links this hour: then nothing is sent, and nothing tells.
 async fn send_verification(s: &Services, user: &User, password_hash: &str) -> Result<(), ApiError> {
+    if !mailable(s, &user.email, VERIFY_PER_EMAIL).await? {
+        return Ok(());
+    }
     let expires = s.clock.now_secs() + i64::from(VERIFY_TTL_HOURS) * 3600;
     let token = users::issue_verification(s.store.as_ref(), user.id, password_hash, expires).await?;
     let email = Email::VerifyEmail { link: link(s, "/verify-email", &token), expires_in_hours: VERIFY_TTL_HOURS };
