@@ -14,6 +14,7 @@ and the runner's calls carry X-Forwarded-For with an address from TEST-NET-1 (RF
 import glob
 import json
 import os
+import uuid
 import threading
 import re
 import time
@@ -117,6 +118,14 @@ class LiveToken:
 
     def set(self, case, data, context):
         case.headers = case.headers or {}
+        # The fuzzer draws the same few keys for different bodies, which the API rightly
+        # refuses (422 idempotency_key_reused; tested in shared/tests/idempotency.rs). A
+        # valid key is made unique per request; an invalid one is left to be refused.
+        key = case.headers.get("Idempotency-Key")
+        if isinstance(key, str) and 1 <= len(key.encode("latin-1", "replace")) <= 255 and not any(
+            ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in key
+        ):
+            case.headers["Idempotency-Key"] = str(uuid.uuid4())
         if case.path.startswith("/ops/"):
             case.headers["Authorization"] = "Bearer " + os.environ["GROUNDWORK_OPERATOR_TOKEN"]
         else:

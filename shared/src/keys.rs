@@ -39,6 +39,7 @@
 //! | audit entry | `AUDIT#<stream>` | `E#<seq, 12 digits>` | | | audit | |
 //! | job state | `JOB#<job>` | `STATE` | `JOBS#dead` / `<updated ms>#<job>` when dead | | jobs | 30 days |
 //! | job idempotency | `IDEMPOTENCY#<key>` | `RECORD` | | | jobs | lease, then 7 days |
+//! | idempotent request | `IDEMPOTENT_REQUEST#<caller>#<sha256 of key>` | `ANSWER` | | | http | 1 min running, then 24 h |
 //! | staged job (outbox) | `OUTBOX#<shard 0-7>` | `<staged ms>#<job>` | | | jobs | 7 days |
 //! | suppression | `SUPPRESSION#<email>` | `SUPPRESSION` | | | mail | |
 //!
@@ -199,6 +200,12 @@ pub fn product_event(account: AccountId, at_ms: i64, event: impl Display) -> Key
 
 /// The sort-key prefix of an account's product events.
 pub const PRODUCT_EVENT_PREFIX: &str = "EVENT#";
+
+/// The kept answer of a `POST` sent with an `Idempotency-Key` by `caller` (`user:<id>` or
+/// `apikey:<id>`).
+pub fn idempotent_request(caller: &str, key_hash: &str) -> Key {
+    Key::new(format!("IDEMPOTENT_REQUEST#{caller}#{key_hash}"), "ANSWER")
+}
 
 /// The partition of an organization.
 pub fn org_partition(org: OrgId) -> String {

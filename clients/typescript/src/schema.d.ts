@@ -2209,7 +2209,10 @@ export interface operations {
     create_account: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2227,7 +2230,7 @@ export interface operations {
                     "application/json": components["schemas"]["AccountView"];
                 };
             };
-            /** @description The body is not valid JSON (`malformed_json`) */
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2238,6 +2241,15 @@ export interface operations {
             };
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2263,6 +2275,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2623,7 +2636,10 @@ export interface operations {
     create_key: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -2961,7 +2977,10 @@ export interface operations {
     cancel: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -3013,7 +3032,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3037,7 +3066,10 @@ export interface operations {
     change_plan: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -3093,6 +3125,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3119,6 +3152,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3143,7 +3177,10 @@ export interface operations {
     checkout: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -3198,6 +3235,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3224,6 +3262,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3248,7 +3287,10 @@ export interface operations {
     portal: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -3300,7 +3342,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3324,7 +3376,10 @@ export interface operations {
     resume: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -3376,7 +3431,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3400,7 +3465,10 @@ export interface operations {
     export_account: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -3451,8 +3519,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The account is deleted; an owner can restore it (`account_deleted`) */
+            /** @description The account is deleted; an owner can restore it (`account_deleted`); or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3635,7 +3712,10 @@ export interface operations {
     invite: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -3690,6 +3770,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3716,6 +3797,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3815,7 +3897,10 @@ export interface operations {
     resend: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
                 invitation_id: string;
@@ -3867,8 +3952,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The account is deleted; an owner can restore it (`account_deleted`) */
+            /** @description The account is deleted; an owner can restore it (`account_deleted`); or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3892,7 +3986,10 @@ export interface operations {
     leave: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -3942,7 +4039,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4310,7 +4417,10 @@ export interface operations {
     create_project: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -4374,7 +4484,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A concurrent change: retry */
+            /** @description A concurrent change: retry; or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4401,6 +4511,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4681,7 +4792,10 @@ export interface operations {
     restore_project: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
                 project_id: string;
@@ -4742,7 +4856,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not deleted, or a concurrent change */
+            /** @description Not deleted, or a concurrent change; or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4753,6 +4867,15 @@ export interface operations {
             };
             /** @description The retention window has passed */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4776,7 +4899,10 @@ export interface operations {
     restore_account: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -4828,6 +4954,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4837,6 +4964,15 @@ export interface operations {
                 };
             };
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4860,7 +4996,10 @@ export interface operations {
     transfer_ownership: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -4915,7 +5054,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The account is deleted; an owner can restore it (`account_deleted`) */
+            /** @description The account is deleted; an owner can restore it (`account_deleted`); or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4942,7 +5081,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body does not have the expected shape (`invalid_body`) */
+            /** @description The body does not have the expected shape (`invalid_body`); or this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4970,6 +5109,8 @@ export interface operations {
             header?: {
                 /** @description Required (any value) with `refresh_token_delivery: cookie` */
                 "X-Requested-With"?: string | null;
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -4990,7 +5131,7 @@ export interface operations {
                     "application/json": components["schemas"]["LoginResponse"];
                 };
             };
-            /** @description The body is not valid JSON (`malformed_json`) */
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5079,6 +5220,8 @@ export interface operations {
             header?: {
                 /** @description Required (any value) with `refresh_token_delivery: cookie` */
                 "X-Requested-With"?: string | null;
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -5099,7 +5242,7 @@ export interface operations {
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
-            /** @description The body is not valid JSON (`malformed_json`) */
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5179,6 +5322,8 @@ export interface operations {
             header?: {
                 /** @description Required (any value) when the cookie is used */
                 "X-Requested-With"?: string | null;
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -5193,6 +5338,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5203,6 +5357,24 @@ export interface operations {
             };
             /** @description The cookie, from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5226,7 +5398,10 @@ export interface operations {
     logout_all: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5238,7 +5413,34 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5364,7 +5566,10 @@ export interface operations {
     totp_confirm: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5382,7 +5587,7 @@ export interface operations {
                     "application/json": components["schemas"]["RecoveryCodes"];
                 };
             };
-            /** @description The body is not valid JSON (`malformed_json`) */
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5450,7 +5655,10 @@ export interface operations {
     totp_enroll: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5462,6 +5670,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Enrolment"];
+                };
+            };
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
@@ -5630,7 +5847,10 @@ export interface operations {
     password_change: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5646,7 +5866,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The body is not valid JSON (`malformed_json`) */
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5664,6 +5884,15 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5689,6 +5918,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5713,7 +5943,10 @@ export interface operations {
     password_forgot: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5731,7 +5964,7 @@ export interface operations {
                     "application/json": components["schemas"]["Accepted"];
                 };
             };
-            /** @description The body is not valid JSON (`malformed_json`) */
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5800,7 +6033,10 @@ export interface operations {
     password_reset: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5869,6 +6105,8 @@ export interface operations {
             header?: {
                 /** @description Required (any value) when the cookie is used */
                 "X-Requested-With"?: string | null;
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -5889,7 +6127,7 @@ export interface operations {
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
-            /** @description The body is not valid JSON (`malformed_json`) */
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6062,7 +6300,10 @@ export interface operations {
     signup: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6080,7 +6321,7 @@ export interface operations {
                     "application/json": components["schemas"]["Accepted"];
                 };
             };
-            /** @description The body is not valid JSON (`malformed_json`) */
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6148,7 +6389,10 @@ export interface operations {
     verify_email: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6315,7 +6559,10 @@ export interface operations {
     accept: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6358,6 +6605,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6392,7 +6640,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body does not have the expected shape (`invalid_body`) */
+            /** @description The body does not have the expected shape (`invalid_body`); or this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6677,7 +6925,10 @@ export interface operations {
     export_me: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6691,7 +6942,34 @@ export interface operations {
                     "application/json": components["schemas"]["ExportStarted"];
                 };
             };
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6795,7 +7073,10 @@ export interface operations {
     redrive: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6813,7 +7094,7 @@ export interface operations {
                     "application/json": components["schemas"]["Redriven"];
                 };
             };
-            /** @description The body is not valid JSON (`malformed_json`) */
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6831,6 +7112,15 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6856,7 +7146,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body does not have the expected shape (`invalid_body`) */
+            /** @description The body does not have the expected shape (`invalid_body`); or this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7255,7 +7545,10 @@ export interface operations {
     create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -7273,7 +7566,7 @@ export interface operations {
                     "application/json": components["schemas"]["OrgView"];
                 };
             };
-            /** @description The body is not valid JSON (`malformed_json`) */
+            /** @description A request is malformed (`invalid_idempotency_key`...) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7284,6 +7577,15 @@ export interface operations {
             };
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7309,6 +7611,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7391,7 +7694,10 @@ export interface operations {
     attach: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 org_id: string;
             };
@@ -7437,6 +7743,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7463,7 +7770,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No account of the caller's has this id (`unknown_account`) */
+            /** @description No account of the caller's has this id (`unknown_account`); or this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7545,7 +7852,10 @@ export interface operations {
     add_admin: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 org_id: string;
             };
@@ -7591,6 +7901,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body is larger than the configured limit (`payload_too_large`) */
             413: {
                 headers: {
@@ -7609,6 +7928,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7816,7 +8136,10 @@ export interface operations {
     receive: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };

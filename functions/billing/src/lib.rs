@@ -276,7 +276,7 @@ async fn portal(
     State(s): State<Services>,
     ctx: RequestContext,
     Tenant(scope): Tenant,
-) -> Result<Json<Redirect>, ApiError> {
+) -> Result<([(axum::http::HeaderName, &'static str); 1], Json<Redirect>), ApiError> {
     scope.require(Action::ManageBilling)?;
     let (st, _) = state(s.store.as_ref(), scope.account_id()).await?;
     let Some(customer) = st.customer_id else {
@@ -286,7 +286,9 @@ async fn portal(
     let key = format!("portal-{}-{}", scope.account_id(), ctx.request_id);
     let session: RedirectSession = stripe(&s)?.send(&request, Some(&key)).await.map_err(stripe_error)?;
     let url = session.url.ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no portal URL")))?;
-    Ok(Json(Redirect { url }))
+    // The URL signs its holder into the customer's billing: never cached, nor kept for an
+    // idempotent replay (shared::http::idempotency).
+    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Json(Redirect { url })))
 }
 
 /// The live subscription of the account, or 409.

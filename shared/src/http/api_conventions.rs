@@ -9,6 +9,9 @@
 //! a caller who is not a member or whose role does not allow the action, 409 for a deleted
 //! account.
 //!
+//! Every `POST` takes an optional `Idempotency-Key` header (`http::idempotency`), with its 400,
+//! 409 and 422 answers.
+//!
 //! What a route answers for its own reasons (403, 404 of a missing resource, 409, 429...)
 //! stays on the route's own `#[utoipa::path]`.
 
@@ -31,7 +34,7 @@ pub fn with_conventions(doc: &OpenApi) -> Result<OpenApi, serde_json::Error> {
             let shared_params = item.get("parameters").cloned();
             for method in METHODS {
                 if let Some(op) = item.get_mut(method) {
-                    apply(path, op, shared_params.as_ref());
+                    apply(path, method, op, shared_params.as_ref());
                 }
             }
         }
@@ -39,7 +42,22 @@ pub fn with_conventions(doc: &OpenApi) -> Result<OpenApi, serde_json::Error> {
     serde_json::from_value(value)
 }
 
-fn apply(path: &str, op: &mut Value, shared_params: Option<&Value>) {
+fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>) {
+    let post = method == "post";
+    if post && let Some(o) = op.as_object_mut() {
+        let params = o.entry("parameters").or_insert_with(|| json!([]));
+        if let Some(list) = params.as_array_mut() {
+            list.push(json!({
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": false,
+                "description": "Makes a retry safe: the first answer to this key is kept 24 hours for the caller \
+                                and answered again (with `Idempotent-Replayed: true`) to the same request; see the \
+                                README's API conventions",
+                "schema": {"type": "string", "minLength": 1, "maxLength": crate::http::idempotency::MAX_KEY_LEN}
+            }));
+        }
+    }
     let mut in_path = false;
     let mut in_query = false;
     if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
@@ -78,6 +96,9 @@ fn apply(path: &str, op: &mut Value, shared_params: Option<&Value>) {
     if in_query {
         add("400", "A query parameter is not valid (`invalid_query`)");
     }
+    if post {
+        add("400", "A request is malformed (`invalid_idempotency_key`...)");
+    }
     if has_body {
         add("400", "The body is not valid JSON (`malformed_json`)");
         add("413", "The body is larger than the configured limit (`payload_too_large`)");
@@ -89,6 +110,24 @@ fn apply(path: &str, op: &mut Value, shared_params: Option<&Value>) {
     }
     if operator {
         add("403", "Operator access is off: no `GROUNDWORK_OPERATOR_TOKEN` is set (`operator_access_disabled`)");
+    }
+    if post && authenticated && !crate::http::idempotency::NOT_KEPT.contains(&path) {
+        // Added to what the route says it answers with these statuses, not instead of it.
+        for (status, text) in [
+            ("409", "a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+            ("422", "this `Idempotency-Key` was used for another request (`idempotency_key_reused`)"),
+        ] {
+            match responses.get_mut(status) {
+                Some(r) => {
+                    let before = r["description"].as_str().unwrap_or_default().to_owned();
+                    r["description"] =
+                        json!(if before.is_empty() { text.to_owned() } else { format!("{before}; or {text}") });
+                }
+                None => {
+                    responses.insert(status.to_owned(), problem(text));
+                }
+            }
+        }
     }
     if path != "/openapi.json" {
         let mut unavailable = problem("A store or queue outage (`unavailable`); retry after `Retry-After` seconds");

@@ -11,6 +11,7 @@ mod context;
 pub mod cors;
 mod extract;
 pub mod extractors;
+pub mod idempotency;
 
 pub use context::{RequestContext, record_tenant, record_user};
 pub use extract::{Json, Path, Query};
@@ -125,7 +126,13 @@ pub fn routes_of(router: FunctionRouter, services: crate::services::Services) ->
 /// The routes of `router` with the conventions applied: what a function serves on Lambda.
 pub fn app_of(router: FunctionRouter, services: crate::services::Services) -> Router {
     let settings = services.config.http.clone();
-    finish(routes_of(router, services), &settings)
+    finish(idempotent(routes_of(router, services.clone()), services), &settings)
+}
+
+/// `routes` with idempotent `POST`s ([`idempotency`]): layered on the routes themselves,
+/// inside [`finish`]'s conventions, so it sees the matched route and a bounded body.
+pub fn idempotent(routes: Router, services: crate::services::Services) -> Router {
+    routes.layer(middleware::from_fn_with_state(services, idempotency::guard))
 }
 
 /// The OpenAPI description of `router`'s routes.
