@@ -44,7 +44,7 @@ export interface ClientOptions {
 /**
  * Routes that never take the access token. A 401 from them is a wrong credential, not an
  * expired token (`invalid_credentials`, or no session), so it is never refreshed and
- * retried. `/auth/logout` ends the cookie's session: it needs no access token.
+ * retried.
  */
 const WITHOUT_BEARER: ReadonlySet<string> = new Set<keyof paths>([
   "/auth/signup",
@@ -52,7 +52,6 @@ const WITHOUT_BEARER: ReadonlySet<string> = new Set<keyof paths>([
   "/auth/login",
   "/auth/login/mfa",
   "/auth/refresh",
-  "/auth/logout",
   "/auth/password/forgot",
   "/auth/password/reset",
 ]);

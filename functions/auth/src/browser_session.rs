@@ -70,12 +70,15 @@ fn cookies(services: &Services, value: &str, max_age_secs: i64) -> Vec<(header::
         CookieSameSite::Lax => SameSite::Lax,
         CookieSameSite::None => SameSite::None,
     };
-    let secure = same_site == SameSite::None || !insecure_loopback(&services.config.server.api_url);
+    let api_url = &services.config.server.api_url;
+    let secure = same_site == SameSite::None || !insecure_loopback(api_url);
+    // Behind a base path (`https://api.example.com/v1`) the browser calls `/v1/auth/refresh`.
+    let base = api_url[own_origin(api_url).len()..].trim_end_matches('/');
     COOKIE_PATHS
         .iter()
         .filter_map(|path| {
             let cookie = Cookie::build((COOKIE, value.to_owned()))
-                .path(*path)
+                .path(format!("{base}{path}"))
                 .http_only(true)
                 .secure(secure)
                 .same_site(same_site)

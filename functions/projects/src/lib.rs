@@ -329,7 +329,11 @@ async fn list(
         .begins_with(shared::keys::tenant_kind_prefix(KIND))
         .limit(page.limit())
         .after(page.cursor()?);
-    let found = s.store.query_kept(query, soft_delete::is_deleted).await?;
+    let now = s.clock.now_ms();
+    let restorable = move |i: &Item| {
+        i.data.get("purge_after_ms").and_then(serde_json::Value::as_i64).is_some_and(|purge| purge > now)
+    };
+    let found = s.store.query_kept(query, restorable).await?;
     Ok(Json(ProjectPage { projects: found.records()?, next_cursor: found.next.map(|c| c.encode()) }))
 }
 
@@ -475,6 +479,13 @@ async fn restore(
 /// The [`RecountProjects`] job: sets the stored count to the live projects, if it differs.
 async fn recount(s: &Services, account: AccountId) -> Result<JobOutcome, JobError> {
     let retry = |e: StoreError| JobError::Retry(e.into());
+    // The count first, then the projects: every create, delete and restore moves the
+    // count's version, so one that commits in between makes the write below fail (and the
+    // job count again) instead of overwriting it with a stale number.
+    let key = shared::keys::tenant_item(account, "COUNTER", LIMIT);
+    let stored = s.store.get(&key).await.map_err(retry)?;
+    let (count, version) =
+        stored.map_or((0, 0), |i| (i.data.get("count").and_then(serde_json::Value::as_u64).unwrap_or(0), i.version));
     let partition = shared::keys::account_partition(account);
     let items = s
         .store
@@ -482,10 +493,6 @@ async fn recount(s: &Services, account: AccountId) -> Result<JobOutcome, JobErro
         .await
         .map_err(retry)?;
     let live = items.iter().filter(|i| !soft_delete::is_deleted(i)).count() as u64;
-    let key = shared::keys::tenant_item(account, "COUNTER", LIMIT);
-    let stored = s.store.get(&key).await.map_err(retry)?;
-    let (count, version) =
-        stored.map_or((0, 0), |i| (i.data.get("count").and_then(serde_json::Value::as_u64).unwrap_or(0), i.version));
     if count == live {
         return Ok(JobOutcome::Skipped(format!("{live} project(s): the count is right")));
     }

@@ -6,9 +6,11 @@
 //! <https://docs.hcaptcha.com/#verify-the-user-response-server-side>,
 //! <https://developers.google.com/recaptcha/docs/verify>.
 //!
-//! Off unless `GROUNDWORK_CHALLENGE_PROVIDER` is set. A provider that does not answer lets
-//! the request through, with an error log and the `ChallengeCheckFailed` metric: its outage
-//! must not close sign-up.
+//! Off unless `GROUNDWORK_CHALLENGE_PROVIDER` is set. A provider that does not answer (or
+//! fails: 5xx) lets the request through, with an error log and the `ChallengeCheckFailed`
+//! metric: its outage must not close sign-up. Any other unexpected answer (4xx, an
+//! unreadable body) is a 500: a mistyped URL or secret must show, not switch the check off.
+//! A score (reCAPTCHA v3) under [`MIN_SCORE`] counts as refused.
 
 use std::time::Duration;
 
@@ -36,6 +38,21 @@ struct SiteVerify {
     success: bool,
     #[serde(default, rename = "error-codes")]
     error_codes: Vec<String>,
+    /// reCAPTCHA v3 (and hCaptcha Enterprise): how human the request looked, 0 to 1.
+    #[serde(default)]
+    score: Option<f64>,
+}
+
+/// The lowest score (reCAPTCHA v3) taken as human: Google's suggested starting point.
+pub const MIN_SCORE: f64 = 0.5;
+
+/// Why a verification did not happen.
+enum Unverified {
+    /// The provider did not answer, or failed (timeout, 5xx): let the request through.
+    Unavailable(anyhow::Error),
+    /// It answered something a working setup never gets (4xx, an unreadable body): a
+    /// mistyped URL or secret must not quietly turn the check off.
+    Misconfigured(anyhow::Error),
 }
 
 impl ChallengeVerifier {
@@ -47,17 +64,27 @@ impl ChallengeVerifier {
         Ok(Self { client: crate::outbound::client(TIMEOUT)?, config })
     }
 
-    async fn siteverify(&self, token: &str, remote_ip: Option<&str>) -> anyhow::Result<SiteVerify> {
+    async fn siteverify(&self, token: &str, remote_ip: Option<&str>) -> Result<SiteVerify, Unverified> {
         let mut form = vec![("secret", self.config.secret.expose().as_str()), ("response", token)];
         if let Some(ip) = remote_ip {
             form.push(("remoteip", ip));
         }
-        let res = self.client.post(&self.config.verify_url).form(&form).send().await.context("calling siteverify")?;
+        let res = self
+            .client
+            .post(&self.config.verify_url)
+            .form(&form)
+            .send()
+            .await
+            .context("calling siteverify")
+            .map_err(Unverified::Unavailable)?;
         let status = res.status();
-        if !status.is_success() {
-            anyhow::bail!("siteverify answered {status}");
+        if status.is_server_error() {
+            return Err(Unverified::Unavailable(anyhow::anyhow!("siteverify answered {status}")));
         }
-        res.json().await.context("reading the siteverify answer")
+        if !status.is_success() {
+            return Err(Unverified::Misconfigured(anyhow::anyhow!("siteverify answered {status}")));
+        }
+        res.json().await.context("reading the siteverify answer").map_err(Unverified::Misconfigured)
     }
 
     /// Checks the challenge token a form carried (field `challenge_token`).
@@ -73,7 +100,7 @@ impl ChallengeVerifier {
             });
         };
         match self.siteverify(token, remote_ip).await {
-            Ok(answer) if answer.success => Ok(()),
+            Ok(answer) if answer.success && answer.score.is_none_or(|s| s >= MIN_SCORE) => Ok(()),
             Ok(answer) => {
                 tracing::info!(error_codes = ?answer.error_codes, "a challenge token was refused");
                 Err(ApiError::BadRequest {
@@ -81,10 +108,13 @@ impl ChallengeVerifier {
                     detail: "`challenge_token` was not accepted: complete the bot check again".into(),
                 })
             }
-            Err(e) => {
+            Err(Unverified::Unavailable(e)) => {
                 tracing::error!(error = format!("{e:#}"), "the challenge provider did not answer: let through");
                 Metrics::new().metric("ChallengeCheckFailed", 1.0, Unit::Count).emit();
                 Ok(())
+            }
+            Err(Unverified::Misconfigured(e)) => {
+                Err(ApiError::Unexpected(e.context("the bot check is misconfigured (verify URL or secret)")))
             }
         }
     }

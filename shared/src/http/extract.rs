@@ -88,10 +88,34 @@ fn redact_values(text: &str) -> String {
         .strip_prefix("Failed to deserialize the JSON body into the target type: ")
         .or_else(|| text.strip_prefix("Failed to deserialize query string: "))
         .unwrap_or(text);
-    let (head, tail) = text.find("expected").map_or((text, ""), |i| text.split_at(i));
+    let (head, tail) = expected_outside_quotes(text).map_or((text, ""), |i| text.split_at(i));
     let ours = ["missing field `", "duplicate field `", "provided string was not `"];
-    let head = if ours.iter().any(|p| head.contains(p)) { head.to_owned() } else { hide_quoted(head) };
+    // serde's message, after the path of the field it is about (`flags.x: `), if any.
+    let message = head
+        .split_once(": ")
+        .filter(|(path, _)| path.chars().all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c)))
+        .map_or(head, |(_, rest)| rest);
+    let head = if ours.iter().any(|p| head.starts_with(p) || message.starts_with(p)) {
+        head.to_owned()
+    } else {
+        hide_quoted(head)
+    };
     format!("{head}{tail}").chars().take(300).collect()
+}
+
+/// Where serde's `, expected ...` starts, outside any quoted (client-supplied) value.
+fn expected_outside_quotes(text: &str) -> Option<usize> {
+    let mut quote: Option<char> = None;
+    for (i, c) in text.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '`' => quote = Some(c),
+            None if text[i..].starts_with(", expected") => return Some(i),
+            None => {}
+        }
+    }
+    None
 }
 
 fn hide_quoted(text: &str) -> String {
@@ -182,5 +206,10 @@ mod tests {
         assert!(!s.contains("owner_secret") && s.contains("`name` or `description`"), "{s}");
         let s = redact_values("deleted: provided string was not `true` or `false`");
         assert!(s.contains("`true` or `false`"), "{s}");
+        // A value that contains the words serde uses stays hidden.
+        let s = redact_values("unknown field `x, expectedSECRET`, expected `name` at line 1 column 9");
+        assert!(!s.contains("SECRET") && s.contains("expected `name`"), "{s}");
+        let s = redact_values("name: invalid type: string \"missing field `hunter2`\", expected a number");
+        assert!(!s.contains("hunter2"), "{s}");
     }
 }

@@ -140,7 +140,7 @@ pub trait StoreExt: Store {
     where
         F: for<'a> Fn(&'a Item) -> bool + Send,
     {
-        let want = query.limit as usize;
+        let want = (query.limit as usize).max(1);
         let index = query.index;
         let mut q = query;
         let mut items = Vec::with_capacity(want);

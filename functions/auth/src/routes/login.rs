@@ -167,7 +167,8 @@ async fn breached(s: &Services, user: &users::User, password: &Secret<String>) -
         return false;
     }
     let now = s.clock.now_ms();
-    if rate_limit::take(s.store.as_ref(), BREACH_NOTICE_PER_USER, &user.id.to_string(), now).await.is_ok() {
+    let notices = rate_limit::hit(s.store.as_ref(), BREACH_NOTICE_PER_USER, &user.id.to_string(), now).await;
+    if notices.is_ok_and(|n| n <= u64::from(BREACH_NOTICE_PER_USER.max)) {
         let email =
             Job::SendEmail { to: user.email.clone(), email: Email::PasswordBreached { name: user.name.clone() } };
         if let Err(e) = s.jobs().enqueue(email).await {

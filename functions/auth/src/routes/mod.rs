@@ -91,12 +91,12 @@ async fn mailable(
         tracing::info!("a link for a suppressed address was not sent");
         return Ok(false);
     }
-    let now = s.clock.now_ms();
-    if shared::auth::rate_limit::check(store, per_address, address.as_str(), now).await.is_err() {
+    // The count after this send decides, so concurrent requests cannot all slip under it.
+    let sent = shared::auth::rate_limit::hit(store, per_address, address.as_str(), s.clock.now_ms()).await?;
+    if sent > u64::from(per_address.max) {
         tracing::info!(limit = per_address.name, "a link over the per-address limit was not sent");
         return Ok(false);
     }
-    shared::auth::rate_limit::hit(store, per_address, address.as_str(), now).await?;
     Ok(true)
 }
 

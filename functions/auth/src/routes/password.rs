@@ -102,8 +102,6 @@ async fn new_password(
 ) -> Result<(Vec<TxOp>, shared::jobs::outbox::StagedJob), ApiError> {
     let store = s.store.as_ref();
     let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or(ApiError::NotFound)?;
-    strong(new, &user.email, s)?;
-    not_breached(new, s).await?;
     user.password_hash = password::hash(new).await?;
     user.password_changed_at_ms = s.clock.now_ms();
     // A reset proves control of the address (and settles a contested sign-up).
@@ -196,6 +194,9 @@ async fn password_change(
         sessions::record(&s, user.id, AuditAction::PasswordChangeFailed, None, &ctx, json!({})).await?;
         return Err(ApiError::Forbidden);
     }
+    // The new password is checked before anything changes: a refused one ends no session.
+    strong(&req.new_password, &user.email, &s)?;
+    not_breached(&req.new_password, &s).await?;
     // What must hold once the password changed, done first (repeating it is harmless): a
     // reset link requested before the change must not undo it; the other sessions end.
     users::end_links(s.store.as_ref(), user.id, Purpose::ResetPassword).await?;
