@@ -341,7 +341,10 @@ async fn change_plan(
             .proration_behavior(UpdateSubscriptionProrationBehavior::AlwaysInvoice)
             .cancel_at_period_end(false);
         let sub: Subscription = client.send(&request, Some(&key("upgrade"))).await.map_err(stripe_error)?;
-        scope.audit(&s, AuditAction::BillingPlanChanged, Some(sub_id), ctx.origin(), detail).await?;
+        shared::audit::logged_after_commit(
+            scope.audit(&s, AuditAction::BillingPlanChanged, Some(sub_id), ctx.origin(), detail).await,
+            AuditAction::BillingPlanChanged.as_str(),
+        );
         return applied(&s, &scope, &sub).await;
     }
     // Downgrade: a schedule keeps the current price until the period ends, then the new one.
@@ -398,7 +401,10 @@ async fn change_plan(
         Ok::<_, ApiError>(true)
     })
     .await?;
-    scope.audit(&s, AuditAction::BillingDowngradeScheduled, Some(sub_id), ctx.origin(), detail).await?;
+    shared::audit::logged_after_commit(
+        scope.audit(&s, AuditAction::BillingDowngradeScheduled, Some(sub_id), ctx.origin(), detail).await,
+        AuditAction::BillingDowngradeScheduled.as_str(),
+    );
     Ok(Json(view(&s, scope.account_id()).await?))
 }
 
@@ -413,7 +419,10 @@ async fn set_cancel(
     let key = format!("{}-{sub_id}-{}", if cancel { "cancel" } else { "resume" }, ctx.request_id);
     let sub = stripe(s)?.cancel_at_period_end(&sub_id, cancel, &key).await.map_err(stripe_error)?;
     let action = if cancel { AuditAction::BillingCancelScheduled } else { AuditAction::BillingResumed };
-    scope.audit(s, action, Some(sub_id), ctx.origin(), json!({})).await?;
+    shared::audit::logged_after_commit(
+        scope.audit(s, action, Some(sub_id), ctx.origin(), json!({})).await,
+        action.as_str(),
+    );
     applied(s, scope, &sub).await
 }
 

@@ -66,7 +66,12 @@ pub(crate) async fn create_key(
     }
     let (key, secret) =
         api_keys::create(s.store.as_ref(), scope.account_id(), name, role, user, s.clock.now_ms()).await?;
-    scope.audit(&s, AuditAction::ApiKeyCreated, Some(key.id.to_string()), ctx.origin(), json!({"role": role})).await?;
+    shared::audit::logged_after_commit(
+        scope
+            .audit(&s, AuditAction::ApiKeyCreated, Some(key.id.to_string()), ctx.origin(), json!({"role": role}))
+            .await,
+        AuditAction::ApiKeyCreated.as_str(),
+    );
     Ok(json_with_status(StatusCode::CREATED, &CreatedApiKey { key, secret }))
 }
 
@@ -100,6 +105,9 @@ pub(crate) async fn revoke_key(
     api_keys::revoke(s.store.as_ref(), scope.account_id(), key_id, s.clock.now_ms())
         .await?
         .ok_or(ApiError::NotFound)?;
-    scope.audit(&s, AuditAction::ApiKeyRevoked, Some(key_id.to_string()), ctx.origin(), json!({})).await?;
+    shared::audit::logged_after_commit(
+        scope.audit(&s, AuditAction::ApiKeyRevoked, Some(key_id.to_string()), ctx.origin(), json!({})).await,
+        AuditAction::ApiKeyRevoked.as_str(),
+    );
     Ok(StatusCode::NO_CONTENT)
 }

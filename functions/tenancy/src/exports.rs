@@ -33,7 +33,10 @@ pub(crate) async fn export_account(
     scope.require(Action::ExportData)?;
     let user = scope.require_user()?;
     let id = shared::gdpr::start_export(&s, ExportSubject::Account(scope.account_id()), user).await?;
-    scope.audit(&s, AuditAction::AccountExportRequested, Some(id.to_string()), ctx.origin(), json!({})).await?;
+    shared::audit::logged_after_commit(
+        scope.audit(&s, AuditAction::AccountExportRequested, Some(id.to_string()), ctx.origin(), json!({})).await,
+        AuditAction::AccountExportRequested.as_str(),
+    );
     Ok(json_with_status(StatusCode::ACCEPTED, &ExportStarted { export_id: id.to_string() }))
 }
 

@@ -282,7 +282,10 @@ pub(crate) async fn revoke(
             TxOp::Delete(Delete::new(token_key(&inv.token_hash))),
         ])
         .await?;
-    scope.audit(&s, AuditAction::InvitationRevoked, Some(id.to_string()), ctx.origin(), json!({})).await?;
+    shared::audit::logged_after_commit(
+        scope.audit(&s, AuditAction::InvitationRevoked, Some(id.to_string()), ctx.origin(), json!({})).await,
+        AuditAction::InvitationRevoked.as_str(),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 

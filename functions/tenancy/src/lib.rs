@@ -256,7 +256,10 @@ async fn update_account(
         )
         .await?;
     let detail = json!({"name": req.name.is_some(), "require_mfa": req.require_mfa});
-    scope.audit(&s, AuditAction::AccountUpdated, None, ctx.origin(), detail).await?;
+    shared::audit::logged_after_commit(
+        scope.audit(&s, AuditAction::AccountUpdated, None, ctx.origin(), detail).await,
+        AuditAction::AccountUpdated.as_str(),
+    );
     Ok(Json(AccountView { account, role: scope.role() }))
 }
 
@@ -328,7 +331,10 @@ async fn restore_account(
     };
     // Billing may already have acted on it; if not, nothing is to be cancelled any more.
     s.store.delete(Delete::new(keys::pending_cancellation(account_id))).await?;
-    scope.audit(&s, AuditAction::AccountRestored, None, ctx.origin(), json!({})).await?;
+    shared::audit::logged_after_commit(
+        scope.audit(&s, AuditAction::AccountRestored, None, ctx.origin(), json!({})).await,
+        AuditAction::AccountRestored.as_str(),
+    );
     let mut account: Account = item.record()?;
     account.deleted_at_ms = None;
     account.purge_after_ms = None;

@@ -128,7 +128,10 @@ pub(crate) async fn change_role(
     ops.push(TxOp::Put(Put::new(item).if_unchanged()));
     store.transact(ops).await?;
     let detail = json!({"from": from, "to": m.role});
-    scope.audit(&s, AuditAction::MemberRoleChanged, Some(user_id.to_string()), ctx.origin(), detail).await?;
+    shared::audit::logged_after_commit(
+        scope.audit(&s, AuditAction::MemberRoleChanged, Some(user_id.to_string()), ctx.origin(), detail).await,
+        AuditAction::MemberRoleChanged.as_str(),
+    );
     let user = users::by_id(store, user_id).await?;
     Ok(Json(MemberView {
         user_id: user_id.to_string(),

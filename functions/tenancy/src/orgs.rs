@@ -216,7 +216,12 @@ pub(crate) async fn attach(
     s.store.transact(vec![TxOp::Put(Put::new(item).if_unchanged()), TxOp::Put(Put::new(link))]).await?;
     record(&s, id, caller.user_id, AuditAction::OrganizationAccountAttached, &ctx, json!({"account_id": account_id}))
         .await?;
-    scope.audit(&s, AuditAction::AccountAttachedToOrganization, Some(id.to_string()), ctx.origin(), json!({})).await?;
+    shared::audit::logged_after_commit(
+        scope
+            .audit(&s, AuditAction::AccountAttachedToOrganization, Some(id.to_string()), ctx.origin(), json!({}))
+            .await,
+        AuditAction::AccountAttachedToOrganization.as_str(),
+    );
     Ok(Json(org_view(&s, &org).await?))
 }
 
