@@ -50,12 +50,14 @@ fn refresh_key(token: &str) -> Key {
     shared::keys::refresh_token(&hash_secret(token))
 }
 
-async fn access_token(
+/// The pair a client gets for session `sid` of `user`: a new access token and `refresh`.
+async fn pair(
     services: &Services,
     user: UserId,
     sid: SessionId,
     now_secs: i64,
-) -> Result<(String, i64), ApiError> {
+    refresh: String,
+) -> Result<TokenPair, ApiError> {
     let t = &services.tokens;
     let claims = AccessClaims {
         iss: t.issuer.clone(),
@@ -67,7 +69,20 @@ async fn access_token(
         exp: now_secs + t.access_ttl_secs,
         jti: RequestId::new().to_string(),
     };
-    Ok((tokens::sign(t.signing_keys().await?, &claims)?, t.access_ttl_secs))
+    Ok(TokenPair {
+        access_token: tokens::sign(t.signing_keys().await?, &claims)?,
+        token_type: "Bearer",
+        expires_in: t.access_ttl_secs,
+        refresh_token: Some(refresh),
+        session_id: sid.to_string(),
+        password_breached: false,
+    })
+}
+
+/// The user and session a refresh token's record belongs to.
+fn owner(item: &Item) -> Option<(UserId, SessionId)> {
+    let field = |k: &str| item.data.get(k).and_then(|v| v.as_str());
+    Some((field("user_id")?.parse().ok()?, field("session_id")?.parse().ok()?))
 }
 
 /// Starts a session for `user`; `mfa` says whether a second factor was checked.
@@ -103,15 +118,7 @@ pub async fn start(services: &Services, user: UserId, ctx: &RequestContext, mfa:
             TxOp::Put(Put::new(refresh_item).if_not_exists()),
         ])
         .await?;
-    let (access_token, expires_in) = access_token(services, user, sid, now / 1000).await?;
-    Ok(TokenPair {
-        access_token,
-        token_type: "Bearer",
-        expires_in,
-        refresh_token: Some(refresh),
-        session_id: sid.to_string(),
-        password_breached: false,
-    })
+    pair(services, user, sid, now / 1000, refresh).await
 }
 
 /// The user and session a refresh token (used or not) belongs to; `None` for an unknown or
@@ -123,10 +130,7 @@ pub async fn owner_of(services: &Services, token: &str) -> Result<Option<(UserId
     if token.is_empty() || token.len() > 200 {
         return Ok(None);
     }
-    let Some(item) = services.store.get(&refresh_key(token)).await? else { return Ok(None) };
-    let text = |k: &str| item.data.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-    let (Ok(user), Ok(sid)) = (text("user_id").parse(), text("session_id").parse()) else { return Ok(None) };
-    Ok(Some((user, sid)))
+    Ok(services.store.get(&refresh_key(token)).await?.as_ref().and_then(owner))
 }
 
 /// Exchanges a refresh token for a new pair.
@@ -140,14 +144,9 @@ pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> 
         return Err(ApiError::Unauthenticated);
     }
     let Some(item) = store.get(&refresh_key(token)).await? else { return Err(ApiError::Unauthenticated) };
-    let parse = |k: &str| item.data.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-    let (Some(sid), Some(uid)) = (parse("session_id"), parse("user_id")) else {
-        return Err(ApiError::Unexpected(anyhow::anyhow!("refresh record without a session")));
+    let Some((user, sid)) = owner(&item) else {
+        return Err(ApiError::Unexpected(anyhow::anyhow!("refresh record without a valid session")));
     };
-    let (sid, user): (SessionId, UserId) = (
-        sid.parse().map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))?,
-        uid.parse().map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))?,
-    );
     if item.data.get("used").and_then(serde_json::Value::as_bool) == Some(true) {
         return reuse(services, &item, token, user, sid, ctx).await;
     }
@@ -190,15 +189,7 @@ pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> 
         }
         Err(e) => return Err(e.into()),
     }
-    let (access_token, expires_in) = access_token(services, user, sid, now / 1000).await?;
-    Ok(TokenPair {
-        access_token,
-        token_type: "Bearer",
-        expires_in,
-        refresh_token: Some(next),
-        session_id: sid.to_string(),
-        password_breached: false,
-    })
+    pair(services, user, sid, now / 1000, next).await
 }
 
 /// A used refresh token presented again: within the reuse interval, the successor it was
@@ -219,15 +210,7 @@ async fn reuse(
         && session::load(services.store.as_ref(), user, sid).await?.is_some()
     {
         tracing::info!(user_id = %user, session_id = %sid, "refresh token reused within the reuse interval");
-        let (access_token, expires_in) = access_token(services, user, sid, now / 1000).await?;
-        return Ok(TokenPair {
-            access_token,
-            token_type: "Bearer",
-            expires_in,
-            refresh_token: Some(next),
-            session_id: sid.to_string(),
-            password_breached: false,
-        });
+        return pair(services, user, sid, now / 1000, next).await;
     }
     reuse_detected(services, user, sid, ctx).await?;
     Err(ApiError::Unauthenticated)
