@@ -75,7 +75,9 @@ impl QueueDb {
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, QueueError> {
         let mut conn = open_database(path).map_err(|e| QueueError::Unavailable(e.into()))?;
         migrate(&mut conn, "queues", MIGRATIONS).map_err(|e| QueueError::Unavailable(e.into()))?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), sent: Arc::new(Notify::new()), clock })
+        let conn = Arc::new(Mutex::new(conn));
+        crate::store::sqlite::checkpoint_in_background(path, &conn);
+        Ok(Self { conn, sent: Arc::new(Notify::new()), clock })
     }
 
     /// Queues in memory, gone when dropped (benchmarks and unit tests).
