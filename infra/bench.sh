@@ -8,6 +8,8 @@
 #   - access-token verification, an authenticated request, a refresh rotation and a login
 #     with argon2id (criterion);
 #   - the membership check + a tenant-scoped read at a fixed request rate (p50/p99);
+#   - what the rate limits and idempotent POSTs add to an authenticated request (with and
+#     without them, back to back);
 #   - Stripe webhook ingest throughput and events applied per second;
 #   - cold-start init time of the platform bootstrap binary next to a hello-world
 #     lambda_runtime binary, both built in release, against a Runtime API stub.
@@ -18,6 +20,7 @@ cargo bench -p shared --bench email_and_jobs -- --noplot
 cargo bench -p platform --bench health -- --noplot
 cargo bench -p auth --bench auth -- --noplot
 cargo bench -p tenancy --bench tenancy
+cargo bench -p tenancy --bench request_guards
 cargo bench -p testkit --bench billing
 cargo build --release -p platform --bin platform -p testkit --example hello_lambda --example init_time
 target/release/examples/init_time hello=target/release/examples/hello_lambda platform=target/release/platform

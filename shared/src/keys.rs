@@ -17,6 +17,7 @@
 //! | linked identity | `IDENTITY#<sha256 of issuer>#<subject>` | `IDENTITY` | `IDENTITIES#<user>` / identity pk | | auth | |
 //! | external subject | `EXTERNAL#<sha256 of issuer>#<subject>` | `USER` | | | auth (rent-auth) | |
 //! | attempt counter | `RATE#<limit>#<digest>` | `<window start ms>` | | | auth | window end |
+//! | request rate (GCRA) | `RATE#<policy>#<digest>` | `GCRA` | | | http | when full again |
 //! | account | `ACCOUNT#<account>` | `ACCOUNT` | | purge (whole partition) | tenancy | |
 //! | membership | `ACCOUNT#<account>` | `MEMBER#<user>` | `MEMBERSHIPS#<user>` / `<account>` | purge | tenancy | |
 //! | invitation | `ACCOUNT#<account>` | `INVITE#<invitation>` | | | tenancy | 7 days |
@@ -26,6 +27,7 @@
 //! | product event | `ACCOUNT#<account>` | `EVENT#<at ms>#<event>` | | | any function | 400 days |
 //! | flag override | `ACCOUNT#<account>` | `FLAG#<flag>` | | | platform | |
 //! | billing state | `ACCOUNT#<account>` | `BILLING` | | | billing | |
+//! | API requests of a month | `ACCOUNT#<account>` | `API_USAGE#<yyyy-mm>` | | | http | 400 days |
 //! | organization | `ORG#<org>` | `ORG` | | | tenancy | |
 //! | organization's account | `ORG#<org>` | `ACCOUNT#<account>` | | | tenancy | |
 //! | Stripe customer | `STRIPE_CUSTOMER#<customer>` | `ACCOUNT` | | | billing | |
@@ -122,6 +124,12 @@ pub fn rate_window(limit: &str, subject_digest: &str, window_start_ms: i64) -> K
     Key::new(format!("RATE#{limit}#{subject_digest}"), format!("{window_start_ms:013}"))
 }
 
+/// The theoretical arrival time of a request rate (GCRA) of `policy` for one subject
+/// (digest).
+pub fn rate_bucket(policy: &str, subject_digest: &str) -> Key {
+    Key::new(format!("RATE#{policy}#{subject_digest}"), "GCRA")
+}
+
 // Tenancy.
 
 /// The partition of everything an account owns.
@@ -205,6 +213,11 @@ pub const PRODUCT_EVENT_PREFIX: &str = "EVENT#";
 /// `apikey:<id>`).
 pub fn idempotent_request(caller: &str, key_hash: &str) -> Key {
     Key::new(format!("IDEMPOTENT_REQUEST#{caller}#{key_hash}"), "ANSWER")
+}
+
+/// The count of `account`'s API requests in the calendar month `month` (`yyyy-mm`, UTC).
+pub fn api_usage(account: AccountId, month: &str) -> Key {
+    Key::new(account_partition(account), format!("API_USAGE#{month}"))
 }
 
 /// The partition of an organization.
@@ -386,6 +399,7 @@ mod tests {
             tenant_item(a, "PROJECT", "p"),
             flag_override(a, "f"),
             billing_state(a),
+            api_usage(a, "2026-11"),
         ] {
             assert_eq!(key.pk, account_partition(a));
         }

@@ -50,6 +50,8 @@ pub struct Services {
     pub plans: Arc<crate::billing::Plans>,
     /// The feature flag definitions this process read last.
     pub flag_cache: Arc<crate::flags::FlagCache>,
+    /// The request rates this process wrote last (see [`crate::auth::rate_limit::RateStates`]).
+    pub rate_states: Arc<crate::auth::rate_limit::RateStates>,
     /// The breached-password check, when `GROUNDWORK_PWNED_PASSWORDS_URL` is set (with the
     /// `passwords` feature).
     #[cfg(feature = "passwords")]
@@ -230,6 +232,7 @@ impl Services {
             documents: Arc::new(crate::outbound::DocumentCache::default()),
             plans,
             flag_cache: Arc::new(crate::flags::FlagCache::default()),
+            rate_states: Arc::new(crate::auth::rate_limit::RateStates::default()),
             #[cfg(feature = "passwords")]
             pwned_passwords,
             #[cfg(feature = "passwords")]

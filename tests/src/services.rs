@@ -35,3 +35,22 @@ pub async fn services_with_clock(dir: &Path, extra: &[(&str, &str)], clock: Arc<
     crate::logs();
     Services::with_clock(config(dir, extra), clock).await.expect("services build")
 }
+
+/// The shipped free plan's API rate limits, as `plans.toml` writes them: what
+/// [`plans_file_with`] replaces to give tests and harnesses other rates.
+pub const FREE_API_LIMITS: &str = "api_requests_per_second = 5, api_burst = 10, api_requests_per_month = 10000 }";
+
+/// The shipped plan catalogue with `from` replaced by `to`, written into `dir`; returns its
+/// path, for `GROUNDWORK_PLANS_FILE`.
+///
+/// # Panics
+/// When `from` is not in the shipped catalogue (it moved: update the caller), or the file
+/// cannot be written.
+pub fn plans_file_with(dir: &Path, from: &str, to: &str) -> String {
+    let shipped = include_str!("../../shared/config/plans.toml");
+    let edited = shipped.replace(from, to);
+    assert_ne!(edited, shipped, "{from:?} is not in the shipped plan catalogue: update the caller");
+    let path = dir.join("plans.toml");
+    std::fs::write(&path, edited).expect("the plan catalogue is written");
+    path.to_string_lossy().into_owned()
+}

@@ -9,13 +9,11 @@ const OPERATOR: &str = "operator-token-for-projects-0123456789";
 
 /// The shipped catalogue, with room for three projects on the free plan.
 fn plans_file(dir: &std::path::Path) -> String {
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/config/plans.toml"))
-        .expect("the shipped plan catalogue");
-    let edited = shipped.replace("limits = { seats = 3, projects = 1 }", "limits = { seats = 3, projects = 3 }");
-    assert_ne!(edited, shipped, "the free plan's limits line moved: update this test");
-    let path = dir.join("plans.toml");
-    std::fs::write(&path, edited).unwrap();
-    path.to_string_lossy().into_owned()
+    testkit::services::plans_file_with(
+        dir,
+        "limits = { seats = 3, projects = 1,",
+        "limits = { seats = 3, projects = 3,",
+    )
 }
 
 fn names(page: &Value) -> Vec<String> {

@@ -34,7 +34,7 @@ pub fn router(services: &Services) -> anyhow::Result<Router> {
         .merge(billing::routes(services.clone()))
         .merge(stripe_webhook::routes(services.clone()))
         .merge(products::routes(services));
-    let routes = shared::http::idempotent(routes, services.clone());
+    let routes = shared::http::guarded(routes, services.clone());
     Ok(shared::http::finish(routes, &services.config.http))
 }
 

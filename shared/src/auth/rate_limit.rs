@@ -1,6 +1,13 @@
-//! Brute-force protection: fixed-window attempt counters kept in the table with an expiry
-//! (`RATE#<limit>#<hash of the key>` / `<window start>`), so every function instance sees
-//! the same counts. A limited caller gets 429 with `Retry-After`.
+//! Rate limiting state kept in the table, so every function instance (every Lambda
+//! container, every local process) sees the same counts; nothing is counted per process.
+//!
+//! - Brute-force protection: fixed-window attempt counters with an expiry
+//!   (`RATE#<limit>#<hash of the key>` / `<window start>`): [`check`], [`hit`], [`take`].
+//! - Request rates with a burst ([`Rate`], [`admit`]): the generic cell rate algorithm
+//!   (GCRA, ITU-T I.371's virtual scheduling form, the token bucket's equivalent that keeps
+//!   one number, the theoretical arrival time), advanced by a conditional put on the item's
+//!   version, so two instances never both spend the last token.
+//! - Monthly quotas ([`count_in_month`]): an atomic counter per calendar month (UTC).
 
 use std::time::Duration;
 
@@ -44,6 +51,195 @@ pub const BREACH_NOTICE_PER_USER: Limit = Limit { name: "breach-notice", max: 1,
 /// Failed second-factor attempts per user.
 pub const MFA_PER_USER: Limit = Limit { name: "mfa-user", max: 5, window: MINUTES_15 };
 
+/// A request rate with a burst: on average `per_second` requests a second, and up to
+/// `burst` at once after a quiet spell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests per second (at least 1).
+    pub per_second: u32,
+    /// Requests admitted at once (at least 1).
+    pub burst: u32,
+}
+
+impl Rate {
+    /// The time, in microseconds, one request's token takes to come back.
+    fn interval_us(self) -> i64 {
+        1_000_000 / i64::from(self.per_second.max(1))
+    }
+
+    /// The seconds a full burst takes to come back: the window of the `RateLimit-Policy`
+    /// field (at least 1).
+    pub fn window_secs(self) -> u64 {
+        let us = self.interval_us() * i64::from(self.burst.max(1));
+        u64::try_from((us + 999_999) / 1_000_000).unwrap_or(1).max(1)
+    }
+}
+
+/// What a rate or a quota said about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may run.
+    pub admitted: bool,
+    /// Requests left now (after this one, if admitted).
+    pub remaining: u64,
+    /// Seconds until the whole quota is available again.
+    pub reset_secs: u64,
+    /// When refused, seconds until one more request would be admitted.
+    pub retry_after_secs: u64,
+}
+
+fn ceil_secs_us(us: i64) -> u64 {
+    u64::try_from((us.max(0) + 999_999) / 1_000_000).unwrap_or(0)
+}
+
+/// How often a contended rate is read and written again before the request is refused.
+const RATE_ATTEMPTS: usize = 16;
+
+/// The most rates a process remembers; past it, it forgets them all and reads again.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// The rate items this process wrote last, with their versions: admitting a request is then
+/// one write conditional on that version, with no read first. The condition keeps it
+/// correct whatever another process (or Lambda container) wrote meanwhile: a stale entry
+/// fails the write, and the item is read again.
+#[derive(Debug, Default)]
+pub struct RateStates(std::sync::Mutex<std::collections::HashMap<Key, Item>>);
+
+impl RateStates {
+    fn take(&self, key: &Key) -> Option<Item> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key)
+    }
+
+    fn keep(&self, item: Item) {
+        let mut items = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if items.len() >= MAX_REMEMBERED {
+            items.clear();
+        }
+        items.insert(item.key.clone(), item);
+    }
+}
+
+/// Admits one request of `subject` under `rate` (policy `policy`), or refuses it, at
+/// `now_ms`. A refused request spends nothing. `states` is the process's memory of the rates
+/// it wrote ([`RateStates`]).
+///
+/// # Errors
+/// When the store fails. Contention beyond [`RATE_ATTEMPTS`] rounds is a refusal (others
+/// were admitted meanwhile), not an error.
+pub async fn admit(
+    store: &dyn Store,
+    states: &RateStates,
+    policy: &str,
+    subject: &str,
+    rate: Rate,
+    now_ms: i64,
+) -> Result<Decision, StoreError> {
+    let key = crate::keys::rate_bucket(policy, &digest(subject));
+    let now = now_ms.saturating_mul(1000);
+    let interval = rate.interval_us();
+    let tolerance = interval * i64::from(rate.burst.max(1));
+    let mut remembered = states.take(&key);
+    for _ in 0..RATE_ATTEMPTS {
+        let current = match remembered.take() {
+            Some(item) => Some(item),
+            None => store.get(&key).await?,
+        };
+        let tat = current.as_ref().and_then(|i| i.data.get("tat_us")).and_then(Value::as_i64).unwrap_or(now).max(now);
+        let next = tat + interval;
+        if next - now > tolerance {
+            if let Some(item) = current {
+                states.keep(item);
+            }
+            return Ok(Decision {
+                admitted: false,
+                remaining: 0,
+                reset_secs: ceil_secs_us(tat - now),
+                retry_after_secs: ceil_secs_us(next - now - tolerance).max(1),
+            });
+        }
+        // Once `next` has passed, the bucket is full again and the item can go.
+        let expires = next / 1_000_000 + 1;
+        let put = match current {
+            Some(mut item) => {
+                item.data.insert("tat_us".into(), next.into());
+                Put::new(item.expiring_at(expires)).if_unchanged()
+            }
+            None => Put::new(Item::new(key.clone()).with("tat_us", next).expiring_at(expires)).if_not_exists(),
+        };
+        match store.put(put).await {
+            Ok(written) => {
+                states.keep(written);
+                let left = (tolerance - (next - now)) / interval;
+                return Ok(Decision {
+                    admitted: true,
+                    remaining: u64::try_from(left).unwrap_or(0),
+                    reset_secs: ceil_secs_us(next - now),
+                    retry_after_secs: 0,
+                });
+            }
+            Err(StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Decision { admitted: false, remaining: 0, reset_secs: 1, retry_after_secs: 1 })
+}
+
+/// The calendar month (UTC) of `now_ms`: its `yyyy-mm` name and its start and end in
+/// milliseconds.
+pub fn month_of(now_ms: i64) -> (String, i64, i64) {
+    use chrono::{Datelike as _, NaiveDate};
+    let date = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default().date_naive();
+    let start = NaiveDate::from_ymd_opt(date.year(), date.month(), 1).unwrap_or_default();
+    let end = start.checked_add_months(chrono::Months::new(1)).unwrap_or(start);
+    let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis();
+    (format!("{:04}-{:02}", date.year(), date.month()), ms(start), ms(end))
+}
+
+/// Counts one request against a monthly `quota` in the counter under `key` (a key of the
+/// month [`month_of`] names), or refuses it when the month's quota is used up; a refused
+/// request is not counted.
+///
+/// # Errors
+/// When the store fails.
+pub async fn count_in_month(store: &dyn Store, key: Key, quota: u64, now_ms: i64) -> Result<Decision, StoreError> {
+    let (_, _, end) = month_of(now_ms);
+    let reset_secs = u64::try_from((end - now_ms + 999) / 1000).unwrap_or(0);
+    // Kept a year and a bit after its month, as the account's usage history.
+    let expires = end / 1000 + 400 * 24 * 3600;
+    let count = add_to(store, &key, 1, expires).await?;
+    if count > quota {
+        // Over: taken back, so the count stays the number of requests that ran.
+        if let Err(e) = store.update(Update::new(key).add("n", -1)).await {
+            tracing::warn!(error = %e, "an over-quota request could not be uncounted");
+        }
+        return Ok(Decision { admitted: false, remaining: 0, reset_secs, retry_after_secs: reset_secs.max(1) });
+    }
+    Ok(Decision { admitted: true, remaining: quota - count, reset_secs, retry_after_secs: 0 })
+}
+
+/// Adds `delta` to the counter `n` of the item under `key`, creating it (expiring at
+/// `expires`) if it is missing; returns the new count.
+async fn add_to(store: &dyn Store, key: &Key, delta: i64, expires: i64) -> Result<u64, StoreError> {
+    for _ in 0..3 {
+        match store.update(Update::new(key.clone()).add("n", delta)).await {
+            Ok(i) => return Ok(i.data.get("n").and_then(Value::as_u64).unwrap_or(0)),
+            Err(StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e),
+        }
+        let first = Item::new(key.clone()).with("n", delta).expiring_at(expires);
+        match store.put(Put::new(first).if_not_exists()).await {
+            Ok(_) => return Ok(u64::try_from(delta).unwrap_or(0)),
+            Err(StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Unavailable(anyhow::anyhow!("counter contended")))
+}
+
+fn digest(subject: &str) -> String {
+    Sha256::digest(subject.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 fn window(limit: Limit, now_ms: i64) -> (i64, i64) {
     let len = i64::try_from(limit.window.as_millis()).unwrap_or(i64::MAX);
     let start = now_ms - now_ms.rem_euclid(len);
@@ -51,8 +247,7 @@ fn window(limit: Limit, now_ms: i64) -> (i64, i64) {
 }
 
 fn key(limit: Limit, subject: &str, start: i64) -> Key {
-    let digest: String = Sha256::digest(subject.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
-    crate::keys::rate_window(limit.name, &digest, start)
+    crate::keys::rate_window(limit.name, &digest(subject), start)
 }
 
 /// Refuses with 429 if `subject` has used up `limit` in the current window.
@@ -79,21 +274,7 @@ pub async fn check(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) 
 /// When the store fails.
 pub async fn hit(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) -> Result<u64, StoreError> {
     let (start, end) = window(limit, now_ms);
-    let k = key(limit, subject, start);
-    for _ in 0..3 {
-        match store.update(Update::new(k.clone()).add("n", 1)).await {
-            Ok(i) => return Ok(i.data.get("n").and_then(Value::as_u64).unwrap_or(1)),
-            Err(StoreError::ConditionFailed) => {}
-            Err(e) => return Err(e),
-        }
-        let first = Item::new(k.clone()).with("n", 1).expiring_at(end / 1000 + 1);
-        match store.put(Put::new(first).if_not_exists()).await {
-            Ok(_) => return Ok(1),
-            Err(StoreError::ConditionFailed) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Unavailable(anyhow::anyhow!("rate counter contended")))
+    add_to(store, &key(limit, subject, start), 1, end / 1000 + 1).await
 }
 
 /// Checks, then counts (for attempts that count whatever their outcome).
@@ -113,4 +294,98 @@ pub async fn take(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) -
 pub async fn clear(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) -> Result<(), StoreError> {
     let (start, _) = window(limit, now_ms);
     store.delete(crate::store::Delete::new(key(limit, subject, start))).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::{Clock as _, ManualClock};
+    use crate::store::sqlite::SqliteStore;
+
+    // 2026-11-30T23:59:58Z.
+    const NOW: i64 = 1_796_083_198_000;
+
+    fn store() -> (SqliteStore, ManualClock) {
+        let clock = ManualClock::at(NOW);
+        (SqliteStore::in_memory(Arc::new(clock.clone())).unwrap(), clock)
+    }
+
+    #[tokio::test]
+    async fn a_rate_admits_its_burst_then_one_request_per_interval() {
+        let (store, clock) = store();
+        let states = RateStates::default();
+        let rate = Rate { per_second: 10, burst: 5 };
+        for left in (0..5).rev() {
+            let d = admit(&store, &states, "p", "s", rate, clock.now_ms()).await.unwrap();
+            assert!(d.admitted);
+            assert_eq!(d.remaining, left);
+        }
+        let refused = admit(&store, &states, "p", "s", rate, clock.now_ms()).await.unwrap();
+        assert_eq!((refused.admitted, refused.remaining, refused.retry_after_secs), (false, 0, 1));
+        assert_eq!(refused.reset_secs, 1, "five tokens at 100 ms each come back within a second");
+        // A refusal spends nothing: one interval later, exactly one more.
+        clock.advance_ms(100);
+        assert!(admit(&store, &states, "p", "s", rate, clock.now_ms()).await.unwrap().admitted);
+        assert!(!admit(&store, &states, "p", "s", rate, clock.now_ms()).await.unwrap().admitted);
+        // Another subject and another policy have their own.
+        assert!(admit(&store, &states, "p", "other", rate, clock.now_ms()).await.unwrap().admitted);
+        assert!(admit(&store, &states, "q", "s", rate, clock.now_ms()).await.unwrap().admitted);
+        // After a quiet spell the whole burst is back, no more.
+        clock.advance_ms(60_000);
+        let admitted = admitted_of(&store, &states, rate, clock.now_ms(), 8).await;
+        assert_eq!(admitted, 5);
+        assert_eq!(rate.window_secs(), 1);
+        assert_eq!(Rate { per_second: 5, burst: 12 }.window_secs(), 3);
+    }
+
+    async fn admitted_of(store: &SqliteStore, states: &RateStates, rate: Rate, now_ms: i64, n: usize) -> usize {
+        let mut admitted = 0;
+        for _ in 0..n {
+            admitted += usize::from(admit(store, states, "p", "s", rate, now_ms).await.unwrap().admitted);
+        }
+        admitted
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_never_spend_more_than_the_burst() {
+        let (store, clock) = store();
+        let store = Arc::new(store);
+        let rate = Rate { per_second: 1, burst: 7 };
+        let now = clock.now_ms();
+        // Two "processes" (each its own memory of the rates it wrote) over one store.
+        let processes = [Arc::new(RateStates::default()), Arc::new(RateStates::default())];
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let (store, states) = (Arc::clone(&store), Arc::clone(&processes[i % 2]));
+                tokio::spawn(async move { admit(store.as_ref(), &states, "p", "s", rate, now).await.unwrap().admitted })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            admitted += usize::from(t.await.unwrap());
+        }
+        assert_eq!(admitted, 7);
+    }
+
+    #[tokio::test]
+    async fn a_monthly_quota_counts_what_ran_and_starts_again_next_month() {
+        let (store, clock) = store();
+        let (month, start, end) = month_of(clock.now_ms());
+        assert_eq!(month, "2026-11");
+        assert_eq!(end - start, 30 * 24 * 3600 * 1000);
+        let key = || Key::new("ACCOUNT#a", format!("API_USAGE#{}", month_of(clock.now_ms()).0));
+        for left in (0..3).rev() {
+            let d = count_in_month(&store, key(), 3, clock.now_ms()).await.unwrap();
+            assert_eq!((d.admitted, d.remaining, d.reset_secs), (true, left, 2));
+        }
+        let over = count_in_month(&store, key(), 3, clock.now_ms()).await.unwrap();
+        assert_eq!((over.admitted, over.retry_after_secs), (false, 2));
+        assert_eq!(store.get(&key()).await.unwrap().unwrap().data["n"], 3, "the refused request is not counted");
+        clock.advance_ms(2_000);
+        assert_eq!(month_of(clock.now_ms()).0, "2026-12");
+        assert_eq!(month_of(clock.now_ms()).2 - month_of(clock.now_ms()).1, 31 * 24 * 3600 * 1000);
+        assert!(count_in_month(&store, key(), 3, clock.now_ms()).await.unwrap().admitted);
+    }
 }

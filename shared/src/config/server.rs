@@ -93,6 +93,12 @@ pub struct HttpSettings {
     /// ([`DEV_ORIGINS`]). Empty: no CORS headers at all. On AWS the HTTP API answers CORS
     /// from the `CorsAllowOrigins` stack parameter.
     pub cors_origins: Vec<String>,
+    /// The rate of each signed-in user's requests, whatever the plan:
+    /// `GROUNDWORK_USER_REQUESTS_PER_SECOND` (default 100) with a burst of
+    /// `GROUNDWORK_USER_REQUEST_BURST` (default 200). Generous: a page of a single-page app
+    /// makes a few calls, and Stripe allows 100 a second per account. Also the rate of API
+    /// keys whose plan sets none (`http::rate_limits`).
+    pub user_rate: crate::auth::rate_limit::Rate,
 }
 
 /// The origins `GROUNDWORK_CORS_DEV_ORIGINS=true` allows locally: Vite (5173, its preview
@@ -118,6 +124,18 @@ struct HttpVars {
     cors_origins: Option<String>,
     #[serde(default)]
     cors_dev_origins: bool,
+    #[serde(default = "default_user_requests_per_second")]
+    user_requests_per_second: u32,
+    #[serde(default = "default_user_request_burst")]
+    user_request_burst: u32,
+}
+
+fn default_user_requests_per_second() -> u32 {
+    100
+}
+
+fn default_user_request_burst() -> u32 {
+    200
 }
 
 fn default_max_body_bytes() -> usize {
@@ -126,20 +144,31 @@ fn default_max_body_bytes() -> usize {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { max_body_bytes: default_max_body_bytes(), trusted_proxies: 0, cors_origins: Vec::new() }
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            trusted_proxies: 0,
+            cors_origins: Vec::new(),
+            user_rate: crate::auth::rate_limit::Rate {
+                per_second: default_user_requests_per_second(),
+                burst: default_user_request_burst(),
+            },
+        }
     }
 }
 
 impl HttpSettings {
     /// From `GROUNDWORK_MAX_BODY_BYTES`, `GROUNDWORK_TRUSTED_PROXIES`,
-    /// `GROUNDWORK_CORS_ORIGINS` and `GROUNDWORK_CORS_DEV_ORIGINS`.
+    /// `GROUNDWORK_CORS_ORIGINS`, `GROUNDWORK_CORS_DEV_ORIGINS`,
+    /// `GROUNDWORK_USER_REQUESTS_PER_SECOND` and `GROUNDWORK_USER_REQUEST_BURST`.
     ///
     /// # Errors
-    /// A malformed number; an allowed origin that is not exactly an origin (a wildcard, a
+    /// A malformed number, or a rate or burst of 0; an allowed origin that is not exactly an origin (a wildcard, a
     /// path, another scheme); dev origins on Lambda.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let v: HttpVars = env.area("GROUNDWORK_")?;
         crate::settings::at_least("GROUNDWORK_MAX_BODY_BYTES", v.max_body_bytes, 1)?;
+        crate::settings::at_least("GROUNDWORK_USER_REQUESTS_PER_SECOND", v.user_requests_per_second, 1)?;
+        crate::settings::at_least("GROUNDWORK_USER_REQUEST_BURST", v.user_request_burst, 1)?;
         let mut cors_origins = Vec::new();
         for raw in v.cors_origins.iter().flat_map(|list| list.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
             cors_origins.push(origin(raw)?);
@@ -156,7 +185,15 @@ impl HttpSettings {
         }
         cors_origins.sort();
         cors_origins.dedup();
-        Ok(Self { max_body_bytes: v.max_body_bytes, trusted_proxies: v.trusted_proxies, cors_origins })
+        Ok(Self {
+            max_body_bytes: v.max_body_bytes,
+            trusted_proxies: v.trusted_proxies,
+            cors_origins,
+            user_rate: crate::auth::rate_limit::Rate {
+                per_second: v.user_requests_per_second,
+                burst: v.user_request_burst,
+            },
+        })
     }
 }
 

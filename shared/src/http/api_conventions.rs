@@ -12,6 +12,10 @@
 //! Every `POST` takes an optional `Idempotency-Key` header (`http::idempotency`), with its 400,
 //! 409 and 422 answers.
 //!
+//! Every route a user or an API key calls is rate limited (`http::rate_limits`): its answers
+//! carry `RateLimit` and `RateLimit-Policy`, and it can answer 429 `rate_limited` with
+//! `Retry-After`.
+//!
 //! What a route answers for its own reasons (403, 404 of a missing resource, 409, 429...)
 //! stays on the route's own `#[utoipa::path]`.
 
@@ -129,12 +133,52 @@ fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>
             }
         }
     }
+    if authenticated && !operator {
+        rate_limited(responses);
+    }
     if path != "/openapi.json" {
         let mut unavailable = problem("A store or queue outage (`unavailable`); retry after `Retry-After` seconds");
         unavailable["headers"] =
             json!({"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}});
         responses.entry("503".to_owned()).or_insert(unavailable);
     }
+}
+
+/// The rate limits' fields on every answer, and their 429 (added to a route's own 429).
+fn rate_limited(responses: &mut serde_json::Map<String, Value>) {
+    let fields = json!({
+        "RateLimit": {
+            "description": "Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the \
+                            quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers",
+            "schema": {"type": "string"}
+        },
+        "RateLimit-Policy": {
+            "description": "Per policy: its quota (`q`) and window in seconds (`w`)",
+            "schema": {"type": "string"}
+        }
+    });
+    for (status, response) in responses.iter_mut() {
+        if status.starts_with('2')
+            && let Some(r) = response.as_object_mut()
+            && let Some(headers) = r.entry("headers").or_insert_with(|| json!({})).as_object_mut()
+            && let Some(fields) = fields.as_object()
+        {
+            headers.extend(fields.clone());
+        }
+    }
+    let text = "over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit`, the \
+                `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds";
+    let entry = responses.entry("429".to_owned()).or_insert_with(|| json!({"description": ""}));
+    let before = entry["description"].as_str().unwrap_or_default().to_owned();
+    *entry = problem(&if before.is_empty() { capitalized(text) } else { format!("{before}; or {text}") });
+    let mut headers = fields;
+    headers["Retry-After"] = json!({"description": "Seconds to wait", "schema": {"type": "integer"}});
+    entry["headers"] = headers;
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
 }
 
 fn problem(description: &str) -> Value {

@@ -24,7 +24,8 @@ pub const ALLOWED_METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT
 pub const ALLOWED_HEADERS: [&str; 5] =
     ["authorization", "content-type", "idempotency-key", "x-request-id", "x-requested-with"];
 /// The response headers a browser app may read.
-pub const EXPOSED_HEADERS: [&str; 4] = ["x-request-id", "retry-after", "location", "idempotent-replayed"];
+pub const EXPOSED_HEADERS: [&str; 6] =
+    ["x-request-id", "retry-after", "location", "idempotent-replayed", "ratelimit", "ratelimit-policy"];
 /// How long a browser may cache a preflight's answer.
 pub const MAX_AGE: Duration = Duration::from_secs(600);
 

@@ -17,6 +17,10 @@ impl FromRequestParts<Services> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+        // Authenticated once per request, by the rate limits' layer where it runs.
+        if let Some(Caller::User(user)) = parts.extensions.get::<Caller>() {
+            return Ok(user.clone());
+        }
         authenticate(parts, services).await
     }
 }
@@ -62,6 +66,9 @@ impl FromRequestParts<Services> for Caller {
     type Rejection = crate::error::ApiError;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<Self>() {
+            return Ok(caller.clone());
+        }
         match bearer(parts) {
             Some(token) if token.starts_with(api_keys::PREFIX) => {
                 let key = api_keys::authenticate(services.store.as_ref(), services.clock.now_ms(), token).await?;

@@ -12,6 +12,7 @@ pub mod cors;
 mod extract;
 pub mod extractors;
 pub mod idempotency;
+pub mod rate_limits;
 
 pub use context::{RequestContext, record_tenant, record_user};
 pub use extract::{Json, Path, Query};
@@ -126,13 +127,17 @@ pub fn routes_of(router: FunctionRouter, services: crate::services::Services) ->
 /// The routes of `router` with the conventions applied: what a function serves on Lambda.
 pub fn app_of(router: FunctionRouter, services: crate::services::Services) -> Router {
     let settings = services.config.http.clone();
-    finish(idempotent(routes_of(router, services.clone()), services), &settings)
+    finish(guarded(routes_of(router, services.clone()), services), &settings)
 }
 
-/// `routes` with idempotent `POST`s ([`idempotency`]): layered on the routes themselves,
-/// inside [`finish`]'s conventions, so it sees the matched route and a bounded body.
-pub fn idempotent(routes: Router, services: crate::services::Services) -> Router {
-    routes.layer(middleware::from_fn_with_state(services, idempotency::guard))
+/// `routes` with the layers that need the caller: rate limits ([`rate_limits`], outermost,
+/// which authenticates the caller once for the request) and idempotent `POST`s
+/// ([`idempotency`]). Layered on the routes themselves, inside [`finish`]'s conventions, so
+/// they see the matched route and a bounded body.
+pub fn guarded(routes: Router, services: crate::services::Services) -> Router {
+    routes
+        .layer(middleware::from_fn_with_state(services.clone(), idempotency::guard))
+        .layer(middleware::from_fn_with_state(services, rate_limits::guard))
 }
 
 /// The OpenAPI description of `router`'s routes.

@@ -16,6 +16,7 @@ mod flags;
 mod jobs;
 mod oidc;
 mod outages;
+mod rate_limits;
 mod rent_auth;
 mod template_routes;
 mod tenancy;
