@@ -69,7 +69,10 @@ async fn fixture() -> Fixture {
         )
         .route("/auth/login", post(|| async { axum::Json(json!({"access_token": "secret"})) }));
     let settings = services.config.http.clone();
-    let app = shared::http::finish(shared::http::guarded(routes, services), &settings);
+    let app = shared::http::finish(
+        shared::http::guarded(routes, services, shared::http::rate_limits::LimitedRoutes::default()),
+        &settings,
+    );
     Fixture { app, key, runs, _dir: dir }
 }
 

@@ -34,7 +34,8 @@ pub fn router(services: &Services) -> anyhow::Result<Router> {
         .merge(billing::routes(services.clone()))
         .merge(stripe_webhook::routes(services.clone()))
         .merge(products::routes(services));
-    let routes = shared::http::guarded(routes, services.clone());
+    let limited = shared::http::rate_limits::LimitedRoutes::of(platform::api_description());
+    let routes = shared::http::guarded(routes, services.clone(), limited);
     Ok(shared::http::finish(routes, &services.config.http))
 }
 

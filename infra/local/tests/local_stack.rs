@@ -213,7 +213,7 @@ async fn two_processes_over_one_store_hold_an_api_key_to_its_plans_rate() {
         answers.iter().find(|a| a.0 != 200 && a.0 != 429)
     );
     for (status, policy, state, retry, body) in &answers {
-        assert!(policy.starts_with("\"api-key\";q=10;w=1"), "{policy}");
+        assert!(policy.starts_with("\"api-key\";q=20;w=1"), "{policy}");
         assert!(state.starts_with("\"api-key\";r="), "{state}");
         if *status == 429 {
             assert_eq!((retry.as_str(), body["limit"].as_str()), ("1", Some("api_requests_per_second")), "{body}");

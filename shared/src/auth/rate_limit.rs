@@ -64,7 +64,8 @@ pub struct Rate {
 impl Rate {
     /// The time, in microseconds, one request's token takes to come back.
     fn interval_us(self) -> i64 {
-        1_000_000 / i64::from(self.per_second.max(1))
+        // At least a microsecond: a rate above a million a second is a million a second.
+        (1_000_000 / i64::from(self.per_second.max(1))).max(1)
     }
 
     /// The seconds a full burst takes to come back: the window of the `RateLimit-Policy`
@@ -338,6 +339,10 @@ mod tests {
         assert_eq!(admitted, 5);
         assert_eq!(rate.window_secs(), 1);
         assert_eq!(Rate { per_second: 5, burst: 12 }.window_secs(), 3);
+        // A rate too fast to time in microseconds is a million a second, not a division by 0.
+        let fastest = Rate { per_second: u32::MAX, burst: 2 };
+        assert!(admit(&store, &states, "fast", "s", fastest, clock.now_ms()).await.unwrap().admitted);
+        assert_eq!(fastest.window_secs(), 1);
     }
 
     async fn admitted_of(store: &SqliteStore, states: &RateStates, rate: Rate, now_ms: i64, n: usize) -> usize {

@@ -121,6 +121,16 @@ pub struct FreeTier {
     pub limits: BTreeMap<String, u64>,
 }
 
+/// The plan limit: an API key's requests per second (`http::rate_limits`).
+pub const API_RATE: &str = "api_requests_per_second";
+/// The plan limit: an API key's burst (default: twice its rate).
+pub const API_BURST: &str = "api_burst";
+/// The plan limit: an account's API requests per calendar month (UTC), all keys together.
+pub const API_MONTHLY_QUOTA: &str = "api_requests_per_month";
+/// The highest request rate or burst a plan or a setting may give (the limiter counts time
+/// in microseconds).
+pub const MAX_API_RATE: u32 = 1_000_000;
+
 /// The catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +175,24 @@ impl Plans {
                 "plan {} has an empty price id in {environment}",
                 p.id
             );
+        }
+        let tiers =
+            std::iter::once(("free", &plans.free.limits)).chain(plans.plans.iter().map(|p| (p.id.as_str(), &p.limits)));
+        for (plan, limits) in tiers {
+            for name in [API_RATE, API_BURST] {
+                if let Some(&value) = limits.get(name) {
+                    anyhow::ensure!(
+                        (1..=u64::from(MAX_API_RATE)).contains(&value),
+                        "plan {plan}: {name} is {value}; it must be 1 to {MAX_API_RATE}"
+                    );
+                }
+            }
+            if let Some(&value) = limits.get(API_MONTHLY_QUOTA) {
+                anyhow::ensure!(
+                    value >= 1,
+                    "plan {plan}: {API_MONTHLY_QUOTA} must be at least 1 (leave it out for none)"
+                );
+            }
         }
         Ok(plans)
     }
@@ -431,6 +459,25 @@ mod tests {
         assert_eq!((plan.id.as_str(), interval), ("team", Interval::Yearly));
         let e = Plans::parse(DEFAULT_PLANS, "production").unwrap_err();
         assert!(e.to_string().contains("production"), "{e}");
+    }
+
+    #[test]
+    fn api_rate_limits_outside_their_range_are_refused() {
+        let free = "api_requests_per_second = 5, api_burst = 10, api_requests_per_month = 10000 }";
+        for (bad, why) in [
+            (
+                "api_requests_per_second = 0, api_burst = 10, api_requests_per_month = 10000 }",
+                "api_requests_per_second is 0",
+            ),
+            ("api_requests_per_second = 2000000, api_burst = 10 }", "api_requests_per_second is 2000000"),
+            ("api_requests_per_second = 5, api_burst = 0 }", "api_burst is 0"),
+            ("api_requests_per_second = 5, api_requests_per_month = 0 }", "api_requests_per_month must be at least 1"),
+        ] {
+            let text = DEFAULT_PLANS.replace(free, bad);
+            assert_ne!(text, DEFAULT_PLANS, "the free plan's line moved");
+            let e = Plans::parse(&text, "local").unwrap_err().to_string();
+            assert!(e.contains("plan free") && e.contains(why), "{e}");
+        }
     }
 
     #[test]

@@ -162,13 +162,18 @@ impl HttpSettings {
     /// `GROUNDWORK_USER_REQUESTS_PER_SECOND` and `GROUNDWORK_USER_REQUEST_BURST`.
     ///
     /// # Errors
-    /// A malformed number, or a rate or burst of 0; an allowed origin that is not exactly an origin (a wildcard, a
+    /// A malformed number, or a rate or burst outside 1 to 1,000,000; an allowed origin that is not exactly an origin (a wildcard, a
     /// path, another scheme); dev origins on Lambda.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let v: HttpVars = env.area("GROUNDWORK_")?;
         crate::settings::at_least("GROUNDWORK_MAX_BODY_BYTES", v.max_body_bytes, 1)?;
-        crate::settings::at_least("GROUNDWORK_USER_REQUESTS_PER_SECOND", v.user_requests_per_second, 1)?;
-        crate::settings::at_least("GROUNDWORK_USER_REQUEST_BURST", v.user_request_burst, 1)?;
+        for (var, value) in [
+            ("GROUNDWORK_USER_REQUESTS_PER_SECOND", v.user_requests_per_second),
+            ("GROUNDWORK_USER_REQUEST_BURST", v.user_request_burst),
+        ] {
+            crate::settings::at_least(var, value, 1)?;
+            crate::settings::at_most(var, value, crate::billing::MAX_API_RATE)?;
+        }
         let mut cors_origins = Vec::new();
         for raw in v.cors_origins.iter().flat_map(|list| list.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
             cors_origins.push(origin(raw)?);

@@ -12,9 +12,9 @@
 //! Every `POST` takes an optional `Idempotency-Key` header (`http::idempotency`), with its 400,
 //! 409 and 422 answers.
 //!
-//! Every route a user or an API key calls is rate limited (`http::rate_limits`): its answers
-//! carry `RateLimit` and `RateLimit-Policy`, and it can answer 429 `rate_limited` with
-//! `Retry-After`.
+//! Every route that takes a bearer credential (a user's or an API key) is rate limited
+//! (`http::rate_limits`): its answers carry `RateLimit` and `RateLimit-Policy`, and it can
+//! answer 429 `rate_limited` with `Retry-After`.
 //!
 //! What a route answers for its own reasons (403, 404 of a missing resource, 409, 429...)
 //! stays on the route's own `#[utoipa::path]`.
@@ -83,6 +83,9 @@ fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>
     let has_body = op.get("requestBody").is_some();
     let authenticated = op.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
     let operator = op.get("security").is_some_and(|s| s.to_string().contains("operator_token"));
+    // The routes `http::rate_limits` limits: those that take a bearer credential.
+    let bearer =
+        op.get("security").and_then(Value::as_array).is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
     let responses = op.as_object_mut().map(|o| o.entry("responses").or_insert_with(|| json!({})));
     let Some(responses) = responses.and_then(Value::as_object_mut) else { return };
     let mut add = |status: &str, description: &str| {
@@ -133,7 +136,7 @@ fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>
             }
         }
     }
-    if authenticated && !operator {
+    if bearer {
         rate_limited(responses);
     }
     if path != "/openapi.json" {
@@ -157,17 +160,19 @@ fn rate_limited(responses: &mut serde_json::Map<String, Value>) {
             "schema": {"type": "string"}
         }
     });
-    for (status, response) in responses.iter_mut() {
-        if status.starts_with('2')
-            && let Some(r) = response.as_object_mut()
+    // On every answer the route gives once a credential authenticates (a 401 for an invalid
+    // one has none; the fields are optional).
+    for (_, response) in responses.iter_mut() {
+        if let Some(r) = response.as_object_mut()
             && let Some(headers) = r.entry("headers").or_insert_with(|| json!({})).as_object_mut()
             && let Some(fields) = fields.as_object()
         {
             headers.extend(fields.clone());
         }
     }
-    let text = "over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit`, the \
-                `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds";
+    let text = "over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, \
+                for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after \
+                `Retry-After` seconds";
     let entry = responses.entry("429".to_owned()).or_insert_with(|| json!({"description": ""}));
     let before = entry["description"].as_str().unwrap_or_default().to_owned();
     *entry = problem(&if before.is_empty() { capitalized(text) } else { format!("{before}; or {text}") });

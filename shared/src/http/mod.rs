@@ -127,17 +127,22 @@ pub fn routes_of(router: FunctionRouter, services: crate::services::Services) ->
 /// The routes of `router` with the conventions applied: what a function serves on Lambda.
 pub fn app_of(router: FunctionRouter, services: crate::services::Services) -> Router {
     let settings = services.config.http.clone();
-    finish(guarded(routes_of(router, services.clone()), services), &settings)
+    let (routes, doc) = router.split_for_parts();
+    let limited = rate_limits::LimitedRoutes::of(&doc);
+    finish(guarded(routes.with_state(services.clone()), services, limited), &settings)
 }
 
 /// `routes` with the layers that need the caller: rate limits ([`rate_limits`], outermost,
 /// which authenticates the caller once for the request) and idempotent `POST`s
 /// ([`idempotency`]). Layered on the routes themselves, inside [`finish`]'s conventions, so
 /// they see the matched route and a bounded body.
-pub fn guarded(routes: Router, services: crate::services::Services) -> Router {
+///
+/// `limited` are the routes the rate limits apply to (those of the API description that take
+/// a bearer credential: [`rate_limits::LimitedRoutes::of`]).
+pub fn guarded(routes: Router, services: crate::services::Services, limited: rate_limits::LimitedRoutes) -> Router {
     routes
         .layer(middleware::from_fn_with_state(services.clone(), idempotency::guard))
-        .layer(middleware::from_fn_with_state(services, rate_limits::guard))
+        .layer(middleware::from_fn_with_state((services, limited), rate_limits::guard))
 }
 
 /// The OpenAPI description of `router`'s routes.

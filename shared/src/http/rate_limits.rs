@@ -10,9 +10,13 @@
 //!   every plan ([`HttpSettings::user_rate`]: `GROUNDWORK_USER_REQUESTS_PER_SECOND`,
 //!   `GROUNDWORK_USER_REQUEST_BURST`).
 //!
-//! Anonymous requests (sign-up, login, links from emails) pass: their routes carry their own
-//! brute-force limits, per address and per client IP. A request whose credentials do not
-//! authenticate passes too, and its route answers 401.
+//! Only the routes that take a bearer credential are limited ([`LimitedRoutes`]: those whose
+//! API description names the `bearer` security scheme), and only when the request carries
+//! one that authenticates. Public routes (sign-up, login, links from emails, `/health`)
+//! pass whatever they are sent: they carry their own brute-force limits, per address and per
+//! client IP. A request whose credentials do not authenticate passes too, and its route
+//! answers 401. Every other request counts, whatever its answer; one the limits refuse (429)
+//! does not count against the month, though it may have spent its per-second token.
 //!
 //! Every answer to an authenticated request carries the fields of the IETF draft
 //! "RateLimit header fields for HTTP" (draft-ietf-httpapi-ratelimit-headers-10, sections 2
@@ -28,14 +32,14 @@
 //!
 //! [`HttpSettings::user_rate`]: crate::config::server::HttpSettings::user_rate
 
-use axum::extract::{FromRequestParts as _, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{FromRequestParts as _, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::bearer;
 use crate::auth::rate_limit::{Decision, Rate, admit, count_in_month, month_of};
-use crate::billing::Plans;
+use crate::billing::{API_BURST, API_MONTHLY_QUOTA, API_RATE, Plans};
 use crate::error::Problem;
 use crate::services::Services;
 use crate::store::StoreError;
@@ -46,14 +50,47 @@ pub const RATE_LIMIT: &str = "ratelimit";
 /// The answer field with each policy's quota and window.
 pub const RATE_LIMIT_POLICY: &str = "ratelimit-policy";
 
-/// The plan limit: an API key's requests per second.
-pub const API_RATE: &str = "api_requests_per_second";
-/// The plan limit: an API key's burst (default: twice its rate).
-pub const API_BURST: &str = "api_burst";
-/// The plan limit: an account's API requests per calendar month (UTC), all keys together.
-pub const API_MONTHLY_QUOTA: &str = "api_requests_per_month";
 /// The setting that limits a signed-in user (not a plan limit).
 pub const USER_RATE: &str = "user_requests_per_second";
+
+/// The routes the limits apply to: `(method, path template)` of every operation whose
+/// security names the `bearer` scheme in the API description.
+#[derive(Debug, Clone, Default)]
+pub struct LimitedRoutes(std::sync::Arc<std::collections::HashSet<(Method, String)>>);
+
+impl LimitedRoutes {
+    /// The routes of `doc` that take a bearer credential.
+    pub fn of(doc: &utoipa::openapi::OpenApi) -> Self {
+        let mut routes = std::collections::HashSet::new();
+        for (path, item) in &doc.paths.paths {
+            let operations = [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::PATCH, &item.patch),
+                (Method::DELETE, &item.delete),
+            ];
+            for (method, operation) in operations {
+                if operation.as_ref().is_some_and(takes_bearer) {
+                    routes.insert((method, path.clone()));
+                }
+            }
+        }
+        Self(std::sync::Arc::new(routes))
+    }
+
+    /// Whether `method` on the route `path` (its template) is limited.
+    pub fn contains(&self, method: &Method, path: &str) -> bool {
+        self.0.contains(&(method.clone(), path.to_owned()))
+    }
+}
+
+/// Whether an operation's security names the `bearer` scheme.
+pub fn takes_bearer(operation: &utoipa::openapi::path::Operation) -> bool {
+    serde_json::to_value(&operation.security).is_ok_and(|security| {
+        security.as_array().is_some_and(|rules| rules.iter().any(|rule| rule.get("bearer").is_some()))
+    })
+}
 
 /// One policy applied to a request, and what it decided.
 #[derive(Debug, Clone, Copy)]
@@ -68,8 +105,12 @@ struct Applied {
 }
 
 /// The middleware (see the module documentation); `Router::layer`ed on the routes, outside
-/// the idempotency layer.
-pub async fn guard(State(services): State<Services>, req: Request, next: Next) -> Response {
+/// the idempotency layer, so it sees the matched route.
+pub async fn guard(State((services, limited)): State<(Services, LimitedRoutes)>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    if !route.is_some_and(|r| limited.contains(req.method(), r)) {
+        return next.run(req).await;
+    }
     let (mut parts, body) = req.into_parts();
     if bearer(&parts).is_none() {
         return next.run(Request::from_parts(parts, body)).await;
@@ -126,7 +167,12 @@ async fn apply(services: &Services, caller: &Caller) -> Result<(Vec<Applied>, Op
 }
 
 fn rate_applied(policy: &'static str, limit: &'static str, rate: Rate, decision: Decision) -> Applied {
-    Applied { policy, limit, quota: u64::from(rate.burst), window_secs: rate.window_secs(), decision }
+    let window_secs = rate.window_secs();
+    // The field states a quota per window of whole seconds: the burst over the time it takes
+    // to come back, or the rate's worth of a second when that is shorter (so that a rate of
+    // 150 with a burst of 1 reads as 150 a second, not 1).
+    let quota = u64::from(rate.burst).max(u64::from(rate.per_second) * window_secs);
+    Applied { policy, limit, quota, window_secs, decision }
 }
 
 /// An API key's rate under a plan's limits: its rate and burst, or the users' default rate.

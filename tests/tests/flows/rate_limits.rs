@@ -52,6 +52,13 @@ async fn an_api_key_is_held_to_its_plans_rate_and_its_account_to_the_months_quot
     let (first, second) = (new_key(&app, &ada, &account, "one").await, new_key(&app, &ada, &account, "two").await);
     let members = format!("/accounts/{account}/members");
 
+    // Public routes are not limited, whatever credential they are sent.
+    for path in ["/health", "/plans", "/openapi.json"] {
+        let (status, headers, _) = app.call_full("GET", path, Some(&first), None).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(headers.get("ratelimit").is_none(), "{path} is not limited");
+    }
+
     // The burst, with the fields of draft-ietf-httpapi-ratelimit-headers on each answer.
     for left in [2, 1, 0] {
         let (status, headers, _) = app.call_full("GET", &members, Some(&first), None).await;
