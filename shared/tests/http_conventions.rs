@@ -36,8 +36,13 @@ fn app() -> Router {
             "/down",
             get(|| async { Err::<(), ApiError>(StoreError::Unavailable(anyhow::anyhow!("table gone")).into()) }),
         )
-        .route("/bug", get(|| async { Err::<(), ApiError>(anyhow::anyhow!("secret internals").into()) }));
+        .route("/bug", get(|| async { Err::<(), ApiError>(anyhow::anyhow!("secret internals").into()) }))
+        .route("/panics", get(panics));
     shared::http::finish(routes, &HttpSettings { max_body_bytes: 1024, ..HttpSettings::default() })
+}
+
+async fn panics() -> StatusCode {
+    panic!("secret internals of a panic")
 }
 
 async fn call(req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
@@ -152,6 +157,18 @@ async fn an_unexpected_error_is_500_and_says_nothing_inside() {
     )
     .await;
     assert!(!body.to_string().contains("secret"));
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_gets_a_500_problem_not_a_closed_connection() {
+    let body = assert_problem(
+        Request::get("/panics").body(Body::empty()).unwrap(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+    )
+    .await;
+    assert!(!body.to_string().contains("secret"), "{body}");
+    assert_eq!(body["instance"], "/panics");
 }
 
 #[tokio::test]

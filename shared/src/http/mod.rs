@@ -1,5 +1,6 @@
 //! The HTTP conventions every router gets from [`finish`]: problem+json for every error
-//! (malformed JSON, wrong content type, oversized bodies, unknown routes and methods), a body
+//! (malformed JSON, wrong content type, oversized bodies, unknown routes and methods, a
+//! handler that panicked), a body
 //! size limit, a request id on every log line and response, one access log line and one EMF
 //! metric line per request.
 //!
@@ -38,12 +39,21 @@ pub fn finish(routes: Router, settings: &HttpSettings) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn(problem_bodies));
     if !settings.cors_origins.is_empty() {
         // Outside the routes, so a preflight is answered before routing (no 405).
         app = app.layer(cors::layer(&settings.cors_origins)).layer(middleware::from_fn(cors::conventions));
     }
     app.layer(middleware::from_fn_with_state(settings.trusted_proxies, context::request_context))
+}
+
+/// The answer to a request whose handler panicked: a 500 problem like any other bug, rather
+/// than a connection closed without an answer. The panic's message goes to the log (through
+/// the panic hook), never into the body.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    Problem::from_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
 }
 
 async fn not_found() -> Problem {
