@@ -197,16 +197,21 @@ pub fn month_of(now_ms: i64) -> (String, i64, i64) {
 }
 
 /// Counts one request against a monthly `quota` in the counter under `key` (a key of the
-/// month [`month_of`] names), or refuses it when the month's quota is used up; a refused
-/// request is not counted.
+/// month [`month_of`] names, which ends at `end_ms`), or refuses it when the month's quota
+/// is used up; a refused request is not counted.
 ///
 /// # Errors
 /// When the store fails.
-pub async fn count_in_month(store: &dyn Store, key: Key, quota: u64, now_ms: i64) -> Result<Decision, StoreError> {
-    let (_, _, end) = month_of(now_ms);
-    let reset_secs = u64::try_from((end - now_ms + 999) / 1000).unwrap_or(0);
+pub async fn count_in_month(
+    store: &dyn Store,
+    key: Key,
+    quota: u64,
+    end_ms: i64,
+    now_ms: i64,
+) -> Result<Decision, StoreError> {
+    let reset_secs = u64::try_from((end_ms - now_ms + 999) / 1000).unwrap_or(0);
     // Kept a year and a bit after its month, as the account's usage history.
-    let expires = end / 1000 + 400 * 24 * 3600;
+    let expires = end_ms / 1000 + 400 * 24 * 3600;
     let count = add_to(store, &key, 1, expires).await?;
     if count > quota {
         // Over: taken back, so the count stays the number of requests that ran.
@@ -382,15 +387,15 @@ mod tests {
         assert_eq!(end - start, 30 * 24 * 3600 * 1000);
         let key = || Key::new("ACCOUNT#a", format!("API_USAGE#{}", month_of(clock.now_ms()).0));
         for left in (0..3).rev() {
-            let d = count_in_month(&store, key(), 3, clock.now_ms()).await.unwrap();
+            let d = count_in_month(&store, key(), 3, month_of(clock.now_ms()).2, clock.now_ms()).await.unwrap();
             assert_eq!((d.admitted, d.remaining, d.reset_secs), (true, left, 2));
         }
-        let over = count_in_month(&store, key(), 3, clock.now_ms()).await.unwrap();
+        let over = count_in_month(&store, key(), 3, month_of(clock.now_ms()).2, clock.now_ms()).await.unwrap();
         assert_eq!((over.admitted, over.retry_after_secs), (false, 2));
         assert_eq!(store.get(&key()).await.unwrap().unwrap().data["n"], 3, "the refused request is not counted");
         clock.advance_ms(2_000);
         assert_eq!(month_of(clock.now_ms()).0, "2026-12");
         assert_eq!(month_of(clock.now_ms()).2 - month_of(clock.now_ms()).1, 31 * 24 * 3600 * 1000);
-        assert!(count_in_month(&store, key(), 3, clock.now_ms()).await.unwrap().admitted);
+        assert!(count_in_month(&store, key(), 3, month_of(clock.now_ms()).2, clock.now_ms()).await.unwrap().admitted);
     }
 }

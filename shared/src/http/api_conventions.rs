@@ -84,8 +84,7 @@ fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>
     let authenticated = op.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
     let operator = op.get("security").is_some_and(|s| s.to_string().contains("operator_token"));
     // The routes `http::rate_limits` limits: those that take a bearer credential.
-    let bearer =
-        op.get("security").and_then(Value::as_array).is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+    let bearer = op.get("security").is_some_and(crate::http::rate_limits::security_names_bearer);
     let responses = op.as_object_mut().map(|o| o.entry("responses").or_insert_with(|| json!({})));
     let Some(responses) = responses.and_then(Value::as_object_mut) else { return };
     let mut add = |status: &str, description: &str| {

@@ -87,9 +87,14 @@ impl LimitedRoutes {
 
 /// Whether an operation's security names the `bearer` scheme.
 pub fn takes_bearer(operation: &utoipa::openapi::path::Operation) -> bool {
-    serde_json::to_value(&operation.security).is_ok_and(|security| {
-        security.as_array().is_some_and(|rules| rules.iter().any(|rule| rule.get("bearer").is_some()))
-    })
+    serde_json::to_value(&operation.security).is_ok_and(|security| security_names_bearer(&security))
+}
+
+/// Whether a security requirement list (an operation's `security`, as JSON) names the
+/// `bearer` scheme: the one rule of which routes are limited, for the limits and for the API
+/// description alike.
+pub fn security_names_bearer(security: &serde_json::Value) -> bool {
+    security.as_array().is_some_and(|rules| rules.iter().any(|rule| rule.get("bearer").is_some()))
 }
 
 /// One policy applied to a request, and what it decided.
@@ -142,22 +147,21 @@ async fn apply(services: &Services, caller: &Caller) -> Result<(Vec<Applied>, Op
     let store = services.store.as_ref();
     let now_ms = services.clock.now_ms();
     let default = services.config.http.user_rate;
+    let states = &services.rate_states;
     match caller {
         Caller::User(user) => {
-            let states = &services.rate_states;
             let decision = admit(store, states, "user", &user.user_id.to_string(), default, now_ms).await?;
             Ok((vec![rate_applied("user", USER_RATE, default, decision)], None))
         }
         Caller::ApiKey(key) => {
             let entitlements = services.entitlements(key.account_id).await?;
             let rate = api_rate(entitlements.limit(API_RATE), entitlements.limit(API_BURST), default);
-            let decision =
-                admit(store, &services.rate_states, "api-key", &key.key_id.to_string(), rate, now_ms).await?;
+            let decision = admit(store, states, "api-key", &key.key_id.to_string(), rate, now_ms).await?;
             let mut applied = vec![rate_applied("api-key", API_RATE, rate, decision)];
             if let (true, Some(quota)) = (decision.admitted, entitlements.limit(API_MONTHLY_QUOTA)) {
                 let (month, start, end) = month_of(now_ms);
                 let usage = crate::keys::api_usage(key.account_id, &month);
-                let decision = count_in_month(store, usage, quota, now_ms).await?;
+                let decision = count_in_month(store, usage, quota, end, now_ms).await?;
                 let window_secs = u64::try_from((end - start) / 1000).unwrap_or(1);
                 applied.push(Applied { policy: "api-month", limit: API_MONTHLY_QUOTA, quota, window_secs, decision });
             }
