@@ -8,7 +8,8 @@
 //!   table: every pk, sk and index key), [`outbound`] (the one builder of outbound HTTP
 //!   clients), [`error`] (problem+json and `ApiError`);
 //! - ports and adapters: [`store`] (DynamoDB, embedded SQLite), [`queue`] (SQS, embedded,
-//!   and the batch consumer), [`mail`] (SES, SMTP, local outbox; templates, suppressions),
+//!   and the batch consumer), `embedded_database` (the SQLite file the embedded store and
+//!   queues share: one writer thread, inline readers), [`mail`] (SES, SMTP, local outbox; templates, suppressions),
 //!   [`aws`] (one SDK configuration per process), [`telemetry`] (logs, EMF metrics);
 //! - domain: [`audit`] (the tamper-evident audit log and its vocabulary), [`auth`] (keys,
 //!   tokens, passwords, attempt limits, users, sessions, the `AuthUser` extractor),
@@ -27,6 +28,8 @@ pub mod aws;
 pub mod billing;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "embedded")]
+pub mod embedded_database;
 pub mod error;
 pub mod exports;
 pub mod flags;

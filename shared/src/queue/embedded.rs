@@ -3,7 +3,7 @@
 //! and five-minute deduplication), so the local stack behaves as the cloud does.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 
 use super::{Outgoing, Queue, QueueError, Received, validate_max};
 use crate::clock::Clock;
+use crate::embedded_database::Database;
 use crate::id::MessageId;
-use crate::store::sqlite::{migrate, open_database};
 
 const MIGRATIONS: &[&str] = &["CREATE TABLE queue_messages (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -59,10 +59,11 @@ impl Default for QueueSettings {
     }
 }
 
-/// The embedded queue database; hands out [`EmbeddedQueue`]s that share its connection.
+/// The embedded queues; hands out [`EmbeddedQueue`]s that share the process's [`Database`]
+/// for its file (and so its writer, with the embedded store).
 #[derive(Clone)]
 pub struct QueueDb {
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
     sent: Arc<Notify>,
     clock: Arc<dyn Clock>,
 }
@@ -73,11 +74,7 @@ impl QueueDb {
     /// # Errors
     /// [`QueueError::Unavailable`] if the database cannot be opened or migrated.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, QueueError> {
-        let mut conn = open_database(path).map_err(|e| QueueError::Unavailable(e.into()))?;
-        migrate(&mut conn, "queues", MIGRATIONS).map_err(|e| QueueError::Unavailable(e.into()))?;
-        let conn = Arc::new(Mutex::new(conn));
-        crate::store::sqlite::checkpoint_in_background(path, &conn);
-        Ok(Self { conn, sent: Arc::new(Notify::new()), clock })
+        Self::on(Database::open(path).map_err(QueueError::Unavailable)?, clock)
     }
 
     /// Queues in memory, gone when dropped (benchmarks and unit tests).
@@ -85,9 +82,12 @@ impl QueueDb {
     /// # Errors
     /// [`QueueError::Unavailable`] if SQLite fails.
     pub fn in_memory(clock: Arc<dyn Clock>) -> Result<Self, QueueError> {
-        let mut conn = Connection::open_in_memory().map_err(unavailable)?;
-        migrate(&mut conn, "queues", MIGRATIONS).map_err(|e| QueueError::Unavailable(e.into()))?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), sent: Arc::new(Notify::new()), clock })
+        Self::on(Database::in_memory().map_err(QueueError::Unavailable)?, clock)
+    }
+
+    fn on(db: Database, clock: Arc<dyn Clock>) -> Result<Self, QueueError> {
+        db.migrate("queues", MIGRATIONS).map_err(QueueError::Unavailable)?;
+        Ok(Self { db, sent: Arc::new(Notify::new()), clock })
     }
 
     /// The queue `name` (its dead letters live under `name` + `-dlq`).
@@ -95,18 +95,16 @@ impl QueueDb {
         EmbeddedQueue { db: self.clone(), name: name.into(), dlq: format!("{name}-dlq").into(), settings }
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection, i64) -> Result<T, QueueError> + Send + 'static,
-    ) -> Result<T, QueueError> {
-        let conn = Arc::clone(&self.conn);
+    /// A write, on the calling task: every queue operation touches a few rows (a receive at
+    /// most [`SCAN`]).
+    async fn run<T>(&self, f: impl FnOnce(&mut Connection, i64) -> Result<T, QueueError>) -> Result<T, QueueError> {
         let now = self.clock.now_ms();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut guard, now)
-        })
-        .await
-        .map_err(|e| QueueError::Unavailable(anyhow::Error::new(e).context("embedded queue task failed")))?
+        self.db.write(|conn| f(conn, now)).await
+    }
+
+    async fn read<T>(&self, f: impl FnOnce(&Connection, i64) -> Result<T, QueueError>) -> Result<T, QueueError> {
+        let now = self.clock.now_ms();
+        self.db.read(|conn| f(conn, now)).await
     }
 }
 
@@ -135,10 +133,23 @@ impl EmbeddedQueue {
     pub async fn depth(&self) -> Result<u64, QueueError> {
         let name = self.name.clone();
         self.db
-            .run(move |conn, _| {
+            .read(move |conn, _| {
                 conn.query_row("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1", [&*name], |r| r.get::<_, i64>(0))
                     .map(|n| u64::try_from(n).unwrap_or(0))
                     .map_err(unavailable)
+            })
+            .await
+    }
+
+    async fn any_visible(&self) -> Result<bool, QueueError> {
+        let name = self.name.clone();
+        self.db
+            .read(move |conn, now| {
+                conn.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2)",
+                )
+                .and_then(|mut st| st.query_row(params![&*name, now], |r| r.get(0)))
+                .map_err(unavailable)
             })
             .await
     }
@@ -278,7 +289,9 @@ impl Queue for EmbeddedQueue {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.db.sent.notified();
-            let got = self.db.run(self.try_receive(max)).await?;
+            // Polls find nothing most of the time: look on a read connection first, so an
+            // idle consumer never queues behind the writer.
+            let got = if self.any_visible().await? { self.db.run(self.try_receive(max)).await? } else { Vec::new() };
             let now = tokio::time::Instant::now();
             if !got.is_empty() || now >= deadline {
                 return Ok(got);
@@ -332,7 +345,7 @@ impl Queue for EmbeddedQueue {
         validate_max(max)?;
         let dlq = self.dlq.clone();
         self.db
-            .run(move |conn, _| {
+            .read(move |conn, _| {
                 let mut st = conn
                     .prepare_cached(
                         "SELECT id, body, group_id FROM queue_messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",

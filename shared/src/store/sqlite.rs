@@ -7,9 +7,11 @@
 //!
 //! Every read is a key or index search: the schema has the primary key `(pk, sk)` and one
 //! partial index per GSI, and a test checks the query plans contain no table scan.
+//!
+//! Connections, the writer thread, checkpoints and durability: [`crate::embedded_database`].
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
@@ -21,6 +23,7 @@ use super::{
     prefix_successor, validate_put, validate_transaction,
 };
 use crate::clock::Clock;
+use crate::embedded_database::{Database, Panicked};
 
 /// The schema, applied in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &["CREATE TABLE items (
@@ -39,88 +42,23 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE items (
 
 const COLUMNS: &str = "pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, expires_at, version, data";
 
-/// Opens (creating if needed) a SQLite database with the settings every embedded adapter
-/// uses: write-ahead log, a busy timeout, foreign keys on, and checkpoints left to
-/// [`checkpoint_in_background`] (a commit checkpoints only if the log passes 10,000 pages,
-/// about 40 MB, which the background checkpoints keep it far below).
-///
-/// Durability: `synchronous = NORMAL` in WAL mode. A commit is atomic and survives the
-/// process crashing; a power loss or an operating-system crash may lose the last commits
-/// before the next checkpoint's sync, never corrupt the file (<https://sqlite.org/pragma.html#pragma_synchronous>).
-/// This is the local stack's store; production data lives in DynamoDB.
-///
-/// # Errors
-/// [`StoreError::Unavailable`] if the file cannot be opened.
-pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| unavailable(e, "creating the data directory"))?;
-    }
-    let conn = Connection::open(path).map_err(|e| unavailable(e, "opening the database"))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
-         PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000;",
-    )
-    .map_err(|e| unavailable(e, "configuring the database"))?;
-    Ok(conn)
-}
-
-/// How often the background checkpoint runs.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Copies the write-ahead log into the database file every [`CHECKPOINT_INTERVAL`], from a
-/// thread with its own connection, for as long as `owner` (the adapter's connection) lives.
-///
-/// SQLite's default checkpoints run inside a commit, every 1,000 pages: the committing
-/// request then waits for the copy and its sync (milliseconds) while holding the adapter's
-/// connection, and every request queued behind it waits too. A passive checkpoint on another
-/// connection blocks neither readers nor writers (<https://sqlite.org/wal.html#ckpt>), so
-/// commits stay short.
-pub(crate) fn checkpoint_in_background(path: &Path, owner: &Arc<Mutex<Connection>>) {
-    let owner = Arc::downgrade(owner);
-    let path = path.to_owned();
-    let started = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
-        let Ok(conn) = open_database(&path) else { return };
-        while owner.strong_count() > 0 {
-            std::thread::sleep(CHECKPOINT_INTERVAL);
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::debug!(error = %e, "a background checkpoint did not run; the next one will");
-            }
-        }
-    });
-    if let Err(e) = started {
-        // Commits still checkpoint past the log's limit.
-        tracing::warn!(error = %e, "the background checkpoint thread did not start");
-    }
-}
-
-/// Applies the migrations of one component, tracked in a table of applied steps.
-pub(crate) fn migrate(conn: &mut Connection, component: &str, steps: &[&str]) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| unavailable(e, "starting a migration"))?;
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, step INTEGER NOT NULL, PRIMARY KEY (component, step))")
-        .map_err(|e| unavailable(e, "creating schema_migrations"))?;
-    let applied: i64 = tx
-        .query_row("SELECT COUNT(*) FROM schema_migrations WHERE component = ?1", [component], |r| r.get(0))
-        .map_err(|e| unavailable(e, "reading schema_migrations"))?;
-    for (step, sql) in steps.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
-        tx.execute_batch(sql).map_err(|e| unavailable(e, "applying a migration"))?;
-        tx.execute("INSERT INTO schema_migrations (component, step) VALUES (?1, ?2)", params![component, step as i64])
-            .map_err(|e| unavailable(e, "recording a migration"))?;
-    }
-    tx.commit().map_err(|e| unavailable(e, "committing a migration"))
-}
-
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static, what: &str) -> StoreError {
     StoreError::Unavailable(anyhow::Error::new(e).context(format!("embedded store: {what}")))
 }
 
-/// The embedded adapter of [`Store`].
+/// The embedded adapter of [`Store`], on the process's [`Database`] for its file: writes
+/// on the database's writer thread, reads inline on a read connection.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
     clock: Arc<dyn Clock>,
 }
+
+/// The largest page read on the calling task; larger ones go to the blocking pool.
+const INLINE_PAGE: u32 = 100;
+/// The most operations of a transaction written on the calling task; larger ones go to the
+/// blocking pool.
+const INLINE_OPS: usize = 8;
 
 impl SqliteStore {
     /// Opens the store in the database file at `path`.
@@ -128,11 +66,8 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Unavailable`] if the file cannot be opened or migrated.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        let mut conn = open_database(path)?;
-        migrate(&mut conn, "items", MIGRATIONS)?;
-        let conn = Arc::new(Mutex::new(conn));
-        checkpoint_in_background(path, &conn);
-        Ok(Self { conn, clock })
+        let db = Database::open(path).map_err(|e| StoreError::Unavailable(e.context("embedded store")))?;
+        Self::on(db, clock)
     }
 
     /// A store in memory, gone when dropped (benchmarks and unit tests).
@@ -140,23 +75,28 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Unavailable`] if SQLite fails.
     pub fn in_memory(clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        let mut conn = Connection::open_in_memory().map_err(|e| unavailable(e, "opening"))?;
-        migrate(&mut conn, "items", MIGRATIONS)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), clock })
+        let db = Database::in_memory().map_err(|e| StoreError::Unavailable(e.context("embedded store")))?;
+        Self::on(db, clock)
     }
 
-    async fn run<T: Send + 'static>(
+    fn on(db: Database, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        db.migrate("items", MIGRATIONS).map_err(StoreError::Unavailable)?;
+        Ok(Self { db, clock })
+    }
+
+    /// A write: on the calling task when small, on the blocking pool when it may touch
+    /// many rows (see [`crate::embedded_database`]).
+    async fn write<T: Send + 'static>(
         &self,
+        large: bool,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(anyhow::Error::new(e).context("embedded store task failed")))?
+        if large { self.db.write_blocking(f).await.map_err(panicked)? } else { self.db.write(f).await }
     }
+}
+
+fn panicked(e: Panicked) -> StoreError {
+    StoreError::Unavailable(anyhow::Error::new(e).context("embedded store"))
 }
 
 fn read_item(conn: &Connection, key: &Key, now: i64) -> Result<Option<Item>, StoreError> {
@@ -301,7 +241,7 @@ impl crate::store::ExpirySweep for SqliteStore {
     /// [`StoreError::Unavailable`] if SQLite fails.
     async fn sweep_expired(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_secs();
-        self.run(move |conn| {
+        self.write(true, move |conn| {
             conn.execute("DELETE FROM items WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])
                 .map_err(|e| unavailable(e, "sweeping expired items"))
         })
@@ -313,21 +253,22 @@ impl crate::store::ExpirySweep for SqliteStore {
 impl Store for SqliteStore {
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
         key.validate()?;
-        let key = key.clone();
         let now = self.clock.now_secs();
-        self.run(move |conn| read_item(conn, &key, now)).await
+        self.db.read(|conn| read_item(conn, key, now)).await
     }
 
     async fn put(&self, put: Put) -> Result<Item, StoreError> {
         validate_put(&put)?;
         let now = self.clock.now_secs();
-        self.run(move |conn| single(run_ops(conn, &[TxOp::Put(put)], now))).await?.ok_or(StoreError::ConditionFailed)
+        self.write(false, move |conn| single(run_ops(conn, &[TxOp::Put(put)], now)))
+            .await?
+            .ok_or(StoreError::ConditionFailed)
     }
 
     async fn update(&self, update: Update) -> Result<Item, StoreError> {
         update.validate()?;
         let now = self.clock.now_secs();
-        self.run(move |conn| single(run_ops(conn, &[TxOp::Update(update)], now)))
+        self.write(false, move |conn| single(run_ops(conn, &[TxOp::Update(update)], now)))
             .await?
             .ok_or(StoreError::ConditionFailed)
     }
@@ -338,23 +279,27 @@ impl Store for SqliteStore {
             c.validate()?;
         }
         let now = self.clock.now_secs();
-        self.run(move |conn| single(run_ops(conn, &[TxOp::Delete(delete)], now))).await
+        self.write(false, move |conn| single(run_ops(conn, &[TxOp::Delete(delete)], now))).await
     }
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
         query.validate()?;
         let now = self.clock.now_secs();
-        self.run(move |conn| run_query(conn, &query, now)).await
+        if query.limit <= INLINE_PAGE {
+            self.db.read(|conn| run_query(conn, &query, now)).await
+        } else {
+            self.db.read_blocking(move |conn| run_query(conn, &query, now)).await.map_err(panicked)?
+        }
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {
         validate_transaction(&ops)?;
         let now = self.clock.now_secs();
-        self.run(move |conn| run_ops(conn, &ops, now).map(|_| ())).await
+        self.write(ops.len() > INLINE_OPS, move |conn| run_ops(conn, &ops, now).map(|_| ())).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| unavailable(e, "ping"))).await
+        self.db.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| unavailable(e, "ping"))).await
     }
 }
 
@@ -437,12 +382,11 @@ fn run_query(conn: &Connection, q: &Query, now: i64) -> Result<Page, StoreError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SystemClock;
 
     #[test]
     fn every_query_shape_is_an_index_search() {
-        let store = SqliteStore::in_memory(Arc::new(SystemClock)).unwrap();
-        let conn = store.conn.lock().unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::embedded_database::apply_migrations(&mut conn, "items", MIGRATIONS).unwrap();
         let cursor_item = Item::new(Key::new("p", "s")).with_gsi1(Key::new("i", "j")).with_gsi2(Key::new("k", "l"));
         let sorts = [
             SortKey::All,
