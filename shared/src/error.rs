@@ -182,6 +182,13 @@ pub enum ApiError {
         /// Seconds until a retry may succeed.
         retry_after_secs: u64,
     },
+    /// 503: more work of this kind is waiting than the process takes on (problem code
+    /// `overloaded`: password checks queued past their bound); retrying later may work.
+    #[error("overloaded")]
+    Overloaded {
+        /// Seconds until a retry may succeed.
+        retry_after_secs: u64,
+    },
     /// 503: a dependency is down; the request may be retried.
     #[error("a dependency is unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -230,6 +237,11 @@ impl ApiError {
             Self::TooManyRequests { retry_after_secs } => {
                 Problem::from_status(StatusCode::TOO_MANY_REQUESTS).with("retry_after", *retry_after_secs)
             }
+            Self::Overloaded { retry_after_secs } => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Too busy to take the request now")
+                    .with_detail("more requests of this kind are waiting than the service takes on; retry later")
+                    .with("retry_after", *retry_after_secs)
+            }
             Self::Unavailable(_) => {
                 Problem::from_status(StatusCode::SERVICE_UNAVAILABLE).with("retry_after", RETRY_AFTER_UNAVAILABLE_SECS)
             }
@@ -242,6 +254,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             Self::Unavailable(e) => tracing::error!(error = format!("{e:#}"), "dependency unavailable"),
+            Self::Overloaded { .. } => tracing::warn!("request refused: too much work of its kind is queued"),
             Self::Unexpected(e) => tracing::error!(error = format!("{e:#}"), "unexpected error"),
             _ => {}
         }
@@ -288,6 +301,16 @@ mod tests {
         assert_eq!(v["type"], "urn:groundwork:problem:unavailable");
         assert_eq!(v["status"], 503);
         assert!(!body.windows(4).any(|w| w == b"down"), "internal detail leaked");
+    }
+
+    #[tokio::test]
+    async fn overloaded_is_a_503_with_its_code_and_retry_after() {
+        let res = ApiError::Overloaded { retry_after_secs: 1 }.into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((v["code"].as_str(), v["status"].as_u64()), (Some("overloaded"), Some(503)));
     }
 
     #[test]

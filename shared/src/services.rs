@@ -52,6 +52,9 @@ pub struct Services {
     pub flag_cache: Arc<crate::flags::FlagCache>,
     /// The request rates this process wrote last (see [`crate::auth::rate_limit::RateStates`]).
     pub rate_states: Arc<crate::auth::rate_limit::RateStates>,
+    /// Where passwords are hashed and verified (with the `passwords` feature).
+    #[cfg(feature = "passwords")]
+    pub passwords: crate::auth::password::HashingPool,
     /// The breached-password check, when `GROUNDWORK_PWNED_PASSWORDS_URL` is set (with the
     /// `passwords` feature).
     #[cfg(feature = "passwords")]
@@ -215,6 +218,8 @@ impl Services {
         let pwned_passwords =
             config.auth.pwned_passwords_url.as_deref().map(crate::auth::breached::PwnedPasswords::new).transpose()?;
         #[cfg(feature = "passwords")]
+        let passwords = crate::auth::password::HashingPool::new(config.auth.password_hash_queue);
+        #[cfg(feature = "passwords")]
         let challenge =
             config.auth.challenge.clone().map(crate::auth::challenge::ChallengeVerifier::new).transpose()?;
         Ok(Self {
@@ -233,6 +238,8 @@ impl Services {
             plans,
             flag_cache: Arc::new(crate::flags::FlagCache::default()),
             rate_states: Arc::new(crate::auth::rate_limit::RateStates::default()),
+            #[cfg(feature = "passwords")]
+            passwords,
             #[cfg(feature = "passwords")]
             pwned_passwords,
             #[cfg(feature = "passwords")]

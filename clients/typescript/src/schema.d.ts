@@ -2100,7 +2100,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -2140,7 +2140,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -2220,7 +2220,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -2354,7 +2354,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -2469,7 +2469,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -2584,7 +2584,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -2742,7 +2742,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -2858,7 +2858,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3018,7 +3018,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3132,7 +3132,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3252,7 +3252,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3367,7 +3367,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3499,7 +3499,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3661,7 +3661,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3822,7 +3822,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -3954,7 +3954,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -4086,7 +4086,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -4217,7 +4217,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -4333,7 +4333,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -4454,7 +4454,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -4615,7 +4615,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -4729,7 +4729,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -4861,7 +4861,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -4991,7 +4991,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -5112,7 +5112,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -5225,7 +5225,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -5383,7 +5383,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -5503,7 +5503,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -5677,7 +5677,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -5792,7 +5792,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -5905,7 +5905,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -6062,7 +6062,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -6220,7 +6220,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -6364,7 +6364,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -6525,7 +6525,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -6636,7 +6636,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -6738,7 +6738,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -6856,7 +6856,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -6957,7 +6957,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -7098,7 +7098,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -7230,7 +7230,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -7320,7 +7320,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -7396,7 +7396,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -7596,7 +7596,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -7686,7 +7686,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -7755,7 +7755,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -7858,7 +7858,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -7919,7 +7919,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8007,7 +8007,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8096,7 +8096,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8168,7 +8168,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8237,7 +8237,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8423,7 +8423,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8484,7 +8484,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8611,7 +8611,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8728,7 +8728,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8807,7 +8807,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8910,7 +8910,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -8990,7 +8990,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -9088,7 +9088,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -9135,7 +9135,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -9233,7 +9233,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -9298,7 +9298,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -9396,7 +9396,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -9462,7 +9462,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -9596,7 +9596,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -9685,7 +9685,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -9833,7 +9833,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -9921,7 +9921,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -10069,7 +10069,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -10169,7 +10169,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -10300,7 +10300,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */
@@ -10330,7 +10330,7 @@ export interface operations {
                     "application/json": components["schemas"]["Catalogue"];
                 };
             };
-            /** @description A store or queue outage (`unavailable`); retry after `Retry-After` seconds */
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     /** @description Seconds to wait */

@@ -188,6 +188,10 @@ pub struct AuthConfig {
     pub signup_email_policy: EmailPolicy,
     /// The bot check: `GROUNDWORK_CHALLENGE_PROVIDER` (+ `_SECRET`, `_VERIFY_URL`).
     pub challenge: Option<ChallengeConfig>,
+    /// `GROUNDWORK_PASSWORD_HASH_QUEUE`: how many password hashes or checks may wait for a
+    /// hashing thread before more are refused with a 503 (default 64, 1 to 100,000; one
+    /// thread per core, about 30 ms of CPU each).
+    pub password_hash_queue: usize,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +215,12 @@ struct Vars {
     signup_email_policy: Option<String>,
     challenge_provider: Option<String>,
     challenge_secret: Option<String>,
+    #[serde(default = "default_password_hash_queue")]
+    password_hash_queue: usize,
+}
+
+fn default_password_hash_queue() -> usize {
+    64
 }
 
 fn default_audience() -> String {
@@ -276,6 +286,11 @@ impl AuthConfig {
             pwned_passwords_url: pwned_passwords_url(env)?,
             signup_email_policy: email_policy(v.signup_email_policy)?,
             challenge: challenge(env, v.challenge_provider, v.challenge_secret)?,
+            password_hash_queue: at_most(
+                "GROUNDWORK_PASSWORD_HASH_QUEUE",
+                at_least("GROUNDWORK_PASSWORD_HASH_QUEUE", v.password_hash_queue, 1)?,
+                100_000,
+            )?,
         })
     }
 }

@@ -1,8 +1,8 @@
 //! The answers every route can give because of the shared conventions, written into the
 //! OpenAPI document once instead of on each route: a malformed body or path or query is 400,
 //! an oversized body 413, a wrong content type 415, a body of the wrong shape 422, a missing
-//! or invalid credential 401 on authenticated routes, and a store or queue outage 503 with
-//! `Retry-After`. Path parameters named `*_id` are ULIDs (26 Crockford base32 characters),
+//! or invalid credential 401 on authenticated routes, and a store or queue outage (or an
+//! overload) 503 with `Retry-After`. Path parameters named `*_id` are ULIDs (26 Crockford base32 characters),
 //! so the description refuses what the extractors refuse.
 //!
 //! Routes under `/accounts/{account_id}` also answer what the tenant extractor does: 403 for
@@ -139,7 +139,10 @@ fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>
         rate_limited(responses);
     }
     if path != "/openapi.json" {
-        let mut unavailable = problem("A store or queue outage (`unavailable`); retry after `Retry-After` seconds");
+        let mut unavailable = problem(
+            "A store or queue outage (`unavailable`), or more password checks queued than the service takes \
+             on (`overloaded`); retry after `Retry-After` seconds",
+        );
         unavailable["headers"] =
             json!({"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}});
         responses.entry("503".to_owned()).or_insert(unavailable);

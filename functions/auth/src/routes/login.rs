@@ -7,7 +7,6 @@ use axum::response::{IntoResponse as _, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::audit::AuditAction;
-use shared::auth::password;
 use shared::auth::rate_limit::{self, BREACH_NOTICE_PER_USER, LOGIN_PER_EMAIL, LOGIN_PER_IP, MFA_PER_USER};
 use shared::auth::users::{self, Purpose};
 use shared::error::{ApiError, Problem};
@@ -106,16 +105,16 @@ async fn login(
     let now = s.clock.now_ms();
     let ip = client_key(&ctx);
     let Ok(address) = EmailAddress::parse(&req.email) else {
-        password::verify_dummy(&req.password).await;
+        s.passwords.verify_dummy(&req.password).await?;
         return Err(login_failed());
     };
     rate_limit::check(store, LOGIN_PER_IP, &ip, now).await?;
     rate_limit::check(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
     let user = users::by_email(store, &address).await?;
     let ok = match &user {
-        Some(u) => password::verify(&req.password, &u.password_hash).await,
+        Some(u) => s.passwords.verify(&req.password, &u.password_hash).await?,
         None => {
-            password::verify_dummy(&req.password).await;
+            s.passwords.verify_dummy(&req.password).await?;
             false
         }
     };

@@ -8,7 +8,6 @@ use serde_json::json;
 use shared::audit::AuditAction;
 use shared::audit::AuditPage;
 use shared::auth::AuthUser;
-use shared::auth::password;
 use shared::auth::rate_limit::{self, LOGIN_PER_EMAIL};
 use shared::auth::users::{self, User};
 use shared::error::{ApiError, Problem};
@@ -91,7 +90,7 @@ async fn erase_me(
     let now = s.clock.now_ms();
     let (user, version) = users::load_versioned(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
     rate_limit::check(store, LOGIN_PER_EMAIL, user.email.as_str(), now).await?;
-    if !password::verify(&req.password, &user.password_hash).await {
+    if !s.passwords.verify(&req.password, &user.password_hash).await? {
         rate_limit::hit(store, LOGIN_PER_EMAIL, user.email.as_str(), now).await?;
         return Err(ApiError::Unauthenticated);
     }

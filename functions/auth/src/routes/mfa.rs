@@ -10,7 +10,7 @@ use serde_json::json;
 use shared::audit::AuditAction;
 use shared::auth::rate_limit::{self, MFA_PER_USER};
 use shared::auth::users::{self, Mfa};
-use shared::auth::{AuthUser, hash_secret, password, random_secret};
+use shared::auth::{AuthUser, hash_secret, random_secret};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, RequestContext};
 use shared::secret::Secret;
@@ -246,7 +246,7 @@ async fn totp_disable(
     let totp = totp(&factor.secret, &s.config.server.app_name, user.email.as_str())?;
     let code_ok = accept(&totp, req.code.expose(), s.clock.now_secs(), factor.last_step).is_some()
         || factor.recovery_hashes.contains(&recovery_hash(req.code.expose()));
-    if !(password::verify(&req.password, &user.password_hash).await && code_ok) {
+    if !(s.passwords.verify(&req.password, &user.password_hash).await? && code_ok) {
         rate_limit::hit(store, MFA_PER_USER, &subject, now).await?;
         sessions::record(&s, user.id, AuditAction::MfaDisableFailed, None, &ctx, json!({})).await?;
         return Err(ApiError::Forbidden);

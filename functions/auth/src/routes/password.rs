@@ -8,7 +8,6 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::audit::AuditAction;
 use shared::auth::AuthUser;
-use shared::auth::password;
 use shared::auth::rate_limit::{self, RESET_PER_EMAIL, RESET_PER_IP};
 use shared::auth::users::{self, Purpose, User};
 use shared::error::{ApiError, Problem};
@@ -102,7 +101,7 @@ async fn new_password(
 ) -> Result<(Vec<TxOp>, shared::jobs::outbox::StagedJob), ApiError> {
     let store = s.store.as_ref();
     let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or(ApiError::NotFound)?;
-    user.password_hash = password::hash(new).await?;
+    user.password_hash = s.passwords.hash(new).await?;
     user.password_changed_at_ms = s.clock.now_ms();
     // A reset proves control of the address (and settles a contested sign-up).
     user.email_verified = true;
@@ -190,7 +189,7 @@ async fn password_change(
     Json(req): Json<ChangeRequest>,
 ) -> Result<StatusCode, ApiError> {
     let user = users::by_id(s.store.as_ref(), caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
-    if !password::verify(&req.current_password, &user.password_hash).await {
+    if !s.passwords.verify(&req.current_password, &user.password_hash).await? {
         sessions::record(&s, user.id, AuditAction::PasswordChangeFailed, None, &ctx, json!({})).await?;
         return Err(ApiError::Forbidden);
     }

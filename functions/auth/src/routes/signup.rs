@@ -6,7 +6,6 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 use shared::audit::AuditAction;
-use shared::auth::password;
 use shared::auth::rate_limit::{self, SIGNUP_PER_IP, VERIFY_PER_EMAIL};
 use shared::auth::users::{self, Purpose, User};
 use shared::error::{ApiError, Problem};
@@ -68,11 +67,12 @@ async fn signup(
     shared::auth::email_policy::check(s.config.auth.signup_email_policy, &address)?;
     not_breached(&req.password, &s).await?;
     // Hash first, always: the answer takes as long whether the address is new or not.
-    let hash = password::hash(&req.password).await?;
+    let hash = s.passwords.hash(&req.password).await?;
     let user = User::new(address.clone(), false, name, hash.clone(), now);
     let target = if users::create(s.store.as_ref(), &user).await? {
         // The same work as a sign-up for a taken address (below), so time tells nothing.
-        password::verify_dummy(&req.password).await;
+        // The user exists now: a full hashing queue must not turn this into a 503.
+        let _ = s.passwords.verify_dummy(&req.password).await;
         sessions::record(&s, user.id, AuditAction::UserSignedUp, Some(user.id.to_string()), &ctx, json!({})).await?;
         Some(user)
     } else {
@@ -83,10 +83,10 @@ async fn signup(
         // owner chooses one by a reset link; this sign-up gets its link too. If it was
         // confirmed, say nothing.
         match users::by_email(s.store.as_ref(), &address).await?.filter(|u| !u.email_verified) {
-            Some(u) if !u.contested && password::verify(&req.password, &u.password_hash).await => Some(u),
+            Some(u) if !u.contested && s.passwords.verify(&req.password, &u.password_hash).await? => Some(u),
             Some(u) => Some(contest(&s, u.id).await?),
             None => {
-                password::verify_dummy(&req.password).await;
+                s.passwords.verify_dummy(&req.password).await?;
                 None
             }
         }
