@@ -7,6 +7,8 @@
 #   - GET /health through the full router (criterion);
 #   - access-token verification, an authenticated request, a refresh rotation and a login
 #     with argon2id (criterion);
+#   - logins at saturation and past the hashing queue's bound (rate, p50/p99, CPU per
+#     login, peak memory, refusals);
 #   - the membership check + a tenant-scoped read at a fixed request rate (p50/p99);
 #   - what the rate limits and idempotent POSTs add to an authenticated request (with and
 #     without them, back to back);
@@ -19,6 +21,7 @@ cargo bench -p shared --bench embedded_store -- --noplot
 cargo bench -p shared --bench email_and_jobs -- --noplot
 cargo bench -p platform --bench health -- --noplot
 cargo bench -p auth --bench auth -- --noplot
+cargo bench -p auth --bench login_load
 cargo bench -p tenancy --bench tenancy
 cargo bench -p tenancy --bench request_guards
 cargo bench -p testkit --bench billing
