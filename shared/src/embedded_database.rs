@@ -62,6 +62,8 @@ pub struct Database {
 }
 
 struct Inner {
+    /// The file, `None` in memory.
+    path: Option<PathBuf>,
     writer: Arc<tokio::sync::Mutex<Connection>>,
     /// `None` in memory: an in-memory database is private to its one connection, so reads
     /// take the writer.
@@ -128,6 +130,7 @@ impl Database {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let inner = Arc::new(Inner {
+            path: Some(path.clone()),
             writer: Arc::new(tokio::sync::Mutex::new(writer)),
             readers: Some(Arc::new(Readers {
                 free: Arc::new(tokio::sync::Semaphore::new(readers.len())),
@@ -147,19 +150,29 @@ impl Database {
     /// If SQLite fails.
     pub fn in_memory() -> anyhow::Result<Self> {
         let conn = Connection::open_in_memory().context("opening an in-memory database")?;
-        Ok(Self { inner: Arc::new(Inner { writer: Arc::new(tokio::sync::Mutex::new(conn)), readers: None }) })
+        Ok(Self {
+            inner: Arc::new(Inner { path: None, writer: Arc::new(tokio::sync::Mutex::new(conn)), readers: None }),
+        })
     }
 
     /// Applies the schema steps of one component (the store, the queues) that have not run
-    /// yet, in order, tracked in `schema_migrations`. Blocks until done (it runs once, while
-    /// the process starts, before any other use of the handle).
+    /// yet, in order, tracked in `schema_migrations`. Blocks until done (it runs while a
+    /// component opens, which may be while others already use the database: a file is
+    /// migrated on a connection of its own, which waits for the writer's transaction like
+    /// another process would).
     ///
     /// # Errors
-    /// If the writer is in use (a call in flight), or a step fails; none of the component's
-    /// pending steps is then applied.
+    /// If a step fails (none of the component's pending steps is then applied), or if an
+    /// in-memory database is in use by a call in flight (it has a single connection).
     pub fn migrate(&self, component: &str, steps: &[&str]) -> anyhow::Result<()> {
-        let mut conn = self.inner.writer.try_lock().context("the database is in use while it is migrated")?;
-        apply_migrations(&mut conn, component, steps).with_context(|| format!("migrating the embedded {component}"))
+        let applied = match &self.inner.path {
+            Some(path) => apply_migrations(&mut open_connection(path)?, component, steps),
+            None => {
+                let mut conn = self.inner.writer.try_lock().context("the in-memory database is in use")?;
+                apply_migrations(&mut conn, component, steps)
+            }
+        };
+        applied.with_context(|| format!("migrating the embedded {component}"))
     }
 
     /// Runs `f` on the writing connection, on the calling task, after every write that asked
@@ -334,6 +347,38 @@ mod tests {
         drop((a, b));
         let c = open(&dir);
         assert_eq!(count(&c).await, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_component_opening_while_a_write_is_in_flight_migrates_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, writing) = tokio::sync::oneshot::channel();
+        let writer = db.clone();
+        let write = tokio::spawn(async move {
+            writer
+                .write_blocking(move |c| {
+                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
+                    tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", []).unwrap();
+                    started.send(()).unwrap();
+                    held.recv().unwrap();
+                    tx.commit().unwrap();
+                })
+                .await
+        });
+        writing.await.unwrap();
+        let opener = db.clone();
+        let migrated = std::thread::spawn(move || opener.migrate("u", &["CREATE TABLE u (k INTEGER PRIMARY KEY)"]));
+        std::thread::sleep(Duration::from_millis(50));
+        release.send(()).unwrap();
+        migrated.join().unwrap().expect("migrated once the write committed");
+        write.await.unwrap().unwrap();
+        let tables: i64 = db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('t', 'u')", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!((tables, count(&db).await), (2, 1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
