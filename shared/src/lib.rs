@@ -6,7 +6,7 @@
 //! - primitives: [`id`], [`clock`], [`secret`], [`settings`] (reading the environment;
 //!   each area's settings type lives in its module), [`keys`] (the key chart of the single
 //!   table: every pk, sk and index key), [`outbound`] (the one builder of outbound HTTP
-//!   clients), [`error`] (problem+json and `ApiError`);
+//!   clients), [`keyed_lock`] (one writer at a time per item within a process), [`error`] (problem+json and `ApiError`);
 //! - ports and adapters: [`store`] (DynamoDB, embedded SQLite), [`queue`] (SQS, embedded,
 //!   and the batch consumer), `embedded_database` (the SQLite file the embedded store and
 //!   queues share: one writer thread, inline readers), [`mail`] (SES, SMTP, local outbox; templates, suppressions),
@@ -37,6 +37,7 @@ pub mod gdpr;
 pub mod http;
 pub mod id;
 pub mod jobs;
+pub mod keyed_lock;
 pub mod keys;
 pub mod lambda;
 pub mod mail;

@@ -189,6 +189,9 @@ pub async fn record(
     let stream = stream.to_string();
     let stream = stream.as_str();
     let (head_key, actor, action) = (keys::audit_head(stream), event.actor.stored(), event.action.as_str());
+    // One append of this process at a time per stream (see `keyed_lock`): the head's
+    // condition then only fails for appends from other processes.
+    let _serialized = crate::keyed_lock::process().lock(&head_key).await;
     for _ in 0..10 {
         let head = store.get(&head_key).await?;
         let (seq, prev_hash, head_condition) = match &head {

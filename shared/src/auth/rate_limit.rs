@@ -139,6 +139,8 @@ pub async fn admit(
     let now = now_ms.saturating_mul(1000);
     let interval = rate.interval_us();
     let tolerance = interval * i64::from(rate.burst.max(1));
+    // One request of this process at a time per rate (see `keyed_lock`).
+    let _serialized = crate::keyed_lock::process().lock(&key).await;
     let mut remembered = states.take(&key);
     for _ in 0..RATE_ATTEMPTS {
         let current = match remembered.take() {
@@ -283,14 +285,51 @@ pub async fn hit(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) ->
     add_to(store, &key(limit, subject, start), 1, end / 1000 + 1).await
 }
 
-/// Checks, then counts (for attempts that count whatever their outcome).
+/// One attempt counted against a limit before it is made ([`claim`]). Dropping it keeps the
+/// count (a failed attempt); [`Claim::release`] takes it back (a success, or a request
+/// refused before the attempt was made).
+#[derive(Debug)]
+pub struct Claim {
+    key: Key,
+    expires: i64,
+}
+
+impl Claim {
+    /// Takes the attempt back out of its window's count.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn release(self, store: &dyn Store) -> Result<(), StoreError> {
+        add_to(store, &self.key, -1, self.expires).await.map(|_| ())
+    }
+}
+
+/// Counts one attempt of `subject` against `limit` before it is made, refusing with 429 if
+/// that passes the limit (the refused attempt is taken back out). Counting first is what
+/// makes the limit hold under parallel attempts: a check before and a count after would
+/// let every attempt of a burst pass the check before any was counted.
 ///
 /// # Errors
-/// As [`check`] and [`hit`].
+/// [`ApiError::TooManyRequests`] with the seconds until the window ends, or a store error.
+pub async fn claim(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) -> Result<Claim, ApiError> {
+    let (start, end) = window(limit, now_ms);
+    let claim = Claim { key: key(limit, subject, start), expires: end / 1000 + 1 };
+    let count = add_to(store, &claim.key, 1, claim.expires).await?;
+    if count > u64::from(limit.max) {
+        claim.release(store).await?;
+        let retry_after_secs = u64::try_from((end - now_ms + 999) / 1000).unwrap_or(1).max(1);
+        return Err(ApiError::TooManyRequests { retry_after_secs });
+    }
+    Ok(claim)
+}
+
+/// Counts an attempt that counts whatever its outcome, refusing past the limit (a
+/// [`claim`] that is kept).
+///
+/// # Errors
+/// As [`claim`].
 pub async fn take(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) -> Result<(), ApiError> {
-    check(store, limit, subject, now_ms).await?;
-    hit(store, limit, subject, now_ms).await?;
-    Ok(())
+    claim(store, limit, subject, now_ms).await.map(drop)
 }
 
 /// Forgets `subject`'s attempts in the current window (after a successful login).

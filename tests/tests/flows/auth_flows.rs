@@ -125,6 +125,32 @@ async fn repeated_failed_logins_are_throttled() {
     app.stack.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_parallel_guesses_gets_no_more_tries_than_the_limit() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    // Thirty wrong guesses at once, then the right password: a check made before any
+    // failure was counted would let them all through, and then the right one too.
+    let guesses: Vec<_> = (0..30)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), format!("{}/auth/login", app.base));
+            tokio::spawn(async move {
+                let body = json!({"email": "ada@example.com", "password": "wrong-password-entirely-9"});
+                client.post(url).json(&body).send().await.expect("request sent").status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap());
+    }
+    let tried = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((tried, refused), (5, 25), "{statuses:?}");
+    assert_eq!(login(&app, "ada@example.com", PASSWORD).await.0, 429, "the address is locked for the window");
+    app.stack.stop().await;
+}
+
 #[tokio::test]
 async fn a_password_reset_ends_every_session_and_its_link_works_once() {
     let app = TestApp::spawn(&[]).await;

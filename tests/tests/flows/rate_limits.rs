@@ -137,3 +137,29 @@ async fn a_signed_in_user_has_a_rate_and_anonymous_or_unauthenticated_calls_carr
     assert!(doc["paths"]["/health"]["get"]["responses"].get("429").is_none());
     app.stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_requests_of_one_user_are_refused_only_past_the_burst() {
+    let clock = ManualClock::at(NOW_MS);
+    let vars = [("GROUNDWORK_USER_REQUESTS_PER_SECOND", "1"), ("GROUNDWORK_USER_REQUEST_BURST", "60")];
+    let app = TestApp::spawn_with_clock(&vars, Arc::new(clock.clone())).await;
+    let (ada, _) = app.user("ada@example.com").await;
+    // Eighty at once on a frozen clock: the burst's sixty are admitted, however much the
+    // requests contend for the one rate item, and only the rest are refused.
+    let calls: Vec<_> = (0..80)
+        .map(|_| {
+            let (client, url, token) = (app.client.clone(), format!("{}/me", app.base), ada.clone());
+            tokio::spawn(
+                async move { client.get(url).bearer_auth(token).send().await.expect("sent").status().as_u16() },
+            )
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.unwrap());
+    }
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((admitted, refused), (60, 20), "{statuses:?}");
+    app.stack.stop().await;
+}

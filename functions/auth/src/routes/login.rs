@@ -108,24 +108,39 @@ async fn login(
         s.passwords.verify_dummy(&req.password).await?;
         return Err(login_failed());
     };
-    rate_limit::check(store, LOGIN_PER_IP, &ip, now).await?;
-    rate_limit::check(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
+    // Counted before the password is tried, so a burst of parallel guesses cannot all
+    // pass a check made before any of them failed; a success takes its count back.
+    let per_ip = rate_limit::claim(store, LOGIN_PER_IP, &ip, now).await?;
+    let per_email = match rate_limit::claim(store, LOGIN_PER_EMAIL, address.as_str(), now).await {
+        Ok(claim) => claim,
+        Err(e) => {
+            per_ip.release(store).await?;
+            return Err(e);
+        }
+    };
     let user = users::by_email(store, &address).await?;
-    let ok = match &user {
-        Some(u) => s.passwords.verify(&req.password, &u.password_hash).await?,
-        None => {
-            s.passwords.verify_dummy(&req.password).await?;
-            false
+    let verified = match &user {
+        Some(u) => s.passwords.verify(&req.password, &u.password_hash).await,
+        None => s.passwords.verify_dummy(&req.password).await.map(|()| false),
+    };
+    let ok = match verified {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Refused before the password was tried (a full hashing queue): no attempt.
+            per_ip.release(store).await?;
+            per_email.release(store).await?;
+            return Err(e);
         }
     };
     let (true, Some(user)) = (ok, user.clone()) else {
-        rate_limit::hit(store, LOGIN_PER_IP, &ip, now).await?;
-        rate_limit::hit(store, LOGIN_PER_EMAIL, address.as_str(), now).await?;
+        // The claims stay counted: they are this failed attempt.
         if let Some(u) = user {
             sessions::record(&s, u.id, AuditAction::UserLoginFailed, None, &ctx, json!({"reason": "password"})).await?;
         }
         return Err(login_failed());
     };
+    per_ip.release(store).await?;
+    per_email.release(store).await?;
     if !user.email_verified {
         return Err(ApiError::Conflict {
             code: "email_not_verified",
@@ -217,7 +232,8 @@ async fn login_mfa(
         .await?
         .ok_or(ApiError::Unauthenticated)?;
     let subject = user_id.to_string();
-    rate_limit::check(store, MFA_PER_USER, &subject, now).await?;
+    // Counted before the code is tried (see `login`); a success clears the count.
+    let _attempt = rate_limit::claim(store, MFA_PER_USER, &subject, now).await?;
     let (mut user, version) = users::load_versioned(store, user_id).await?.ok_or(ApiError::Unauthenticated)?;
     let Some(mut factor) = user.mfa.clone() else { return Err(ApiError::Unauthenticated) };
     let method = match (&req.code, &req.recovery_code) {
@@ -243,7 +259,6 @@ async fn login_mfa(
         }
     };
     let Some(method) = method else {
-        rate_limit::hit(store, MFA_PER_USER, &subject, now).await?;
         sessions::record(&s, user.id, AuditAction::UserLoginFailed, None, &ctx, json!({"reason": "second_factor"}))
             .await?;
         return Err(ApiError::InvalidCredentials);

@@ -89,11 +89,19 @@ async fn erase_me(
     let store = s.store.as_ref();
     let now = s.clock.now_ms();
     let (user, version) = users::load_versioned(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
-    rate_limit::check(store, LOGIN_PER_EMAIL, user.email.as_str(), now).await?;
-    if !s.passwords.verify(&req.password, &user.password_hash).await? {
-        rate_limit::hit(store, LOGIN_PER_EMAIL, user.email.as_str(), now).await?;
+    // Counted before the password is tried (see `login`); a success takes it back.
+    let attempt = rate_limit::claim(store, LOGIN_PER_EMAIL, user.email.as_str(), now).await?;
+    let password_ok = match s.passwords.verify(&req.password, &user.password_hash).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            attempt.release(store).await?;
+            return Err(e);
+        }
+    };
+    if !password_ok {
         return Err(ApiError::Unauthenticated);
     }
+    attempt.release(store).await?;
     shared::gdpr::erase_user(&s, &user, version, ctx.origin()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -235,7 +235,8 @@ async fn totp_disable(
     let store = s.store.as_ref();
     let now = s.clock.now_ms();
     let subject = caller.user_id.to_string();
-    rate_limit::check(store, MFA_PER_USER, &subject, now).await?;
+    // Counted before the password and code are tried (see `login`); a success takes it back.
+    let attempt = rate_limit::claim(store, MFA_PER_USER, &subject, now).await?;
     let (mut user, version) = users::load_versioned(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
     let Some(factor) = user.mfa.clone() else {
         return Err(ApiError::Conflict {
@@ -246,11 +247,18 @@ async fn totp_disable(
     let totp = totp(&factor.secret, &s.config.server.app_name, user.email.as_str())?;
     let code_ok = accept(&totp, req.code.expose(), s.clock.now_secs(), factor.last_step).is_some()
         || factor.recovery_hashes.contains(&recovery_hash(req.code.expose()));
-    if !(s.passwords.verify(&req.password, &user.password_hash).await? && code_ok) {
-        rate_limit::hit(store, MFA_PER_USER, &subject, now).await?;
+    let password_ok = match s.passwords.verify(&req.password, &user.password_hash).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            attempt.release(store).await?;
+            return Err(e);
+        }
+    };
+    if !(password_ok && code_ok) {
         sessions::record(&s, user.id, AuditAction::MfaDisableFailed, None, &ctx, json!({})).await?;
         return Err(ApiError::Forbidden);
     }
+    attempt.release(store).await?;
     user.mfa = None;
     users::save(store, &user, version).await?;
     sessions::record(&s, user.id, AuditAction::MfaDisabled, None, &ctx, json!({"method": "totp"})).await?;

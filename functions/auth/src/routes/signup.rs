@@ -61,13 +61,21 @@ async fn signup(
     strong(&req.password, &address, &s)?;
     let name = clean_name(req.name)?;
     let now = s.clock.now_ms();
-    rate_limit::take(s.store.as_ref(), SIGNUP_PER_IP, &client_key(&ctx), now).await?;
+    let attempt = rate_limit::claim(s.store.as_ref(), SIGNUP_PER_IP, &client_key(&ctx), now).await?;
     // After the limit: each check is a call out, which a flood must not multiply.
     bot_check(&s, req.challenge_token.as_deref(), &ctx).await?;
     shared::auth::email_policy::check(s.config.auth.signup_email_policy, &address)?;
     not_breached(&req.password, &s).await?;
     // Hash first, always: the answer takes as long whether the address is new or not.
-    let hash = s.passwords.hash(&req.password).await?;
+    let hash = match s.passwords.hash(&req.password).await {
+        Ok(hash) => hash,
+        Err(e) => {
+            // Refused (a full hashing queue) before anything happened: the client is told
+            // to retry shortly, so this sign-up does not count against its client.
+            attempt.release(s.store.as_ref()).await?;
+            return Err(e);
+        }
+    };
     let user = User::new(address.clone(), false, name, hash.clone(), now);
     let target = if users::create(s.store.as_ref(), &user).await? {
         // The same work as a sign-up for a taken address (below), so time tells nothing.
