@@ -122,6 +122,39 @@ impl TestApp {
         (status, headers, body)
     }
 
+    /// Sends `n` copies of one request at once, each from its own task, and returns their
+    /// statuses in the order sent (for limits that must hold under parallel requests).
+    ///
+    /// # Panics
+    /// If a request cannot be sent.
+    pub async fn statuses_in_parallel(
+        &self,
+        n: usize,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Vec<u16> {
+        let method: reqwest::Method = method.parse().expect("method");
+        let calls: Vec<_> = (0..n)
+            .map(|_| {
+                let mut req = self.client.request(method.clone(), format!("{}{path}", self.base));
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                if let Some(b) = &body {
+                    req = req.json(b);
+                }
+                tokio::spawn(async move { req.send().await.expect("request sent").status().as_u16() })
+            })
+            .collect();
+        let mut statuses = Vec::with_capacity(n);
+        for call in calls {
+            statuses.push(call.await.expect("request task"));
+        }
+        statuses
+    }
+
     /// Waits for an email to `to` whose text contains `needle`, and returns the value of the
     /// first `token=` parameter in it.
     ///

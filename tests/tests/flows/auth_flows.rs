@@ -131,19 +131,8 @@ async fn a_burst_of_parallel_guesses_gets_no_more_tries_than_the_limit() {
     signup_and_verify(&app, "ada@example.com").await;
     // Thirty wrong guesses at once, then the right password: a check made before any
     // failure was counted would let them all through, and then the right one too.
-    let guesses: Vec<_> = (0..30)
-        .map(|_| {
-            let (client, url) = (app.client.clone(), format!("{}/auth/login", app.base));
-            tokio::spawn(async move {
-                let body = json!({"email": "ada@example.com", "password": "wrong-password-entirely-9"});
-                client.post(url).json(&body).send().await.expect("request sent").status().as_u16()
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for g in guesses {
-        statuses.push(g.await.unwrap());
-    }
+    let wrong = json!({"email": "ada@example.com", "password": "wrong-password-entirely-9"});
+    let statuses = app.statuses_in_parallel(30, "POST", "/auth/login", None, Some(wrong)).await;
     let tried = statuses.iter().filter(|s| **s == 401).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((tried, refused), (5, 25), "{statuses:?}");

@@ -146,18 +146,7 @@ async fn parallel_requests_of_one_user_are_refused_only_past_the_burst() {
     let (ada, _) = app.user("ada@example.com").await;
     // Eighty at once on a frozen clock: the burst's sixty are admitted, however much the
     // requests contend for the one rate item, and only the rest are refused.
-    let calls: Vec<_> = (0..80)
-        .map(|_| {
-            let (client, url, token) = (app.client.clone(), format!("{}/me", app.base), ada.clone());
-            tokio::spawn(
-                async move { client.get(url).bearer_auth(token).send().await.expect("sent").status().as_u16() },
-            )
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for c in calls {
-        statuses.push(c.await.unwrap());
-    }
+    let statuses = app.statuses_in_parallel(80, "GET", "/me", Some(&ada), None).await;
     let admitted = statuses.iter().filter(|s| **s == 200).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((admitted, refused), (60, 20), "{statuses:?}");
