@@ -2195,10 +2195,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2277,10 +2273,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2406,10 +2398,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2521,10 +2509,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2640,10 +2624,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2794,10 +2774,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2917,10 +2893,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3069,10 +3041,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3189,10 +3157,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3304,10 +3268,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3422,10 +3382,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3558,10 +3514,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3720,10 +3672,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3877,10 +3825,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4009,10 +3953,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4141,10 +4081,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4269,10 +4205,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4390,10 +4322,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4513,10 +4441,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4666,10 +4590,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4785,10 +4705,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4914,10 +4830,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5048,10 +4960,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5163,10 +5071,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5282,10 +5186,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5441,10 +5341,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5562,10 +5458,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5730,10 +5622,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5843,10 +5731,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5962,10 +5846,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6118,10 +5998,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6275,10 +6151,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6423,10 +6295,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6630,6 +6498,8 @@ export interface operations {
             };
             429: {
                 headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6732,6 +6602,8 @@ export interface operations {
             };
             429: {
                 headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6792,10 +6664,6 @@ export interface operations {
             };
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6906,10 +6774,6 @@ export interface operations {
             };
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7009,10 +6873,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7155,10 +7015,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7283,10 +7139,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7507,10 +7359,6 @@ export interface operations {
             };
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7680,6 +7528,8 @@ export interface operations {
             };
             429: {
                 headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7894,10 +7744,6 @@ export interface operations {
             };
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7970,10 +7816,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8090,6 +7932,8 @@ export interface operations {
             };
             429: {
                 headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8322,10 +8166,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8459,10 +8299,6 @@ export interface operations {
             };
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8535,10 +8371,6 @@ export interface operations {
             };
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8665,10 +8497,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8782,10 +8610,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8859,10 +8683,6 @@ export interface operations {
             };
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9519,10 +9339,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9648,10 +9464,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9744,10 +9556,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9884,10 +9692,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9980,10 +9784,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -10120,10 +9920,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -10225,10 +10021,6 @@ export interface operations {
             /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
             401: {
                 headers: {
-                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
-                    RateLimit?: string;
-                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
-                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {

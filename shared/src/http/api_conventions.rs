@@ -138,6 +138,16 @@ fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>
     if bearer {
         rate_limited(responses);
     }
+    if let Some(headers) = responses
+        .get_mut("429")
+        .and_then(|r| r.as_object_mut())
+        .and_then(|r| r.entry("headers").or_insert_with(|| json!({})).as_object_mut())
+    {
+        // Every 429 carries it, the brute-force limits of public routes too.
+        headers
+            .entry("Retry-After")
+            .or_insert_with(|| json!({"description": "Seconds to wait", "schema": {"type": "integer"}}));
+    }
     if path != "/openapi.json" {
         let mut unavailable = problem(
             "A store or queue outage (`unavailable`), or more password checks queued than the service takes \
@@ -164,7 +174,10 @@ fn rate_limited(responses: &mut serde_json::Map<String, Value>) {
     });
     // On every answer the route gives once a credential authenticates (a 401 for an invalid
     // one has none; the fields are optional).
-    for (_, response) in responses.iter_mut() {
+    for (status, response) in responses.iter_mut() {
+        if status == "401" {
+            continue;
+        }
         if let Some(r) = response.as_object_mut()
             && let Some(headers) = r.entry("headers").or_insert_with(|| json!({})).as_object_mut()
             && let Some(fields) = fields.as_object()

@@ -134,6 +134,9 @@ async fn a_signed_in_user_has_a_rate_and_anonymous_or_unauthenticated_calls_carr
     let me = &doc["paths"]["/me"]["get"]["responses"];
     assert!(me["429"]["headers"]["Retry-After"].is_object(), "{me}");
     assert!(me["200"]["headers"]["RateLimit"].is_object(), "{me}");
+    assert!(me["401"]["headers"].get("RateLimit").is_none(), "a 401 is never rate limited: {me}");
+    let login = &doc["paths"]["/auth/login"]["post"]["responses"];
+    assert!(login["429"]["headers"]["Retry-After"].is_object(), "brute-force limits say when: {login}");
     assert!(doc["paths"]["/health"]["get"]["responses"].get("429").is_none());
     app.stack.stop().await;
 }
