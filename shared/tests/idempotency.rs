@@ -77,12 +77,21 @@ async fn fixture() -> Fixture {
 }
 
 async fn send(f: &Fixture, path: &str, key: Option<&str>, body: Value) -> (StatusCode, axum::http::HeaderMap, Value) {
+    send_raw(f, path, key, body.to_string()).await
+}
+
+async fn send_raw(
+    f: &Fixture,
+    path: &str,
+    key: Option<&str>,
+    body: String,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
     let mut req = Request::post(path).header("authorization", format!("Bearer {}", f.key));
     req = req.header("content-type", "application/json");
     if let Some(k) = key {
         req = req.header("idempotency-key", k);
     }
-    let res = f.app.clone().oneshot(req.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+    let res = f.app.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
     let (parts, body) = res.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
@@ -113,6 +122,20 @@ async fn the_same_key_for_another_request_is_refused() {
     assert_eq!(send(&f, "/things", Some("k1"), json!({"a": 1})).await.0, StatusCode::CREATED);
     let (status, _, problem) = send(&f, "/things", Some("k1"), json!({"a": 2})).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
+    assert_eq!(f.runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_retry_serialized_again_is_the_same_request() {
+    let f = fixture().await;
+    let first = send_raw(&f, "/things", Some("k1"), r#"{ "a": 1, "b": [1, 2] }"#.into()).await;
+    assert_eq!(first.0, StatusCode::CREATED);
+    // Other spacing and another key order: the same JSON, so the same request.
+    let again = send_raw(&f, "/things", Some("k1"), r#"{"b":[1,2],"a":1}"#.into()).await;
+    assert_eq!((again.0, &again.2), (StatusCode::CREATED, &first.2));
+    assert_eq!(again.1["idempotent-replayed"], "true");
+    let other = send_raw(&f, "/things", Some("k1"), r#"{"b":[2,1],"a":1}"#.into()).await;
+    assert_eq!(other.0, StatusCode::UNPROCESSABLE_ENTITY, "another value is another request");
     assert_eq!(f.runs.load(Ordering::SeqCst), 1);
 }
 

@@ -8,7 +8,8 @@
 //! key is kept for 24 hours under the caller and the key:
 //! - the same key with the same method, path and body gets that answer again (status, body,
 //!   `Content-Type`, `Location`), with `Idempotent-Replayed: true`, and nothing runs;
-//! - the same key with another request is refused: 422 `idempotency_key_reused`;
+//! - the same key with another request (method, path and query, or body: a JSON body by its
+//!   value, so spacing and key order do not count) is refused: 422 `idempotency_key_reused`;
 //! - the same key while its first request still runs is refused: 409
 //!   `idempotency_key_in_use`, with `Retry-After`;
 //! - answers that say nothing happened (4xx: refused, conflicting, over a limit; 503: an
@@ -121,7 +122,12 @@ pub async fn guard(State(services): State<Services>, req: Request, next: Next) -
     let fingerprint = {
         let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
         let mut material = format!("{} {target}\n", parts.method).into_bytes();
-        material.extend_from_slice(&bytes);
+        // A JSON body counts by its value, not its bytes, so a client that serializes its
+        // retry again (other spacing, another key order) makes the same request.
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(json) => material.extend(serde_json::to_vec(&json).unwrap_or_default()),
+            Err(_) => material.extend_from_slice(&bytes),
+        }
         sha256_hex(&material)
     };
     let record_key = crate::keys::idempotent_request(&caller, &key_hash);
