@@ -138,16 +138,6 @@ fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>
     if bearer {
         rate_limited(responses);
     }
-    if let Some(headers) = responses
-        .get_mut("429")
-        .and_then(|r| r.as_object_mut())
-        .and_then(|r| r.entry("headers").or_insert_with(|| json!({})).as_object_mut())
-    {
-        // Every 429 carries it, the brute-force limits of public routes too.
-        headers
-            .entry("Retry-After")
-            .or_insert_with(|| json!({"description": "Seconds to wait", "schema": {"type": "integer"}}));
-    }
     if path != "/openapi.json" {
         let mut unavailable = problem(
             "A store or queue outage (`unavailable`), or more password checks queued than the service takes \
@@ -156,6 +146,19 @@ fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>
         unavailable["headers"] =
             json!({"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}});
         responses.entry("503".to_owned()).or_insert(unavailable);
+    }
+    // Every 429 and 503 carries it: the brute-force limits of public routes too, and the
+    // 503s that routes describe themselves (`/health`, the Stripe webhook).
+    for status in ["429", "503"] {
+        if let Some(headers) = responses
+            .get_mut(status)
+            .and_then(|r| r.as_object_mut())
+            .and_then(|r| r.entry("headers").or_insert_with(|| json!({})).as_object_mut())
+        {
+            headers
+                .entry("Retry-After")
+                .or_insert_with(|| json!({"description": "Seconds to wait", "schema": {"type": "integer"}}));
+        }
     }
 }
 

@@ -137,6 +137,8 @@ async fn a_signed_in_user_has_a_rate_and_anonymous_or_unauthenticated_calls_carr
     assert!(me["401"]["headers"].get("RateLimit").is_none(), "a 401 is never rate limited: {me}");
     let login = &doc["paths"]["/auth/login"]["post"]["responses"];
     assert!(login["429"]["headers"]["Retry-After"].is_object(), "brute-force limits say when: {login}");
+    let health = &doc["paths"]["/health"]["get"]["responses"];
+    assert!(health["503"]["headers"]["Retry-After"].is_object(), "a route's own 503 too: {health}");
     assert!(doc["paths"]["/health"]["get"]["responses"].get("429").is_none());
     app.stack.stop().await;
 }
