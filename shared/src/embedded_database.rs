@@ -336,6 +336,28 @@ mod tests {
         db.read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0)).unwrap()).await
     }
 
+    /// Starts a write of row 1 that stays mid-transaction until the returned sender sends.
+    async fn hold_a_write(
+        db: &Database,
+    ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<Result<(), Panicked>>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, writing) = tokio::sync::oneshot::channel();
+        let writer = db.clone();
+        let write = tokio::spawn(async move {
+            writer
+                .write_blocking(move |c| {
+                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
+                    tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", []).unwrap();
+                    started.send(()).unwrap();
+                    held.recv().unwrap();
+                    tx.commit().unwrap();
+                })
+                .await
+        });
+        writing.await.unwrap();
+        (release, write)
+    }
+
     #[tokio::test]
     async fn one_database_per_file_per_process() {
         let dir = tempfile::tempdir().unwrap();
@@ -353,21 +375,7 @@ mod tests {
     async fn a_component_opening_while_a_write_is_in_flight_migrates_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(&dir);
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (started, writing) = tokio::sync::oneshot::channel();
-        let writer = db.clone();
-        let write = tokio::spawn(async move {
-            writer
-                .write_blocking(move |c| {
-                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
-                    tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", []).unwrap();
-                    started.send(()).unwrap();
-                    held.recv().unwrap();
-                    tx.commit().unwrap();
-                })
-                .await
-        });
-        writing.await.unwrap();
+        let (release, write) = hold_a_write(&db).await;
         let opener = db.clone();
         let migrated = std::thread::spawn(move || opener.migrate("u", &["CREATE TABLE u (k INTEGER PRIMARY KEY)"]));
         std::thread::sleep(Duration::from_millis(50));
@@ -412,21 +420,7 @@ mod tests {
     async fn reads_do_not_wait_for_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(&dir);
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (started, writing) = tokio::sync::oneshot::channel();
-        let writer = db.clone();
-        let write = tokio::spawn(async move {
-            writer
-                .write_blocking(move |c| {
-                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
-                    tx.execute("INSERT INTO t (k, v) VALUES (1, 'x')", []).unwrap();
-                    started.send(()).unwrap();
-                    held.recv().unwrap();
-                    tx.commit().unwrap();
-                })
-                .await
-        });
-        writing.await.unwrap();
+        let (release, write) = hold_a_write(&db).await;
         // The writer is mid-transaction; a read answers from the last commit meanwhile.
         let read = tokio::time::timeout(Duration::from_secs(10), count(&db)).await;
         release.send(()).unwrap();
