@@ -10,7 +10,7 @@
 #      suites on both adapters, Lambda event tests, local-stack integration tests;
 #   5. runs the API contract check: schemathesis against the local stack's /openapi.json,
 #      every check, stateful phase on, fixed seed (infra/contract/);
-#   6. runs the browser test: checks the TypeScript client (clients/typescript) against the
+#   6. beside it, runs the browser test: checks the TypeScript client (clients/typescript) against the
 #      OpenAPI document and type-checks it, then drives a page that uses it through a whole
 #      cookie session in headless Chromium (Debian's, installed when missing) against the
 #      local stack, from an allowed and a refused origin (infra/browser/);
@@ -111,14 +111,34 @@ done
 # 4. Every Rust test.
 log "cargo test"
 cargo test --workspace --locked --no-fail-fast
+# The contract and browser runs start the local stack `cargo test` built for its own tests
+# (infra/local/tests): the same code. Built alone (`cargo build -p local`), it would lose the
+# dev-only features the test build turns on in a few dependencies (tokio's test-util among
+# them, never called by the binary) and recompile everything above them: minutes, for nothing.
+export GROUNDWORK_BIN="$root/target/debug/groundwork"
+
+# 5 and 6 run side by side, each with its own stack, port and data: the browser run spends
+# most of its time waiting for an access token to expire, and schemathesis keeps one core.
+# The browser run's output follows the contract's.
+browser_log="$tools/browser.log"
+infra/browser/run.sh > "$browser_log" 2>&1 &
+browser=$!
+pids+=("$browser")
 
 # 5. The API contract: every answer documented, the description refusing what the code does.
 log "API contract (schemathesis)"
-infra/contract/run.sh "$venv"
+contract_status=0
+infra/contract/run.sh "$venv" || contract_status=$?
 
 # 6. The browser: the TypeScript client and a cookie session in headless Chromium.
-log "browser flow and TypeScript client (headless Chromium)"
-infra/browser/run.sh
+log "browser flow and TypeScript client (headless Chromium), run beside the contract"
+browser_status=0
+wait "$browser" || browser_status=$?
+cat "$browser_log"
+if [[ $contract_status -ne 0 || $browser_status -ne 0 ]]; then
+  echo "failed: API contract (exit $contract_status), browser flow (exit $browser_status)" >&2
+  exit 1
+fi
 
 # 7. The template.
 log "cfn-lint template.yaml"

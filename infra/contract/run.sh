@@ -5,6 +5,7 @@
 # (infra/contract/schemathesis.toml). Exits non-zero on any failure.
 #
 #   infra/contract/run.sh <python venv with schemathesis>
+#   GROUNDWORK_BIN=path/to/groundwork infra/contract/run.sh ...   (skips the cargo build)
 #
 # To replay one failure, run the same with the seed it printed, or `st replay <id>`.
 set -euo pipefail
@@ -14,11 +15,16 @@ venv=$1
 data=$(mktemp -d)
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 operator_token="contract-operator-$(date +%s%N)"
-cargo build --locked --quiet --package local --bin groundwork
+if [[ -n "${GROUNDWORK_BIN:-}" ]]; then
+  bin=$(cd "$(dirname "$GROUNDWORK_BIN")" && pwd)/$(basename "$GROUNDWORK_BIN")
+else
+  cargo build --locked --quiet --package local --bin groundwork
+  bin="$root/target/debug/groundwork"
+fi
 # One trusted proxy lets the runner sign in as a client of its own (see hooks.py).
 GROUNDWORK_DATA_DIR="$data" GROUNDWORK_PORT="$port" GROUNDWORK_TRUSTED_PROXIES=1 \
   GROUNDWORK_OPERATOR_TOKEN="$operator_token" GROUNDWORK_LOG=warn \
-  target/debug/groundwork > "$data/stack.log" 2>&1 &
+  "$bin" > "$data/stack.log" 2>&1 &
 stack=$!
 trap 'kill $stack 2>/dev/null || true; wait $stack 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 1 150); do
