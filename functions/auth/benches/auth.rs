@@ -1,6 +1,8 @@
-//! Auth costs: access-token verification (the shared extractor's crypto), an authenticated
-//! request through the full router (token + live-session check + user read), a login (one
-//! argon2id verification) and a refresh-token rotation, on the embedded store.
+//! Auth costs: access-token verification (the shared extractor's crypto, and the same token
+//! again, as the process's verified-token cache answers it), the live-session check and the
+//! user read on their own, an authenticated request through the full router (token +
+//! per-user rate + live-session check + user read), a login (one argon2id verification) and a
+//! refresh-token rotation, on the embedded store.
 //! Run: `cargo bench -p auth --bench auth`.
 
 mod support;
@@ -9,7 +11,7 @@ use std::sync::Mutex;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use shared::auth::tokens;
+use shared::auth::{session, tokens, users};
 use support::{PASSWORD, UNLIMITED_USER_RATE, signed_up};
 
 async fn call(app: &axum::Router, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Value {
@@ -35,6 +37,18 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("auth");
     g.bench_function("verify_access_token", |b| {
         b.iter(|| tokens::verify(keys, &access, &t.issuer, &t.audience, now).unwrap());
+    });
+    g.bench_function("verify_access_token_again", |b| {
+        b.to_async(&rt).iter(|| async { t.verify(&access, now).await.unwrap() });
+    });
+    let claims = tokens::verify(keys, &access, &t.issuer, &t.audience, now).unwrap();
+    let (user_id, session_id) = (claims.sub.parse().unwrap(), claims.sid.parse().unwrap());
+    let store = services.store.as_ref();
+    g.bench_function("live_session_check", |b| {
+        b.to_async(&rt).iter(|| async { session::load(store, user_id, session_id).await.unwrap().unwrap() });
+    });
+    g.bench_function("user_read", |b| {
+        b.to_async(&rt).iter(|| async { users::by_id(store, user_id).await.unwrap().unwrap() });
     });
     g.bench_function("authenticated_get_me", |b| {
         b.to_async(&rt)

@@ -1,5 +1,5 @@
 //! Authentication shared by every function: signing keys ([`keys`]), access tokens
-//! ([`tokens`]), passwords ([`password`], and [`breached`] for Pwned Passwords), attempt limits ([`rate_limit`]), sessions
+//! ([`tokens`], each verified once per process: [`verified_tokens`]), passwords ([`password`], and [`breached`] for Pwned Passwords), attempt limits ([`rate_limit`]), sessions
 //! ([`session`]) and the request extractor [`AuthUser`], which every authenticated route takes.
 
 #[cfg(feature = "passwords")]
@@ -17,6 +17,7 @@ pub mod rate_limit;
 pub mod session;
 pub mod tokens;
 pub mod users;
+pub mod verified_tokens;
 
 use std::sync::Arc;
 
@@ -50,6 +51,8 @@ pub struct TokenSettings {
     pub refresh_reuse_interval_ms: i64,
     /// Rent-auth mode: the external issuer whose tokens are accepted instead of ours.
     pub external: Option<external::ExternalVerifier>,
+    /// Tokens this process verified already (see [`verified_tokens`]).
+    verified: verified_tokens::VerifiedTokens,
 }
 
 impl TokenSettings {
@@ -71,21 +74,34 @@ impl TokenSettings {
             .await
     }
 
+    /// The access tokens this process verified already.
+    pub fn verified(&self) -> &verified_tokens::VerifiedTokens {
+        &self.verified
+    }
+
     /// Verifies one of our access tokens: with the local keys, or (verify-only functions)
     /// with the published JWKS.
     ///
     /// # Errors
     /// 401 for a bad token; 503 when the keys cannot be had.
+    /// A token verified before is not verified again: its claims come from the process's
+    /// [`verified_tokens`] cache, their times checked at `now_secs` (the session is the
+    /// caller's to check, on every request).
     pub async fn verify(&self, token: &str, now_secs: i64) -> Result<tokens::AccessClaims, crate::error::ApiError> {
         let unauthenticated = |_| crate::error::ApiError::Unauthenticated;
-        match &self.jwks {
+        if let Some(known) = self.verified.get(token, now_secs) {
+            return known.map_err(unauthenticated);
+        }
+        let claims = match &self.jwks {
             Some(jwks) => {
                 let (key, _) = jwks.key_for(token).await.map_err(unauthenticated)?;
-                tokens::verify_with(&key, token, &self.issuer, &self.audience, now_secs).map_err(unauthenticated)
+                tokens::verify_with(&key, token, &self.issuer, &self.audience, now_secs).map_err(unauthenticated)?
             }
             None => tokens::verify(self.signing_keys().await?, token, &self.issuer, &self.audience, now_secs)
-                .map_err(unauthenticated),
-        }
+                .map_err(unauthenticated)?,
+        };
+        self.verified.keep(token, &claims);
+        Ok(claims)
     }
 
     /// From the auth settings (see [`KeySource`]), for tokens issued by `issuer` (the API's
@@ -130,6 +146,7 @@ impl TokenSettings {
             refresh_ttl_secs: i64::try_from(config.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX),
             refresh_reuse_interval_ms: i64::try_from(config.refresh_reuse_interval.as_millis()).unwrap_or(i64::MAX),
             external: config.external_issuer.clone().map(external::ExternalVerifier::new).transpose()?,
+            verified: verified_tokens::VerifiedTokens::default(),
         }))
     }
 }

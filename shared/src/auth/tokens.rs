@@ -95,6 +95,16 @@ pub fn verify_with(
     v.validate_exp = false;
     v.leeway = 0;
     let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &v).map_err(|_| TokenError::Invalid)?.claims;
+    check_times(&claims, now_secs)?;
+    Ok(claims)
+}
+
+/// Checks the times of verified `claims` at `now_secs`, with [`LEEWAY_SECS`] of skew: issued
+/// and valid from no later than now (RFC 7519 §4.1.5-6), not yet expired (§4.1.4).
+///
+/// # Errors
+/// [`TokenError::Invalid`] before `nbf` or `iat`; [`TokenError::Expired`] from `exp` on.
+pub fn check_times(claims: &AccessClaims, now_secs: i64) -> Result<(), TokenError> {
     let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(30);
     if claims.nbf > now_secs + leeway || claims.iat > now_secs + leeway {
         return Err(TokenError::Invalid);
@@ -102,11 +112,11 @@ pub fn verify_with(
     if claims.exp <= now_secs - leeway {
         return Err(TokenError::Expired);
     }
-    Ok(claims)
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -115,7 +125,8 @@ mod tests {
         SigningKeys::from_pkcs8(&[crate::auth::keys::generate_pkcs8().unwrap()]).unwrap()
     }
 
-    fn claims(now: i64) -> AccessClaims {
+    /// Claims issued at `now` for 15 minutes (the cache's tests use them too).
+    pub(crate) fn claims(now: i64) -> AccessClaims {
         AccessClaims {
             iss: "https://api.acme.test".into(),
             aud: "groundwork".into(),
@@ -128,7 +139,7 @@ mod tests {
         }
     }
 
-    const NOW: i64 = 1_800_000_000;
+    pub(crate) const NOW: i64 = 1_800_000_000;
 
     fn check(keys: &SigningKeys, token: &str) -> Result<AccessClaims, TokenError> {
         verify(keys, token, "https://api.acme.test", "groundwork", NOW)

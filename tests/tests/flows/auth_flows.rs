@@ -200,6 +200,47 @@ async fn changing_the_password_keeps_this_session_and_ends_the_others() {
     app.stack.stop().await;
 }
 
+/// Each process keeps the access tokens it verified (`shared::auth::verified_tokens`), but
+/// not the sessions: a session revoked through one process (one Lambda container) ends its
+/// tokens at once in every other that shares the store, though each has the token cached.
+#[tokio::test]
+async fn a_session_revoked_through_one_process_ends_at_once_in_another() {
+    let app = TestApp::spawn(&[]).await;
+    signup_and_verify(&app, "ada@example.com").await;
+    let (_, pair) = login(&app, "ada@example.com", PASSWORD).await;
+    let access = pair["access_token"].as_str().unwrap().to_owned();
+    let other = local::start_wrapped(
+        // The same issuer, as two instances of one API behind one URL.
+        testkit::services::config(
+            app.dir.path(),
+            &[
+                ("GROUNDWORK_PORT", "0"),
+                ("GROUNDWORK_APP_URL", "https://app.acme.test"),
+                ("GROUNDWORK_API_URL", &app.base),
+            ],
+        ),
+        std::sync::Arc::new(shared::clock::SystemClock),
+        |services, _| services,
+    )
+    .await
+    .expect("a second stack on the same data starts");
+    let other_me = || async {
+        let response = app.client.get(format!("http://{}/me", other.addr)).bearer_auth(&access).send().await.unwrap();
+        response.status().as_u16()
+    };
+    // Both processes verify the token and keep it.
+    for _ in 0..2 {
+        assert_eq!(app.call("GET", "/me", Some(&access), None).await.0, 200);
+        assert_eq!(other_me().await, 200);
+    }
+    assert!(!app.stack.services.tokens.verified().is_empty());
+    assert_eq!(app.call("POST", "/auth/logout", Some(&access), None).await.0, 204);
+    assert_eq!(other_me().await, 401);
+    assert_eq!(app.call("GET", "/me", Some(&access), None).await.0, 401);
+    other.stop().await;
+    app.stack.stop().await;
+}
+
 #[tokio::test]
 async fn the_audit_log_records_security_events_in_an_unbroken_chain() {
     let app = TestApp::spawn(&[]).await;
