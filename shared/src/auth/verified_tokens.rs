@@ -80,7 +80,6 @@ mod tests {
     use super::*;
     use crate::auth::tokens::tests::{NOW, claims};
 
-
     #[test]
     fn a_kept_token_is_found_only_by_its_whole_bytes_and_only_within_its_times() {
         let cache = VerifiedTokens::default();
