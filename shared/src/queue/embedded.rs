@@ -15,7 +15,8 @@ use crate::clock::Clock;
 use crate::embedded_database::Database;
 use crate::id::MessageId;
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE queue_messages (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE queue_messages (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL UNIQUE,
         queue TEXT NOT NULL,
@@ -35,7 +36,14 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE queue_messages (
         message_id TEXT NOT NULL,
         expires_at INTEGER NOT NULL,
         PRIMARY KEY (queue, dedup_id)
-    ) WITHOUT ROWID;"];
+    ) WITHOUT ROWID;",
+    // Every FIFO send forgets the expired deduplication ids; without this index that scanned
+    // every id of the queue's last five minutes, so a burst of sends grew quadratically.
+    "CREATE INDEX queue_dedup_expiry ON queue_dedup (queue, expires_at);",
+];
+
+/// Forgets a queue's (`?1`) deduplication ids expired at `?2`, on every FIFO send.
+const FORGET_EXPIRED_DEDUP_IDS: &str = "DELETE FROM queue_dedup WHERE queue = ?1 AND expires_at <= ?2";
 
 /// How long a FIFO deduplication id is remembered (as in SQS).
 const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -268,7 +276,7 @@ impl Queue for EmbeddedQueue {
                 )
                 .map_err(unavailable)?;
                 if let Some(dedup) = &message.dedup_id {
-                    tx.execute("DELETE FROM queue_dedup WHERE queue = ?1 AND expires_at <= ?2", params![&*name, now])
+                    tx.execute(FORGET_EXPIRED_DEDUP_IDS, params![&*name, now])
                         .map_err(unavailable)?;
                     tx.execute(
                         "INSERT OR REPLACE INTO queue_dedup (queue, dedup_id, message_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
@@ -398,5 +406,20 @@ impl Queue for EmbeddedQueue {
                 .map_err(unavailable)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgetting_expired_deduplication_ids_searches_an_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::embedded_database::apply_migrations(&mut conn, "queues", MIGRATIONS).unwrap();
+        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {FORGET_EXPIRED_DEDUP_IDS}")).unwrap();
+        let plan: Vec<String> =
+            st.query_map(params!["q", 0], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+        assert!(plan.iter().any(|step| step.contains("INDEX queue_dedup_expiry (queue=? AND expires_at")), "{plan:?}");
     }
 }
