@@ -1,6 +1,8 @@
 //! Authentication shared by every function: signing keys ([`keys`]), access tokens
-//! ([`tokens`], each verified once per process: [`verified_tokens`]), passwords ([`password`], and [`breached`] for Pwned Passwords), attempt limits ([`rate_limit`]), sessions
-//! ([`session`]) and the request extractor [`AuthUser`], which every authenticated route takes.
+//! ([`tokens`], each verified once per process: [`verified_tokens`]), passwords
+//! ([`password`], and [`breached`] for Pwned Passwords), attempt limits ([`rate_limit`]),
+//! sessions ([`session`]) and the request extractor [`AuthUser`], which every authenticated
+//! route takes.
 
 #[cfg(feature = "passwords")]
 pub mod breached;
@@ -80,13 +82,12 @@ impl TokenSettings {
     }
 
     /// Verifies one of our access tokens: with the local keys, or (verify-only functions)
-    /// with the published JWKS.
+    /// with the published JWKS. A token verified before is not verified again: its claims
+    /// come from the process's [`verified_tokens`] cache, their times checked at `now_secs`
+    /// (the session is the caller's to check, on every request).
     ///
     /// # Errors
     /// 401 for a bad token; 503 when the keys cannot be had.
-    /// A token verified before is not verified again: its claims come from the process's
-    /// [`verified_tokens`] cache, their times checked at `now_secs` (the session is the
-    /// caller's to check, on every request).
     pub async fn verify(&self, token: &str, now_secs: i64) -> Result<tokens::AccessClaims, crate::error::ApiError> {
         let unauthenticated = |_| crate::error::ApiError::Unauthenticated;
         if let Some(known) = self.verified.get(token, now_secs) {
