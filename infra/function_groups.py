@@ -12,9 +12,10 @@ import subprocess
 
 
 def resolved_features(package: str, functions: set[str]) -> dict[str, str]:
-    """{dependency "name version": its features} when `package` is built alone."""
+    """{dependency "name version": its features} when `package` is built alone (its build
+    scripts' dependencies included: they are unified within one invocation too)."""
     tree = subprocess.run(
-        ["cargo", "tree", "--locked", "--package", package, "--edges", "normal",
+        ["cargo", "tree", "--locked", "--package", package, "--edges", "normal,build",
          "--prefix", "none", "--format", "{p}|{f}"],
         check=True, capture_output=True, text=True,
     ).stdout
