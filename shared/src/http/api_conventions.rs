@@ -139,16 +139,14 @@ fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>
         rate_limited(responses);
     }
     if path != "/openapi.json" {
-        let mut unavailable = problem(
+        let unavailable = problem(
             "A store or queue outage (`unavailable`), or more password checks queued than the service takes \
              on (`overloaded`); retry after `Retry-After` seconds",
         );
-        unavailable["headers"] =
-            json!({"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}});
         responses.entry("503".to_owned()).or_insert(unavailable);
     }
-    // Every 429 and 503 carries it: the brute-force limits of public routes too, and the
-    // 503s that routes describe themselves (`/health`, the Stripe webhook).
+    // Every 429 and 503 carries it: the rate limits' and the brute-force limits', the outage
+    // answer above, and the 503s that routes describe themselves (`/health`, the Stripe webhook).
     for status in ["429", "503"] {
         if let Some(headers) = responses
             .get_mut(status)
@@ -194,9 +192,8 @@ fn rate_limited(responses: &mut serde_json::Map<String, Value>) {
     let entry = responses.entry("429".to_owned()).or_insert_with(|| json!({"description": ""}));
     let before = entry["description"].as_str().unwrap_or_default().to_owned();
     *entry = problem(&if before.is_empty() { capitalized(text) } else { format!("{before}; or {text}") });
-    let mut headers = fields;
-    headers["Retry-After"] = json!({"description": "Seconds to wait", "schema": {"type": "integer"}});
-    entry["headers"] = headers;
+    // Retry-After joins them in `apply`, as on every 429.
+    entry["headers"] = fields;
 }
 
 fn capitalized(text: &str) -> String {
