@@ -297,6 +297,14 @@ fn checkpoint_in_background(path: &Path, owner: Weak<Inner>) {
     }
 }
 
+/// The steps of SQLite's plan for `sql` with `params` (`EXPLAIN QUERY PLAN`'s detail
+/// column), for the tests that check a statement searches an index.
+#[cfg(test)]
+pub(crate) fn query_plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+    let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("the statement prepares");
+    st.query_map(params, |r| r.get::<_, String>(3)).expect("the plan reads").map(|step| step.expect("a step")).collect()
+}
+
 /// Applies the steps of `component` not yet recorded in `schema_migrations`, in one
 /// transaction.
 ///

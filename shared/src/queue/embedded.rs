@@ -417,9 +417,7 @@ mod tests {
     fn forgetting_expired_deduplication_ids_searches_an_index() {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::embedded_database::apply_migrations(&mut conn, "queues", MIGRATIONS).unwrap();
-        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {FORGET_EXPIRED_DEDUP_IDS}")).unwrap();
-        let plan: Vec<String> =
-            st.query_map(params!["q", 0], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+        let plan = crate::embedded_database::query_plan(&conn, FORGET_EXPIRED_DEDUP_IDS, params!["q", 0]);
         assert!(plan.iter().any(|step| step.contains("INDEX queue_dedup_expiry (queue=? AND expires_at")), "{plan:?}");
     }
 }

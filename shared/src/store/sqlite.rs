@@ -403,12 +403,7 @@ mod tests {
                         let q =
                             Query { index, partition: "p".into(), sort: sort.clone(), descending, limit: 10, cursor };
                         let (sql, args) = query_sql(&q, 0);
-                        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-                        let plan: Vec<String> = st
-                            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
-                            .unwrap()
-                            .map(Result::unwrap)
-                            .collect();
+                        let plan = crate::embedded_database::query_plan(&conn, &sql, rusqlite::params_from_iter(args));
                         assert!(
                             plan.iter().all(|line| !line.starts_with("SCAN")),
                             "{index:?} {sort:?} desc={descending}: {plan:?}"
