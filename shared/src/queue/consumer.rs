@@ -44,11 +44,26 @@ pub trait MessageHandler: Send + Sync + 'static {
     async fn handle(&self, message: &Message) -> anyhow::Result<()>;
 }
 
-/// Runs `handler` over a batch in order and returns the ids of the messages that failed.
-///
-/// On a FIFO queue, once a message of a group fails, the later messages of that group are
+/// Runs `handler` over a batch and returns the ids of the messages that failed (Lambda's
+/// partial batch failure). A standard queue's messages are handled concurrently; a FIFO
+/// queue's in order, and once a message of a group fails, the later messages of that group are
 /// not handled and are reported failed too, so the group's order is kept.
 pub async fn process_batch(handler: &dyn MessageHandler, messages: &[Message], fifo: bool) -> Vec<String> {
+    if !fifo {
+        // A standard queue promises no order: the batch's messages are handled together, so
+        // one slow message (a webhook receiver taking its full timeout) does not hold up
+        // the rest, nor the batch past the function's timeout.
+        let results = futures_util::future::join_all(messages.iter().map(|m| handler.handle(m))).await;
+        return messages
+            .iter()
+            .zip(results)
+            .filter_map(|(m, result)| {
+                let error = result.err()?;
+                tracing::warn!(message_id = %m.id, receive_count = m.receive_count, error = format!("{error:#}"), "message handling failed");
+                Some(m.id.clone())
+            })
+            .collect();
+    }
     let mut failed = Vec::new();
     let mut failed_groups = std::collections::HashSet::new();
     for m in messages {
