@@ -25,5 +25,6 @@ cargo bench -p auth --bench login_load
 cargo bench -p tenancy --bench tenancy
 cargo bench -p tenancy --bench request_guards
 cargo bench -p testkit --bench billing
+cargo bench -p testkit --bench webhooks
 cargo build --release -p platform --bin platform -p testkit --example hello_lambda --example init_time
 target/release/examples/init_time hello=target/release/examples/hello_lambda platform=target/release/platform

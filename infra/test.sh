@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project, from a fresh machine with only Rust and Python 3:
 #   1. installs the pinned test tools (infra/requirements-test.txt) into .tools/venv, once;
-#   2. starts the DynamoDB/SQS/SES API server (moto), a capturing SMTP server and an OpenID
+#   2. starts the DynamoDB/SQS/SES API server (moto), a capturing SMTP server, a webhook
+#      receiver that verifies with the Standard Webhooks reference library, and an OpenID
 #      Connect provider (npm oidc-provider, installed into infra/oidc/node_modules) on free
 #      loopback ports;
 #   3. checks formatting and clippy (warnings are errors), over the workspace and over each
@@ -71,6 +72,12 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 export GROUNDWORK_SMTP_CAPTURE_PORT="$smtp_port" GROUNDWORK_SMTP_CAPTURE_DIR="$smtp_dir"
+webhook_port=$(free_port)
+log "starting the webhook receiver (Standard Webhooks reference verifier) on 127.0.0.1:$webhook_port"
+"$venv/bin/python" infra/webhook_receiver.py "$webhook_port" > "$tools/webhook-receiver.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$webhook_port/health" webhook-receiver
+export GROUNDWORK_WEBHOOK_RECEIVER_URL="http://127.0.0.1:$webhook_port"
 # The OpenID Connect provider (npm oidc-provider, pinned by infra/oidc/package-lock.json).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "Node.js (20 or newer) and npm are needed for the OpenID Connect provider the tests log in through" >&2

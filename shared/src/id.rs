@@ -110,6 +110,14 @@ ulid_id!(
     /// Identifies a data export.
     ExportId
 );
+ulid_id!(
+    /// Identifies an account's webhook endpoint.
+    WebhookEndpointId
+);
+ulid_id!(
+    /// Identifies one attempt to deliver a webhook message.
+    WebhookAttemptId
+);
 
 /// A request id as received from outside (API Gateway, a client header): not necessarily a
 /// ULID, but bounded and printable, so it is safe to log.

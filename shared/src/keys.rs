@@ -191,6 +191,44 @@ pub fn api_key_index(key: impl Display) -> Key {
     Key::new(api_key_lookup(key), "APIKEY")
 }
 
+/// The sort-key prefix of an account's webhook endpoints.
+pub const WEBHOOK_ENDPOINT_PREFIX: &str = "WEBHOOK#";
+
+/// A webhook endpoint of an account.
+pub fn webhook_endpoint(account: AccountId, endpoint: impl Display) -> Key {
+    Key::new(account_partition(account), format!("{WEBHOOK_ENDPOINT_PREFIX}{endpoint}"))
+}
+
+/// A webhook message of an account, by its id (`webhook-id`).
+pub fn webhook_message(account: AccountId, message: &str) -> Key {
+    Key::new(account_partition(account), format!("WHMSG#{message}"))
+}
+
+/// The gsi1 partition that lists an account's webhook messages by when they were published.
+pub fn webhook_messages(account: AccountId) -> String {
+    format!("WHMSGS#{account}")
+}
+
+/// The gsi1 entry of a webhook message.
+pub fn webhook_message_index(account: AccountId, published_at_ms: i64, message: &str) -> Key {
+    Key::new(webhook_messages(account), webhook_message_after(published_at_ms, message))
+}
+
+/// The gsi1 sort key of a message published at `at_ms` (a bound for "since" queries).
+pub fn webhook_message_after(at_ms: i64, message: &str) -> String {
+    format!("{:013}#{message}", at_ms.max(0))
+}
+
+/// The sort-key prefix of one endpoint's delivery attempts (oldest first).
+pub fn webhook_attempts_of(endpoint: impl Display) -> String {
+    format!("WHATT#{endpoint}#")
+}
+
+/// One delivery attempt to a webhook endpoint.
+pub fn webhook_attempt(account: AccountId, endpoint: impl Display, attempt: impl Display) -> Key {
+    Key::new(account_partition(account), format!("{}{attempt}", webhook_attempts_of(endpoint)))
+}
+
 /// One of an account's items of `kind` (`ACCOUNT#<account>` / `<kind>#<id>`).
 pub fn tenant_item(account: AccountId, kind: &str, id: &str) -> Key {
     Key::new(account_partition(account), format!("{kind}#{id}"))

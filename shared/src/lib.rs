@@ -17,7 +17,8 @@
 //!   route), [`billing`] (plans, Stripe, webhook events, dunning, reconciliation),
 //!   [`flags`], [`exports`], [`jobs`] (typed jobs, `enqueue`, the idempotent runner, the
 //!   product's own job types), [`product_events`] (what customers did, per account),
-//!   [`soft_delete`], [`schedule`], [`gdpr`] (export and erasure across domains);
+//!   [`soft_delete`], [`schedule`], [`gdpr`] (export and erasure across domains), [`webhooks`]
+//!   (the account's endpoints, publishing, signed delivery with retries, the delivery log);
 //! - edge: [`http`] (the conventions applied to every router), [`config`] (the areas'
 //!   settings, composed), [`services`] (everything a handler needs, built once), [`lambda`]
 //!   (the only module that knows Lambda event types).
@@ -52,6 +53,7 @@ pub mod soft_delete;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;
+pub mod webhooks;
 
 /// The version of this build, as reported by `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -44,6 +44,9 @@ pub struct Services {
     /// The client for calls to configured third parties (OpenID Connect providers): see
     /// [`crate::outbound`].
     pub http: reqwest::Client,
+    /// The client for URLs tenants configure (webhook endpoints): public addresses only, see
+    /// [`crate::outbound::guarded`].
+    pub guarded_http: reqwest::Client,
     /// Documents fetched from configured third parties, cached per process.
     pub documents: Arc<crate::outbound::DocumentCache>,
     /// The plan catalogue, validated.
@@ -106,6 +109,19 @@ impl Services {
             plans: &self.plans,
             app_url: &self.config.server.app_url,
             environment: &self.config.environment,
+        }
+    }
+
+    /// Outbound webhooks' context: store, clock, queues, the guarded client, settings.
+    pub fn webhooks(&self) -> crate::webhooks::Webhooks<'_> {
+        crate::webhooks::Webhooks {
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            queues: &self.queues,
+            http: &self.guarded_http,
+            config: self.config.webhooks,
+            outbound: self.config.outbound,
+            app_url: &self.config.server.app_url,
         }
     }
 
@@ -213,6 +229,8 @@ impl Services {
         #[cfg(feature = "stripe")]
         let stripe = crate::billing::stripe::StripeClient::from_config(&config.billing)?;
         let http = crate::outbound::client(std::time::Duration::from_secs(5))?;
+        let guarded_http =
+            crate::outbound::guarded(std::time::Duration::from_secs(config.webhooks.timeout_secs), config.outbound)?;
         let plans = Arc::new(crate::billing::Plans::from_config(&config.billing, &config.environment)?);
         #[cfg(feature = "passwords")]
         let pwned_passwords =
@@ -234,6 +252,7 @@ impl Services {
             #[cfg(feature = "stripe")]
             stripe,
             http,
+            guarded_http,
             documents: Arc::new(crate::outbound::DocumentCache::default()),
             plans,
             flag_cache: Arc::new(crate::flags::FlagCache::default()),

@@ -407,11 +407,19 @@ pub fn item_shapes(database: &std::path::Path) -> BTreeMap<String, usize> {
 }
 
 fn shape(key: &str) -> String {
-    let segment = |part: &str| {
+    let masked = |part: &str| {
         let ulid = part.len() == 26 && part.chars().all(|c| c.is_ascii_alphanumeric());
         let hash = part.len() >= 16 && part.chars().all(|c| c.is_ascii_hexdigit() || c == '-' || c == '_');
         let number = !part.is_empty() && part.chars().all(|c| c.is_ascii_digit());
-        if ulid || hash || number { "*".to_owned() } else { part.to_owned() }
+        ulid || hash || number
+    };
+    // Ids built from words and ids (`member-joined-<ULID>`, a webhook message) keep their words.
+    let segment = |part: &str| {
+        if masked(part) {
+            "*".to_owned()
+        } else {
+            part.split('-').map(|p| if masked(p) { "*" } else { p }).collect::<Vec<_>>().join("-")
+        }
     };
     key.split('#').map(|part| part.split(':').map(segment).collect::<Vec<_>>().join(":")).collect::<Vec<_>>().join("#")
 }

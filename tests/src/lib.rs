@@ -29,6 +29,7 @@ pub mod services;
 pub mod smtp;
 pub mod store_contract;
 pub mod template;
+pub mod webhook_receiver;
 
 use std::future::Future;
 use std::time::Duration;

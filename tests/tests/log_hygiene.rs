@@ -1,4 +1,5 @@
-//! No password, token, code or secret appears in any log line: a whole auth journey runs
+//! No password, token, code or secret appears in any log line: a whole auth journey (and a
+//! webhook endpoint's life: its secret, a rotation, a signed delivery attempt) runs
 //! with every log line (debug level, every target) captured, and the capture is searched for
 //! each secret the journey handled.
 
@@ -76,6 +77,26 @@ async fn secrets_never_reach_the_logs() {
     let reset = app.token_from_email("ada@example.com", "Reset your").await;
     secrets.push(reset.clone());
     app.call("POST", "/auth/password/reset", None, Some(json!({"token": reset, "password": new_password}))).await;
+    // Webhook signing secrets: created, rotated, used to sign a delivery attempt.
+    let (_, pair) = app
+        .call("POST", "/auth/login", None, Some(json!({"email": "ada@example.com", "password": new_password})))
+        .await;
+    let token = pair["access_token"].as_str().unwrap();
+    let (_, account) = app.call("POST", "/accounts", Some(token), Some(json!({"name": "Acme"}))).await;
+    let account = account["id"].as_str().unwrap();
+    let hooks = format!("/accounts/{account}/webhooks");
+    let (_, endpoint) =
+        app.call("POST", &hooks, Some(token), Some(json!({"url": "https://hooks.example.com/x"}))).await;
+    secrets.push(endpoint["secret"].as_str().unwrap().to_owned());
+    let endpoint = format!("{hooks}/{}", endpoint["id"].as_str().unwrap());
+    let (_, rotated) = app.call("POST", &format!("{endpoint}/rotate-secret"), Some(token), None).await;
+    secrets.push(rotated["secret"].as_str().unwrap().to_owned());
+    app.call("POST", &format!("{endpoint}/test"), Some(token), None).await;
+    testkit::eventually("the test message's attempt", || async {
+        let (_, log) = app.call("GET", &format!("{endpoint}/attempts"), Some(token), None).await;
+        (log["attempts"].as_array().is_some_and(|a| !a.is_empty())).then_some(())
+    })
+    .await;
     app.stack.stop().await;
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();

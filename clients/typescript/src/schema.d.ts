@@ -468,6 +468,120 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/accounts/{account_id}/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Lists the account's webhook endpoints (never their secrets). */
+        get: operations["list_webhook_endpoints"];
+        put?: never;
+        /** Registers a webhook endpoint for the account. */
+        post: operations["create_webhook_endpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/accounts/{account_id}/webhooks/{endpoint_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Reads one webhook endpoint. */
+        get: operations["get_webhook_endpoint"];
+        put?: never;
+        post?: never;
+        /** Deletes a webhook endpoint: nothing more is sent to it. */
+        delete: operations["delete_webhook_endpoint"];
+        options?: never;
+        head?: never;
+        /** Changes a webhook endpoint. */
+        patch: operations["update_webhook_endpoint"];
+        trace?: never;
+    };
+    "/accounts/{account_id}/webhooks/{endpoint_id}/attempts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An endpoint's delivery log: every attempt (status, latency, the start of the answer),
+         *     newest first, kept 30 days.
+         */
+        get: operations["list_webhook_attempts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/accounts/{account_id}/webhooks/{endpoint_id}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sends messages to an endpoint again (retried on the schedule like new ones): one
+         *     message by id, or every message it is subscribed to from a time on (kept 30 days).
+         */
+        post: operations["replay_webhook_messages"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/accounts/{account_id}/webhooks/{endpoint_id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotates an endpoint's signing secret: the new one signs at once, the previous one too
+         *     until `previous_secret_expires_at_ms` (`GROUNDWORK_WEBHOOK_ROTATION_OVERLAP_HOURS`).
+         */
+        post: operations["rotate_webhook_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/accounts/{account_id}/webhooks/{endpoint_id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Sends a `webhook.test` message to one endpoint (one attempt, in the delivery log). */
+        post: operations["send_webhook_test"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/login": {
         parameters: {
             query?: never;
@@ -1160,7 +1274,368 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    "member.joined": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Someone joined the account (an invitation accepted, or single sign-on). */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description The message id: the same on every retry (deduplicate on it). */
+                    "webhook-id": string;
+                    /** @description Space-separated `v1,<base64 HMAC-SHA256>` signatures (Standard Webhooks). */
+                    "webhook-signature": string;
+                    /** @description When this attempt was signed (Unix seconds). */
+                    "webhook-timestamp": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description The account. */
+                            account_id: string;
+                            /** @enum {string} */
+                            role: "owner" | "admin" | "member" | "billing" | "read_only";
+                            /** @description The member. */
+                            user_id: string;
+                        };
+                        /**
+                         * Format: date-time
+                         * @description When the event happened (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @constant */
+                        type: "member.joined";
+                    };
+                };
+            };
+            responses: {
+                /** @description Received. Anything else, or no answer within 15 seconds, is retried. */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "member.removed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A member left or was removed. */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description The message id: the same on every retry (deduplicate on it). */
+                    "webhook-id": string;
+                    /** @description Space-separated `v1,<base64 HMAC-SHA256>` signatures (Standard Webhooks). */
+                    "webhook-signature": string;
+                    /** @description When this attempt was signed (Unix seconds). */
+                    "webhook-timestamp": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description The account. */
+                            account_id: string;
+                            /** @description The former member. */
+                            user_id: string;
+                        };
+                        /**
+                         * Format: date-time
+                         * @description When the event happened (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @constant */
+                        type: "member.removed";
+                    };
+                };
+            };
+            responses: {
+                /** @description Received. Anything else, or no answer within 15 seconds, is retried. */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "project.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A project was created (the example product function). */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description The message id: the same on every retry (deduplicate on it). */
+                    "webhook-id": string;
+                    /** @description Space-separated `v1,<base64 HMAC-SHA256>` signatures (Standard Webhooks). */
+                    "webhook-signature": string;
+                    /** @description When this attempt was signed (Unix seconds). */
+                    "webhook-timestamp": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description Its name (on creation). */
+                            name?: string;
+                            /** @description The project. */
+                            project_id: string;
+                        };
+                        /**
+                         * Format: date-time
+                         * @description When the event happened (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @constant */
+                        type: "project.created";
+                    };
+                };
+            };
+            responses: {
+                /** @description Received. Anything else, or no answer within 15 seconds, is retried. */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "project.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A project was moved to the bin (the example product function). */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description The message id: the same on every retry (deduplicate on it). */
+                    "webhook-id": string;
+                    /** @description Space-separated `v1,<base64 HMAC-SHA256>` signatures (Standard Webhooks). */
+                    "webhook-signature": string;
+                    /** @description When this attempt was signed (Unix seconds). */
+                    "webhook-timestamp": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description Its name (on creation). */
+                            name?: string;
+                            /** @description The project. */
+                            project_id: string;
+                        };
+                        /**
+                         * Format: date-time
+                         * @description When the event happened (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @constant */
+                        type: "project.deleted";
+                    };
+                };
+            };
+            responses: {
+                /** @description Received. Anything else, or no answer within 15 seconds, is retried. */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "subscription.updated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The account's subscription changed: plan, status or seats. */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description The message id: the same on every retry (deduplicate on it). */
+                    "webhook-id": string;
+                    /** @description Space-separated `v1,<base64 HMAC-SHA256>` signatures (Standard Webhooks). */
+                    "webhook-signature": string;
+                    /** @description When this attempt was signed (Unix seconds). */
+                    "webhook-timestamp": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description The account. */
+                            account_id: string;
+                            /** @description The plan the account is entitled to now (`free` when the subscription grants none). */
+                            plan: string;
+                            /** @description The quantity billed, for per-seat plans. */
+                            seats?: number | null;
+                            /** @description Stripe's subscription status (`trialing`, `active`, `past_due`, `canceled`...). */
+                            status: string;
+                            /** @description Stripe's subscription id. */
+                            subscription_id: string;
+                        };
+                        /**
+                         * Format: date-time
+                         * @description When the event happened (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @constant */
+                        type: "subscription.updated";
+                    };
+                };
+            };
+            responses: {
+                /** @description Received. Anything else, or no answer within 15 seconds, is retried. */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "webhook.test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Sent on request to one endpoint, to check it receives and verifies messages. */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description The message id: the same on every retry (deduplicate on it). */
+                    "webhook-id": string;
+                    /** @description Space-separated `v1,<base64 HMAC-SHA256>` signatures (Standard Webhooks). */
+                    "webhook-signature": string;
+                    /** @description When this attempt was signed (Unix seconds). */
+                    "webhook-timestamp": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description The endpoint the test was sent to. */
+                            endpoint_id: string;
+                        };
+                        /**
+                         * Format: date-time
+                         * @description When the event happened (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @constant */
+                        type: "webhook.test";
+                    };
+                };
+            };
+            responses: {
+                /** @description Received. Anything else, or no answer within 15 seconds, is retried. */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         /** @description The token from an invitation email. */
@@ -1252,6 +1727,57 @@ export interface components {
         Attach: {
             /** @description An account the caller owns. */
             account_id: string;
+        };
+        /** @description One delivery attempt, as the delivery log shows it. */
+        Attempt: {
+            /**
+             * Format: int64
+             * @description When it was made (Unix ms).
+             */
+            at_ms: number;
+            /**
+             * Format: int32
+             * @description Which attempt of the message this was (1 to [`MAX_ATTEMPTS`]).
+             */
+            attempt: number;
+            /** @description The endpoint. */
+            endpoint_id: string;
+            /** @description Why it failed without an answer (timeout, refused address, connection). */
+            error?: string | null;
+            /** @description The message's event type. */
+            event_type: string;
+            /** @description Its id (sorts by time). */
+            id: string;
+            /**
+             * Format: int64
+             * @description How long the receiver took, in milliseconds.
+             */
+            latency_ms: number;
+            /** @description The message. */
+            message_id: string;
+            /**
+             * Format: int64
+             * @description When the next attempt is due (Unix ms), if one is scheduled.
+             */
+            next_attempt_at_ms?: number | null;
+            /** @description `succeeded` (a 2xx answer) or `failed`. */
+            outcome: string;
+            /** @description The start of the receiver's answer (up to 1 KiB, as text). */
+            response_excerpt: string;
+            /**
+             * Format: int32
+             * @description The receiver's HTTP status, if it answered.
+             */
+            status?: number | null;
+            /** @description What made it: `scheduled` (publishing and its retries), `replay` or `test`. */
+            trigger: string;
+        };
+        /** @description A page of an endpoint's delivery log. */
+        AttemptList: {
+            /** @description Attempts, newest first. */
+            attempts: components["schemas"]["Attempt"][];
+            /** @description Where the next page starts, if there is one. */
+            next_cursor?: string | null;
         };
         /** @description A stored event. */
         AuditEvent: {
@@ -1394,6 +1920,14 @@ export interface components {
             /** @description `Authorization: Bearer <secret>`. Store it now: it is never shown again. */
             secret: string;
         };
+        /** @description A registered endpoint: the signing secret is shown this once. */
+        CreatedWebhookEndpoint: components["schemas"]["Endpoint"] & {
+            /**
+             * @description `whsec_<base64>`: verify the `webhook-signature` header with it (Standard Webhooks).
+             *     Store it now: it is never shown again.
+             */
+            secret: string;
+        };
         /** @description One dead-lettered message. */
         DeadLetter: {
             /**
@@ -1442,6 +1976,45 @@ export interface components {
              */
             password: string;
         };
+        /** @description An account's webhook endpoint (never its secrets, as routes show it). */
+        Endpoint: {
+            /** @description The account whose events it receives. */
+            account_id: string;
+            /**
+             * Format: int64
+             * @description When it was registered (Unix ms).
+             */
+            created_at_ms: number;
+            /** @description A label. */
+            description: string;
+            /** @description Why it was disabled by Groundwork (`failing`), if it was. */
+            disabled_reason?: string | null;
+            /** @description Whether messages are sent to it. */
+            enabled: boolean;
+            /** @description The event types it receives; empty for every type. */
+            event_types: string[];
+            /**
+             * Format: int64
+             * @description Since when its deliveries have failed without a success in between (Unix ms).
+             *     Absent rather than null when healthy: the first failure is stored under an
+             *     "attribute missing" condition.
+             */
+            failing_since_ms?: number | null;
+            /** @description Its id. */
+            id: string;
+            /**
+             * Format: int64
+             * @description When a rotated-out secret stops signing (Unix ms), during a rotation.
+             */
+            previous_secret_expires_at_ms?: number | null;
+            /**
+             * Format: int64
+             * @description When it last changed (Unix ms).
+             */
+            updated_at_ms: number;
+            /** @description Where messages are posted (`https`). */
+            url: string;
+        };
         /** @description A TOTP enrolment: add the secret to an authenticator app, then confirm with a code. */
         Enrolment: {
             /** @description The `otpauth://` URI authenticator apps read. */
@@ -1479,6 +2052,8 @@ export interface components {
             /** @description The variant, for an A/B flag that is on. */
             variant?: string | null;
         };
+        /** @description An event type: `noun.verb` (documentation only: the routes check it themselves). */
+        EventTypeName: string;
         /** @description A started export. */
         ExportStarted: {
             /** @description The export; a link to it is emailed when it is ready. */
@@ -1744,6 +2319,26 @@ export interface components {
             /** @description Its name: 1 to 100 printable characters. */
             name: string;
         };
+        /**
+         * @description A new webhook endpoint.
+         * @example {
+         *       "description": "ERP sync",
+         *       "event_types": [
+         *         "member.joined"
+         *       ],
+         *       "url": "https://hooks.example.com/groundwork"
+         *     }
+         */
+        NewWebhookEndpoint: {
+            /** @description A label (up to 200 characters). */
+            description?: string | null;
+            /** @description Whether messages are sent to it (default `true`). */
+            enabled?: boolean | null;
+            /** @description The event types to receive (`noun.verb`, at most 50); absent or empty for all. */
+            event_types?: components["schemas"]["EventTypeName"][] | null;
+            /** @description Where messages are posted: an `https` URL whose host resolves to public addresses. */
+            url: string;
+        };
         /** @description An organization as its admins see it. */
         OrgView: {
             /** @description Its accounts. */
@@ -1903,6 +2498,35 @@ export interface components {
          * @enum {string}
          */
         RefreshTokenDelivery: "body" | "cookie";
+        /**
+         * @description What to send again: one message, or every message from a time on.
+         * @example {
+         *       "since_ms": 1700000000000
+         *     }
+         */
+        Replay: {
+            /** @description One message (its `webhook-id`). */
+            message_id?: string | null;
+            /**
+             * Format: int64
+             * @description Every message the endpoint is subscribed to, published from this time on (Unix ms);
+             *     at most 500 per request, oldest first.
+             */
+            since_ms?: number | null;
+        };
+        /** @description What a replay queued. */
+        Replayed: {
+            /**
+             * Format: int64
+             * @description When more messages remain, the `since_ms` that continues after these.
+             */
+            next_since_ms?: number | null;
+            /**
+             * Format: int32
+             * @description How many messages were queued.
+             */
+            queued: number;
+        };
         /** @description A reset token and the new password. */
         ResetRequest: {
             /**
@@ -1922,6 +2546,16 @@ export interface components {
         RoleChange: {
             /** @description `owner`, `admin`, `member`, `billing` or `read_only`. */
             role: components["schemas"]["Role"];
+        };
+        /** @description A rotated secret. */
+        RotatedSecret: {
+            /**
+             * Format: int64
+             * @description Until when the previous secret also signs (Unix ms).
+             */
+            previous_secret_expires_at_ms: number;
+            /** @description The new secret, shown this once: it signs from now on. */
+            secret: string;
         };
         /** @description One session, as its owner sees it. */
         SessionView: {
@@ -2007,6 +2641,11 @@ export interface components {
          * @enum {string}
          */
         SubscriptionStatus: "trialing" | "active" | "past_due" | "unpaid" | "canceled" | "incomplete" | "incomplete_expired" | "paused";
+        /** @description A queued test message. */
+        TestSent: {
+            /** @description Its `webhook-id`; its attempt shows in the delivery log. */
+            message_id: string;
+        };
         /** @description Tokens handed to a client after login or refresh. */
         TokenPair: {
             /** @description The access token (a JWT): `Authorization: Bearer <access_token>`. */
@@ -2054,6 +2693,22 @@ export interface components {
             /** @description A new display name (empty clears it). */
             name?: string | null;
         };
+        /**
+         * @description Changes to an endpoint.
+         * @example {
+         *       "description": "ERP sync (production)"
+         *     }
+         */
+        UpdateWebhookEndpoint: {
+            /** @description A new label. */
+            description?: string | null;
+            /** @description Enable or disable it. Enabling an endpoint Groundwork disabled clears its failures. */
+            enabled?: boolean | null;
+            /** @description New event types; empty for all. */
+            event_types?: components["schemas"]["EventTypeName"][] | null;
+            /** @description A new URL (checked as at registration). */
+            url?: string | null;
+        };
         /** @description A variant and its weight. */
         Variant: {
             /** @description Its name (`control`, `treatment`...). */
@@ -2063,6 +2718,11 @@ export interface components {
              * @description Its share, relative to the others (0 to 1,000,000).
              */
             weight: number;
+        };
+        /** @description The account's endpoints. */
+        WebhookEndpointList: {
+            /** @description Every endpoint, oldest first. */
+            endpoints: components["schemas"]["Endpoint"][];
         };
     };
     responses: never;
@@ -6366,6 +7026,1180 @@ export interface operations {
                 };
             };
             /** @description The body does not have the expected shape (`invalid_body`); or this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_webhook_endpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointList"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The account is deleted; an owner can restore it (`account_deleted`) */
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_webhook_endpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewWebhookEndpoint"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhookEndpoint"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_webhook_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Endpoint"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role in the account does not allow this (`forbidden`); a non-member gets 404 */
+            403: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The account is deleted; an owner can restore it (`account_deleted`) */
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_webhook_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role in the account does not allow this (`forbidden`); a non-member gets 404 */
+            403: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The account is deleted; an owner can restore it (`account_deleted`) */
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_webhook_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhookEndpoint"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Endpoint"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role in the account does not allow this (`forbidden`); a non-member gets 404 */
+            403: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_webhook_attempts: {
+        parameters: {
+            query?: {
+                /** @description Items per page (1 to 100, default 50); outside that range, 400 `invalid_query`. */
+                limit?: number | null;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                account_id: string;
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttemptList"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role in the account does not allow this (`forbidden`); a non-member gets 404 */
+            403: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The account is deleted; an owner can restore it (`account_deleted`) */
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    replay_webhook_messages: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                account_id: string;
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Replay"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Replayed"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role in the account does not allow this (`forbidden`); a non-member gets 404 */
+            403: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotate_webhook_secret: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                account_id: string;
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RotatedSecret"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role in the account does not allow this (`forbidden`); a non-member gets 404 */
+            403: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    send_webhook_test: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                account_id: string;
+                endpoint_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TestSent"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role in the account does not allow this (`forbidden`); a non-member gets 404 */
+            403: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */

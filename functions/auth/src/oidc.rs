@@ -26,7 +26,7 @@ use shared::error::ApiError;
 use shared::id::{OrgId, UserId};
 use shared::keys;
 use shared::services::Services;
-use shared::store::{Delete, Item, Key, Put};
+use shared::store::{Delete, Item, Key, Put, TxOp};
 use shared::tenancy::{self, Membership};
 
 /// How long a started login waits for the provider's answer.
@@ -277,8 +277,17 @@ pub async fn join_jit(s: &Services, org: OrgId, sso: &tenancy::SsoConfig, user: 
         return Ok(());
     }
     let m = Membership { account_id: account, user_id: user, role: sso.jit_role, joined_at_ms: s.clock.now_ms() };
-    match s.store.put(Put::new(tenancy::membership_item(&m)?).if_not_exists()).await {
-        Ok(_) => {
+    let joined = shared::webhooks::Event::new(
+        "member.joined",
+        format!("member-joined-sso-{account}-{user}"),
+        m.joined_at_ms,
+        json!({"account_id": account, "user_id": user, "role": m.role}),
+    );
+    let joined = shared::webhooks::stage(&s.jobs(), account, &joined)?;
+    let ops = vec![TxOp::Put(Put::new(tenancy::membership_item(&m)?).if_not_exists()), joined.op()];
+    match s.store.transact(ops).await {
+        Ok(()) => {
+            s.jobs().dispatch(joined).await;
             let event = NewEvent::new(Actor::User(user), AuditAction::MemberJoinedViaSso, Origin::default())
                 .target(user)
                 .detail(json!({"role": m.role, "organization": org}));

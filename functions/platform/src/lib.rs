@@ -67,7 +67,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
 shared::function_routes!();
 
 /// The OpenAPI document of the whole system: every function's [`api`] merged, Groundwork's
-/// and the product's (the `products` list).
+/// and the product's (the `products` list), with the webhook event catalogue as `webhooks`.
 pub fn api_description() -> &'static OpenApi {
     static DOC: OnceLock<OpenApi> = OnceLock::new();
     DOC.get_or_init(|| {
@@ -78,7 +78,13 @@ pub fn api_description() -> &'static OpenApi {
         doc.merge(stripe_webhook::api());
         doc.merge(products::api());
         doc.info.version = shared::VERSION.to_owned();
-        shared::http::api_conventions::with_conventions(&doc).unwrap_or(doc)
+        let mut doc = shared::http::api_conventions::with_conventions(&doc).unwrap_or(doc);
+        // OpenAPI 3.1's top-level `webhooks` (the messages an account's endpoints receive),
+        // which utoipa has no field for: extensions serialize flat beside `paths`.
+        doc.extensions
+            .get_or_insert_with(Default::default)
+            .insert("webhooks".to_owned(), shared::webhooks::catalogue::openapi_webhooks());
+        doc
     })
 }
 

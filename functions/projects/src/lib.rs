@@ -15,7 +15,9 @@
 //!   two concurrent creates cannot both pass the limit (one gets 409 and retries).
 //! - Each change writes an audit event (`project.created`, `project.updated`,
 //!   `project.deleted`, `project.restored`) to the account's stream, and a product event for
-//!   the customer-success layer in the change's own transaction.
+//!   the customer-success layer in the change's own transaction; creating and deleting also
+//!   publish a webhook message (`project.created`, `project.deleted`) to the account's
+//!   endpoints with the change ([`shared::webhooks::stage`]).
 //! - Creating, deleting and restoring stage the background job [`RecountProjects`] with the
 //!   change (the transactional outbox): the worker recounts the live projects and repairs
 //!   the count if it ever drifted. It is registered in [`jobs`], the product jobs path.
@@ -250,7 +252,8 @@ fn recount_job(s: &Services, scope: &TenantScope) -> Result<StagedJob, ApiError>
     Ok(s.jobs().stage(job, None)?)
 }
 
-/// Commits `ops` with the recount job, dispatches the job, and records the audit event.
+/// Commits `ops` with the recount job and, when given, the webhook message of the change
+/// (its `data`); dispatches both, and records the audit event.
 async fn commit(
     s: &Services,
     scope: &TenantScope,
@@ -258,11 +261,24 @@ async fn commit(
     mut ops: Vec<TxOp>,
     action: &'static str,
     project: ProjectId,
+    webhook: Option<serde_json::Value>,
 ) -> Result<(), ApiError> {
     let job = recount_job(s, scope)?;
     ops.push(job.op());
+    let now = s.clock.now_ms();
+    let message = webhook
+        .map(|data| {
+            // One change, one id: `project.created` of project p at t.
+            let id = format!("{}-{project}-{now}", action.replace('.', "-"));
+            shared::webhooks::stage(&s.jobs(), scope.account_id(), &shared::webhooks::Event::new(action, id, now, data))
+        })
+        .transpose()?;
+    ops.extend(message.iter().map(StagedJob::op));
     s.store.transact(ops).await?;
     s.jobs().dispatch(job).await;
+    if let Some(message) = message {
+        s.jobs().dispatch(message).await;
+    }
     let audited =
         scope.audit(s, AuditAction::Product(action), Some(project.to_string()), ctx.origin(), json!({})).await;
     logged_after_commit(audited, action);
@@ -300,7 +316,8 @@ async fn create(
     let id = project.id.to_string();
     let put = Put::new(Item::from_record(scope.key(KIND, &id), &project)?).if_not_exists();
     let ops = vec![TxOp::Put(put), take_one(&s, &scope).await?, event(&scope, "project.created", project.id, now)?];
-    commit(&s, &scope, &ctx, ops, "project.created", project.id).await?;
+    let webhook = json!({"project_id": project.id, "name": project.name});
+    commit(&s, &scope, &ctx, ops, "project.created", project.id, Some(webhook)).await?;
     Ok(json_with_status(StatusCode::CREATED, &project))
 }
 
@@ -434,7 +451,7 @@ async fn delete(
         event(&scope, "project.deleted", id, now)?,
     ];
     ops.extend(give_one(&s, &scope).await?);
-    commit(&s, &scope, &ctx, ops, "project.deleted", id).await?;
+    commit(&s, &scope, &ctx, ops, "project.deleted", id, Some(json!({"project_id": id}))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -470,7 +487,7 @@ async fn restore(
         RestoreError::Store(e) => e.into(),
     })?;
     let ops = vec![TxOp::Update(restore), take_one(&s, &scope).await?, event(&scope, "project.restored", id, now)?];
-    commit(&s, &scope, &ctx, ops, "project.restored", id).await?;
+    commit(&s, &scope, &ctx, ops, "project.restored", id, None).await?;
     let mut project: Project = item.record()?;
     project.deleted_at_ms = None;
     Ok(Json(project))

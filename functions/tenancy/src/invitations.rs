@@ -410,15 +410,25 @@ pub(crate) async fn accept(
     let mut inv_item = Item::from_record(invitation_key(account_id, id), &inv)?;
     inv_item.version = item.version;
     let seats = shared::billing::stage_seat_sync(&s.billing(), account_id)?;
+    // The account's webhook endpoints hear of it with the same commit (the job outbox).
+    let joined = shared::webhooks::Event::new(
+        "member.joined",
+        format!("member-joined-{id}"),
+        now,
+        json!({"account_id": account_id, "user_id": caller.user_id, "role": inv.role}),
+    );
+    let joined = shared::webhooks::stage(&s.jobs(), account_id, &joined)?;
     let mut ops = vec![
         TxOp::Put(membership_put),
         TxOp::Put(Put::new(inv_item).if_unchanged()),
         TxOp::Delete(Delete::new(token_key(&hash))),
+        joined.op(),
     ];
     if let Some(job) = &seats {
         ops.push(job.op());
     }
     store.transact(ops).await?;
+    s.jobs().dispatch(joined).await;
     if let Some(job) = seats {
         s.jobs().dispatch(job).await;
     }

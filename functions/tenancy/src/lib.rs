@@ -1,6 +1,6 @@
 //! The tenancy function: accounts (the tenant), memberships and roles, invitations, API
 //! keys, organizations with their enterprise SSO settings, the account's audit log, soft
-//! delete and restore, and account data exports.
+//! delete and restore, account data exports, and the account's outbound webhook endpoints.
 //!
 //! Every route under `/accounts/{account_id}` takes [`Tenant`]: the membership check of
 //! [`shared::tenancy`] runs before the handler, and what the caller may do is asked of the
@@ -13,6 +13,7 @@ pub mod flags;
 pub mod invitations;
 pub mod members;
 pub mod orgs;
+pub mod webhooks;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -38,7 +39,8 @@ use utoipa_axum::routes;
 pub const MAX_NAME_CHARS: usize = 100;
 
 #[derive(utoipa::OpenApi)]
-#[openapi(tags((name = "tenancy", description = "Accounts, members, invitations, API keys, organizations")))]
+#[openapi(tags((name = "tenancy", description = "Accounts, members, invitations, API keys, organizations"),
+    (name = "webhooks", description = "The account's webhook endpoints, their delivery logs, replays and test messages")))]
 struct ApiDoc;
 
 fn openapi_router() -> OpenApiRouter<Services> {
@@ -67,6 +69,12 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(orgs::add_admin))
         .routes(routes!(orgs::remove_admin))
         .routes(routes!(orgs::put_sso))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::attempts))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(webhooks::test))
 }
 
 shared::function_routes!();

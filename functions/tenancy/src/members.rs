@@ -151,6 +151,14 @@ pub(crate) async fn end_membership(
     // The seat count follows the membership in the same transaction (the job outbox).
     let seats = shared::billing::stage_seat_sync(&s.billing(), scope.account_id())?;
     let mut ops: Vec<TxOp> = seats.iter().map(shared::jobs::outbox::StagedJob::op).collect();
+    let removed = shared::webhooks::Event::new(
+        "member.removed",
+        format!("member-removed-{}-{version}", m.user_id),
+        s.clock.now_ms(),
+        serde_json::json!({"account_id": scope.account_id(), "user_id": m.user_id}),
+    );
+    let removed = shared::webhooks::stage(&s.jobs(), scope.account_id(), &removed)?;
+    ops.push(removed.op());
     if m.role == Role::Owner {
         ops.push(other_owner_check(s, scope, m.user_id).await?);
     }
@@ -160,6 +168,7 @@ pub(crate) async fn end_membership(
         mark.when(Condition::All(vec![Condition::VersionIs(version), Condition::Missing("deleted_at_ms".into())])),
     ));
     s.store.transact(ops).await?;
+    s.jobs().dispatch(removed).await;
     if let Some(job) = seats {
         s.jobs().dispatch(job).await;
     }

@@ -5,6 +5,8 @@
 //!   hours;
 //! - seat sync: a per-seat subscription's quantity brought in line with the member count;
 //! - the cancellation, at the period end, of a deleted account's subscription;
+//! - outbound webhooks: a published message fanned out to the account's endpoints, and each
+//!   signed delivery attempt with its retries ([`shared::webhooks::delivery`]);
 //! - the product functions' own jobs, by the handlers they register (`products::jobs`).
 //!
 //! Secrets never leave: any field named `*_hash`, `*secret*`, or a user's `mfa` data is
@@ -216,6 +218,12 @@ impl JobHandler for Worker {
             Job::SyncSeats { account_id } => self.sync_seats(*account_id).await,
             Job::CancelForDeletedAccount { account_id } => self.cancel_for_deleted(*account_id).await,
             Job::Product { name, payload } => self.product.run(name, payload, envelope).await,
+            Job::PublishWebhook { account_id, event } => {
+                shared::webhooks::delivery::fan_out(&self.services.webhooks(), *account_id, event).await
+            }
+            Job::DeliverWebhook { delivery } => {
+                shared::webhooks::delivery::deliver(&self.services.webhooks(), delivery).await
+            }
             other => Err(JobError::Permanent(anyhow::anyhow!("{} does not run on the jobs queue", other.kind()))),
         }
     }

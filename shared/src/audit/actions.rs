@@ -112,6 +112,18 @@ audit_actions! {
     ApiKeyCreated => "api_key.created",
     /// An API key was revoked; target: the key.
     ApiKeyRevoked => "api_key.revoked",
+    /// A webhook endpoint was registered; target: the endpoint; detail: its event types.
+    WebhookEndpointCreated => "webhook_endpoint.created",
+    /// A webhook endpoint's URL, event types, description or enabled flag changed; target: the endpoint.
+    WebhookEndpointUpdated => "webhook_endpoint.updated",
+    /// A webhook endpoint was deleted; target: the endpoint.
+    WebhookEndpointDeleted => "webhook_endpoint.deleted",
+    /// A webhook endpoint's signing secret was rotated; target: the endpoint; detail: until when the old one signs.
+    WebhookSecretRotated => "webhook_endpoint.secret_rotated",
+    /// Messages were sent again to a webhook endpoint; target: the endpoint; detail: what was replayed.
+    WebhookMessagesReplayed => "webhook_endpoint.replayed",
+    /// Groundwork disabled a webhook endpoint that kept failing; target: the endpoint.
+    WebhookEndpointDisabled => "webhook_endpoint.disabled",
     /// A Checkout session was started.
     BillingCheckoutStarted => "billing.checkout_started",
     /// The plan changed at once (an upgrade).

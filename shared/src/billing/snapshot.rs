@@ -17,7 +17,8 @@ use super::{BillingState, Plans, SubscriptionStatus, derive};
 use crate::audit::{Actor, AuditAction, AuditStream, NewEvent, Origin};
 use crate::id::AccountId;
 use crate::keys;
-use crate::store::{Item, Put, StoreError};
+use crate::jobs::outbox::StagedJob;
+use crate::store::{Item, Put, StoreError, TxOp};
 
 /// Applies a subscription snapshot taken at `as_of` (Stripe time) by `source`.
 ///
@@ -45,7 +46,7 @@ pub(super) async fn apply_snapshot_noting_ties(
     let item = plan_item(s, snap);
     let mut ignored = "";
     let mut tied = false;
-    let changed = update_state(s, account, true, |state| {
+    let change = |state: &mut BillingState| {
         tied = as_of == state.as_of
             && source != state.as_of_event
             && state.subscription_id.as_deref() == Some(snap.id.as_str());
@@ -80,9 +81,35 @@ pub(super) async fn apply_snapshot_noting_ties(
         state.as_of = as_of;
         state.as_of_event = source.to_owned();
         Ok::<_, ApplyError>(true)
-    })
-    .await?;
+    };
+    // The account's webhook endpoints hear of the new state with its commit (the outbox).
+    let changed = update_state_with(s, account, true, change, |state| subscription_updated(s, account, state)).await?;
     Ok((if changed { Outcome::Applied } else { Outcome::Ignored(ignored.into()) }, tied))
+}
+
+/// The `subscription.updated` webhook message of the state a snapshot set, staged to commit
+/// with it. Its id names the snapshot.
+fn subscription_updated(s: &Billing<'_>, account: AccountId, state: &BillingState) -> Option<StagedJob> {
+    let status = state.status?;
+    let subscription = state.subscription_id.as_deref().unwrap_or_default();
+    let source = crate::auth::hash_secret(&state.as_of_event);
+    let id = format!("subscription-updated-{}-{}", state.as_of, &source[..24]);
+    let data = json!({
+        "account_id": account,
+        "subscription_id": subscription,
+        "plan": derive(s.plans, state).plan,
+        "status": status,
+        "seats": state.quantity,
+    });
+    let event = crate::webhooks::Event::new("subscription.updated", id, s.clock.now_ms(), data);
+    match crate::webhooks::stage(&s.jobs(), account, &event) {
+        Ok(job) => Some(job),
+        Err(e) => {
+            // Never in practice: the id and type are well-formed and the data small.
+            tracing::error!(error = %e, "the subscription.updated webhook message is malformed");
+            None
+        }
+    }
 }
 
 /// The item of `snap` that carries the plan. None or several is a catalogue or Stripe set-up
@@ -120,15 +147,33 @@ pub async fn update_state<E: From<StoreError>>(
     s: &Billing<'_>,
     account: AccountId,
     rederive: bool,
+    change: impl FnMut(&mut BillingState) -> Result<bool, E>,
+) -> Result<bool, E> {
+    update_state_with(s, account, rederive, change, |_| None).await
+}
+
+/// As [`update_state`], with the job `stage` makes of the new state committed in the same
+/// transaction and dispatched after it (the job outbox).
+async fn update_state_with<E: From<StoreError>>(
+    s: &Billing<'_>,
+    account: AccountId,
+    rederive: bool,
     mut change: impl FnMut(&mut BillingState) -> Result<bool, E>,
+    stage: impl Fn(&BillingState) -> Option<StagedJob>,
 ) -> Result<bool, E> {
     for _ in 0..5 {
         let (mut state, version) = super::state(s.store, account).await?;
         if !change(&mut state)? {
             return Ok(false);
         }
-        match save(s, account, &state, version, rederive).await {
-            Ok(()) => return Ok(true),
+        let job = stage(&state);
+        match save(s, account, &state, version, rederive, job.as_ref()).await {
+            Ok(()) => {
+                if let Some(job) = job {
+                    s.jobs().dispatch(job).await;
+                }
+                return Ok(true);
+            }
             Err(StoreError::ConditionFailed) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -136,14 +181,15 @@ pub async fn update_state<E: From<StoreError>>(
     Err(StoreError::Unavailable(anyhow::anyhow!("the billing state of {account} kept changing")).into())
 }
 
-/// Writes `state` over `version`, deriving entitlements when `rederive` is set and auditing a
-/// change of them.
+/// Writes `state` over `version` (with `job`'s outbox copy in the same transaction),
+/// deriving entitlements when `rederive` is set and auditing a change of them.
 async fn save(
     s: &Billing<'_>,
     account: AccountId,
     state: &BillingState,
     version: u64,
     rederive: bool,
+    job: Option<&StagedJob>,
 ) -> Result<(), StoreError> {
     let mut state = state.clone();
     let before = state.entitlements.clone();
@@ -153,7 +199,11 @@ async fn save(
     let mut item = Item::from_record(keys::billing_state(account), &state)?;
     item.version = version;
     let put = if version == 0 { Put::new(item).if_not_exists() } else { Put::new(item).if_unchanged() };
-    s.store.put(put).await.map_err(|e| if e.is_condition_failure() { StoreError::ConditionFailed } else { e })?;
+    let written = match job {
+        Some(job) => s.store.transact(vec![TxOp::Put(put), job.op()]).await,
+        None => s.store.put(put).await.map(|_| ()),
+    };
+    written.map_err(|e| if e.is_condition_failure() { StoreError::ConditionFailed } else { e })?;
     if state.entitlements != before {
         let detail = json!({
             "from": before.as_ref().map(|e| e.plan.clone()),

@@ -56,6 +56,10 @@ pub struct Config {
     pub http: server::HttpSettings,
     /// Data exports.
     pub exports: crate::exports::ExportsConfig,
+    /// Outbound HTTP to URLs tenants configure.
+    pub outbound: crate::outbound::OutboundConfig,
+    /// Outbound webhooks.
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 impl Config {
@@ -87,7 +91,6 @@ impl Config {
             });
         }
         Ok(Self {
-            environment,
             on_lambda: env.on_lambda,
             data_dir: env.get("GROUNDWORK_DATA_DIR").map_or_else(|| PathBuf::from(".groundwork"), PathBuf::from),
             server: ServerConfig::from_env(&env)?,
@@ -102,6 +105,9 @@ impl Config {
             aws: crate::aws::AwsConfig::from_env(&env)?,
             http: server::HttpSettings::from_env(&env)?,
             exports: crate::exports::ExportsConfig::from_env(&env)?,
+            outbound: crate::outbound::OutboundConfig::from_env(&env, &environment)?,
+            webhooks: crate::webhooks::WebhooksConfig::from_env(&env)?,
+            environment,
         })
     }
 }

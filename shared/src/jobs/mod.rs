@@ -33,6 +33,7 @@ use crate::store::{Index, Item, Key, Put, Query, Store, StoreError};
 pub mod outbox;
 pub mod product;
 mod runner;
+pub mod webhook;
 
 pub use product::{ProductJob, ProductJobs};
 pub use runner::{JobError, JobHandler, JobOutcome, JobRunner, RunnerParts, backoff};
@@ -79,6 +80,19 @@ pub enum Job {
         /// Who receives the link.
         notify: EmailAddress,
     },
+    /// Store a webhook message and queue its delivery to each subscribed endpoint (run by
+    /// `webhooks::delivery::fan_out`).
+    PublishWebhook {
+        /// The account whose endpoints receive it.
+        account_id: crate::id::AccountId,
+        /// The event.
+        event: webhook::WebhookEvent,
+    },
+    /// One attempt to deliver a webhook message to one endpoint (`webhooks::delivery::deliver`).
+    DeliverWebhook {
+        /// Which message, where, which attempt.
+        delivery: webhook::WebhookDelivery,
+    },
     /// A job of the product's own functions (see [`product`]): its registered name and its
     /// payload, run by the handler registered under that name.
     Product {
@@ -97,6 +111,8 @@ impl Job {
             Self::ExportData { .. }
             | Self::SyncSeats { .. }
             | Self::CancelForDeletedAccount { .. }
+            | Self::PublishWebhook { .. }
+            | Self::DeliverWebhook { .. }
             | Self::Product { .. } => QueueName::Jobs,
         }
     }
@@ -109,6 +125,8 @@ impl Job {
             Self::ExportData { .. } => "export_data",
             Self::SyncSeats { .. } => "sync_seats",
             Self::CancelForDeletedAccount { .. } => "cancel_for_deleted_account",
+            Self::PublishWebhook { .. } => "publish_webhook",
+            Self::DeliverWebhook { .. } => "deliver_webhook",
         }
     }
 }
@@ -156,6 +174,20 @@ impl Jobs<'_> {
     pub async fn enqueue_with_key(&self, job: Job, id: JobId, key: String) -> Result<JobId, QueueError> {
         let (envelope, body) = self.envelope(job, id, key)?;
         self.queues.get(envelope.job.queue()).send(Outgoing::new(body)).await?;
+        self.queued(&envelope).await;
+        Ok(id)
+    }
+
+    /// As [`Jobs::enqueue_with_key`], visible on its queue only after `delay` (at most
+    /// [`crate::queue::MAX_DELAY`], SQS's limit).
+    ///
+    /// # Errors
+    /// As [`Jobs::enqueue_with_key`].
+    pub async fn enqueue_after(&self, job: Job, key: String, delay: Duration) -> Result<JobId, QueueError> {
+        let id = JobId::new();
+        let (envelope, body) = self.envelope(job, id, key)?;
+        let message = Outgoing::new(body).delayed(delay.min(crate::queue::MAX_DELAY));
+        self.queues.get(envelope.job.queue()).send(message).await?;
         self.queued(&envelope).await;
         Ok(id)
     }

@@ -81,6 +81,9 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "data_export_ready.subject.j2",
     "data_export_ready.txt.j2",
     "data_export_ready.html.j2",
+    "webhook_endpoint_disabled.subject.j2",
+    "webhook_endpoint_disabled.txt.j2",
+    "webhook_endpoint_disabled.html.j2",
 );
 
 fn environment() -> &'static Environment<'static> {
@@ -162,6 +165,7 @@ mod tests {
             "payment_failed",
             "plan_changed",
             "data_export_ready",
+            "webhook_endpoint_disabled",
         ];
         for (file, _) in TEMPLATES {
             let stem = file.split('.').next().unwrap();

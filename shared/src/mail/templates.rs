@@ -92,6 +92,15 @@ pub enum Email {
         /// How long the link works.
         expires_in_hours: u32,
     },
+    /// A webhook endpoint kept failing and was disabled.
+    WebhookEndpointDisabled {
+        /// The account's name.
+        account_name: String,
+        /// The endpoint's URL.
+        url: String,
+        /// The account's webhook settings.
+        link: String,
+    },
 }
 
 impl Email {
@@ -108,6 +117,7 @@ impl Email {
             Self::PaymentFailed { .. } => "payment_failed",
             Self::PlanChanged { .. } => "plan_changed",
             Self::DataExportReady { .. } => "data_export_ready",
+            Self::WebhookEndpointDisabled { .. } => "webhook_endpoint_disabled",
         }
     }
 }

@@ -85,6 +85,8 @@ pub enum Action {
     ManageMembers,
     /// Create and revoke API keys.
     ManageApiKeys,
+    /// Register webhook endpoints, rotate their secrets, read their delivery logs, replay.
+    ManageWebhooks,
     /// Read the account's audit log.
     ReadAudit,
     /// Export all the account's data.
@@ -101,7 +103,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::ReadAccount,
         Self::UpdateAccount,
         Self::DeleteAccount,
@@ -109,6 +111,7 @@ impl Action {
         Self::ReadMembers,
         Self::ManageMembers,
         Self::ManageApiKeys,
+        Self::ManageWebhooks,
         Self::ReadAudit,
         Self::ExportData,
         Self::ReadBilling,
@@ -128,6 +131,7 @@ impl Action {
             Self::ReadMembers => "read_members",
             Self::ManageMembers => "manage_members",
             Self::ManageApiKeys => "manage_api_keys",
+            Self::ManageWebhooks => "manage_webhooks",
             Self::ReadAudit => "read_audit",
             Self::ExportData => "export_data",
             Self::ReadBilling => "read_billing",

@@ -20,3 +20,4 @@ mod rate_limits;
 mod rent_auth;
 mod template_routes;
 mod tenancy;
+mod webhooks;
