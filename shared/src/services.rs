@@ -44,8 +44,8 @@ pub struct Services {
     /// The client for calls to configured third parties (OpenID Connect providers): see
     /// [`crate::outbound`].
     pub http: reqwest::Client,
-    /// The client for URLs tenants configure (webhook endpoints): public addresses only, see
-    /// [`crate::outbound::guarded`].
+    /// The client for URLs tenants configure (webhook endpoints, an organization's identity
+    /// provider): public addresses only, see [`crate::outbound::guarded`].
     pub guarded_http: reqwest::Client,
     /// Documents fetched from configured third parties, cached per process.
     pub documents: Arc<crate::outbound::DocumentCache>,

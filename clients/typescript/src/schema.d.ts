@@ -2611,7 +2611,10 @@ export interface components {
             client_id: string;
             /** @description The client secret. */
             client_secret: string;
-            /** @description The IdP's issuer URL (https; http only for loopback). */
+            /**
+             * @description The IdP's issuer URL: `https`, on a public address (Groundwork fetches its discovery
+             *     document and keys through the guarded client).
+             */
             issuer: string;
             /** @description An account of the organization that users join on first sign-in. */
             jit_account_id?: string | null;

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse as _,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
+    AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpClientError, HttpRequest, HttpResponse,
+    IssuerUrl, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -72,7 +73,45 @@ pub async fn provider(s: &Services, name: &str) -> Result<Option<Provider>, ApiE
     }))
 }
 
-async fn metadata(s: &Services, issuer: &str) -> Result<CoreProviderMetadata, ApiError> {
+/// The HTTP client a provider is called with. An organization's provider was typed in by
+/// its admins: every URL (discovery, keys, token, UserInfo: the discovery document names the
+/// last three) is checked ([`shared::outbound::check_url`]) and called through the guarded
+/// client, which connects to public addresses only. The operator's own providers
+/// (`GROUNDWORK_OIDC_PROVIDERS`) use the plain outbound client.
+struct ProviderHttp {
+    client: reqwest::Client,
+    /// Set for an organization's provider: the checks every URL goes through first.
+    guard: Option<shared::outbound::OutboundConfig>,
+}
+
+impl ProviderHttp {
+    fn of(s: &Services, p: &Provider) -> Self {
+        match p.org {
+            Some(_) => Self { client: s.guarded_http.clone(), guard: Some(s.config.outbound) },
+            None => Self { client: s.http.clone(), guard: None },
+        }
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for ProviderHttp {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + Sync + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            if let Some(config) = self.guard {
+                let url = reqwest::Url::parse(&request.uri().to_string())
+                    .map_err(|e| HttpClientError::Other(format!("the provider's URL: {e}")))?;
+                shared::outbound::check_url(&url, config)
+                    .map_err(|r| HttpClientError::Other(format!("refused: {r}")))?;
+            }
+            self.client.call(request).await
+        })
+    }
+}
+
+async fn metadata(s: &Services, p: &Provider) -> Result<CoreProviderMetadata, ApiError> {
+    let issuer = p.issuer.as_str();
     let cache_key = format!("oidc-discovery {issuer}");
     // The discovery document and the JWKS discovery fetched with it (which the metadata's
     // own serialisation leaves out).
@@ -84,7 +123,7 @@ async fn metadata(s: &Services, issuer: &str) -> Result<CoreProviderMetadata, Ap
     }
     let url = IssuerUrl::new(issuer.to_owned()).map_err(|e| anyhow::anyhow!("issuer URL: {e}"))?;
     // Discovery also checks that the document names this very issuer.
-    let m = CoreProviderMetadata::discover_async(url, &s.http).await.map_err(|e| match e {
+    let m = CoreProviderMetadata::discover_async(url, &ProviderHttp::of(s, p)).await.map_err(|e| match e {
         // The document names another issuer, or is not valid: never trust it.
         openidconnect::DiscoveryError::Validation(_) | openidconnect::DiscoveryError::Parse(_) => {
             refused(&format!("discovery of {issuer}: {e}"))
@@ -124,7 +163,7 @@ fn flow_key(state: &str) -> Key {
 /// 503 when the provider's discovery fails.
 pub async fn start(s: &Services, p: &Provider, login_hint: Option<&str>) -> Result<String, ApiError> {
     let client = CoreClient::from_provider_metadata(
-        metadata(s, &p.issuer).await?,
+        metadata(s, p).await?,
         ClientId::new(p.client_id.clone()),
         Some(ClientSecret::new(p.client_secret.clone())),
     )
@@ -178,7 +217,7 @@ pub async fn finish(s: &Services, p: &Provider, code: &str, state: &str) -> Resu
         return Err(refused("state of another provider"));
     }
     let client = CoreClient::from_provider_metadata(
-        metadata(s, &p.issuer).await?,
+        metadata(s, p).await?,
         ClientId::new(p.client_id.clone()),
         Some(ClientSecret::new(p.client_secret.clone())),
     )
@@ -187,7 +226,8 @@ pub async fn finish(s: &Services, p: &Provider, code: &str, state: &str) -> Resu
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("the provider has no token endpoint: {e}")))?
         .set_pkce_verifier(PkceCodeVerifier::new(flow.pkce_verifier));
-    let tokens = request.request_async(&s.http).await.map_err(|e| refused(&format!("code exchange: {e}")))?;
+    let tokens =
+        request.request_async(&ProviderHttp::of(s, p)).await.map_err(|e| refused(&format!("code exchange: {e}")))?;
     let id_token = tokens.id_token().ok_or_else(|| refused("no ID token"))?;
     let now_ms = s.clock.now_ms();
     let verifier = client
@@ -206,7 +246,7 @@ pub async fn finish(s: &Services, p: &Provider, code: &str, state: &str) -> Resu
             .user_info(tokens.access_token().clone(), Some(claims.subject().clone()))
             .map_err(|e| refused(&format!("no UserInfo endpoint: {e}")))?;
         let info: openidconnect::core::CoreUserInfoClaims =
-            request.request_async(&s.http).await.map_err(|e| refused(&format!("UserInfo: {e}")))?;
+            request.request_async(&ProviderHttp::of(s, p)).await.map_err(|e| refused(&format!("UserInfo: {e}")))?;
         if let (Some(e), Some(true)) = (info.email(), info.email_verified()) {
             email = Some(e.as_str().to_ascii_lowercase());
         }

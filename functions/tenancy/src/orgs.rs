@@ -337,11 +337,9 @@ pub(crate) async fn remove_admin(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SsoRequest {
-    /// The IdP's issuer URL (https; http only for loopback).
-    #[schema(
-        max_length = 500,
-        pattern = "^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\]))[^\\s\\x00-\\x1f\\x7f-\\x9f]*$"
-    )]
+    /// The IdP's issuer URL: `https`, on a public address (Groundwork fetches its discovery
+    /// document and keys through the guarded client).
+    #[schema(max_length = 500, pattern = "^https://[^\\s\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub issuer: String,
     /// The client id.
     #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
@@ -364,11 +362,16 @@ fn invalid(code: &'static str, detail: &str) -> ApiError {
     ApiError::Invalid { code, detail: detail.into() }
 }
 
-fn valid_issuer(issuer: &str) -> bool {
-    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
-    (issuer.starts_with("https://") || loopback.iter().any(|p| issuer.starts_with(p)))
-        && issuer.chars().count() <= 500
-        && !issuer.chars().any(|c| c.is_whitespace() || c.is_control())
+/// The issuer as stored: an `https` URL whose host is public (checked after DNS, and again
+/// at every call: [`shared::outbound::check_configured`]); `http` to loopback only where
+/// `GROUNDWORK_OUTBOUND_ALLOW_LOOPBACK` allows it (tests).
+async fn checked_issuer(s: &Services, issuer: &str) -> Result<String, ApiError> {
+    let refused = |why: String| invalid("invalid_issuer", &format!("the issuer must be a public https URL: {why}"));
+    if issuer.chars().count() > 500 || issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(refused("at most 500 characters, no spaces".into()));
+    }
+    shared::outbound::check_configured(issuer, s.config.outbound).await.map_err(|r| refused(r.to_string()))?;
+    Ok(issuer.trim_end_matches('/').to_owned())
 }
 
 /// Sets the organization's enterprise OIDC configuration.
@@ -384,9 +387,7 @@ pub(crate) async fn put_sso(
     Json(req): Json<SsoRequest>,
 ) -> Result<Json<OrgView>, ApiError> {
     let (mut org, version) = load_as_admin(&s, id, caller.user_id).await?;
-    if !valid_issuer(&req.issuer) {
-        return Err(invalid("invalid_issuer", "the issuer is an https URL (http only on loopback)"));
-    }
+    let issuer = checked_issuer(&s, &req.issuer).await?;
     if req.client_id.trim().is_empty() || req.client_id.chars().count() > 500 {
         return Err(invalid("invalid_client_id", "the client id is 1 to 500 characters"));
     }
@@ -426,7 +427,7 @@ pub(crate) async fn put_sso(
         }
     };
     org.sso = Some(SsoConfig {
-        issuer: req.issuer.trim_end_matches('/').to_owned(),
+        issuer,
         client_id: req.client_id.trim().to_owned(),
         client_secret: req.client_secret.expose().clone(),
         allowed_domains: domains,

@@ -31,6 +31,8 @@ fn param(url: &str, name: &str) -> String {
     raw.replace("%3A", ":").replace("%2F", "/")
 }
 
+const LOOPBACK: (&str, &str) = ("GROUNDWORK_OUTBOUND_ALLOW_LOOPBACK", "true");
+
 /// An organization with SSO through the loopback provider, just-in-time membership of Acme.
 async fn sso_org(app: &TestApp, admin: &str, issuer: &str) -> (String, String) {
     let (status, account) = app.call("POST", "/accounts", Some(admin), Some(json!({"name": "Acme"}))).await;
@@ -50,7 +52,9 @@ async fn sso_org(app: &TestApp, admin: &str, issuer: &str) -> (String, String) {
 
 #[tokio::test]
 async fn enterprise_sso_signs_in_creates_the_user_and_joins_the_account() {
-    let app = TestApp::spawn(&[]).await;
+    // The loopback provider is an organization's: tenant-configured URLs reach loopback only
+    // with the test switch.
+    let app = TestApp::spawn(&[LOOPBACK]).await;
     let (admin, _) = app.user("admin@acme.test").await;
     let (org, acme) = sso_org(&app, &admin, &idp()).await;
     let provider = format!("org-{org}");
@@ -112,7 +116,7 @@ async fn a_social_provider_from_env_links_to_the_existing_verified_user() {
 #[tokio::test]
 async fn a_wrong_nonce_a_wrong_issuer_and_an_expired_id_token_are_refused() {
     let clock = ManualClock::at(shared::clock::SystemClock.now_ms());
-    let app = TestApp::spawn_with_clock(&[], Arc::new(clock.clone())).await;
+    let app = TestApp::spawn_with_clock(&[LOOPBACK], Arc::new(clock.clone())).await;
     let (admin, _) = app.user("admin@acme.test").await;
     let (org, _) = sso_org(&app, &admin, &idp()).await;
     let provider = format!("org-{org}");

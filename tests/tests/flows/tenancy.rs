@@ -498,10 +498,20 @@ async fn organizations_group_accounts_and_hold_sso_settings() {
     assert_eq!(status, 200, "{org}");
     assert_eq!(org["sso"]["allowed_domains"][0], "acme.test");
     assert!(!org.to_string().contains("s3cr3t-value"), "the client secret is never shown");
-    let mut bad = sso.clone();
-    bad["issuer"] = json!("http://login.acme.test");
-    let (status, body) = app.call("PUT", &format!("{base}/sso"), Some(&ada), Some(bad)).await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_issuer")));
+    // The issuer is fetched by the server: https, and never a private or loopback address,
+    // by literal or by what its name resolves to.
+    for issuer in [
+        "http://login.acme.test",
+        "https://127.0.0.1:8443",
+        "https://localhost:8443",
+        "https://169.254.169.254",
+        "https://[fd00::1]",
+    ] {
+        let mut bad = sso.clone();
+        bad["issuer"] = json!(issuer);
+        let (status, body) = app.call("PUT", &format!("{base}/sso"), Some(&ada), Some(bad)).await;
+        assert_eq!((status, body["code"].as_str()), (422, Some("invalid_issuer")), "{issuer}: {body}");
+    }
     let mut bad = sso;
     bad["jit_role"] = json!("owner");
     assert_eq!(app.call("PUT", &format!("{base}/sso"), Some(&ada), Some(bad)).await.0, 422);
