@@ -5,7 +5,8 @@
 //! are built with rustls. Building one fails loudly: there is no silent fallback to a default
 //! client without these settings.
 //!
-//! URLs a tenant or an administrator types in (webhook endpoints) go through the
+//! URLs a tenant or an administrator types in (webhook endpoints, an organization's OpenID
+//! Connect provider) go through the
 //! [`guarded`] client on top of that: it refuses every address that is not public (private,
 //! loopback, link-local, the cloud metadata service, carrier-grade NAT, multicast, reserved:
 //! the IANA special-purpose registries, RFC 6890), checked on the addresses DNS returns, so a

@@ -16,8 +16,8 @@ use super::objects::{EntitlementSummary, Subscription};
 use super::{BillingState, Plans, SubscriptionStatus, derive};
 use crate::audit::{Actor, AuditAction, AuditStream, NewEvent, Origin};
 use crate::id::AccountId;
-use crate::keys;
 use crate::jobs::outbox::StagedJob;
+use crate::keys;
 use crate::store::{Item, Put, StoreError, TxOp};
 
 /// Applies a subscription snapshot taken at `as_of` (Stripe time) by `source`.
