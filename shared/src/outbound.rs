@@ -160,7 +160,17 @@ pub fn check_url(url: &reqwest::Url, config: OutboundConfig) -> Result<(), Refus
         url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
         url::Host::Domain(_) => None,
     };
-    let loopback_name = matches!(host, url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost"));
+    // Names under `localhost` are loopback (RFC 6761, section 6.3) whatever a resolver says
+    // (one without them in its hosts file does not resolve them at all); `localhost` itself
+    // goes through the resolver, whose answer the guard refuses.
+    let (name, rooted) = match host {
+        url::Host::Domain(d) => (d.trim_end_matches('.').to_ascii_lowercase(), d.ends_with('.')),
+        _ => (String::new(), false),
+    };
+    let loopback_name = name == "localhost" || name.ends_with(".localhost");
+    if loopback_name && (rooted || name != "localhost") && !config.allow_loopback {
+        return Err(Refused::Url("the host is a loopback name (under localhost)".into()));
+    }
     let to_loopback = literal.is_some_and(|ip| ip.is_loopback()) || loopback_name;
     match url.scheme() {
         "https" => {}
@@ -182,8 +192,21 @@ pub fn check_url(url: &reqwest::Url, config: OutboundConfig) -> Result<(), Refus
 /// # Errors
 /// [`Refused`] saying why; [`Refused::Url`] for a string that is no absolute URL.
 pub async fn check_configured(url: &str, config: OutboundConfig) -> Result<reqwest::Url, Refused> {
+    // The URL parser drops tabs and line breaks silently: refuse them instead.
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Refused::Url("the URL holds spaces or control characters".into()));
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| Refused::Url(format!("not an absolute URL: {e}")))?;
     check_url(&parsed, config)?;
+    if parsed.fragment().is_some() {
+        return Err(Refused::Url("the URL has a fragment (#...), which is never sent".into()));
+    }
+    if parsed.port() == Some(0) {
+        return Err(Refused::Url("port 0 is not a port one can connect to".into()));
+    }
+    if parsed.host_str().is_some_and(|h| h.trim_end_matches('.').len() > 253) {
+        return Err(Refused::Url("the host name is longer than DNS allows (253)".into()));
+    }
     if let Some(url::Host::Domain(name)) = parsed.host() {
         let port = parsed.port_or_known_default().unwrap_or(443);
         let lookup = tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((name, port)));
@@ -377,6 +400,9 @@ mod tests {
         assert!(matches!(check("https://[::ffff:a9fe:a9fe]/x", off), Err(Refused::Address { .. })));
         assert!(matches!(check("https://169.254.169.254/latest/meta-data", on), Err(Refused::Address { .. })));
         assert!(matches!(check("https://user:pw@hooks.example.com/", off), Err(Refused::Url(_))));
+        assert!(matches!(check("https://api.localhost/", off), Err(Refused::Url(_))));
+        assert!(matches!(check("https://LOCALHOST./", off), Err(Refused::Url(_))));
+        assert!(matches!(check("https://2130706433/", off), Err(Refused::Address { .. })));
         assert!(matches!(check("ftp://hooks.example.com/", off), Err(Refused::Url(_))));
         assert!(check("http://127.0.0.1:8080/x", on).is_ok());
         assert!(check("http://localhost:8080/x", on).is_ok());
@@ -388,6 +414,26 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn configured_urls_are_refused_rather_than_rewritten() {
+        let off = OutboundConfig::default();
+        for bad in [
+            "https://hooks.example.com/x\r\nX-Injected: 1",
+            "https://hooks.example.com/x y",
+            "https://hooks.example.com/x#fragment",
+            "https://hooks.example.com:0/x",
+            &format!(
+                "https://{}.example.com/",
+                ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(63)].join(".")
+            ),
+            "https://localhost:8443/",
+        ] {
+            assert!(check_configured(bad, off).await.is_err(), "{bad} must be refused");
+        }
+        let ok = check_configured("https://hooks.example.com:8443/in?x=1", off).await.unwrap();
+        assert_eq!(ok.as_str(), "https://hooks.example.com:8443/in?x=1");
     }
 
     /// A name that resolves to loopback is refused after resolution, before any connection:

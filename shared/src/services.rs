@@ -229,6 +229,11 @@ impl Services {
         #[cfg(feature = "stripe")]
         let stripe = crate::billing::stripe::StripeClient::from_config(&config.billing)?;
         let http = crate::outbound::client(std::time::Duration::from_secs(5))?;
+        if config.outbound.allow_loopback {
+            tracing::warn!(
+                "GROUNDWORK_OUTBOUND_ALLOW_LOOPBACK is on: tenant-configured URLs may reach this machine's loopback services"
+            );
+        }
         let guarded_http =
             crate::outbound::guarded(std::time::Duration::from_secs(config.webhooks.timeout_secs), config.outbound)?;
         let plans = Arc::new(crate::billing::Plans::from_config(&config.billing, &config.environment)?);

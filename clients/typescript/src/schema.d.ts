@@ -1995,9 +1995,8 @@ export interface components {
             event_types: string[];
             /**
              * Format: int64
-             * @description Since when its deliveries have failed without a success in between (Unix ms).
-             *     Absent rather than null when healthy: the first failure is stored under an
-             *     "attribute missing" condition.
+             * @description Since when its deliveries have failed without a success in between (Unix ms); absent
+             *     while it is healthy.
              */
             failing_since_ms?: number | null;
             /** @description Its id. */
@@ -4090,6 +4089,19 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
@@ -4533,6 +4545,19 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
@@ -4661,6 +4686,19 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
@@ -4777,6 +4815,19 @@ export interface operations {
             };
             /** @description The account is deleted; an owner can restore it (`account_deleted`); or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
                     RateLimit?: string;
@@ -5412,6 +5463,19 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
@@ -5527,6 +5591,19 @@ export interface operations {
             };
             /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
                     RateLimit?: string;
@@ -6731,6 +6808,19 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
@@ -6860,6 +6950,19 @@ export interface operations {
                 };
             };
             410: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
                     RateLimit?: string;
@@ -7080,6 +7183,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The endpoints, without their secrets */
             200: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7114,6 +7218,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The caller's role may not manage webhooks (`forbidden`) */
             403: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7198,6 +7303,7 @@ export interface operations {
             };
         };
         responses: {
+            /** @description Registered; the signing secret is in the answer, this once */
             201: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7232,6 +7338,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The caller's role may not manage webhooks (`forbidden`) */
             403: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7257,7 +7364,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            /** @description The account has its 20 endpoints (`too_many_endpoints`) */
             409: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7296,7 +7403,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            /** @description The URL is not a public https URL (`invalid_url`), an event type is not one to subscribe to (`invalid_event_type`), the description is too long (`invalid_description`) */
             422: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7349,6 +7456,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The endpoint, without its secrets */
             200: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7396,6 +7504,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No such endpoint in the account (`not_found`) */
             404: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7461,6 +7570,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description Deleted */
             204: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7506,6 +7616,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No such endpoint in the account (`not_found`) */
             404: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7575,6 +7686,7 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The endpoint as changed */
             200: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7622,6 +7734,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No such endpoint in the account (`not_found`) */
             404: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7634,6 +7747,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The endpoint changed meanwhile: read it again (`conflict`) */
             409: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7672,6 +7786,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `invalid_url`, `invalid_event_type` or `invalid_description`, as at registration */
             422: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7729,6 +7844,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description A page of the delivery log */
             200: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7741,7 +7857,7 @@ export interface operations {
                     "application/json": components["schemas"]["AttemptList"];
                 };
             };
-            /** @description A path parameter is not valid (`invalid_path`) */
+            /** @description A cursor this server did not issue (`invalid_cursor`) */
             400: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7776,6 +7892,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No such endpoint in the account (`not_found`) */
             404: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7848,6 +7965,7 @@ export interface operations {
             };
         };
         responses: {
+            /** @description Queued */
             202: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7895,6 +8013,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No such endpoint in the account (`not_found`) */
             404: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7907,7 +8026,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            /** @description The endpoint is disabled: enable it first (`endpoint_disabled`); or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -7946,7 +8065,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            /** @description Neither or both of `message_id` and `since_ms` (`invalid_replay`), a message not kept for the account (`unknown_message`), or of a type the endpoint is not subscribed to (`not_subscribed`); or this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -8002,6 +8121,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The new secret, this once */
             200: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -8049,6 +8169,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No such endpoint in the account (`not_found`) */
             404: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -8061,7 +8182,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            /** @description The endpoint changed meanwhile: retry (`conflict`) */
             409: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -8074,8 +8195,8 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
-            422: {
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
                     RateLimit?: string;
@@ -8130,6 +8251,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description Queued */
             202: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -8177,6 +8299,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No such endpoint in the account (`not_found`) */
             404: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -8189,8 +8312,21 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            /** @description The endpoint is disabled: enable it first (`endpoint_disabled`); or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
                     RateLimit?: string;
@@ -8533,6 +8669,19 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
@@ -8619,6 +8768,19 @@ export interface operations {
             };
             /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
                     RateLimit?: string;
@@ -8983,6 +9145,19 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
                     RateLimit?: string;
@@ -10532,6 +10707,19 @@ export interface operations {
             };
             /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
                     RateLimit?: string;

@@ -16,6 +16,8 @@ use shared::tenancy::{Action, Tenant, TenantScope};
 use shared::webhooks::delivery::{self, Delivery, Trigger};
 use shared::webhooks::{self, Attempt, Endpoint, Event, NewEndpoint};
 
+const PROBLEM: &str = "application/problem+json";
+
 /// The longest endpoint description.
 pub const MAX_DESCRIPTION_CHARS: usize = 200;
 
@@ -162,9 +164,10 @@ async fn audited(
 /// Registers a webhook endpoint for the account.
 #[utoipa::path(post, path = "/accounts/{account_id}/webhooks", tag = "webhooks", operation_id = "create_webhook_endpoint", request_body = NewWebhookEndpoint,
     security(("bearer" = ["manage_webhooks"])), params(("account_id" = String, Path)),
-    responses((status = 201, body = CreatedWebhookEndpoint), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "Registered; the signing secret is in the answer, this once", body = CreatedWebhookEndpoint),
+              (status = 403, description = "The caller's role may not manage webhooks (`forbidden`)", body = Problem, content_type = PROBLEM),
+              (status = 409, description = "The account has its 20 endpoints (`too_many_endpoints`)", body = Problem, content_type = PROBLEM),
+              (status = 422, description = "The URL is not a public https URL (`invalid_url`), an event type is not one to subscribe to (`invalid_event_type`), the description is too long (`invalid_description`)", body = Problem, content_type = PROBLEM)))]
 pub(crate) async fn create(
     State(s): State<Services>,
     ctx: RequestContext,
@@ -186,8 +189,8 @@ pub(crate) async fn create(
 
 /// Lists the account's webhook endpoints (never their secrets).
 #[utoipa::path(get, path = "/accounts/{account_id}/webhooks", tag = "webhooks", operation_id = "list_webhook_endpoints", security(("bearer" = ["manage_webhooks"])),
-    params(("account_id" = String, Path)), responses((status = 200, body = WebhookEndpointList),
-              (status = 403, body = Problem, content_type = "application/problem+json")))]
+    params(("account_id" = String, Path)), responses((status = 200, description = "The endpoints, without their secrets", body = WebhookEndpointList),
+              (status = 403, description = "The caller's role may not manage webhooks (`forbidden`)", body = Problem, content_type = PROBLEM)))]
 pub(crate) async fn list(
     State(s): State<Services>,
     Tenant(scope): Tenant,
@@ -200,7 +203,8 @@ pub(crate) async fn list(
 /// Reads one webhook endpoint.
 #[utoipa::path(get, path = "/accounts/{account_id}/webhooks/{endpoint_id}", tag = "webhooks", operation_id = "get_webhook_endpoint",
     security(("bearer" = ["manage_webhooks"])), params(("account_id" = String, Path), ("endpoint_id" = String, Path)),
-    responses((status = 200, body = Endpoint), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The endpoint, without its secrets", body = Endpoint),
+              (status = 404, description = "No such endpoint in the account (`not_found`)", body = Problem, content_type = PROBLEM)))]
 pub(crate) async fn get(
     State(s): State<Services>,
     Tenant(scope): Tenant,
@@ -214,9 +218,10 @@ pub(crate) async fn get(
 #[utoipa::path(patch, path = "/accounts/{account_id}/webhooks/{endpoint_id}", tag = "webhooks", operation_id = "update_webhook_endpoint",
     request_body = UpdateWebhookEndpoint, security(("bearer" = ["manage_webhooks"])),
     params(("account_id" = String, Path), ("endpoint_id" = String, Path)),
-    responses((status = 200, body = Endpoint), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The endpoint as changed", body = Endpoint),
+              (status = 404, description = "No such endpoint in the account (`not_found`)", body = Problem, content_type = PROBLEM),
+              (status = 409, description = "The endpoint changed meanwhile: read it again (`conflict`)", body = Problem, content_type = PROBLEM),
+              (status = 422, description = "`invalid_url`, `invalid_event_type` or `invalid_description`, as at registration", body = Problem, content_type = PROBLEM)))]
 pub(crate) async fn update(
     State(s): State<Services>,
     ctx: RequestContext,
@@ -253,7 +258,8 @@ pub(crate) async fn update(
 /// Deletes a webhook endpoint: nothing more is sent to it.
 #[utoipa::path(delete, path = "/accounts/{account_id}/webhooks/{endpoint_id}", tag = "webhooks", operation_id = "delete_webhook_endpoint",
     security(("bearer" = ["manage_webhooks"])), params(("account_id" = String, Path), ("endpoint_id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Deleted"),
+              (status = 404, description = "No such endpoint in the account (`not_found`)", body = Problem, content_type = PROBLEM)))]
 pub(crate) async fn delete(
     State(s): State<Services>,
     ctx: RequestContext,
@@ -272,8 +278,9 @@ pub(crate) async fn delete(
 /// until `previous_secret_expires_at_ms` (`GROUNDWORK_WEBHOOK_ROTATION_OVERLAP_HOURS`).
 #[utoipa::path(post, path = "/accounts/{account_id}/webhooks/{endpoint_id}/rotate-secret", tag = "webhooks", operation_id = "rotate_webhook_secret",
     security(("bearer" = ["manage_webhooks"])), params(("account_id" = String, Path), ("endpoint_id" = String, Path)),
-    responses((status = 200, body = RotatedSecret), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The new secret, this once", body = RotatedSecret),
+              (status = 404, description = "No such endpoint in the account (`not_found`)", body = Problem, content_type = PROBLEM),
+              (status = 409, description = "The endpoint changed meanwhile: retry (`conflict`)", body = Problem, content_type = PROBLEM)))]
 pub(crate) async fn rotate_secret(
     State(s): State<Services>,
     ctx: RequestContext,
@@ -296,7 +303,9 @@ pub(crate) async fn rotate_secret(
 #[utoipa::path(get, path = "/accounts/{account_id}/webhooks/{endpoint_id}/attempts", tag = "webhooks", operation_id = "list_webhook_attempts",
     security(("bearer" = ["manage_webhooks"])),
     params(("account_id" = String, Path), ("endpoint_id" = String, Path), PageParams),
-    responses((status = 200, body = AttemptList), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "A page of the delivery log", body = AttemptList),
+              (status = 400, description = "A cursor this server did not issue (`invalid_cursor`)", body = Problem, content_type = PROBLEM),
+              (status = 404, description = "No such endpoint in the account (`not_found`)", body = Problem, content_type = PROBLEM)))]
 pub(crate) async fn attempts(
     State(s): State<Services>,
     Tenant(scope): Tenant,
@@ -322,9 +331,10 @@ fn enabled(endpoint: &Endpoint) -> Result<(), ApiError> {
 #[utoipa::path(post, path = "/accounts/{account_id}/webhooks/{endpoint_id}/replay", tag = "webhooks", operation_id = "replay_webhook_messages",
     request_body = Replay, security(("bearer" = ["manage_webhooks"])),
     params(("account_id" = String, Path), ("endpoint_id" = String, Path)),
-    responses((status = 202, body = Replayed), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, description = "Queued", body = Replayed),
+              (status = 404, description = "No such endpoint in the account (`not_found`)", body = Problem, content_type = PROBLEM),
+              (status = 409, description = "The endpoint is disabled: enable it first (`endpoint_disabled`)", body = Problem, content_type = PROBLEM),
+              (status = 422, description = "Neither or both of `message_id` and `since_ms` (`invalid_replay`), a message not kept for the account (`unknown_message`), or of a type the endpoint is not subscribed to (`not_subscribed`)", body = Problem, content_type = PROBLEM)))]
 pub(crate) async fn replay(
     State(s): State<Services>,
     ctx: RequestContext,
@@ -343,6 +353,12 @@ pub(crate) async fn replay(
                 code: "unknown_message",
                 detail: "no message with this id is kept for the account (messages are kept 30 days)".into(),
             })?;
+            if !endpoint.subscribed(&message.event_type) {
+                return Err(ApiError::Invalid {
+                    code: "not_subscribed",
+                    detail: "the endpoint is not subscribed to this message's type".into(),
+                });
+            }
             (vec![message], None)
         }
         (None, Some(since)) if since >= 0 => {
@@ -373,8 +389,9 @@ pub(crate) async fn replay(
 /// Sends a `webhook.test` message to one endpoint (one attempt, in the delivery log).
 #[utoipa::path(post, path = "/accounts/{account_id}/webhooks/{endpoint_id}/test", tag = "webhooks", operation_id = "send_webhook_test",
     security(("bearer" = ["manage_webhooks"])), params(("account_id" = String, Path), ("endpoint_id" = String, Path)),
-    responses((status = 202, body = TestSent), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, description = "Queued", body = TestSent),
+              (status = 404, description = "No such endpoint in the account (`not_found`)", body = Problem, content_type = PROBLEM),
+              (status = 409, description = "The endpoint is disabled: enable it first (`endpoint_disabled`)", body = Problem, content_type = PROBLEM)))]
 pub(crate) async fn test(
     State(s): State<Services>,
     Tenant(scope): Tenant,

@@ -105,6 +105,10 @@ fn apply(path: &str, method: &str, op: &mut Value, shared_params: Option<&Value>
     if post {
         add("400", "A request is malformed (`invalid_idempotency_key`...)");
     }
+    if post && !has_body {
+        // The body limit applies to every request, a route that reads no body included.
+        add("413", "The body is larger than the configured limit (`payload_too_large`)");
+    }
     if has_body {
         add("400", "The body is not valid JSON (`malformed_json`)");
         add("413", "The body is larger than the configured limit (`payload_too_large`)");

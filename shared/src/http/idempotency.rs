@@ -61,6 +61,8 @@ pub const NOT_KEPT: &[&str] = &[
     "/auth/mfa/totp/enroll",
     "/auth/mfa/totp/confirm",
     "/accounts/{account_id}/api-keys",
+    "/accounts/{account_id}/webhooks",
+    "/accounts/{account_id}/webhooks/{endpoint_id}/rotate-secret",
 ];
 
 #[derive(Serialize, Deserialize)]

@@ -197,7 +197,15 @@ impl MessageHandler for JobRunner {
             }
         };
         let span = tracing::info_span!("job", job_id = %envelope.id, kind = envelope.job.kind(), attempt = message.receive_count);
-        let _guard = span.enter();
+        // Instrumented, never entered across awaits: a batch's jobs run interleaved on one
+        // task, and an entered span would label another job's lines.
+        tracing::Instrument::instrument(self.run_enveloped(message, envelope, now), span).await
+    }
+}
+
+impl JobRunner {
+    /// Runs a decoded job (the module documentation's steps 2 to 4).
+    async fn run_enveloped(&self, message: &Message, envelope: Envelope, now: i64) -> anyhow::Result<()> {
         match self.acquire(&envelope, &message.receipt, now).await? {
             Acquired::Completed => {
                 tracing::info!("duplicate delivery of a completed job: acknowledged without running");

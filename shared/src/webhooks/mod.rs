@@ -73,7 +73,8 @@ pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct WebhooksConfig {
     /// `GROUNDWORK_WEBHOOK_TIMEOUT_SECS`: how long a receiver has to answer (default 15,
-    /// 1 to 30).
+    /// 1 to 20: a batch of deliveries, handled together, must end within the worker's
+    /// 30-second Lambda timeout).
     #[serde(rename = "webhook_timeout_secs", default = "default_timeout")]
     pub timeout_secs: u64,
     /// `GROUNDWORK_WEBHOOK_DISABLE_AFTER_HOURS`: an endpoint whose deliveries have failed
@@ -114,7 +115,7 @@ impl WebhooksConfig {
     pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
         let c: Self = env.area("GROUNDWORK_")?;
         crate::settings::at_least("GROUNDWORK_WEBHOOK_TIMEOUT_SECS", c.timeout_secs, 1)?;
-        crate::settings::at_most("GROUNDWORK_WEBHOOK_TIMEOUT_SECS", c.timeout_secs, 30)?;
+        crate::settings::at_most("GROUNDWORK_WEBHOOK_TIMEOUT_SECS", c.timeout_secs, 20)?;
         crate::settings::at_least("GROUNDWORK_WEBHOOK_DISABLE_AFTER_HOURS", c.disable_after_hours, 1)?;
         crate::settings::at_most("GROUNDWORK_WEBHOOK_ROTATION_OVERLAP_HOURS", c.rotation_overlap_hours, 168)?;
         Ok(c)
@@ -184,9 +185,10 @@ pub struct Endpoint {
     pub enabled: bool,
     /// Why it was disabled by Groundwork (`failing`), if it was.
     pub disabled_reason: Option<String>,
-    /// Since when its deliveries have failed without a success in between (Unix ms).
-    /// Absent rather than null when healthy: the first failure is stored under an
-    /// "attribute missing" condition.
+    /// Since when its deliveries have failed without a success in between (Unix ms); absent
+    /// while it is healthy.
+    // Absent rather than null: the first failure is stored under an "attribute missing"
+    // condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since_ms: Option<i64>,
     /// When a rotated-out secret stops signing (Unix ms), during a rotation.
@@ -363,10 +365,14 @@ pub fn check_event_types(types: &[String]) -> Result<Vec<String>, ApiError> {
     if types.len() > 50 {
         return Err(ApiError::Invalid { code: "invalid_event_type", detail: "at most 50 event types".into() });
     }
-    if let Some(bad) = types.iter().find(|t| !catalogue::valid_type(t) || t.as_str() == "webhook.test") {
+    if let Some(i) = types.iter().position(|t| !catalogue::valid_type(t) || t.as_str() == "webhook.test") {
         return Err(ApiError::Invalid {
             code: "invalid_event_type",
-            detail: format!("{bad:?} is not an event type one can subscribe to (noun.verb)"),
+            detail: format!(
+                "event_types[{i}] is not an event type one can subscribe to: noun.verb, lowercase, at most \
+                 {} characters, and not webhook.test",
+                catalogue::MAX_TYPE_CHARS
+            ),
         });
     }
     let mut out = types.to_vec();

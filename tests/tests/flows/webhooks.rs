@@ -138,6 +138,38 @@ async fn events_reach_a_receiver_that_verifies_them_once_per_id_through_a_secret
     assert_eq!(log[4]["event_type"], "member.joined");
     assert!(log.iter().all(|a| a["latency_ms"].is_u64()));
 
+    // Replaying by id needs a type the endpoint subscribes to (test messages never are).
+    let (status, refused) = app
+        .call(
+            "POST",
+            &format!("/accounts/{account}/webhooks/{endpoint}/replay"),
+            Some(&owner),
+            Some(json!({"message_id": sent["message_id"]})),
+        )
+        .await;
+    assert_eq!((status, refused["code"].as_str()), (422, Some("not_subscribed")), "{refused}");
+
+    // An answer holding a secret is never kept for an Idempotency-Key retry: the retry runs.
+    let mut secrets = Vec::new();
+    for _ in 0..2 {
+        let res = app
+            .client
+            .post(format!("{}/accounts/{account}/webhooks", app.base))
+            .bearer_auth(&owner)
+            .header("idempotency-key", "create-once")
+            .json(&json!({"url": receiver.url()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        assert!(res.headers().get("idempotent-replayed").is_none());
+        secrets.push(res.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(secrets[0], secrets[1]);
+    let kept =
+        testkit::faults::item_shapes(&app.stack.services.config.data_dir.join(shared::services::EMBEDDED_DB_FILE));
+    assert!(!kept.keys().any(|k| k.starts_with("IDEMPOTENT_REQUEST#")), "no answer kept: {kept:?}");
+
     // Audited, as every change to an endpoint.
     let (_, audit) = app.call("GET", &format!("/accounts/{account}/audit"), Some(&owner), None).await;
     let actions: Vec<&str> = audit["events"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
