@@ -204,7 +204,7 @@ pub async fn deliver(s: &Webhooks<'_>, d: &Delivery) -> Result<JobOutcome, JobEr
     let failing_since = if counts { Some(failing_since(s, &endpoint, now).await?) } else { None };
     let disable_now = failing_since.is_some_and(|since| now - since >= super::hours_ms(s.config.disable_after_hours));
     let next_at = (counts && !disable_now)
-        .then(|| RETRY_SCHEDULE.get(usize::try_from(d.attempt).unwrap_or(usize::MAX) - 1))
+        .then(|| usize::try_from(d.attempt).ok().and_then(|n| n.checked_sub(1)).and_then(|i| RETRY_SCHEDULE.get(i)))
         .flatten()
         .map(|wait| now + millis(*wait));
     let attempt = Attempt {
