@@ -211,19 +211,23 @@ pub async fn check_configured(url: &str, config: OutboundConfig) -> Result<reqwe
         let port = parsed.port_or_known_default().unwrap_or(443);
         let lookup = tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((name, port)));
         if let Ok(Ok(addrs)) = lookup.await {
-            for a in addrs {
-                if !is_public(a.ip(), config.allow_loopback) {
-                    return Err(Refused::Address { host: name.to_owned(), address: a.ip() });
-                }
-            }
+            public_only(name, &addrs.collect::<Vec<_>>(), config.allow_loopback)?;
         }
     }
     Ok(parsed)
 }
 
-/// Resolves names with the system resolver and refuses any name one of whose addresses is
-/// not public: refusing the whole name (rather than dropping its private addresses) leaves a
-/// name that mixes both nothing to rebind to.
+/// Refuses `host` if any address it resolved to is not public: refusing the whole name
+/// (rather than dropping its private addresses) leaves a name that mixes both nothing to
+/// rebind to.
+fn public_only(host: &str, addrs: &[SocketAddr], allow_loopback: bool) -> Result<(), Refused> {
+    match addrs.iter().find(|a| !is_public(a.ip(), allow_loopback)) {
+        Some(bad) => Err(Refused::Address { host: host.to_owned(), address: bad.ip() }),
+        None => Ok(()),
+    }
+}
+
+/// Resolves names with the system resolver, through [`public_only`].
 #[derive(Debug, Clone, Copy)]
 struct PublicOnlyResolver {
     allow_loopback: bool,
@@ -235,11 +239,7 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip(), allow_loopback)) {
-                return Err(
-                    Box::new(Refused::Address { host, address: bad.ip() }) as Box<dyn std::error::Error + Send + Sync>
-                );
-            }
+            public_only(&host, &addrs, allow_loopback)?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
@@ -262,6 +262,35 @@ pub fn guarded(timeout: Duration, config: OutboundConfig) -> anyhow::Result<reqw
         .user_agent(concat!("groundwork/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the guarded outbound HTTP client")
+}
+
+/// A [`guarded`] client built on first use: most functions never call a URL a tenant
+/// configured, and need not build a second TLS client at init. Clones share one client.
+#[derive(Debug, Clone)]
+pub struct LazyGuarded {
+    client: Arc<std::sync::OnceLock<reqwest::Client>>,
+    timeout: Duration,
+    config: OutboundConfig,
+}
+
+impl LazyGuarded {
+    /// A client of [`guarded`]`(timeout, config)`, not built yet.
+    pub fn new(timeout: Duration, config: OutboundConfig) -> Self {
+        Self { client: Arc::default(), timeout, config }
+    }
+
+    /// The client, built now if it was not.
+    ///
+    /// # Errors
+    /// As [`guarded`], when the TLS backend cannot be initialised.
+    pub fn get(&self) -> anyhow::Result<&reqwest::Client> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let built = guarded(self.timeout, self.config)?;
+        // Two first calls at once build two; one is kept, both work.
+        Ok(self.client.get_or_init(|| built))
+    }
 }
 
 /// Whether a request error came from the address guard (a refused name), as opposed to the

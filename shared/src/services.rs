@@ -46,7 +46,7 @@ pub struct Services {
     pub http: reqwest::Client,
     /// The client for URLs tenants configure (webhook endpoints, an organization's identity
     /// provider): public addresses only, see [`crate::outbound::guarded`].
-    pub guarded_http: reqwest::Client,
+    pub guarded_http: crate::outbound::LazyGuarded,
     /// Documents fetched from configured third parties, cached per process.
     pub documents: Arc<crate::outbound::DocumentCache>,
     /// The plan catalogue, validated.
@@ -234,8 +234,10 @@ impl Services {
                 "GROUNDWORK_OUTBOUND_ALLOW_LOOPBACK is on: tenant-configured URLs may reach this machine's loopback services"
             );
         }
-        let guarded_http =
-            crate::outbound::guarded(std::time::Duration::from_secs(config.webhooks.timeout_secs), config.outbound)?;
+        let guarded_http = crate::outbound::LazyGuarded::new(
+            std::time::Duration::from_secs(config.webhooks.timeout_secs),
+            config.outbound,
+        );
         let plans = Arc::new(crate::billing::Plans::from_config(&config.billing, &config.environment)?);
         #[cfg(feature = "passwords")]
         let pwned_passwords =

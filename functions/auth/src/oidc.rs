@@ -78,17 +78,18 @@ pub async fn provider(s: &Services, name: &str) -> Result<Option<Provider>, ApiE
 /// last three) is checked ([`shared::outbound::check_url`]) and called through the guarded
 /// client, which connects to public addresses only. The operator's own providers
 /// (`GROUNDWORK_OIDC_PROVIDERS`) use the plain outbound client.
-struct ProviderHttp {
-    client: reqwest::Client,
-    /// Set for an organization's provider: the checks every URL goes through first.
-    guard: Option<shared::outbound::OutboundConfig>,
+enum ProviderHttp {
+    /// The operator's provider: the plain outbound client.
+    Operator(reqwest::Client),
+    /// An organization's: every URL checked, then the guarded client.
+    Organization(shared::outbound::LazyGuarded, shared::outbound::OutboundConfig),
 }
 
 impl ProviderHttp {
     fn of(s: &Services, p: &Provider) -> Self {
         match p.org {
-            Some(_) => Self { client: s.guarded_http.clone(), guard: Some(s.config.outbound) },
-            None => Self { client: s.http.clone(), guard: None },
+            Some(_) => Self::Organization(s.guarded_http.clone(), s.config.outbound),
+            None => Self::Operator(s.http.clone()),
         }
     }
 }
@@ -99,13 +100,15 @@ impl<'c> AsyncHttpClient<'c> for ProviderHttp {
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
-            if let Some(config) = self.guard {
-                let url = reqwest::Url::parse(&request.uri().to_string())
-                    .map_err(|e| HttpClientError::Other(format!("the provider's URL: {e}")))?;
-                shared::outbound::check_url(&url, config)
-                    .map_err(|r| HttpClientError::Other(format!("refused: {r}")))?;
-            }
-            self.client.call(request).await
+            let (client, config) = match self {
+                Self::Operator(client) => return client.call(request).await,
+                Self::Organization(client, config) => (client, *config),
+            };
+            let url = reqwest::Url::parse(&request.uri().to_string())
+                .map_err(|e| HttpClientError::Other(format!("the provider's URL: {e}")))?;
+            shared::outbound::check_url(&url, config).map_err(|r| HttpClientError::Other(format!("refused: {r}")))?;
+            let client = client.get().map_err(|e| HttpClientError::Other(format!("{e:#}")))?;
+            client.call(request).await
         })
     }
 }

@@ -138,9 +138,12 @@ async fn post(s: &Webhooks<'_>, endpoint: &Endpoint, message: &Message, now_ms: 
         Ok(h) => h,
         Err(e) => return failed(format!("signing failed: {e}")),
     };
+    let client = match s.http.get() {
+        Ok(c) => c,
+        Err(e) => return failed(format!("no HTTP client: {e:#}")),
+    };
     let started = Instant::now();
-    let sent = s
-        .http
+    let sent = client
         .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", &message.id)

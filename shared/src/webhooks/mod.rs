@@ -133,7 +133,7 @@ pub struct Webhooks<'a> {
     /// Where delivery jobs go.
     pub queues: &'a Queues,
     /// The guarded client ([`crate::outbound::guarded`]) deliveries are posted with.
-    pub http: &'a reqwest::Client,
+    pub http: &'a crate::outbound::LazyGuarded,
     /// The webhook settings.
     pub config: WebhooksConfig,
     /// The outbound settings (whether loopback is allowed).
