@@ -1770,7 +1770,7 @@ export interface components {
              */
             status?: number | null;
             /** @description What made it: `scheduled` (publishing and its retries), `replay` or `test`. */
-            trigger: string;
+            trigger: components["schemas"]["DeliveryTrigger"];
         };
         /** @description A page of an endpoint's delivery log. */
         AttemptList: {
@@ -1966,6 +1966,11 @@ export interface components {
              */
             restorable_until_ms: number;
         };
+        /**
+         * @description What made a delivery.
+         * @enum {string}
+         */
+        DeliveryTrigger: "scheduled" | "replay" | "test";
         /** @description Re-authentication to disable two-factor authentication. */
         DisableRequest: {
             /** @description A current TOTP code (or a recovery code). */

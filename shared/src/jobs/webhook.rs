@@ -24,7 +24,7 @@ pub struct WebhookEvent {
 }
 
 /// What made a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryTrigger {
     /// Publishing, and the retries of the schedule.

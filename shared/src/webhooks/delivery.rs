@@ -21,14 +21,6 @@ use crate::tenancy::Role;
 
 pub use crate::jobs::webhook::{DeliveryTrigger as Trigger, WebhookDelivery as Delivery};
 
-fn trigger_name(t: Trigger) -> &'static str {
-    match t {
-        Trigger::Scheduled => "scheduled",
-        Trigger::Replay => "replay",
-        Trigger::Test => "test",
-    }
-}
-
 impl Delivery {
     /// The first attempt of `message` to `endpoint`, due at once.
     pub fn first(
@@ -216,7 +208,7 @@ pub async fn deliver(s: &Webhooks<'_>, d: &Delivery) -> Result<JobOutcome, JobEr
         message_id: message.id.clone(),
         event_type: message.event_type.clone(),
         attempt: d.attempt,
-        trigger: trigger_name(d.trigger).into(),
+        trigger: d.trigger,
         at_ms: now,
         outcome: if succeeded { "succeeded" } else { "failed" }.into(),
         status: answer.status,

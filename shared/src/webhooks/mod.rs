@@ -255,7 +255,7 @@ pub struct Attempt {
     /// Which attempt of the message this was (1 to [`MAX_ATTEMPTS`]).
     pub attempt: u32,
     /// What made it: `scheduled` (publishing and its retries), `replay` or `test`.
-    pub trigger: String,
+    pub trigger: delivery::Trigger,
     /// When it was made (Unix ms).
     pub at_ms: i64,
     /// `succeeded` (a 2xx answer) or `failed`.
