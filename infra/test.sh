@@ -2,8 +2,8 @@
 # Runs every test of the project, from a fresh machine with only Rust and Python 3:
 #   1. installs the pinned test tools (infra/requirements-test.txt) into .tools/venv, once;
 #   2. starts the DynamoDB/SQS/SES API server (moto), a capturing SMTP server, a webhook
-#      receiver that verifies with the Standard Webhooks reference library, and an OpenID
-#      Connect provider (npm oidc-provider, installed into infra/oidc/node_modules) on free
+#      receiver that verifies with the Standard Webhooks reference library, an authoritative
+#      DNS server whose TXT records tests write (dnslib), and an OpenID Connect provider (npm oidc-provider, installed into infra/oidc/node_modules) on free
 #      loopback ports;
 #   3. checks formatting and clippy (warnings are errors), over the workspace and over each
 #      function alone, with only the features of shared it enables (as it is packaged);
@@ -78,6 +78,17 @@ log "starting the webhook receiver (Standard Webhooks reference verifier) on 127
 pids+=($!)
 wait_http "http://127.0.0.1:$webhook_port/health" webhook-receiver
 export GROUNDWORK_WEBHOOK_RECEIVER_URL="http://127.0.0.1:$webhook_port"
+dns_port=$(free_port)
+dns_dir="$tools/dns-zone"
+rm -rf "$dns_dir"
+log "starting the DNS server (domain verification records) on 127.0.0.1:$dns_port"
+"$venv/bin/python" infra/dns_server.py "$dns_port" "$dns_dir" > "$tools/dns.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  "$venv/bin/python" -c "import sys; from dnslib import DNSRecord; DNSRecord.question('ready.test', 'TXT').send('127.0.0.1', int(sys.argv[1]), timeout=1)" "$dns_port" 2>/dev/null && break
+  sleep 0.2
+done
+export GROUNDWORK_DNS_TEST_SERVER="127.0.0.1:$dns_port" GROUNDWORK_DNS_TEST_ZONE_DIR="$dns_dir"
 # The OpenID Connect provider (npm oidc-provider, pinned by infra/oidc/package-lock.json).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "Node.js (20 or newer) and npm are needed for the OpenID Connect provider the tests log in through" >&2

@@ -30,6 +30,9 @@
 //! | API requests of a month | `ACCOUNT#<account>` | `API_USAGE#<yyyy-mm>` | | | http | 400 days |
 //! | organization | `ORG#<org>` | `ORG` | | | tenancy | |
 //! | organization's account | `ORG#<org>` | `ACCOUNT#<account>` | | | tenancy | |
+//! | organization's domain claim | `ORG#<org>` | `DOMAIN#<domain>` | | | tenancy | |
+//! | verified domain's owner | `DOMAIN#<domain>` | `OWNER` | | | tenancy | |
+//! | request to join (domain) | `ACCOUNT#<account>` | `JOIN_REQUEST#<user>` | | purge | tenancy | 30 days |
 //! | Stripe customer | `STRIPE_CUSTOMER#<customer>` | `ACCOUNT` | | | billing | |
 //! | billed account | `BILLING#CUSTOMERS` | `<account>` | | | billing | |
 //! | pending cancellation | `BILLING#PENDING_CANCELLATION` | `<account>` | | | billing | |
@@ -274,6 +277,27 @@ pub const ORG_ACCOUNT_PREFIX: &str = "ACCOUNT#";
 /// The link of an account to its organization.
 pub fn org_account(org: OrgId, account: AccountId) -> Key {
     Key::new(org_partition(org), format!("{ORG_ACCOUNT_PREFIX}{account}"))
+}
+
+/// The sort-key prefix of an organization's domain claims.
+pub const ORG_DOMAIN_PREFIX: &str = "DOMAIN#";
+
+/// An organization's claim of an email domain (ASCII form, lowercase).
+pub fn org_domain(org: OrgId, domain: &str) -> Key {
+    Key::new(org_partition(org), format!("{ORG_DOMAIN_PREFIX}{domain}"))
+}
+
+/// The one organization that verified `domain`: first verified wins.
+pub fn domain_owner(domain: &str) -> Key {
+    Key::new(format!("DOMAIN#{domain}"), "OWNER")
+}
+
+/// The sort-key prefix of an account's requests to join.
+pub const JOIN_REQUEST_PREFIX: &str = "JOIN_REQUEST#";
+
+/// A user's request to join an account their verified domain suggested.
+pub fn join_request(account: AccountId, user: UserId) -> Key {
+    Key::new(account_partition(account), format!("{JOIN_REQUEST_PREFIX}{user}"))
 }
 
 // Feature flags.

@@ -16,9 +16,11 @@
 //!   instantiated per adapter with [`store_contract_suite!`] and [`queue_contract_suite!`];
 //! - [`events`]: real Lambda event payloads from `tests/data/`;
 //! - [`smtp`]: the capturing SMTP server the test command starts;
+//! - [`dns`]: the DNS server the test command starts, whose TXT records tests write;
 //! - [`template`]: `template.yaml`, parsed.
 
 pub mod app;
+pub mod dns;
 pub mod events;
 pub mod faults;
 pub mod issuers;

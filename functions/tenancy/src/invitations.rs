@@ -127,10 +127,9 @@ async fn stage_email(
 }
 
 /// Live, pending invitations of the account (bounded: they expire).
-async fn pending(s: &Services, scope: &TenantScope) -> Result<Vec<(Invitation, u64)>, ApiError> {
+async fn pending(s: &Services, account: AccountId) -> Result<Vec<(Invitation, u64)>, ApiError> {
     let now = s.clock.now_ms();
-    let q = shared::store::Query::partition(keys::account_partition(scope.account_id()))
-        .begins_with(keys::INVITATION_PREFIX);
+    let q = shared::store::Query::partition(keys::account_partition(account)).begins_with(keys::INVITATION_PREFIX);
     let items = s.store.query_all(q).await?;
     let mut out = Vec::new();
     for item in items.iter().filter(|i| !soft_delete::is_deleted(i)) {
@@ -140,6 +139,98 @@ async fn pending(s: &Services, scope: &TenantScope) -> Result<Vec<(Invitation, u
         }
     }
     Ok(out)
+}
+
+/// Whether the account has a seat for one more member: the plan's seats bound members plus
+/// the `pending` invitations.
+///
+/// # Errors
+/// 409 `seat_limit`.
+async fn check_seats(s: &Services, account: AccountId, pending: usize) -> Result<(), ApiError> {
+    let Some(seats) = s.entitlements(account).await?.limit("seats") else { return Ok(()) };
+    let taken = tenancy::members(s.store.as_ref(), account).await?.len() + pending;
+    if taken as u64 >= seats {
+        return Err(ApiError::Conflict {
+            code: "seat_limit",
+            detail: format!("the plan allows {seats} members (pending invitations count): upgrade to add more"),
+        });
+    }
+    Ok(())
+}
+
+/// Adds `user` to `account` with `role` when no invitation holds a seat for them (a join
+/// through a verified domain): checks the seats, then writes the membership with
+/// `extra` in one transaction, which also stages the seat sync and the `member.joined`
+/// webhook (`event_id` deduplicates it).
+///
+/// # Errors
+/// 409 `seat_limit` or `already_member`; store failures.
+pub(crate) async fn add_member(
+    s: &Services,
+    account: AccountId,
+    user: UserId,
+    role: Role,
+    event_id: String,
+    extra: Vec<TxOp>,
+) -> Result<(), ApiError> {
+    check_seats(s, account, pending(s, account).await?.len()).await?;
+    join(s, account, user, role, event_id, extra).await
+}
+
+/// The membership write for `user` joining `account`: a removed member coming back replaces
+/// the removed membership.
+///
+/// # Errors
+/// 409 `already_member` when they are a live member.
+async fn membership_put(s: &Services, account: AccountId, user: UserId, role: Role) -> Result<Put, ApiError> {
+    let existing = s.store.get(&keys::membership(account, user)).await?;
+    let m = Membership { account_id: account, user_id: user, role, joined_at_ms: s.clock.now_ms() };
+    let mut membership = tenancy::membership_item(&m)?;
+    Ok(match existing {
+        Some(m) if !soft_delete::is_deleted(&m) => {
+            return Err(ApiError::Conflict {
+                code: "already_member",
+                detail: "already a member of the account".into(),
+            });
+        }
+        Some(m) => {
+            membership.version = m.version;
+            Put::new(membership).if_unchanged()
+        }
+        None => Put::new(membership).if_not_exists(),
+    })
+}
+
+/// Writes the membership with `extra`, the seat sync and the account's `member.joined`
+/// webhook message in one transaction (the job outbox), then sends what it staged.
+async fn join(
+    s: &Services,
+    account: AccountId,
+    user: UserId,
+    role: Role,
+    event_id: String,
+    extra: Vec<TxOp>,
+) -> Result<(), ApiError> {
+    let membership = membership_put(s, account, user, role).await?;
+    let seats = shared::billing::stage_seat_sync(&s.billing(), account)?;
+    let joined = shared::webhooks::Event::new(
+        "member.joined",
+        event_id,
+        s.clock.now_ms(),
+        json!({"account_id": account, "user_id": user, "role": role}),
+    );
+    let joined = shared::webhooks::stage(&s.jobs(), account, &joined)?;
+    let mut ops = vec![TxOp::Put(membership), joined.op()];
+    ops.extend(extra);
+    if let Some(job) = &seats {
+        ops.push(job.op());
+    }
+    s.store.transact(ops).await?;
+    s.jobs().dispatch(joined).await;
+    if let Some(job) = seats {
+        s.jobs().dispatch(job).await;
+    }
+    Ok(())
 }
 
 /// Invites an email address with a role; the invitation is emailed.
@@ -170,18 +261,8 @@ pub(crate) async fn invite(
             return Err(ApiError::Conflict { code: "already_member", detail: "they are already a member".into() });
         }
     }
-    let pending_now = pending(&s, &scope).await?;
-    // The plan's seats bound members plus pending invitations.
-    let seats = s.entitlements(scope.account_id()).await?.limit("seats");
-    if let Some(seats) = seats {
-        let taken = tenancy::members(store, scope.account_id()).await?.len() + pending_now.len();
-        if taken as u64 >= seats {
-            return Err(ApiError::Conflict {
-                code: "seat_limit",
-                detail: format!("the plan allows {seats} members (pending invitations count): upgrade to invite more"),
-            });
-        }
-    }
+    let pending_now = pending(&s, scope.account_id()).await?;
+    check_seats(&s, scope.account_id(), pending_now.len()).await?;
     if pending_now.iter().any(|(i, _)| i.email == email.as_str()) {
         return Err(ApiError::Conflict {
             code: "already_invited",
@@ -387,51 +468,13 @@ pub(crate) async fn accept(
     if account.deleted_at_ms.is_some() {
         return Err(ApiError::Conflict { code: "account_deleted", detail: "the account was deleted".into() });
     }
-    let existing = store.get(&keys::membership(account_id, caller.user_id)).await?;
-    let mut membership = tenancy::membership_item(&Membership {
-        account_id,
-        user_id: caller.user_id,
-        role: inv.role,
-        joined_at_ms: now,
-    })?;
-    let membership_put = match existing {
-        Some(m) if !soft_delete::is_deleted(&m) => {
-            return Err(ApiError::Conflict { code: "already_member", detail: "you are already a member".into() });
-        }
-        // A removed member coming back: the new membership replaces the removed one.
-        Some(m) => {
-            membership.version = m.version;
-            Put::new(membership).if_unchanged()
-        }
-        None => Put::new(membership).if_not_exists(),
-    };
     inv.accepted_at_ms = Some(now);
     inv.accepted_by = Some(caller.user_id);
     let mut inv_item = Item::from_record(invitation_key(account_id, id), &inv)?;
     inv_item.version = item.version;
-    let seats = shared::billing::stage_seat_sync(&s.billing(), account_id)?;
-    // The account's webhook endpoints hear of it with the same commit (the job outbox).
-    let joined = shared::webhooks::Event::new(
-        "member.joined",
-        format!("member-joined-{id}"),
-        now,
-        json!({"account_id": account_id, "user_id": caller.user_id, "role": inv.role}),
-    );
-    let joined = shared::webhooks::stage(&s.jobs(), account_id, &joined)?;
-    let mut ops = vec![
-        TxOp::Put(membership_put),
-        TxOp::Put(Put::new(inv_item).if_unchanged()),
-        TxOp::Delete(Delete::new(token_key(&hash))),
-        joined.op(),
-    ];
-    if let Some(job) = &seats {
-        ops.push(job.op());
-    }
-    store.transact(ops).await?;
-    s.jobs().dispatch(joined).await;
-    if let Some(job) = seats {
-        s.jobs().dispatch(job).await;
-    }
+    // The invitation held the seat: no seat check.
+    let extra = vec![TxOp::Put(Put::new(inv_item).if_unchanged()), TxOp::Delete(Delete::new(token_key(&hash)))];
+    join(&s, account_id, caller.user_id, inv.role, format!("member-joined-{id}"), extra).await?;
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::InvitationAccepted, ctx.origin())
         .target(id)
         .detail(json!({"role": inv.role}));

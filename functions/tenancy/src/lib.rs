@@ -8,6 +8,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod domains;
 pub mod exports;
 pub mod flags;
 pub mod invitations;
@@ -69,6 +70,14 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(orgs::add_admin))
         .routes(routes!(orgs::remove_admin))
         .routes(routes!(orgs::put_sso))
+        .routes(routes!(domains::create, domains::list))
+        .routes(routes!(domains::get, domains::update, domains::delete))
+        .routes(routes!(domains::verify))
+        .routes(routes!(domains::my_enrollments))
+        .routes(routes!(domains::enroll))
+        .routes(routes!(domains::list_join_requests))
+        .routes(routes!(domains::approve_join_request))
+        .routes(routes!(domains::decline_join_request))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
         .routes(routes!(webhooks::rotate_secret))

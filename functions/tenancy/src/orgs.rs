@@ -96,7 +96,7 @@ async fn org_view(s: &Services, org: &Organization) -> Result<OrgView, ApiError>
     })
 }
 
-async fn record(
+pub(crate) async fn record(
     s: &Services,
     org: OrgId,
     actor: UserId,
@@ -110,7 +110,7 @@ async fn record(
 }
 
 /// An organization as an admin may change it; anyone else gets 404.
-async fn load_as_admin(s: &Services, id: OrgId, user: UserId) -> Result<(Organization, u64), ApiError> {
+pub(crate) async fn load_as_admin(s: &Services, id: OrgId, user: UserId) -> Result<(Organization, u64), ApiError> {
     let item = s.store.get(&keys::organization(id)).await?.ok_or(ApiError::NotFound)?;
     let org: Organization = item.record()?;
     if !org.admins.contains(&user) {
@@ -396,15 +396,8 @@ pub(crate) async fn put_sso(
     }
     let mut domains = Vec::new();
     for d in &req.allowed_domains {
-        // The form addresses are compared in (see `EmailAddress::parse`): UTS #46, ASCII.
-        let d = idna::domain_to_ascii(d.trim()).unwrap_or_default();
-        let ok = !d.is_empty()
-            && d.len() <= 253
-            && d.contains('.')
-            && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
-        if !ok {
-            return Err(invalid("invalid_domain", "allowed_domains holds domain names like example.com"));
-        }
+        let d = tenancy::domains::normalize(d)
+            .map_err(|_| invalid("invalid_domain", "allowed_domains holds domain names like example.com"))?;
         domains.push(d);
     }
     if domains.is_empty() || domains.len() > 50 {

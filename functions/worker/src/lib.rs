@@ -7,6 +7,8 @@
 //! - the cancellation, at the period end, of a deleted account's subscription;
 //! - outbound webhooks: a published message fanned out to the account's endpoints, and each
 //!   signed delivery attempt with its retries ([`shared::webhooks::delivery`]);
+//! - domain verification: an organization's claim checked against its DNS TXT record
+//!   ([`shared::tenancy::domains::verify`]);
 //! - the product functions' own jobs, by the handlers they register (`products::jobs`).
 //!
 //! Secrets never leave: any field named `*_hash`, `*secret*`, or a user's `mfa` data is
@@ -223,6 +225,9 @@ impl JobHandler for Worker {
             }
             Job::DeliverWebhook { delivery } => {
                 shared::webhooks::delivery::deliver(&self.services.webhooks(), delivery).await
+            }
+            Job::VerifyDomain { org_id, domain } => {
+                shared::tenancy::domains::verify(&self.services, *org_id, domain).await
             }
             other => Err(JobError::Permanent(anyhow::anyhow!("{} does not run on the jobs queue", other.kind()))),
         }

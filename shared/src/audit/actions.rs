@@ -100,6 +100,15 @@ audit_actions! {
     MemberErased => "member.erased",
     /// A user joined through enterprise SSO (just-in-time membership); target: the user.
     MemberJoinedViaSso => "member.joined_via_sso",
+    /// A user joined through their verified domain's automatic invitation; target: the
+    /// user; detail: role, organization, domain.
+    MemberJoinedViaDomain => "member.joined_via_domain",
+    /// A user at a verified domain asked to join (automatic suggestion); target: the user.
+    JoinRequestCreated => "join_request.created",
+    /// An admin approved a request to join; target: the user; detail: role.
+    JoinRequestApproved => "join_request.approved",
+    /// An admin declined a request to join; target: the user.
+    JoinRequestDeclined => "join_request.declined",
     /// Someone was invited; target: the invitation.
     InvitationCreated => "invitation.created",
     /// An invitation was sent again with a new link; target: the invitation.
@@ -156,6 +165,18 @@ audit_actions! {
     OrganizationAdminRemoved => "organization.admin_removed",
     /// Its SSO settings changed; detail: issuer and client id (never the secret).
     OrganizationSsoConfigured => "organization.sso_configured",
+    /// A domain was claimed; target: the domain.
+    OrganizationDomainAdded => "organization.domain_added",
+    /// A domain's settings changed (enrollment mode, account, role, SSO requirement);
+    /// target: the domain; detail: the new settings.
+    OrganizationDomainUpdated => "organization.domain_updated",
+    /// A domain claim was removed (and its ownership released); target: the domain.
+    OrganizationDomainRemoved => "organization.domain_removed",
+    /// A domain's TXT record was found: the organization holds it (system); target: the domain.
+    OrganizationDomainVerified => "organization.domain_verified",
+    /// A domain check did not verify it (system); target: the domain; detail: `result`
+    /// (`record_not_found`, `claimed_by_another_organization`, `lookup_failed`).
+    OrganizationDomainCheckFailed => "organization.domain_check_failed",
 
     // The operators' stream (`ops`).
     /// A flag definition was created or changed; target: the flag.

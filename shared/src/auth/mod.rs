@@ -9,7 +9,7 @@ pub mod breached;
 #[cfg(feature = "passwords")]
 pub mod challenge;
 pub mod config;
-#[cfg(feature = "passwords")]
+#[cfg(feature = "email-domains")]
 pub mod email_policy;
 pub mod external;
 pub mod keys;

@@ -60,6 +60,8 @@ pub struct Config {
     pub outbound: crate::outbound::OutboundConfig,
     /// Outbound webhooks.
     pub webhooks: crate::webhooks::WebhooksConfig,
+    /// Domain verification.
+    pub domains: crate::tenancy::domains::DomainsConfig,
 }
 
 impl Config {
@@ -107,6 +109,7 @@ impl Config {
             exports: crate::exports::ExportsConfig::from_env(&env)?,
             outbound: crate::outbound::OutboundConfig::from_env(&env, &environment)?,
             webhooks: crate::webhooks::WebhooksConfig::from_env(&env)?,
+            domains: crate::tenancy::domains::DomainsConfig::from_env(&env)?,
             environment,
         })
     }

@@ -93,6 +93,14 @@ pub enum Job {
         /// Which message, where, which attempt.
         delivery: webhook::WebhookDelivery,
     },
+    /// Look up the TXT record of an organization's domain claim and verify the claim when it
+    /// holds its token (`tenancy::domains::verify`).
+    VerifyDomain {
+        /// The organization.
+        org_id: crate::id::OrgId,
+        /// The domain (ASCII form).
+        domain: String,
+    },
     /// A job of the product's own functions (see [`product`]): its registered name and its
     /// payload, run by the handler registered under that name.
     Product {
@@ -113,6 +121,7 @@ impl Job {
             | Self::CancelForDeletedAccount { .. }
             | Self::PublishWebhook { .. }
             | Self::DeliverWebhook { .. }
+            | Self::VerifyDomain { .. }
             | Self::Product { .. } => QueueName::Jobs,
         }
     }
@@ -127,6 +136,7 @@ impl Job {
             Self::CancelForDeletedAccount { .. } => "cancel_for_deleted_account",
             Self::PublishWebhook { .. } => "publish_webhook",
             Self::DeliverWebhook { .. } => "deliver_webhook",
+            Self::VerifyDomain { .. } => "verify_domain",
         }
     }
 }

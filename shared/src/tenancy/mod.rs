@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod api_keys;
 mod caller;
+pub mod domains;
 mod scope;
 
 use crate::id::{AccountId, OrgId, UserId};

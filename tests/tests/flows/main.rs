@@ -9,6 +9,7 @@ mod billing;
 mod billing_seats;
 mod browser_session;
 mod cors;
+mod domains;
 mod email;
 mod exports_s3;
 mod fault_journeys;

@@ -154,3 +154,65 @@ async fn a_wrong_nonce_a_wrong_issuer_and_an_expired_id_token_are_refused() {
     let (status, _) = app.call("GET", &format!("/auth/oidc/org-{org2}/start"), None, None).await;
     assert_eq!(status, 401, "discovery names another issuer");
 }
+
+#[tokio::test]
+async fn a_verified_domain_that_requires_sso_refuses_passwords_and_social_sign_in_and_admits_through_the_idp() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (client_id, secret) = register(&format!("{base}/auth/oidc/loopback/callback")).await;
+    let (issuer, port, dns) = (idp(), port.to_string(), testkit::dns::server());
+    let app = TestApp::spawn(&[
+        LOOPBACK,
+        ("GROUNDWORK_DNS_RESOLVER", &dns),
+        ("GROUNDWORK_PORT", &port),
+        ("GROUNDWORK_OIDC_PROVIDERS", "loopback"),
+        ("GROUNDWORK_OIDC_LOOPBACK_ISSUER", &issuer),
+        ("GROUNDWORK_OIDC_LOOPBACK_CLIENT_ID", &client_id),
+        ("GROUNDWORK_OIDC_LOOPBACK_CLIENT_SECRET", &secret),
+    ])
+    .await;
+    let domain = crate::domains::fresh_domain();
+    let erin = format!("erin@{domain}");
+    // Erin signed up with a password before her organization required SSO.
+    let (_, erin_id) = app.user(&erin).await;
+
+    // Requiring SSO needs SSO configured.
+    let (admin, _) = app.user("admin@acme.test").await;
+    let (_, bare) = app.call("POST", "/organizations", Some(&admin), Some(json!({"name": "No SSO"}))).await;
+    let require = json!({"domain": domain, "require_sso": true});
+    let path = format!("/organizations/{}/domains", bare["id"].as_str().unwrap());
+    let (status, body) = app.call("POST", &path, Some(&admin), Some(require)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("sso_not_configured")), "{body}");
+
+    // The organization's SSO allows only acme.test; its verified domain is let in too.
+    let (org, acme) = sso_org(&app, &admin, &idp()).await;
+    crate::domains::verified(&app, &admin, &org, &domain, json!({"require_sso": true})).await;
+
+    // A password is refused for any address there, existing or not, before it is checked.
+    let login = json!({"email": erin, "password": testkit::app::PASSWORD});
+    let (status, body) = app.call("POST", "/auth/login", None, Some(login)).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("sso_required")), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains(&format!("/auth/oidc/org-{org}/start")), "{body}");
+    let signup = json!({"email": format!("new@{domain}"), "password": "a long unguessable passphrase 42"});
+    let (status, body) = app.call("POST", "/auth/signup", None, Some(signup)).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("sso_required")), "{body}");
+    // So is a social provider, even one that vouches for the address.
+    let (status, body) = callback(&app, &browser_login(&app, "loopback", &erin).await).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("sso_required")), "{body}");
+
+    // The organization's IdP signs her in as the same user, and adds her to the account.
+    let (status, tokens) = callback(&app, &browser_login(&app, &format!("org-{org}"), &erin).await).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(app.call("GET", "/me", Some(access), None).await.1["id"], erin_id.as_str());
+    assert_eq!(app.call("GET", "/accounts", Some(access), None).await.1["accounts"][0]["id"], acme.as_str());
+
+    // Lifted, passwords work again.
+    let lift = json!({"require_sso": false});
+    assert_eq!(
+        app.call("PATCH", &format!("/organizations/{org}/domains/{domain}"), Some(&admin), Some(lift)).await.0,
+        200
+    );
+    let login = json!({"email": erin, "password": testkit::app::PASSWORD});
+    assert_eq!(app.call("POST", "/auth/login", None, Some(login)).await.0, 200);
+}

@@ -16,6 +16,7 @@ use shared::mail::EmailAddress;
 use shared::mail::templates::Email;
 use shared::secret::Secret;
 use shared::services::Services;
+use shared::tenancy::domains;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -87,7 +88,7 @@ pub const MFA_CHALLENGE_SECS: i64 = 300;
     responses((status = 200, body = LoginResponse, headers(("Set-Cookie" = String, description = "The refresh cookie, with `refresh_token_delivery: cookie`"))),
               (status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, description = "A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`)", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`); an address whose verified domain requires its organization's single sign-on (`sso_required`)", body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn login(
     State(s): State<Services>,
@@ -108,6 +109,10 @@ async fn login(
         s.passwords.verify_dummy(&req.password).await?;
         return Err(login_failed());
     };
+    // Told by the address's domain alone, so it says nothing about whether the user exists.
+    if let Some(org) = domains::sso_required(store, address.as_str()).await? {
+        return Err(domains::sso_required_error(org));
+    }
     // Counted before the password is tried, so a burst of parallel guesses cannot all
     // pass a check made before any of them failed; a success takes its count back.
     let per_ip = rate_limit::claim(store, LOGIN_PER_IP, &ip, now).await?;

@@ -11,6 +11,7 @@ use shared::auth::users::{self, User};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, Path, Query, RequestContext};
 use shared::services::Services;
+use shared::tenancy;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -92,10 +93,16 @@ async fn oidc_callback(
         return Err(ApiError::Unauthenticated);
     }
     let identity = oidc::finish(&s, &provider, &code, &state).await?;
-    if let (Some((_, sso)), Some(email)) = (&provider.org, &identity.email) {
-        oidc::check_domain(sso, email)?;
+    if let (Some((org, sso)), Some(email)) = (&provider.org, &identity.email) {
+        oidc::check_domain(&s, *org, sso, email).await?;
     }
     let user = sso_user(&s, &provider, &identity, &ctx).await?;
+    // An address whose verified domain requires its organization's SSO signs in only there.
+    if let Some(required) = tenancy::domains::sso_required(s.store.as_ref(), user.email.as_str()).await?
+        && provider.org.as_ref().map(|(org, _)| *org) != Some(required)
+    {
+        return Err(tenancy::domains::sso_required_error(required));
+    }
     if let Some((org, sso)) = &provider.org {
         oidc::join_jit(&s, *org, sso, user.id).await?;
     }
@@ -122,8 +129,8 @@ async fn sso_user(
             detail: "the provider did not vouch for an email address".into(),
         });
     };
-    if let Some((_, sso)) = &provider.org {
-        oidc::check_domain(sso, email)?;
+    if let Some((org, sso)) = &provider.org {
+        oidc::check_domain(s, *org, sso, email).await?;
     }
     let address = self::email(email)?;
     let user = match users::by_email(store, &address).await? {

@@ -14,6 +14,7 @@ use shared::jobs::Job;
 use shared::mail::templates::Email;
 use shared::secret::Secret;
 use shared::services::Services;
+use shared::tenancy::domains;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -50,6 +51,7 @@ pub struct SignupRequest {
 #[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
     responses((status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
               (status = 202, body = Accepted), (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "The address's verified domain requires its organization's single sign-on (`sso_required`)", body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn signup(
     State(s): State<Services>,
@@ -58,6 +60,9 @@ async fn signup(
 ) -> Result<Response, ApiError> {
     own_auth(&s)?;
     let address = email(&req.email)?;
+    if let Some(org) = domains::sso_required(s.store.as_ref(), address.as_str()).await? {
+        return Err(domains::sso_required_error(org));
+    }
     strong(&req.password, &address, &s)?;
     let name = clean_name(req.name)?;
     let now = s.clock.now_ms();
