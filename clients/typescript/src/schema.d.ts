@@ -349,7 +349,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Declines a request to join (admins: `manage_members`). */
+        /**
+         * Declines a request to join (admins: `manage_members`). The request is kept, declined,
+         *     until it expires, so the user cannot ask again before then.
+         */
         delete: operations["decline_join_request"];
         options?: never;
         head?: never;
@@ -1317,6 +1320,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/organizations/{org_id}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The organization's audit events, newest first (its admins): its settings, admins,
+         *     accounts, domain claims and their checks.
+         */
+        get: operations["organization_audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/organizations/{org_id}/domains": {
         parameters: {
             query?: never;
@@ -2207,6 +2230,12 @@ export interface components {
             account_id: string;
             /** @description Its name. */
             account_name: string;
+            /**
+             * Format: int64
+             * @description When an admin declined that request, if one did (they may ask again once it
+             *     expires, 30 days after they asked).
+             */
+            declined_at_ms?: number | null;
             /** @description The domain. */
             domain: string;
             /**
@@ -2246,7 +2275,10 @@ export interface components {
         DomainStatus: "pending" | "verified";
         /** @description Changes to a domain's settings; absent fields stay as they are. */
         DomainUpdate: {
-            /** @description The organization's account automatic invitations and suggestions are for. */
+            /**
+             * @description The organization's account automatic invitations and suggestions are for; `null`
+             *     clears it (with `manual_invitation` only).
+             */
             account_id?: string | null;
             enrollment_mode?: null | components["schemas"]["EnrollmentMode"];
             /** @description Whether addresses at the domain must sign in through the organization's SSO. */
@@ -2482,6 +2514,12 @@ export interface components {
         JoinRequest: {
             /** @description The account. */
             account_id: string;
+            /**
+             * Format: int64
+             * @description When an admin declined it (Unix ms): it is kept until it expires, so the same user
+             *     cannot ask again before then.
+             */
+            declined_at_ms?: number | null;
             /** @description That domain. */
             domain: string;
             /**
@@ -2636,8 +2674,8 @@ export interface components {
              */
             account_id?: string | null;
             /**
-             * @description The domain (`example.com`; internationalized names are taken in either form). Free
-             *     mail and disposable mail domains are refused.
+             * @description The domain, in its ASCII form (`example.com`; an internationalized name as its
+             *     `xn--` labels), any case. Free mail and disposable mail domains are refused.
              */
             domain: string;
             enrollment_mode?: null | components["schemas"]["EnrollmentMode"];
@@ -5913,7 +5951,7 @@ export interface operations {
                     "application/json": components["schemas"]["JoinRequestList"];
                 };
             };
-            /** @description A path parameter is not valid (`invalid_path`) */
+            /** @description A cursor this server did not issue (`invalid_cursor`) */
             400: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -10410,7 +10448,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The cookie, from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`) */
+            /** @description The cookie, from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`); a session not opened through the single sign-on the user's verified domain now requires, which is ended (`sso_required`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -11535,7 +11573,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No seat left on the account's plan (`seat_limit`); or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            /** @description No seat left on the account's plan (`seat_limit`), or their request was declined and has not expired (`join_request_declined`); or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -12949,6 +12987,96 @@ export interface operations {
             };
         };
     };
+    organization_audit: {
+        parameters: {
+            query?: {
+                /** @description Items per page (1 to 100, default 50); outside that range, 400 `invalid_query`. */
+                limit?: number | null;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            /** @description A cursor this server did not issue (`invalid_cursor`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_org_domains: {
         parameters: {
             query?: never;
@@ -13098,7 +13226,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Claimed already by this organization (`domain_exists`) or verified by another (`domain_claimed`), or 50 claims already (`too_many_domains`); or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            /** @description Claimed already by this organization (`domain_exists`) or verified by another (`domain_claimed`), 50 claims already (`too_many_domains`), or `require_sso` asked by someone at the domain who did not sign in through the organization's SSO (`sso_session_required`); or a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
             409: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -13422,6 +13550,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `require_sso` asked by someone at the domain who did not sign in through the organization's SSO (`sso_session_required`) */
             409: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -13702,6 +13831,19 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description An allowed domain another organization verified (`domain_claimed`) */
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body is larger than the configured limit (`payload_too_large`) */
             413: {
                 headers: {
@@ -13728,6 +13870,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A value that does not fit, such as a free mail domain (`shared_mail_domain`) */
             422: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */

@@ -293,16 +293,16 @@ pub async fn linked_user(s: &Services, identity: &Identity) -> Result<Option<Use
     Ok(item.and_then(|i| i.data.get("user_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())))
 }
 
-/// Enterprise SSO rules: the email's domain must be allowed, or verified by the
-/// organization (`tenancy::domains`).
+/// Enterprise SSO rules: the email's domain must be verified by the organization
+/// (`tenancy::domains`), or be one of its allowed domains that no other organization
+/// verified: a domain's verified holder alone decides which IdP speaks for it.
 ///
 /// # Errors
 /// 403 `domain_not_allowed`; store failures.
 pub async fn check_domain(s: &Services, org: OrgId, sso: &tenancy::SsoConfig, email: &str) -> Result<(), ApiError> {
     let domain = tenancy::domains::of_email(email);
-    if sso.allowed_domains.iter().any(|d| d == domain)
-        || tenancy::domains::owner(s.store.as_ref(), domain).await? == Some(org)
-    {
+    let holder = tenancy::domains::owner(s.store.as_ref(), domain).await?;
+    if holder == Some(org) || (holder.is_none() && sso.allowed_domains.iter().any(|d| d == domain)) {
         Ok(())
     } else {
         Err(ApiError::ForbiddenBecause {

@@ -90,6 +90,21 @@ fn owner(item: &Item) -> Option<(UserId, SessionId)> {
 /// # Errors
 /// When the store fails.
 pub async fn start(services: &Services, user: UserId, ctx: &RequestContext, mfa: bool) -> Result<TokenPair, ApiError> {
+    start_with(services, user, ctx, mfa, None).await
+}
+
+/// As [`start`], for a session opened through `sso_org`'s single sign-on when it is `Some`
+/// (recorded, so the SSO a verified domain requires is told from other sign-ins).
+///
+/// # Errors
+/// When the store fails.
+pub async fn start_with(
+    services: &Services,
+    user: UserId,
+    ctx: &RequestContext,
+    mfa: bool,
+    sso_org: Option<shared::id::OrgId>,
+) -> Result<TokenPair, ApiError> {
     let now = services.clock.now_ms();
     let expires = now / 1000 + services.tokens.refresh_ttl_secs;
     let sid = SessionId::new();
@@ -103,6 +118,7 @@ pub async fn start(services: &Services, user: UserId, ctx: &RequestContext, mfa:
         user_agent: ctx.user_agent.clone(),
         refresh_hash: hash_secret(&refresh),
         mfa,
+        sso_org,
     };
     let refresh_item = Item::new(refresh_key(&refresh))
         .with("session_id", sid.to_string())
@@ -150,9 +166,8 @@ pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> 
     if item.data.get("used").and_then(serde_json::Value::as_bool) == Some(true) {
         return reuse(services, &item, token, user, sid, ctx).await;
     }
-    if session::load(store, user, sid).await?.is_none() {
-        return Err(ApiError::Unauthenticated);
-    }
+    let Some(current) = session::load(store, user, sid).await? else { return Err(ApiError::Unauthenticated) };
+    require_domain_sso(services, &current).await?;
     let now = services.clock.now_ms();
     let expires = now / 1000 + services.tokens.refresh_ttl_secs;
     let next = random_secret()?;
@@ -190,6 +205,20 @@ pub async fn refresh(services: &Services, token: &str, ctx: &RequestContext) -> 
         Err(e) => return Err(e.into()),
     }
     pair(services, user, sid, now / 1000, next).await
+}
+
+/// Ends a session that did not come through the single sign-on its user's verified domain
+/// requires (turned on after it was opened): its refresh answers 403 `sso_required`, so the
+/// client sends the user to the organization's IdP. Its access token lapses within its TTL.
+async fn require_domain_sso(services: &Services, current: &session::Session) -> Result<(), ApiError> {
+    let store = services.store.as_ref();
+    let Some(user) = shared::auth::users::by_id(store, current.user_id).await? else { return Ok(()) };
+    let Some(org) = shared::tenancy::domains::sso_required(store, user.email.as_str()).await? else { return Ok(()) };
+    if current.sso_org == Some(org) {
+        return Ok(());
+    }
+    revoke(services, current.user_id, current.id).await?;
+    Err(shared::tenancy::domains::sso_required_error(org))
 }
 
 /// A used refresh token presented again: within the reuse interval, the successor it was

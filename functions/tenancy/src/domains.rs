@@ -96,14 +96,21 @@ pub struct NewDomain {
 pub struct DomainUpdate {
     /// The enrollment mode.
     pub enrollment_mode: Option<EnrollmentMode>,
-    /// The organization's account automatic invitations and suggestions are for.
-    #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
-    pub account_id: Option<String>,
+    /// The organization's account automatic invitations and suggestions are for; `null`
+    /// clears it (with `manual_invitation` only).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")]
+    pub account_id: Option<Option<String>>,
     /// The role they get there (never `owner`).
     #[schema(value_type = Option<crate::GrantableRole>)]
     pub role: Option<Role>,
     /// Whether addresses at the domain must sign in through the organization's SSO.
     pub require_sso: Option<bool>,
+}
+
+/// A field that is present, `null` or not: absent is the outer `None` (`serde(default)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -118,9 +125,12 @@ fn unclaimable(e: Unclaimable) -> ApiError {
 }
 
 /// Applies and checks settings: automatic modes need an account of the organization, roles
-/// stop short of owner, and requiring SSO needs SSO configured.
+/// stop short of owner, and requiring SSO needs SSO configured and, from a caller whose own
+/// address is at the domain, a session opened through it (proof that it works, so turning
+/// it on cannot lock them out).
 async fn apply(
     s: &Services,
+    caller: &AuthUser,
     org: &crate::orgs::Organization,
     claim: &mut DomainClaim,
     change: DomainUpdate,
@@ -134,10 +144,14 @@ async fn apply(
         }
         claim.role = role;
     }
-    if let Some(raw) = &change.account_id {
-        let account: AccountId =
-            raw.parse().map_err(|_| invalid("invalid_account", "account_id is not an account id"))?;
-        claim.account_id = Some(account);
+    match &change.account_id {
+        None => {}
+        Some(None) => claim.account_id = None,
+        Some(Some(raw)) => {
+            let account: AccountId =
+                raw.parse().map_err(|_| invalid("invalid_account", "account_id is not an account id"))?;
+            claim.account_id = Some(account);
+        }
     }
     if let Some(account) = claim.account_id
         && s.store.get(&keys::org_account(org.id, account)).await?.is_none()
@@ -151,6 +165,20 @@ async fn apply(
         if require && org.sso.is_none() {
             return Err(invalid("sso_not_configured", "configure the organization's SSO before requiring it"));
         }
+        if require && !claim.require_sso {
+            let store = s.store.as_ref();
+            let me = users::by_id(store, caller.user_id).await?.ok_or(ApiError::Unauthenticated)?;
+            let session = shared::auth::session::load(store, caller.user_id, caller.session_id).await?;
+            if domains::of_email(me.email.as_str()) == claim.domain && session.and_then(|s| s.sso_org) != Some(org.id) {
+                return Err(ApiError::Conflict {
+                    code: "sso_session_required",
+                    detail: format!(
+                        "your address is at {}: sign in through the organization's single sign-on (/auth/oidc/org-{}/start) before requiring it, so a misconfigured IdP cannot lock you out",
+                        claim.domain, org.id
+                    ),
+                });
+            }
+        }
         claim.require_sso = require;
     }
     Ok(())
@@ -161,6 +189,38 @@ async fn claims(s: &Services, org: OrgId) -> Result<Vec<DomainClaim>, ApiError> 
     Ok(s.store.query_all(q).await?.iter().map(Item::record).collect::<Result<_, _>>()?)
 }
 
+/// After `account` left the organization: the domains that offered it offer nothing now
+/// (`manual_invitation`, no account), each change audited, rather than pointing at an
+/// account their people can no longer join.
+///
+/// # Errors
+/// Store failures.
+pub(crate) async fn forget_account(
+    s: &Services,
+    org: OrgId,
+    account: AccountId,
+    actor: UserId,
+    ctx: &RequestContext,
+) -> Result<(), ApiError> {
+    let q = StoreQuery::partition(keys::org_partition(org)).begins_with(keys::ORG_DOMAIN_PREFIX);
+    for item in s.store.query_all(q).await? {
+        let mut claim: DomainClaim = item.record()?;
+        if claim.account_id != Some(account) {
+            continue;
+        }
+        claim.account_id = None;
+        claim.enrollment_mode = EnrollmentMode::ManualInvitation;
+        claim.updated_at_ms = s.clock.now_ms();
+        let mut updated = Item::from_record(item.key.clone(), &claim)?;
+        updated.version = item.version;
+        s.store.put(Put::new(updated).if_unchanged()).await?;
+        let detail = json!({"domain": claim.domain, "enrollment_mode": claim.enrollment_mode, "account_id": null,
+            "reason": "account_detached"});
+        record(s, org, actor, AuditAction::OrganizationDomainUpdated, ctx, detail).await?;
+    }
+    Ok(())
+}
+
 /// One claim of the organization (its admins only), with its version.
 async fn load(
     s: &Services,
@@ -169,7 +229,7 @@ async fn load(
     domain: &str,
 ) -> Result<(crate::orgs::Organization, DomainClaim, u64), ApiError> {
     let (org, _) = load_as_admin(s, org, user).await?;
-    let domain = domains::normalize(domain).map_err(|_| ApiError::NotFound)?;
+    let domain = domains::ascii_form(domain).map_err(|_| ApiError::NotFound)?;
     let item = s.store.get(&keys::org_domain(org.id, &domain)).await?.ok_or(ApiError::NotFound)?;
     Ok((org, item.record()?, item.version))
 }
@@ -179,7 +239,7 @@ async fn load(
 #[utoipa::path(post, path = "/organizations/{org_id}/domains", tag = "tenancy", operation_id = "create_org_domain", request_body = NewDomain,
     security(("bearer" = [])), params(("org_id" = String, Path)),
     responses((status = 201, body = DomainView), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "Claimed already by this organization (`domain_exists`) or verified by another (`domain_claimed`), or 50 claims already (`too_many_domains`)",
+              (status = 409, description = "Claimed already by this organization (`domain_exists`) or verified by another (`domain_claimed`), 50 claims already (`too_many_domains`), or `require_sso` asked by someone at the domain who did not sign in through the organization's SSO (`sso_session_required`)",
                body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "Not a domain (`invalid_domain`), a free or disposable mail domain (`shared_mail_domain`), or settings that do not fit (`invalid_account`, `account_required`, `invalid_role`, `sso_not_configured`)",
                body = Problem, content_type = "application/problem+json")))]
@@ -224,11 +284,11 @@ pub(crate) async fn create(
     };
     let settings = DomainUpdate {
         enrollment_mode: req.enrollment_mode,
-        account_id: req.account_id,
+        account_id: req.account_id.map(Some),
         role: req.role,
         require_sso: req.require_sso,
     };
-    apply(&s, &org, &mut claim, settings).await?;
+    apply(&s, &caller, &org, &mut claim, settings).await?;
     // The claim and its first check in one transaction (the job outbox).
     let check = s.jobs().stage(Job::VerifyDomain { org_id: id, domain: domain.clone() }, None)?;
     let put = Put::new(Item::from_record(keys::org_domain(id, &domain), &claim)?).if_not_exists();
@@ -283,7 +343,7 @@ pub(crate) async fn get(
 #[utoipa::path(patch, path = "/organizations/{org_id}/domains/{domain}", tag = "tenancy", operation_id = "update_org_domain",
     request_body = DomainUpdate, security(("bearer" = [])), params(("org_id" = String, Path), ("domain" = String, Path)),
     responses((status = 200, body = DomainView), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`require_sso` asked by someone at the domain who did not sign in through the organization's SSO (`sso_session_required`)", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn update(
     State(s): State<Services>,
@@ -294,7 +354,7 @@ pub(crate) async fn update(
 ) -> Result<Json<DomainView>, ApiError> {
     let (id, domain) = ids;
     let (org, mut claim, version) = load(&s, id, caller.user_id, &domain).await?;
-    apply(&s, &org, &mut claim, req).await?;
+    apply(&s, &caller, &org, &mut claim, req).await?;
     claim.updated_at_ms = s.clock.now_ms();
     let mut item = Item::from_record(keys::org_domain(id, &claim.domain), &claim)?;
     item.version = version;
@@ -372,6 +432,9 @@ pub struct DomainEnrollment {
     pub enrollment_mode: EnrollmentMode,
     /// When they asked to join (suggestions), if they did.
     pub requested_at_ms: Option<i64>,
+    /// When an admin declined that request, if one did (they may ask again once it
+    /// expires, 30 days after they asked).
+    pub declined_at_ms: Option<i64>,
 }
 
 /// The caller's offers.
@@ -383,7 +446,10 @@ pub struct DomainEnrollmentList {
 }
 
 /// The offer of the caller's verified domain, with their request to join if they made one.
-async fn offer(s: &Services, user: UserId) -> Result<Option<(DomainEnrollment, DomainClaim)>, ApiError> {
+async fn offer(
+    s: &Services,
+    user: UserId,
+) -> Result<Option<(DomainEnrollment, DomainClaim, Option<JoinRequest>)>, ApiError> {
     let store = s.store.as_ref();
     let Some(me) = users::by_id(store, user).await? else { return Err(ApiError::Unauthenticated) };
     if !me.email_verified {
@@ -404,7 +470,7 @@ async fn offer(s: &Services, user: UserId) -> Result<Option<(DomainEnrollment, D
     let org: Option<crate::orgs::Organization> = store.get_record(&keys::organization(claim.org_id)).await?;
     let Some(org) = org else { return Ok(None) };
     let request: Option<JoinRequest> = store.get_record(&keys::join_request(account_id, user)).await?;
-    let requested_at_ms = request.filter(|r| r.expires_at_ms > s.clock.now_ms()).map(|r| r.requested_at_ms);
+    let request = request.filter(|r| r.expires_at_ms > s.clock.now_ms());
     let enrollment = DomainEnrollment {
         org_id: claim.org_id,
         organization_name: org.name,
@@ -413,9 +479,10 @@ async fn offer(s: &Services, user: UserId) -> Result<Option<(DomainEnrollment, D
         account_name: account.name,
         role: claim.role,
         enrollment_mode: claim.enrollment_mode,
-        requested_at_ms,
+        requested_at_ms: request.as_ref().map(|r| r.requested_at_ms),
+        declined_at_ms: request.as_ref().and_then(|r| r.declined_at_ms),
     };
-    Ok(Some((enrollment, claim)))
+    Ok(Some((enrollment, claim, request)))
 }
 
 /// What the caller's verified email domain offers: the account an organization invites
@@ -426,7 +493,7 @@ pub(crate) async fn my_enrollments(
     State(s): State<Services>,
     caller: AuthUser,
 ) -> Result<Json<DomainEnrollmentList>, ApiError> {
-    let enrollments = offer(&s, caller.user_id).await?.map(|(e, _)| e).into_iter().collect();
+    let enrollments = offer(&s, caller.user_id).await?.map(|(e, _, _)| e).into_iter().collect();
     Ok(Json(DomainEnrollmentList { enrollments }))
 }
 
@@ -450,6 +517,10 @@ pub struct JoinRequest {
     pub requested_at_ms: i64,
     /// Until when it waits (Unix ms).
     pub expires_at_ms: i64,
+    /// When an admin declined it (Unix ms): it is kept until it expires, so the same user
+    /// cannot ask again before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declined_at_ms: Option<i64>,
 }
 
 /// Takes the caller's domain offer for `account_id`: with an automatic invitation they join
@@ -460,7 +531,7 @@ pub struct JoinRequest {
     responses((status = 200, description = "Joined", body = AccountView),
               (status = 202, description = "Asked to join", body = JoinRequest),
               (status = 404, description = "Their domain offers no such account", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "No seat left on the account's plan (`seat_limit`)", body = Problem, content_type = "application/problem+json")))]
+              (status = 409, description = "No seat left on the account's plan (`seat_limit`), or their request was declined and has not expired (`join_request_declined`)", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn enroll(
     State(s): State<Services>,
     ctx: RequestContext,
@@ -468,8 +539,8 @@ pub(crate) async fn enroll(
     Path(account_id): Path<AccountId>,
 ) -> Result<Response, ApiError> {
     let user = caller.user_id;
-    let (offer, claim) =
-        offer(&s, user).await?.filter(|(o, _)| o.account_id == account_id).ok_or(ApiError::NotFound)?;
+    let (offer, claim, request) =
+        offer(&s, user).await?.filter(|(o, _, _)| o.account_id == account_id).ok_or(ApiError::NotFound)?;
     let stream = AuditStream::Account(account_id);
     if offer.enrollment_mode == EnrollmentMode::AutomaticInvitation {
         let event_id = format!("member-joined-domain-{account_id}-{user}");
@@ -481,6 +552,17 @@ pub(crate) async fn enroll(
         let (account, _) = tenancy::load_account(s.store.as_ref(), account_id).await?.ok_or(ApiError::NotFound)?;
         return Ok(json_with_status(StatusCode::OK, &AccountView { account, role: claim.role }));
     }
+    match request {
+        Some(r) if r.declined_at_ms.is_some() => {
+            return Err(ApiError::Conflict {
+                code: "join_request_declined",
+                detail: "an admin declined your request to join: you may ask again once it expires".into(),
+            });
+        }
+        // Asked already: the same request.
+        Some(r) => return Ok(json_with_status(StatusCode::ACCEPTED, &r)),
+        None => {}
+    }
     let now = s.clock.now_ms();
     let request = JoinRequest {
         account_id,
@@ -488,19 +570,18 @@ pub(crate) async fn enroll(
         org_id: claim.org_id,
         domain: claim.domain.clone(),
         role: claim.role,
-        requested_at_ms: offer.requested_at_ms.unwrap_or(now),
+        requested_at_ms: now,
         expires_at_ms: now + JOIN_REQUEST_TTL_DAYS * 86_400_000,
+        declined_at_ms: None,
     };
-    if offer.requested_at_ms.is_none() {
-        let item = Item::from_record(keys::join_request(account_id, user), &request)?
-            .expiring_at(request.expires_at_ms / 1000);
-        // A lapsed request (expired, not yet swept) is replaced.
-        s.store.put(Put::new(item)).await?;
-        let event = NewEvent::new(Actor::User(user), AuditAction::JoinRequestCreated, ctx.origin())
-            .target(user)
-            .detail(json!({"role": claim.role, "domain": claim.domain}));
-        shared::audit::logged_after_commit(s.audit(stream, event).await, "join request created");
-    }
+    let item =
+        Item::from_record(keys::join_request(account_id, user), &request)?.expiring_at(request.expires_at_ms / 1000);
+    // A lapsed request (expired, not yet swept) is replaced.
+    s.store.put(Put::new(item)).await?;
+    let event = NewEvent::new(Actor::User(user), AuditAction::JoinRequestCreated, ctx.origin())
+        .target(user)
+        .detail(json!({"role": claim.role, "domain": claim.domain}));
+    shared::audit::logged_after_commit(s.audit(stream, event).await, "join request created");
     Ok(json_with_status(StatusCode::ACCEPTED, &request))
 }
 
@@ -540,7 +621,7 @@ pub(crate) async fn list_join_requests(
         tenancy::list(s.store.as_ref(), &scope, "JOIN_REQUEST", p.limit(), p.cursor()?).await?;
     let now = s.clock.now_ms();
     let mut join_requests = Vec::new();
-    for request in all.into_iter().filter(|r| r.expires_at_ms > now) {
+    for request in all.into_iter().filter(|r| r.expires_at_ms > now && r.declined_at_ms.is_none()) {
         // An erased user's request has no one left to admit.
         if let Some(user) = users::by_id(s.store.as_ref(), request.user_id).await? {
             join_requests.push(JoinRequestView { email: user.email.to_string(), name: user.name, request });
@@ -552,7 +633,7 @@ pub(crate) async fn list_join_requests(
 async fn load_request(s: &Services, account: AccountId, user: UserId) -> Result<(JoinRequest, u64), ApiError> {
     let item = s.store.get(&keys::join_request(account, user)).await?.ok_or(ApiError::NotFound)?;
     let request: JoinRequest = item.record()?;
-    if request.expires_at_ms <= s.clock.now_ms() {
+    if request.expires_at_ms <= s.clock.now_ms() || request.declined_at_ms.is_some() {
         return Err(ApiError::NotFound);
     }
     Ok((request, item.version))
@@ -594,7 +675,8 @@ pub(crate) async fn approve_join_request(
     Ok(Json(membership))
 }
 
-/// Declines a request to join (admins: `manage_members`).
+/// Declines a request to join (admins: `manage_members`). The request is kept, declined,
+/// until it expires, so the user cannot ask again before then.
 #[utoipa::path(delete, path = "/accounts/{account_id}/join-requests/{user_id}", tag = "tenancy",
     security(("bearer" = [])), params(("account_id" = String, Path), ("user_id" = String, Path)),
     responses((status = 204), (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -608,12 +690,12 @@ pub(crate) async fn decline_join_request(
     let user = ids.1;
     scope.require(Action::ManageMembers)?;
     let account = scope.account_id();
-    let (_, version) = load_request(&s, account, user).await?;
-    s.store
-        .transact(vec![TxOp::Delete(
-            Delete::new(keys::join_request(account, user)).when(Condition::VersionIs(version)),
-        )])
-        .await?;
+    let (mut request, version) = load_request(&s, account, user).await?;
+    request.declined_at_ms = Some(s.clock.now_ms());
+    let mut item =
+        Item::from_record(keys::join_request(account, user), &request)?.expiring_at(request.expires_at_ms / 1000);
+    item.version = version;
+    s.store.put(Put::new(item).if_unchanged()).await?;
     shared::audit::logged_after_commit(
         scope.audit(&s, AuditAction::JoinRequestDeclined, Some(user.to_string()), ctx.origin(), json!({})).await,
         AuditAction::JoinRequestDeclined.as_str(),

@@ -70,6 +70,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(orgs::add_admin))
         .routes(routes!(orgs::remove_admin))
         .routes(routes!(orgs::put_sso))
+        .routes(routes!(orgs::audit))
         .routes(routes!(domains::create, domains::list))
         .routes(routes!(domains::get, domains::update, domains::delete))
         .routes(routes!(domains::verify))

@@ -261,6 +261,7 @@ pub(crate) async fn detach(
         .await?;
     record(&s, id, caller.user_id, AuditAction::OrganizationAccountDetached, &ctx, json!({"account_id": account_id}))
         .await?;
+    crate::domains::forget_account(&s, id, account_id, caller.user_id, &ctx).await?;
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::AccountDetachedFromOrganization, ctx.origin())
         .target(id);
     s.audit(AuditStream::Account(account_id), event).await?;
@@ -333,6 +334,23 @@ pub(crate) async fn remove_admin(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The organization's audit events, newest first (its admins): its settings, admins,
+/// accounts, domain claims and their checks.
+#[utoipa::path(get, path = "/organizations/{org_id}/audit", tag = "tenancy", operation_id = "organization_audit",
+    security(("bearer" = [])), params(("org_id" = String, Path), shared::http::PageParams),
+    responses((status = 200, body = shared::audit::AuditPage), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 400, description = "A cursor this server did not issue (`invalid_cursor`)", body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn audit(
+    State(s): State<Services>,
+    caller: AuthUser,
+    Path(id): Path<OrgId>,
+    shared::http::Query(p): shared::http::Query<shared::http::PageParams>,
+) -> Result<Json<shared::audit::AuditPage>, ApiError> {
+    load_as_admin(&s, id, caller.user_id).await?;
+    let stream = AuditStream::Organization(id);
+    Ok(Json(shared::audit::page_for(s.store.as_ref(), stream, p.limit(), p.cursor()?).await?))
+}
+
 /// Enterprise OIDC settings.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -378,7 +396,8 @@ async fn checked_issuer(s: &Services, issuer: &str) -> Result<String, ApiError> 
 #[utoipa::path(put, path = "/organizations/{org_id}/sso", tag = "tenancy", request_body = SsoRequest,
     security(("bearer" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = OrgView), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+              (status = 409, description = "An allowed domain another organization verified (`domain_claimed`)", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "A value that does not fit, such as a free mail domain (`shared_mail_domain`)", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn put_sso(
     State(s): State<Services>,
     ctx: RequestContext,
@@ -398,6 +417,18 @@ pub(crate) async fn put_sso(
     for d in &req.allowed_domains {
         let d = tenancy::domains::normalize(d)
             .map_err(|_| invalid("invalid_domain", "allowed_domains holds domain names like example.com"))?;
+        if shared::auth::email_policy::is_free_mail(&d) {
+            return Err(invalid(
+                "shared_mail_domain",
+                &format!("{d} is a free or disposable mail domain: its addresses belong to anyone"),
+            ));
+        }
+        if tenancy::domains::owner(s.store.as_ref(), &d).await?.is_some_and(|holder| holder != id) {
+            return Err(ApiError::Conflict {
+                code: "domain_claimed",
+                detail: format!("another organization verified {d}: only its single sign-on may sign its addresses in"),
+            });
+        }
         domains.push(d);
     }
     if domains.is_empty() || domains.len() > 50 {

@@ -30,6 +30,10 @@ pub struct Session {
     /// Whether it was opened with a second factor (TOTP or a recovery code).
     #[serde(default)]
     pub mfa: bool,
+    /// The organization whose single sign-on opened it, if one did: a refresh of a session
+    /// that did not come through the SSO its address's verified domain requires is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_org: Option<crate::id::OrgId>,
 }
 
 /// The key of a session.

@@ -172,24 +172,35 @@ pub fn normalize(raw: &str) -> Result<String, Unclaimable> {
             && !l.ends_with('-')
             && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     });
-    if d.len() > 253 || !d.contains('.') || !labels_ok {
+    // An all-digit last label is an IPv4 address, not a name mail can be addressed at.
+    let numeric_tld = d.rsplit('.').next().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()));
+    if d.len() > 253 || !d.contains('.') || !labels_ok || numeric_tld {
         return Err(Unclaimable::Malformed);
     }
     Ok(d)
 }
 
-/// `raw`, lowercase, if an organization may claim it: a domain name in its ASCII form, as
-/// given (letters, digits, hyphens; no surrounding spaces or trailing dot), and not a free
-/// mail or disposable service (the maintained lists of [`crate::auth::email_policy`]).
+/// `raw` lowercase, if it is a domain name in its ASCII form as given (letters, digits,
+/// hyphens and dots; no surrounding spaces, no trailing dot): the one spelling the domain
+/// routes take, in a body or a path.
+///
+/// # Errors
+/// [`Unclaimable::Malformed`].
+pub fn ascii_form(raw: &str) -> Result<String, Unclaimable> {
+    if !raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') || raw.ends_with('.') {
+        return Err(Unclaimable::Malformed);
+    }
+    normalize(raw)
+}
+
+/// `raw`, lowercase, if an organization may claim it: a domain name in its
+/// [`ascii_form`], not a free mail or disposable service (the maintained lists of [`crate::auth::email_policy`]).
 ///
 /// # Errors
 /// [`Unclaimable`].
 #[cfg(feature = "email-domains")]
 pub fn claimable(raw: &str) -> Result<String, Unclaimable> {
-    if !raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') || raw.ends_with('.') {
-        return Err(Unclaimable::Malformed);
-    }
-    let d = normalize(raw)?;
+    let d = ascii_form(raw)?;
     if crate::auth::email_policy::is_free_mail(&d) {
         return Err(Unclaimable::SharedMail);
     }
@@ -266,7 +277,7 @@ pub async fn lookup_txt(config: DomainsConfig, name: &str) -> Result<Vec<String>
         None => Resolver::builder_tokio()?,
     };
     let mut options = ResolverOpts::default();
-    options.timeout = Duration::from_secs(5);
+    options.timeout = Duration::from_secs(3);
     options.attempts = 2;
     // A claim is checked when someone asks: a cached "not there" would hide a record just added.
     options.cache_size = 0;
@@ -382,7 +393,9 @@ mod tests {
     fn domains_are_compared_in_their_ascii_form() {
         assert_eq!(normalize(" Example.COM. ").unwrap(), "example.com");
         assert_eq!(normalize("bücher.example").unwrap(), "xn--bcher-kva.example");
-        for bad in ["", "com", "exa mple.com", "-a.com", "a..com", "a_b.com", &format!("{}.com", "a".repeat(64))] {
+        for bad in
+            ["", "com", "exa mple.com", "-a.com", "a..com", "a_b.com", "1.2.3.4", &format!("{}.com", "a".repeat(64))]
+        {
             assert_eq!(normalize(bad), Err(Unclaimable::Malformed), "{bad}");
         }
     }

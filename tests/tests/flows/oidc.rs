@@ -81,6 +81,10 @@ async fn enterprise_sso_signs_in_creates_the_user_and_joins_the_account() {
     assert_eq!((status, body["code"].as_str()), (403, Some("domain_not_allowed")));
     let email_key = shared::store::Key::new("EMAIL#mallory@evil.test", "EMAIL");
     assert!(app.stack.services.store.get(&email_key).await.unwrap().is_none());
+    // An address someone holds already (the admin's, with a password) is not the IdP's to
+    // sign in while the organization has not verified its domain.
+    let (status, body) = callback(&app, &browser_login(&app, &provider, "admin@acme.test").await).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("domain_not_verified")), "{body}");
     // An unknown provider is a 404.
     assert_eq!(app.call("GET", "/auth/oidc/nobody/start", None, None).await.0, 404);
 }
@@ -186,7 +190,36 @@ async fn a_verified_domain_that_requires_sso_refuses_passwords_and_social_sign_i
 
     // The organization's SSO allows only acme.test; its verified domain is let in too.
     let (org, acme) = sso_org(&app, &admin, &idp()).await;
-    crate::domains::verified(&app, &admin, &org, &domain, json!({"require_sso": true})).await;
+    crate::domains::verified(&app, &admin, &org, &domain, json!({})).await;
+
+    // No other organization's IdP may speak for the verified domain, nor for free mail.
+    let (_, other) = app.call("POST", "/organizations", Some(&admin), Some(json!({"name": "Other"}))).await;
+    let other_sso = format!("/organizations/{}/sso", other["id"].as_str().unwrap());
+    for (domains, status, code) in
+        [(json!([domain]), 409, "domain_claimed"), (json!(["gmail.com"]), 422, "shared_mail_domain")]
+    {
+        let sso = json!({"issuer": idp(), "client_id": "c", "client_secret": "s", "allowed_domains": domains});
+        let (got, body) = app.call("PUT", &other_sso, Some(&admin), Some(sso)).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+    }
+
+    // Erin is one of the organization's admins, signed in with her password. Requiring SSO
+    // for her own domain from a session that did not prove the SSO works could lock her
+    // out: refused. Another admin may.
+    let (_, erin_tokens) =
+        app.call("POST", "/auth/login", None, Some(json!({"email": erin, "password": testkit::app::PASSWORD}))).await;
+    let erin_access = erin_tokens["access_token"].as_str().unwrap();
+    let erin_refresh = erin_tokens["refresh_token"].as_str().unwrap();
+    let add = json!({"user_id": erin_id});
+    assert_eq!(app.call("POST", &format!("/organizations/{org}/admins"), Some(&admin), Some(add)).await.0, 200);
+    let domain_path = format!("/organizations/{org}/domains/{domain}");
+    let require = json!({"require_sso": true});
+    let (status, body) = app.call("PATCH", &domain_path, Some(erin_access), Some(require.clone())).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("sso_session_required")), "{body}");
+    assert_eq!(app.call("PATCH", &domain_path, Some(&admin), Some(require)).await.0, 200);
+    // Her password session ends at its next refresh.
+    let (status, body) = app.call("POST", "/auth/refresh", None, Some(json!({"refresh_token": erin_refresh}))).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("sso_required")), "{body}");
 
     // A password is refused for any address there, existing or not, before it is checked.
     let login = json!({"email": erin, "password": testkit::app::PASSWORD});
@@ -207,12 +240,13 @@ async fn a_verified_domain_that_requires_sso_refuses_passwords_and_social_sign_i
     assert_eq!(app.call("GET", "/me", Some(access), None).await.1["id"], erin_id.as_str());
     assert_eq!(app.call("GET", "/accounts", Some(access), None).await.1["accounts"][0]["id"], acme.as_str());
 
-    // Lifted, passwords work again.
+    // Signed in through the SSO, she may turn the requirement on herself.
     let lift = json!({"require_sso": false});
-    assert_eq!(
-        app.call("PATCH", &format!("/organizations/{org}/domains/{domain}"), Some(&admin), Some(lift)).await.0,
-        200
-    );
+    assert_eq!(app.call("PATCH", &domain_path, Some(&admin), Some(lift.clone())).await.0, 200);
+    assert_eq!(app.call("PATCH", &domain_path, Some(access), Some(json!({"require_sso": true}))).await.0, 200);
+
+    // Lifted, passwords work again.
+    assert_eq!(app.call("PATCH", &domain_path, Some(&admin), Some(lift)).await.0, 200);
     let login = json!({"email": erin, "password": testkit::app::PASSWORD});
     assert_eq!(app.call("POST", "/auth/login", None, Some(login)).await.0, 200);
 }

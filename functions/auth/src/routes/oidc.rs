@@ -106,7 +106,7 @@ async fn oidc_callback(
     if let Some((org, sso)) = &provider.org {
         oidc::join_jit(&s, *org, sso, user.id).await?;
     }
-    let pair = sessions::start(&s, user.id, &ctx, false).await?;
+    let pair = sessions::start_with(&s, user.id, &ctx, false, provider.org.as_ref().map(|(org, _)| *org)).await?;
     let detail = json!({"method": "oidc", "provider": provider.name});
     sessions::record(&s, user.id, AuditAction::UserLoggedIn, Some(pair.session_id.clone()), &ctx, detail).await?;
     Ok(Json(pair))
@@ -133,7 +133,18 @@ async fn sso_user(
         oidc::check_domain(s, *org, sso, email).await?;
     }
     let address = self::email(email)?;
-    let user = match users::by_email(store, &address).await? {
+    let existing = users::by_email(store, &address).await?;
+    if let (Some(_), Some((org, _))) = (&existing, &provider.org)
+        && tenancy::domains::owner(store, tenancy::domains::of_email(address.as_str())).await? != Some(*org)
+    {
+        // An organization's IdP is its admins' to configure: it may speak for an address
+        // somebody already holds only at a domain the organization proved it holds.
+        return Err(ApiError::ForbiddenBecause {
+            code: "domain_not_verified",
+            detail: "this address has an account already: the organization must verify its domain before its single sign-on can sign it in".into(),
+        });
+    }
+    let user = match existing {
         Some(existing) if existing.email_verified => existing,
         Some(unverified) => {
             // Someone registered this address without proving it; the provider just did. Their

@@ -48,7 +48,7 @@ pub struct RefreshRequest {
     responses((status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
               (status = 200, body = TokenPair, headers(("Set-Cookie" = String, description = "The next refresh cookie, when the cookie was used"))),
               (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, description = "The cookie, from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`)", body = Problem, content_type = "application/problem+json")))]
+              (status = 403, description = "The cookie, from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`); a session not opened through the single sign-on the user's verified domain now requires, which is ended (`sso_required`)", body = Problem, content_type = "application/problem+json")))]
 async fn refresh(
     State(s): State<Services>,
     ctx: RequestContext,

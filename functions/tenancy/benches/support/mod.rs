@@ -74,6 +74,7 @@ pub async fn fixture(extra: &[(&str, &str)]) -> Fixture {
         user_agent: None,
         refresh_hash: String::new(),
         mfa: false,
+        sso_org: None,
     };
     store.put(Put::new(Item::from_record(session::key(user, sid), &session).unwrap())).await.unwrap();
     let t = &s.tokens;
