@@ -20,6 +20,11 @@ source infra/lib.sh
 ensure_venv "$(pwd)/.tools/build" infra/requirements-build.txt
 rustup target add aarch64-unknown-linux-gnu >/dev/null
 export PATH="$(pwd)/.tools/build/bin:$PATH" SAM_CLI_TELEMETRY=0
+# Baked into every binary (`shared::RELEASE`) and written as each function's version
+# description, so logs, metrics, /health and the Lambda console name the same release.
+GROUNDWORK_RELEASE=$(release_id)
+export GROUNDWORK_RELEASE
+echo "==> deploying release $GROUNDWORK_RELEASE to $env_name"
 
 # The access-token signing keys live in Secrets Manager; create them on first deploy.
 secret="groundwork/$env_name/jwt-keys"
@@ -41,7 +46,7 @@ PY
 sam build --beta-features --config-file "$config"
 # A command-line override replaces the file's list, so Environment is repeated here.
 sam deploy --config-file "$config" "${stack[@]}" \
-  --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret ${GROUNDWORK_PARAMETERS:-}"
+  --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret Release=$GROUNDWORK_RELEASE ${GROUNDWORK_PARAMETERS:-}"
 
 # The token issuer is the API's URL, known only once the stack exists: on a first deploy
 # without ApiUrl, deploy again with the URL the stack reports.
@@ -59,5 +64,5 @@ PY
 if [[ -n "$api_url" ]]; then
   echo "==> setting ApiUrl=$api_url (the token issuer) and deploying again"
   sam deploy --config-file "$config" "${stack[@]}" --no-confirm-changeset \
-    --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret ApiUrl=$api_url ${GROUNDWORK_PARAMETERS:-}"
+    --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret ApiUrl=$api_url Release=$GROUNDWORK_RELEASE ${GROUNDWORK_PARAMETERS:-}"
 fi

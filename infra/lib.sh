@@ -15,3 +15,15 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
 }
+
+# The release id baked into the binaries (GROUNDWORK_RELEASE, read by `shared::RELEASE`):
+# the workspace version and the commit, `-dirty` when the tree has uncommitted changes.
+release_id() {
+  local version commit
+  version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+  commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+  if ! git diff --quiet HEAD 2>/dev/null; then
+    commit="$commit-dirty"
+  fi
+  echo "$version+$commit"
+}

@@ -11,6 +11,9 @@ source infra/lib.sh
 ensure_venv "$venv" "$root/infra/requirements-build.txt"
 export PATH="$venv/bin:$PATH"
 rustup target add aarch64-unknown-linux-gnu >/dev/null
+GROUNDWORK_RELEASE=$(release_id)
+export GROUNDWORK_RELEASE
+echo "==> release $GROUNDWORK_RELEASE"
 
 functions=("$@")
 if [[ ${#functions[@]} -eq 0 ]]; then

@@ -57,3 +57,13 @@ pub mod webhooks;
 
 /// The version of this build, as reported by `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The release of this build, `<version>+<commit>`: `GROUNDWORK_RELEASE` as it was when the
+/// binary was compiled (`infra/deploy.sh` and `infra/package.sh` set it from the workspace
+/// version and the git commit, `-dirty` when the tree had uncommitted changes), else
+/// `<version>+dev`. `/health` reports it, every JSON log line and every EMF record carries
+/// it, and the deploy writes it as the Lambda version description.
+pub const RELEASE: &str = match option_env!("GROUNDWORK_RELEASE") {
+    Some(release) => release,
+    None => concat!(env!("CARGO_PKG_VERSION"), "+dev"),
+};

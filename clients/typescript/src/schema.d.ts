@@ -2456,6 +2456,8 @@ export interface components {
         Health: {
             /** @description The environment name (`local`, `staging`, `production`...). */
             environment: string;
+            /** @description The release: `<version>+<commit>` (`+dev` for a build made without a release id). */
+            release: string;
             /** @description `ok`. */
             status: string;
             /** @description Whether the store answered. */

@@ -95,6 +95,8 @@ pub struct Health {
     pub status: &'static str,
     /// The deployed version.
     pub version: &'static str,
+    /// The release: `<version>+<commit>` (`+dev` for a build made without a release id).
+    pub release: &'static str,
     /// The environment name (`local`, `staging`, `production`...).
     pub environment: String,
     /// Whether the store answered.
@@ -119,12 +121,14 @@ async fn health(State(services): State<Services>) -> Result<Json<Health>, Proble
             .with_detail("the store does not answer")
             .with("status", "unavailable")
             .with("version", shared::VERSION)
+            .with("release", shared::RELEASE)
             .with("store", "unreachable")
             .with("retry_after", shared::error::RETRY_AFTER_UNAVAILABLE_SECS));
     }
     Ok(Json(Health {
         status: "ok",
         version: shared::VERSION,
+        release: shared::RELEASE,
         environment: services.config.environment.clone(),
         store: "reachable",
     }))

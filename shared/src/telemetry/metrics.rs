@@ -91,13 +91,18 @@ impl Metrics {
         for (k, v, _) in &self.metrics {
             doc.insert(k.clone(), json!(v));
         }
+        doc.insert("Release".into(), Value::String(crate::RELEASE.to_owned()));
         let dims: Vec<&str> = self.dimensions.iter().map(|(k, _)| k.as_str()).collect();
+        // Twice: the series alarms watch, which a deploy does not change, and the same per
+        // release, to compare a new release with the one before.
+        let mut per_release = dims.clone();
+        per_release.push("Release");
         let defs: Vec<Value> = self.metrics.iter().map(|(k, _, u)| json!({"Name": k, "Unit": u.as_str()})).collect();
         doc.insert(
             "_aws".into(),
             json!({
                 "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{ "Namespace": NAMESPACE, "Dimensions": [dims], "Metrics": defs }]
+                "CloudWatchMetrics": [{ "Namespace": NAMESPACE, "Dimensions": [dims, per_release], "Metrics": defs }]
             }),
         );
         Value::Object(doc)
@@ -131,7 +136,8 @@ mod tests {
         assert_eq!(aws["Timestamp"], 1_700_000_000_000_i64);
         let cw = &aws["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "Groundwork");
-        assert_eq!(cw["Dimensions"], json!([["Route"]]));
+        assert_eq!(cw["Dimensions"], json!([["Route"], ["Route", "Release"]]));
+        assert_eq!(doc["Release"], crate::RELEASE);
         assert_eq!(cw["Metrics"][0], json!({"Name": "Latency", "Unit": "Milliseconds"}));
     }
 }

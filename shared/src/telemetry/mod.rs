@@ -3,8 +3,11 @@
 
 pub mod metrics;
 
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::fmt::format::{FmtSpan, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::settings::Env;
 
@@ -69,13 +72,7 @@ pub fn init(config: &TelemetryConfig) {
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::NONE);
     let result = match config.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_target(true)
-            .try_init(),
+        LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(json_lines()).try_init(),
         // Colours only for a person at a terminal, not in a file or a pipe.
         LogFormat::Text => builder
             .compact()
@@ -85,4 +82,84 @@ pub fn init(config: &TelemetryConfig) {
     };
     // Already installed: keep it.
     drop(result);
+}
+
+/// The JSON line format: the event's fields flat, its current span, its target, and the
+/// release ([`crate::RELEASE`]) on every line, so a log search can tell one deploy's
+/// lines from the next.
+fn json_lines() -> WithRelease {
+    WithRelease(
+        tracing_subscriber::fmt::format()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(true),
+    )
+}
+
+/// A JSON event format with `"release"` as each object's first member.
+struct WithRelease(tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json>);
+
+impl<S, N> FormatEvent<S, N> for WithRelease
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => {
+                let release = serde_json::Value::String(crate::RELEASE.to_owned());
+                write!(writer, "{{\"release\":{release},{rest}")
+            }
+            None => writer.write_str(&line),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[test]
+    fn every_json_line_names_the_release() {
+        let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = Arc::clone(&lines);
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(JsonFields::new())
+            .event_format(json_lines())
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "r1");
+            let _entered = span.enter();
+            tracing::info!(account_id = "a1", "hello");
+        });
+        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["release"], crate::RELEASE);
+        assert_eq!((line["message"].as_str(), line["account_id"].as_str()), (Some("hello"), Some("a1")));
+        assert_eq!(line["span"]["request_id"], "r1");
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }
