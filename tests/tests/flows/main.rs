@@ -9,6 +9,7 @@ mod billing;
 mod billing_seats;
 mod browser_session;
 mod cors;
+mod deploy_rollback;
 mod domains;
 mod email;
 mod exports_s3;

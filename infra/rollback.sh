@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Undoes an environment's last deploy: every function that deploy changed serves the version
+# it served before, at once (infra/rollback.py says how it decides).
+#   ./infra/rollback.sh production
+#   ./infra/rollback.sh pr-42 --dry-run
+# Needs AWS credentials in the environment, as infra/deploy.sh does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+env_name=${1:?usage: infra/rollback.sh ENVIRONMENT [--dry-run]}
+shift
+config="infra/environments/$env_name.toml"
+if [[ -f "$config" ]]; then
+  stack=$(sed -n 's/^stack_name = "\(.*\)"/\1/p' "$config")
+else
+  stack="groundwork-$env_name"
+fi
+source infra/lib.sh
+ensure_venv "$(pwd)/.tools/build" infra/requirements-build.txt
+exec "$(pwd)/.tools/build/bin/python" infra/rollback.py "$stack" "$@"
