@@ -57,3 +57,31 @@ fn the_functions_read_the_same_origins_as_the_http_api() {
     let same_site = format!("{:?}", env["GROUNDWORK_REFRESH_COOKIE_SAME_SITE"]);
     assert!(same_site.contains("RefreshCookieSameSite"), "{same_site}");
 }
+
+#[test]
+fn every_alarm_links_a_runbook_that_exists() {
+    let template = testkit::template::template();
+    let runbooks = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/runbooks"));
+    let index = std::fs::read_to_string(runbooks.join("README.md")).expect("the runbook index");
+    let mut alarms = 0;
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        alarms += 1;
+        let name = name.as_str().unwrap();
+        let description = format!("{:?}", resource["Properties"]["AlarmDescription"]);
+        let page = description
+            .split("Runbook ${RunbookBaseUrl}/")
+            .nth(1)
+            .and_then(|rest| rest.split(".md").next())
+            .unwrap_or_else(|| panic!("{name} links no runbook: {description}"));
+        let text = std::fs::read_to_string(runbooks.join(format!("{page}.md")))
+            .unwrap_or_else(|_| panic!("{name} links docs/runbooks/{page}.md, which does not exist"));
+        for part in ["**What it means.**", "**First three checks.**", "**Roll back or recover.**"] {
+            assert!(text.contains(part), "docs/runbooks/{page}.md lacks {part}");
+        }
+        assert!(index.contains(&format!("`{name}` | [{page}.md]({page}.md)")), "the runbook index lacks {name}");
+    }
+    assert!(alarms >= 8, "{alarms} alarms");
+}
