@@ -1,7 +1,8 @@
-//! `infra/rollback.py`, the one-command rollback, against the loopback AWS server: a stack
-//! whose last deploy changed one function of two; the rollback moves that one's `live` alias
-//! back and leaves the other, says what it would do in a dry run, and finds nothing to do
-//! the second time.
+//! `infra/rollback.py`, the one-command rollback, against a loopback AWS server of its own
+//! (the shared one's state dump, which other tests read, cannot serialize Lambda functions):
+//! a stack whose last deploy changed one function of two; the rollback moves that one's
+//! `live` alias back and leaves the other, says what it would do in a dry run, and finds
+//! nothing to do the second time.
 
 use std::process::Command;
 
@@ -38,13 +39,47 @@ lam = boto3.client("lambda")
 print(" ".join(lam.get_alias(FunctionName=f, Name="live")["FunctionVersion"] for f in sys.argv[1:]))
 "#;
 
-fn python(args: &[&str]) -> String {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let moto = std::env::var("GROUNDWORK_MOTO_URL").expect("GROUNDWORK_MOTO_URL: run the tests with ./infra/test.sh");
-    let out = Command::new(format!("{root}/.tools/venv/bin/python"))
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn interpreter() -> String {
+    format!("{ROOT}/.tools/venv/bin/python")
+}
+
+/// A loopback AWS server for this test alone, stopped when dropped.
+struct Moto(std::process::Child, String);
+
+impl Moto {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(interpreter())
+            .args(["infra/moto_server.py", &port.to_string()])
+            .current_dir(ROOT)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the AWS server starts (run the tests with ./infra/test.sh, which installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self(child, format!("http://127.0.0.1:{port}"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the AWS server did not start");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python(moto: &Moto, args: &[&str]) -> String {
+    let out = Command::new(interpreter())
         .args(args)
-        .current_dir(root)
-        .env("AWS_ENDPOINT_URL", moto)
+        .current_dir(ROOT)
+        .env("AWS_ENDPOINT_URL", &moto.1)
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -57,19 +92,20 @@ fn python(args: &[&str]) -> String {
 
 #[test]
 fn the_rollback_moves_back_only_what_the_last_deploy_changed() {
+    let moto = Moto::start();
     let id = ulid::Ulid::new().to_string().to_ascii_lowercase();
     let (stack, a, b) = (format!("gw-rollback-{id}"), format!("gw-{id}-a"), format!("gw-{id}-b"));
-    python(&["-c", SETUP, &stack, &a, &b]);
+    python(&moto, &["-c", SETUP, &stack, &a, &b]);
 
-    let dry = python(&["infra/rollback.py", &stack, "--dry-run"]);
+    let dry = python(&moto, &["infra/rollback.py", &stack, "--dry-run"]);
     assert!(dry.contains(&format!("{a}: live 2 (0.1.0+second) -> 1 (0.1.0+first)")), "{dry}");
     assert!(!dry.contains(&b), "{dry}");
-    assert_eq!(python(&["-c", LIVE, &a, &b]).trim(), "2 1", "a dry run moves nothing");
+    assert_eq!(python(&moto, &["-c", LIVE, &a, &b]).trim(), "2 1", "a dry run moves nothing");
 
-    let done = python(&["infra/rollback.py", &stack]);
+    let done = python(&moto, &["infra/rollback.py", &stack]);
     assert!(done.contains("rolled back 1 function(s) from 0.1.0+second"), "{done}");
-    assert_eq!(python(&["-c", LIVE, &a, &b]).trim(), "1 1");
+    assert_eq!(python(&moto, &["-c", LIVE, &a, &b]).trim(), "1 1");
 
-    let again = python(&["infra/rollback.py", &stack]);
+    let again = python(&moto, &["infra/rollback.py", &stack]);
     assert!(again.contains("nothing to roll back"), "{again}");
 }
