@@ -372,6 +372,10 @@ impl Queue for ChaosQueue {
     async fn send_to_dead_letters(&self, body: &str, group_id: Option<&str>) -> Result<(), QueueError> {
         self.inner.send_to_dead_letters(body, group_id).await
     }
+
+    async fn backlog(&self) -> Result<shared::queue::Backlog, QueueError> {
+        self.inner.backlog().await
+    }
 }
 
 /// `services` with every store and queue operation passing through `chaos`.

@@ -34,6 +34,7 @@ macro_rules! queue_contract_suite {
             receive_waits_for_a_message(false),
             messages_received_too_often_are_dead_lettered_and_redriven(false),
             bad_messages_are_refused(false),
+            the_backlog_counts_the_queue_and_its_dead_letters(false),
             fifo_keeps_group_order_and_deduplicates(true),
             fifo_blocks_a_group_while_a_message_is_in_flight(true),
             fifo_dead_letters_are_redriven(true),
@@ -160,6 +161,22 @@ pub async fn messages_received_too_often_are_dead_lettered_and_redriven(f: &Queu
     assert_eq!(back[0].body, "poison");
     assert_eq!(back[0].receive_count, 1);
     q.ack(&back[0].receipt).await.unwrap();
+}
+
+/// The backlog counts what waits, what is being handled, and what is parked; an
+/// acknowledged message leaves it.
+pub async fn the_backlog_counts_the_queue_and_its_dead_letters(f: &QueueFixture) {
+    use shared::queue::Backlog;
+    let q = f.queue.as_ref();
+    assert_eq!(q.backlog().await.unwrap(), Backlog::default());
+    q.send(Outgoing::new("one")).await.unwrap();
+    q.send(Outgoing::new("two")).await.unwrap();
+    q.send_to_dead_letters("parked", None).await.unwrap();
+    assert_eq!(q.backlog().await.unwrap(), Backlog { messages: 2, dead_letters: 1 });
+    let got = receive_all(q, 1, Duration::from_secs(5)).await;
+    assert_eq!(q.backlog().await.unwrap().messages, 2, "a message being handled still counts");
+    q.ack(&got[0].receipt).await.unwrap();
+    assert_eq!(q.backlog().await.unwrap(), Backlog { messages: 1, dead_letters: 1 });
 }
 
 /// Empty, oversized and mis-addressed messages are refused.

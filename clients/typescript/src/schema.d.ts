@@ -989,6 +989,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/health/deep": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Readiness, for uptime monitors and the template's health check: the store, every queue
+         *     (with its backlog and dead letters) and the access-token keys, each checked now,
+         *     concurrently, each within 3 s. 503 when any is down, with the same report. `/health` is
+         *     the cheap liveness check beside it.
+         */
+        get: operations["deep_health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/invitations/accept": {
         parameters: {
             query?: never;
@@ -1999,6 +2021,19 @@ export interface components {
             /** @description Where the next page starts, if there is one. */
             next_cursor?: string | null;
         };
+        /** @description A queue's backlog ([`Queue::backlog`]). */
+        Backlog: {
+            /**
+             * Format: int64
+             * @description Messages in its dead-letter queue.
+             */
+            dead_letters: number;
+            /**
+             * Format: int64
+             * @description Messages in the queue, waiting or being handled.
+             */
+            messages: number;
+        };
         /** @description An account's billing, as last known from Stripe (`ACCOUNT#<id>` / `BILLING`). */
         BillingState: {
             /**
@@ -2089,6 +2124,18 @@ export interface components {
              */
             new_password: string;
         };
+        /** @description One dependency's check. */
+        Check: {
+            /** @description Why it is unavailable (`timed out`, or the error's kind; never a secret). */
+            error?: string | null;
+            /**
+             * Format: int64
+             * @description How long the check took (ms).
+             */
+            latency_ms: number;
+            /** @description `ok` or `unavailable`. */
+            status: string;
+        };
         /**
          * @description What the last DNS check found.
          * @enum {string}
@@ -2139,6 +2186,23 @@ export interface components {
         DeadLetters: {
             /** @description The messages, queue by queue. */
             dead_letters: components["schemas"]["DeadLetter"][];
+        };
+        /** @description The deep health report: every dependency a request may need, each checked now. */
+        DeepHealth: {
+            /** @description The environment name. */
+            environment: string;
+            /** @description Each queue by name: its backlog read. */
+            queues: {
+                [key: string]: components["schemas"]["QueueCheck"];
+            };
+            /** @description The release serving (`<version>+<commit>`). */
+            release: string;
+            /** @description The access-token keys: loaded, or read (Secrets Manager, the published JWKS) now. */
+            signing_keys: components["schemas"]["Check"];
+            /** @description `ok` when every check is; else `unavailable`. */
+            status: string;
+            /** @description The table: a read. */
+            store: components["schemas"]["Check"];
         };
         /** @description What a soft delete answers. */
         Deletion: {
@@ -2851,6 +2915,10 @@ export interface components {
             next_cursor?: string | null;
             /** @description Oldest first. */
             projects: components["schemas"]["Project"][];
+        };
+        /** @description One queue's check, with its backlog when it answered. */
+        QueueCheck: components["schemas"]["Check"] & {
+            backlog?: null | components["schemas"]["Backlog"];
         };
         /** @description The answer to Stripe. */
         Receipt: {
@@ -10909,6 +10977,37 @@ export interface operations {
                 };
             };
             /** @description The store does not answer */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deep_health: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every dependency answers */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeepHealth"];
+                };
+            };
+            /** @description A dependency does not answer: the problem's `checks` member is the report, naming it */
             503: {
                 headers: {
                     /** @description Seconds to wait */

@@ -56,6 +56,7 @@ impl utoipa::Modify for SecuritySchemes {
 fn openapi_router() -> OpenApiRouter<Services> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
+        .routes(routes!(deep_health))
         .routes(routes!(openapi_json))
         .routes(routes!(ops::list))
         .routes(routes!(ops::redrive))
@@ -132,6 +133,114 @@ async fn health(State(services): State<Services>) -> Result<Json<Health>, Proble
         environment: services.config.environment.clone(),
         store: "reachable",
     }))
+}
+
+/// How long the deep check waits for each dependency.
+const DEEP_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One dependency's check.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Check {
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    /// How long the check took (ms).
+    pub latency_ms: u64,
+    /// Why it is unavailable (`timed out`, or the error's kind; never a secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One queue's check, with its backlog when it answered.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct QueueCheck {
+    /// The check.
+    #[serde(flatten)]
+    pub check: Check,
+    /// Messages waiting or in flight, and parked in its dead-letter queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<shared::queue::Backlog>,
+}
+
+/// The deep health report: every dependency a request may need, each checked now.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeepHealth {
+    /// `ok` when every check is; else `unavailable`.
+    pub status: &'static str,
+    /// The release serving (`<version>+<commit>`).
+    pub release: &'static str,
+    /// The environment name.
+    pub environment: String,
+    /// The table: a read.
+    pub store: Check,
+    /// Each queue by name: its backlog read.
+    pub queues: std::collections::BTreeMap<String, QueueCheck>,
+    /// The access-token keys: loaded, or read (Secrets Manager, the published JWKS) now.
+    pub signing_keys: Check,
+}
+
+/// Runs `check` within [`DEEP_CHECK_TIMEOUT`], timing it.
+async fn timed<T, E: std::fmt::Display>(check: impl Future<Output = Result<T, E>>) -> (Check, Option<T>) {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(DEEP_CHECK_TIMEOUT, check).await;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok(Ok(value)) => (Check { status: "ok", latency_ms, error: None }, Some(value)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "deep health check: a dependency failed");
+            (Check { status: "unavailable", latency_ms, error: Some(first_line(&e.to_string())) }, None)
+        }
+        Err(_) => (Check { status: "unavailable", latency_ms, error: Some("timed out".into()) }, None),
+    }
+}
+
+/// The first line of an error, bounded: enough to tell a missing table from a timeout,
+/// without request ids or bodies.
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or_default().chars().take(200).collect()
+}
+
+/// Readiness, for uptime monitors and the template's health check: the store, every queue
+/// (with its backlog and dead letters) and the access-token keys, each checked now,
+/// concurrently, each within 3 s. 503 when any is down, with the same report. `/health` is
+/// the cheap liveness check beside it.
+#[utoipa::path(
+    get,
+    path = "/health/deep",
+    tag = "platform",
+    responses(
+        (status = 200, description = "Every dependency answers", body = DeepHealth),
+        (status = 503, description = "A dependency does not answer: the problem's `checks` member is the report, naming it",
+         body = Problem, content_type = "application/problem+json")
+    )
+)]
+async fn deep_health(State(services): State<Services>) -> Result<Json<DeepHealth>, Problem> {
+    let queues = futures_util::future::join_all(
+        services.queues.all().map(|(name, queue)| async move { (name, timed(queue.backlog()).await) }),
+    );
+    let ((store, _), queues, (signing_keys, _)) =
+        tokio::join!(timed(services.store.ping()), queues, timed(services.tokens.keys_ready()));
+    let queues: std::collections::BTreeMap<String, QueueCheck> = queues
+        .into_iter()
+        .map(|(name, (check, backlog))| (name.as_str().to_owned(), QueueCheck { check, backlog }))
+        .collect();
+    let healthy =
+        store.status == "ok" && signing_keys.status == "ok" && queues.values().all(|q| q.check.status == "ok");
+    let report = DeepHealth {
+        status: if healthy { "ok" } else { "unavailable" },
+        release: shared::RELEASE,
+        environment: services.config.environment.clone(),
+        store,
+        queues,
+        signing_keys,
+    };
+    if healthy {
+        return Ok(Json(report));
+    }
+    let checks = serde_json::to_value(&report).unwrap_or_default();
+    Err(Problem::from_status(StatusCode::SERVICE_UNAVAILABLE)
+        .with_detail("a dependency does not answer: see `checks`")
+        .with("checks", checks)
+        .with("retry_after", shared::error::RETRY_AFTER_UNAVAILABLE_SECS))
 }
 
 /// The OpenAPI 3.1 description of every route.

@@ -225,6 +225,22 @@ impl JwksCache {
         }
     }
 
+    /// Whether keys are at hand: fresh ones cached, or fetched now (the deep health check).
+    ///
+    /// # Errors
+    /// When the key set is stale or absent and cannot be fetched.
+    pub async fn ready(&self) -> anyhow::Result<()> {
+        let fresh = {
+            let guard = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            guard.as_ref().is_some_and(|(at, _)| at.elapsed() <= KEYS_TTL)
+        };
+        if !fresh {
+            let set = self.fetch().await?;
+            *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), set));
+        }
+        Ok(())
+    }
+
     async fn fetch(&self) -> anyhow::Result<JwkSet> {
         let res = self.http.get(&self.url).send().await?.error_for_status()?;
         Ok(res.json().await?)

@@ -76,6 +76,18 @@ impl TokenSettings {
             .await
     }
 
+    /// Whether this function can verify access tokens now: its signing keys are loaded (or
+    /// read from Secrets Manager now), or the published key set is fresh (or fetched now).
+    ///
+    /// # Errors
+    /// 503 when the keys cannot be had.
+    pub async fn keys_ready(&self) -> Result<(), crate::error::ApiError> {
+        match &self.jwks {
+            Some(jwks) => jwks.ready().await.map_err(crate::error::ApiError::Unavailable),
+            None => self.signing_keys().await.map(|_| ()),
+        }
+    }
+
     /// The access tokens this process verified already.
     pub fn verified(&self) -> &verified_tokens::VerifiedTokens {
         &self.verified

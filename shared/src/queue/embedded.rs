@@ -394,6 +394,22 @@ impl Queue for EmbeddedQueue {
         Ok(u32::try_from(moved).unwrap_or(u32::MAX))
     }
 
+    async fn backlog(&self) -> Result<super::Backlog, QueueError> {
+        let (name, dlq) = (self.name.clone(), self.dlq.clone());
+        self.db
+            .read(move |conn, _| {
+                let count = |queue: &str| {
+                    conn.query_row("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1", [queue], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map(|n| u64::try_from(n).unwrap_or(0))
+                    .map_err(unavailable)
+                };
+                Ok(super::Backlog { messages: count(&name)?, dead_letters: count(&dlq)? })
+            })
+            .await
+    }
+
     async fn send_to_dead_letters(&self, body: &str, group_id: Option<&str>) -> Result<(), QueueError> {
         let (dlq, body, group) = (self.dlq.clone(), body.to_owned(), group_id.map(str::to_owned));
         self.db

@@ -219,6 +219,20 @@ pub trait Queue: Send + Sync + 'static {
     /// Puts a message straight into the dead-letter queue (a consumer that knows a message
     /// can never succeed parks it there, then acknowledges the original).
     async fn send_to_dead_letters(&self, body: &str, group_id: Option<&str>) -> Result<(), QueueError>;
+
+    /// How many messages wait in the queue (visible or not) and in its dead-letter queue; one
+    /// call that answers only when the queue is reachable (the deep health check). SQS counts
+    /// approximately (`ApproximateNumberOfMessages` + `...NotVisible`).
+    async fn backlog(&self) -> Result<Backlog, QueueError>;
+}
+
+/// A queue's backlog ([`Queue::backlog`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct Backlog {
+    /// Messages in the queue, waiting or being handled.
+    pub messages: u64,
+    /// Messages in its dead-letter queue.
+    pub dead_letters: u64,
 }
 
 pub(crate) fn validate_max(max: u32) -> Result<(), QueueError> {

@@ -192,4 +192,28 @@ impl Queue for SqsQueue {
             .map(|_| ())
             .map_err(sdk_error)
     }
+
+    async fn backlog(&self) -> Result<super::Backlog, QueueError> {
+        let (messages, dead_letters) = tokio::try_join!(self.count(&self.url), self.count(&self.dlq_url))?;
+        Ok(super::Backlog { messages, dead_letters })
+    }
+}
+
+impl SqsQueue {
+    /// The approximate number of messages at `url`, visible or in flight.
+    async fn count(&self, url: &str) -> Result<u64, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let attributes = out.attributes.unwrap_or_default();
+        let read = |name: &A| attributes.get(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok(read(&A::ApproximateNumberOfMessages) + read(&A::ApproximateNumberOfMessagesNotVisible))
+    }
 }

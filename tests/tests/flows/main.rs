@@ -15,6 +15,7 @@ mod email;
 mod exports_s3;
 mod fault_journeys;
 mod flags;
+mod health;
 mod jobs;
 mod oidc;
 mod outages;

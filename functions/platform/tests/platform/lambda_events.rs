@@ -145,3 +145,22 @@ async fn a_missing_setting_fails_init_naming_the_variable() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("GROUNDWORK_TABLE"), "{text}");
 }
+
+#[tokio::test]
+async fn deep_health_names_the_dependency_that_is_down() {
+    let (api, mut child) = start_binary(&dynamodb_env("no-such-table")).await;
+    let res = match api.invoke(api_gateway_v2("GET", "/health/deep", None, None)).await {
+        Outcome::Response(r) => r,
+        Outcome::Error(e) => panic!("invocation error: {e}"),
+    };
+    assert_eq!(res["statusCode"], 503, "{res}");
+    assert_eq!(res["headers"]["content-type"], "application/problem+json");
+    let checks = &body_json(&res)["checks"];
+    assert_eq!(checks["status"], "unavailable", "{checks}");
+    assert_eq!(checks["store"]["status"], "unavailable", "{checks}");
+    assert!(checks["store"]["error"].is_string(), "{checks}");
+    // What does answer says so: the queues and the keys.
+    assert_eq!(checks["queues"]["jobs"]["status"], "ok", "{checks}");
+    assert_eq!(checks["signing_keys"]["status"], "ok", "{checks}");
+    child.kill().await.ok();
+}

@@ -1,0 +1,25 @@
+//! The deep health check on the local stack: every dependency named, checked, with each
+//! queue's backlog.
+
+use serde_json::json;
+use testkit::app::TestApp;
+
+#[tokio::test]
+async fn the_deep_health_check_reports_every_dependency_with_its_backlog() {
+    let app = TestApp::spawn(&[]).await;
+    let (status, report) = app.call("GET", "/health/deep", None, None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!((report["status"].as_str(), report["release"].as_str()), (Some("ok"), Some(shared::RELEASE)));
+    assert_eq!(report["store"]["status"], "ok");
+    assert_eq!(report["signing_keys"]["status"], "ok");
+    for queue in ["email", "mail-events", "jobs", "billing"] {
+        assert_eq!(report["queues"][queue]["status"], "ok", "{queue}: {report}");
+        assert!(report["queues"][queue]["latency_ms"].is_u64());
+        assert!(report["queues"][queue]["backlog"]["dead_letters"].is_u64(), "{queue}: {report}");
+    }
+    // A parked job shows in its queue's dead letters.
+    let jobs = app.stack.services.queues.get(shared::config::QueueName::Jobs);
+    jobs.send_to_dead_letters(&json!({"kind": "nothing"}).to_string(), None).await.unwrap();
+    let (_, report) = app.call("GET", "/health/deep", None, None).await;
+    assert_eq!(report["queues"]["jobs"]["backlog"]["dead_letters"], 1, "{report}");
+}
