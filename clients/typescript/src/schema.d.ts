@@ -998,9 +998,9 @@ export interface paths {
         };
         /**
          * Readiness, for uptime monitors and the template's health check: the store, every queue
-         *     (with its backlog and dead letters) and the access-token keys, each checked now,
-         *     concurrently, each within 3 s. 503 when any is down, with the same report. `/health` is
-         *     the cheap liveness check beside it.
+         *     (with its backlog and dead letters) and the access-token keys, each checked
+         *     concurrently, each within 3 s (a report is reused for 10 s). 503 when any is down, with
+         *     the same report. `/health` is the cheap liveness check beside it.
          */
         get: operations["deep_health"];
         put?: never;

@@ -137,6 +137,10 @@ async fn health(State(services): State<Services>) -> Result<Json<Health>, Proble
 
 /// How long the deep check waits for each dependency.
 const DEEP_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a deep report is answered again without checking: uptime checkers in several
+/// regions (and anyone else) cost one round of dependency calls per process per interval,
+/// not one per request.
+const DEEP_REPORT_TTL: Duration = Duration::from_secs(10);
 
 /// One dependency's check.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -200,9 +204,9 @@ fn first_line(message: &str) -> String {
 }
 
 /// Readiness, for uptime monitors and the template's health check: the store, every queue
-/// (with its backlog and dead letters) and the access-token keys, each checked now,
-/// concurrently, each within 3 s. 503 when any is down, with the same report. `/health` is
-/// the cheap liveness check beside it.
+/// (with its backlog and dead letters) and the access-token keys, each checked
+/// concurrently, each within 3 s (a report is reused for 10 s). 503 when any is down, with
+/// the same report. `/health` is the cheap liveness check beside it.
 #[utoipa::path(
     get,
     path = "/health/deep",
@@ -213,7 +217,28 @@ fn first_line(message: &str) -> String {
          body = Problem, content_type = "application/problem+json")
     )
 )]
-async fn deep_health(State(services): State<Services>) -> Result<Json<DeepHealth>, Problem> {
+async fn deep_health(State(services): State<Services>) -> Result<Json<serde_json::Value>, Problem> {
+    const CACHE_KEY: &str = "platform:health/deep";
+    let now = services.clock.now_ms();
+    let report = match services.documents.get(CACHE_KEY, now, DEEP_REPORT_TTL) {
+        Some(report) => report,
+        None => {
+            let report = serde_json::to_value(check_dependencies(&services).await).unwrap_or_default();
+            services.documents.put(CACHE_KEY, now, report.clone());
+            report
+        }
+    };
+    if report["status"] == "ok" {
+        return Ok(Json(report));
+    }
+    Err(Problem::from_status(StatusCode::SERVICE_UNAVAILABLE)
+        .with_detail("a dependency does not answer: see `checks`")
+        .with("checks", report)
+        .with("retry_after", shared::error::RETRY_AFTER_UNAVAILABLE_SECS))
+}
+
+/// Checks every dependency now.
+async fn check_dependencies(services: &Services) -> DeepHealth {
     let queues = futures_util::future::join_all(
         services.queues.all().map(|(name, queue)| async move { (name, timed(queue.backlog()).await) }),
     );
@@ -225,22 +250,14 @@ async fn deep_health(State(services): State<Services>) -> Result<Json<DeepHealth
         .collect();
     let healthy =
         store.status == "ok" && signing_keys.status == "ok" && queues.values().all(|q| q.check.status == "ok");
-    let report = DeepHealth {
+    DeepHealth {
         status: if healthy { "ok" } else { "unavailable" },
         release: shared::RELEASE,
         environment: services.config.environment.clone(),
         store,
         queues,
         signing_keys,
-    };
-    if healthy {
-        return Ok(Json(report));
     }
-    let checks = serde_json::to_value(&report).unwrap_or_default();
-    Err(Problem::from_status(StatusCode::SERVICE_UNAVAILABLE)
-        .with_detail("a dependency does not answer: see `checks`")
-        .with("checks", checks)
-        .with("retry_after", shared::error::RETRY_AFTER_UNAVAILABLE_SECS))
 }
 
 /// The OpenAPI 3.1 description of every route.
