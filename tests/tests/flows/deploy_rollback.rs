@@ -51,7 +51,7 @@ struct Moto(std::process::Child, String);
 impl Moto {
     fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(interpreter())
+        let mut child = Command::new(interpreter())
             .args(["infra/moto_server.py", &port.to_string()])
             .current_dir(ROOT)
             .stdout(std::process::Stdio::null())
@@ -64,6 +64,8 @@ impl Moto {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the AWS server did not start");
     }
 }
