@@ -25,6 +25,12 @@ export PATH="$(pwd)/.tools/build/bin:$PATH" SAM_CLI_TELEMETRY=0
 GROUNDWORK_RELEASE=$(release_id)
 export GROUNDWORK_RELEASE
 echo "==> deploying release $GROUNDWORK_RELEASE to $env_name"
+# The alarms link their runbooks: on GitHub, the pages of this very commit.
+runbooks=""
+origin=$(git remote get-url origin 2>/dev/null || true)
+if [[ "$origin" =~ github\.com[:/]([^/]+/[^/.]+)(\.git)?$ ]]; then
+  runbooks="RunbookBaseUrl=https://github.com/${BASH_REMATCH[1]}/blob/$(git rev-parse HEAD)/docs/runbooks"
+fi
 
 # The access-token signing keys live in Secrets Manager; create them on first deploy.
 secret="groundwork/$env_name/jwt-keys"
@@ -46,7 +52,7 @@ PY
 sam build --beta-features --config-file "$config"
 # A command-line override replaces the file's list, so Environment is repeated here.
 sam deploy --config-file "$config" "${stack[@]}" \
-  --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret Release=$GROUNDWORK_RELEASE ${GROUNDWORK_PARAMETERS:-}"
+  --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret Release=$GROUNDWORK_RELEASE $runbooks ${GROUNDWORK_PARAMETERS:-}"
 
 # The token issuer is the API's URL, known only once the stack exists: on a first deploy
 # without ApiUrl, deploy again with the URL the stack reports.
@@ -64,5 +70,5 @@ PY
 if [[ -n "$api_url" ]]; then
   echo "==> setting ApiUrl=$api_url (the token issuer) and deploying again"
   sam deploy --config-file "$config" "${stack[@]}" --no-confirm-changeset \
-    --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret ApiUrl=$api_url Release=$GROUNDWORK_RELEASE ${GROUNDWORK_PARAMETERS:-}"
+    --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret ApiUrl=$api_url Release=$GROUNDWORK_RELEASE $runbooks ${GROUNDWORK_PARAMETERS:-}"
 fi

@@ -1,15 +1,18 @@
-"""Undoes a stack's last deploy in one command: every function the last deploy changed gets
-its `live` alias (which the routes, queues and schedules invoke) pointed back at the version
-it served before. Functions the last deploy left alone are left alone.
+"""Undoes a stack's last deploy in one command: every function serving the stack's current
+release gets its `live` alias (which the routes, queues and schedules invoke) pointed back,
+at once, at the newest earlier version of another release that was not itself rolled back.
 
 Usage: python infra/rollback.py STACK_NAME [--dry-run]
 (`infra/rollback.sh ENVIRONMENT` finds the stack name and the tools.)
 
 How it knows: each deploy passes the release it deploys as the stack's `Release` parameter
-and publishes a version of each changed function described by that release (template.yaml).
-A function whose live version is described by the stack's release changed in the last
-deploy; it goes back to its newest older version. The stack itself still names the new
-release: fix forward, or deploy the previous commit, to bring the two back in line.
+and publishes a version of each function described by that release (template.yaml; the
+release is compiled into every binary, so every deploy publishes every function). A function
+serves the release when its alias points at such a version, or sends it part of its traffic
+(a canary in progress). The rolled-back release is recorded on each function (the tag
+`groundwork:rolled-back`), so a later rollback never returns to it. A function with no
+earlier release (new in this one) cannot go back: it is named and left as it is. The stack
+itself still names the new release: fix forward, or deploy the previous commit.
 
 AWS calls go to the default endpoint, or to AWS_ENDPOINT_URL (tests: the loopback AWS server).
 """
@@ -19,8 +22,12 @@ import os
 import sys
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 ALIAS = "live"
+ROLLED_BACK_TAG = "groundwork:rolled-back"
+# Tag values hold at most 256 characters: the newest rolled-back releases are kept.
+TAG_VALUE_MAX = 256
 
 
 def _client(service):
@@ -28,8 +35,16 @@ def _client(service):
     return boto3.client(service, endpoint_url=endpoint)
 
 
+def _code(e):
+    return e.response.get("Error", {}).get("Code", "") if isinstance(e, ClientError) else ""
+
+
 def stack_release(cfn, stack):
-    parameters = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Parameters", [])
+    try:
+        stacks = cfn.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as e:
+        raise SystemExit(f"{stack}: no such stack ({e.response['Error'].get('Message', _code(e))})") from None
+    parameters = stacks[0].get("Parameters", [])
     return next((p.get("ParameterValue") for p in parameters if p["ParameterKey"] == "Release"), None)
 
 
@@ -49,25 +64,54 @@ def published_versions(lam, function):
     return sorted(versions, key=lambda v: int(v["Version"]))
 
 
+def rolled_back(lam, arn):
+    """The releases rolled back from on this function, newest first."""
+    tags = lam.list_tags(Resource=arn).get("Tags", {})
+    return tags.get(ROLLED_BACK_TAG, "").split()
+
+
 def plan(cfn, lam, stack):
-    """[(function, (live version, its release), (target version, its release))] for every
-    function the last deploy changed; raises SystemExit when one has nothing to go back to."""
+    """The release, the moves [(function, arn, [(version, release) served now], (target
+    version, its release))], and the functions that cannot move, with why."""
     release = stack_release(cfn, stack)
     if not release:
         raise SystemExit(f"{stack} has no Release parameter: it was not deployed by infra/deploy.sh")
-    moves = []
+    moves, stuck = [], []
     for function in stack_functions(cfn, stack):
-        live = lam.get_alias(FunctionName=function, Name=ALIAS)["FunctionVersion"]
+        try:
+            alias = lam.get_alias(FunctionName=function, Name=ALIAS)
+        except ClientError as e:
+            if _code(e) == "ResourceNotFoundException":
+                stuck.append((function, f"no `{ALIAS}` alias"))
+                continue
+            raise
         versions = published_versions(lam, function)
-        current = next((v for v in versions if v["Version"] == live), None)
-        if current is None or current.get("Description") != release:
+        by_number = {v["Version"]: v for v in versions}
+        weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        served = [alias["FunctionVersion"], *weights]
+        serving = [(n, by_number.get(n, {}).get("Description", "")) for n in served]
+        if not any(r == release for _, r in serving):
             continue
-        older = [v for v in versions if int(v["Version"]) < int(live)]
-        if not older:
-            raise SystemExit(f"{function}: version {live} is its first; there is nothing to roll back to")
-        target = older[-1]
-        moves.append((function, (live, release), (target["Version"], target.get("Description", ""))))
-    return release, moves
+        # Back past every version of this release (a first deploy publishes twice) and of
+        # releases rolled back before, to the newest version of another.
+        skip = {release, *rolled_back(lam, alias["AliasArn"].rsplit(":", 1)[0])}
+        newest_served = max(int(n) for n, r in serving if r == release)
+        earlier = [v for v in versions if int(v["Version"]) < newest_served and v.get("Description", "") not in skip]
+        if not earlier:
+            stuck.append((function, f"nothing earlier than release {release} to go back to (new in it?)"))
+            continue
+        target = earlier[-1]
+        arn = alias["AliasArn"].rsplit(":", 1)[0]
+        moves.append((function, arn, serving, (target["Version"], target.get("Description", ""))))
+    return release, moves, stuck
+
+
+def record_rollback(lam, arn, release):
+    releases = [release, *(r for r in rolled_back(lam, arn) if r != release)]
+    # The oldest go first when the tag's value would be too long.
+    while len(" ".join(releases)) > TAG_VALUE_MAX and len(releases) > 1:
+        releases.pop()
+    lam.tag_resource(Resource=arn, Tags={ROLLED_BACK_TAG: " ".join(releases)[:TAG_VALUE_MAX]})
 
 
 def main():
@@ -76,21 +120,32 @@ def main():
     parser.add_argument("--dry-run", action="store_true", help="say what would move, move nothing")
     args = parser.parse_args()
     cfn, lam = _client("cloudformation"), _client("lambda")
-    release, moves = plan(cfn, lam, args.stack)
-    if not moves:
-        print(f"{args.stack}: no function serves release {release}: nothing to roll back")
-        return 0
-    for function, (live, _), (target, target_release) in moves:
-        print(f"{function}: {ALIAS} {live} ({release}) -> {target} ({target_release or 'no release'})")
-        if not args.dry_run:
-            # No weights: every invocation goes to the target at once, even mid-canary.
-            lam.update_alias(
-                FunctionName=function,
-                Name=ALIAS,
-                FunctionVersion=target,
-                RoutingConfig={"AdditionalVersionWeights": {}},
-            )
-    print("dry run: nothing moved" if args.dry_run else f"rolled back {len(moves)} function(s) from {release}")
+    try:
+        release, moves, stuck = plan(cfn, lam, args.stack)
+        for function, why in stuck:
+            print(f"{function}: left as it is: {why}")
+        if not moves:
+            print(f"{args.stack}: no function to move back from release {release}")
+            return 1 if stuck else 0
+        # Functions new in the release stay (named above); the others go back.
+        for function, arn, serving, (target, target_release) in moves:
+            now = ", ".join(f"{n} ({r or 'no release'})" for n, r in serving)
+            print(f"{function}: {ALIAS} {now} -> {target} ({target_release or 'no release'})")
+            if not args.dry_run:
+                # No weights: every invocation goes to the target at once, even mid-canary.
+                lam.update_alias(
+                    FunctionName=function,
+                    Name=ALIAS,
+                    FunctionVersion=target,
+                    RoutingConfig={"AdditionalVersionWeights": {}},
+                )
+                record_rollback(lam, arn, release)
+    except (ClientError, BotoCoreError) as e:
+        raise SystemExit(f"AWS refused a call: {e}") from None
+    if args.dry_run:
+        print("dry run: nothing moved")
+    else:
+        print(f"rolled back {len(moves)} function(s) from {release}")
     return 0
 
 

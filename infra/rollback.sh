@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Undoes an environment's last deploy: every function that deploy changed serves the version
-# it served before, at once (infra/rollback.py says how it decides).
+# Undoes an environment's last deploy: every function serving its release goes back to the
+# version of the release before, at once (infra/rollback.py says how it decides).
 #   ./infra/rollback.sh production
 #   ./infra/rollback.sh pr-42 --dry-run
 # Needs AWS credentials in the environment, as infra/deploy.sh does.
@@ -15,5 +15,5 @@ else
   stack="groundwork-$env_name"
 fi
 source infra/lib.sh
-ensure_venv "$(pwd)/.tools/build" infra/requirements-build.txt
-exec "$(pwd)/.tools/build/bin/python" infra/rollback.py "$stack" "$@"
+ensure_venv "$(pwd)/.tools/ops" infra/requirements-ops.txt
+exec "$(pwd)/.tools/ops/bin/python" infra/rollback.py "$stack" "$@"

@@ -998,9 +998,11 @@ export interface paths {
         };
         /**
          * Readiness, for uptime monitors and the template's health check: the store, every queue
-         *     (with its backlog and dead letters) and the access-token keys, each checked
-         *     concurrently, each within 3 s (a report is reused for 10 s). 503 when any is down, with
-         *     the same report. `/health` is the cheap liveness check beside it.
+         *     and the access-token keys, each checked concurrently, each within 1.5 s (a report is
+         *     reused for 10 s), with its status and latency. 503 when any is down, with the same
+         *     report. With the operator token the report also gives each failure's error and each
+         *     queue's backlog, which are not for anyone on the internet. `/health` is the cheap
+         *     liveness check beside it.
          */
         get: operations["deep_health"];
         put?: never;
@@ -2126,7 +2128,10 @@ export interface components {
         };
         /** @description One dependency's check. */
         Check: {
-            /** @description Why it is unavailable (`timed out`, or the error's kind; never a secret). */
+            /**
+             * @description Why it is unavailable (the error and its sources, or the timeout; never a secret).
+             *     Operators only.
+             */
             error?: string | null;
             /**
              * Format: int64
@@ -11005,6 +11010,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeepHealth"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Operator access is off: no `GROUNDWORK_OPERATOR_TOKEN` is set (`operator_access_disabled`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description A dependency does not answer: the problem's `checks` member is the report, naming it */

@@ -135,8 +135,9 @@ async fn health(State(services): State<Services>) -> Result<Json<Health>, Proble
     }))
 }
 
-/// How long the deep check waits for each dependency.
-const DEEP_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the deep check waits for each dependency: Route 53's checkers want an answer
+/// within 2 s of connecting, and a dependency that hangs must be a 503 by then, not silence.
+const DEEP_CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long a deep report is answered again without checking: uptime checkers in several
 /// regions (and anyone else) cost one round of dependency calls per process per interval,
 /// not one per request.
@@ -149,7 +150,8 @@ pub struct Check {
     pub status: &'static str,
     /// How long the check took (ms).
     pub latency_ms: u64,
-    /// Why it is unavailable (`timed out`, or the error's kind; never a secret).
+    /// Why it is unavailable (the error and its sources, or the timeout; never a secret).
+    /// Operators only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -160,7 +162,7 @@ pub struct QueueCheck {
     /// The check.
     #[serde(flatten)]
     pub check: Check,
-    /// Messages waiting or in flight, and parked in its dead-letter queue.
+    /// Messages waiting or in flight, and parked in its dead-letter queue. Operators only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog: Option<shared::queue::Backlog>,
 }
@@ -182,45 +184,64 @@ pub struct DeepHealth {
     pub signing_keys: Check,
 }
 
-/// Runs `check` within [`DEEP_CHECK_TIMEOUT`], timing it.
-async fn timed<T, E: std::fmt::Display>(check: impl Future<Output = Result<T, E>>) -> (Check, Option<T>) {
+/// Runs the check of `dependency` within [`DEEP_CHECK_TIMEOUT`], timing it; a failure or a
+/// timeout is logged with the dependency's name.
+async fn timed<T, E: std::error::Error>(
+    dependency: &str,
+    check: impl Future<Output = Result<T, E>>,
+) -> (Check, Option<T>) {
     let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(DEEP_CHECK_TIMEOUT, check).await;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    match outcome {
-        Ok(Ok(value)) => (Check { status: "ok", latency_ms, error: None }, Some(value)),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "deep health check: a dependency failed");
-            (Check { status: "unavailable", latency_ms, error: Some(first_line(&e.to_string())) }, None)
-        }
-        Err(_) => (Check { status: "unavailable", latency_ms, error: Some("timed out".into()) }, None),
-    }
+    let error = match outcome {
+        Ok(Ok(value)) => return (Check { status: "ok", latency_ms, error: None }, Some(value)),
+        Ok(Err(e)) => chain(&e),
+        Err(_) => format!("timed out after {} ms", DEEP_CHECK_TIMEOUT.as_millis()),
+    };
+    tracing::error!(dependency, error = %error, latency_ms, "deep health check: a dependency failed");
+    (Check { status: "unavailable", latency_ms, error: Some(error) }, None)
 }
 
-/// The first line of an error, bounded: enough to tell a missing table from a timeout,
-/// without request ids or bodies.
-fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or_default().chars().take(200).collect()
+/// An error and its sources, each on its first line, bounded: the AWS error code behind
+/// "the store is unavailable" tells a missing table from a refused permission.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        if !parts.contains(&line) {
+            parts.push(line);
+        }
+        next = err.source();
+    }
+    parts.join(": ").chars().take(300).collect()
 }
 
 /// Readiness, for uptime monitors and the template's health check: the store, every queue
-/// (with its backlog and dead letters) and the access-token keys, each checked
-/// concurrently, each within 3 s (a report is reused for 10 s). 503 when any is down, with
-/// the same report. `/health` is the cheap liveness check beside it.
+/// and the access-token keys, each checked concurrently, each within 1.5 s (a report is
+/// reused for 10 s), with its status and latency. 503 when any is down, with the same
+/// report. With the operator token the report also gives each failure's error and each
+/// queue's backlog, which are not for anyone on the internet. `/health` is the cheap
+/// liveness check beside it.
 #[utoipa::path(
     get,
     path = "/health/deep",
     tag = "platform",
+    security((), ("operator_token" = [])),
     responses(
         (status = 200, description = "Every dependency answers", body = DeepHealth),
         (status = 503, description = "A dependency does not answer: the problem's `checks` member is the report, naming it",
          body = Problem, content_type = "application/problem+json")
     )
 )]
-async fn deep_health(State(services): State<Services>) -> Result<Json<serde_json::Value>, Problem> {
+async fn deep_health(
+    State(services): State<Services>,
+    operator: Result<ops::Operator, Problem>,
+) -> Result<Json<serde_json::Value>, Problem> {
     const CACHE_KEY: &str = "platform:health/deep";
     let now = services.clock.now_ms();
-    let report = match services.documents.get(CACHE_KEY, now, DEEP_REPORT_TTL) {
+    let mut report = match services.documents.get(CACHE_KEY, now, DEEP_REPORT_TTL) {
         Some(report) => report,
         None => {
             let report = serde_json::to_value(check_dependencies(&services).await).unwrap_or_default();
@@ -228,6 +249,9 @@ async fn deep_health(State(services): State<Services>) -> Result<Json<serde_json
             report
         }
     };
+    if operator.is_err() {
+        without_details(&mut report);
+    }
     if report["status"] == "ok" {
         return Ok(Json(report));
     }
@@ -237,13 +261,37 @@ async fn deep_health(State(services): State<Services>) -> Result<Json<serde_json
         .with("retry_after", shared::error::RETRY_AFTER_UNAVAILABLE_SECS))
 }
 
+/// The report for anyone: statuses and latencies, without errors or backlogs.
+fn without_details(report: &mut serde_json::Value) {
+    let mut checks: Vec<&mut serde_json::Value> = vec![];
+    if let Some(map) = report.as_object_mut() {
+        for (key, value) in map.iter_mut() {
+            match key.as_str() {
+                "store" | "signing_keys" => checks.push(value),
+                "queues" => checks.extend(value.as_object_mut().into_iter().flat_map(|q| q.values_mut())),
+                _ => {}
+            }
+        }
+    }
+    for check in checks {
+        if let Some(check) = check.as_object_mut() {
+            check.remove("error");
+            check.remove("backlog");
+        }
+    }
+}
+
 /// Checks every dependency now.
 async fn check_dependencies(services: &Services) -> DeepHealth {
-    let queues = futures_util::future::join_all(
-        services.queues.all().map(|(name, queue)| async move { (name, timed(queue.backlog()).await) }),
+    let queues =
+        futures_util::future::join_all(services.queues.all().map(|(name, queue)| async move {
+            (name, timed(&format!("queue {}", name.as_str()), queue.backlog()).await)
+        }));
+    let ((store, _), queues, (signing_keys, _)) = tokio::join!(
+        timed("store", services.store.ping()),
+        queues,
+        timed("signing keys", services.tokens.keys_ready())
     );
-    let ((store, _), queues, (signing_keys, _)) =
-        tokio::join!(timed(services.store.ping()), queues, timed(services.tokens.keys_ready()));
     let queues: std::collections::BTreeMap<String, QueueCheck> = queues
         .into_iter()
         .map(|(name, (check, backlog))| (name.as_str().to_owned(), QueueCheck { check, backlog }))
@@ -274,6 +322,24 @@ async fn openapi_json() -> Json<&'static OpenApi> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_failure_reads_with_its_sources() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the store is unavailable")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::other("ResourceNotFoundException: no table\nrequest id: 1"));
+        assert_eq!(super::chain(&e), "the store is unavailable: ResourceNotFoundException: no table");
+    }
 
     /// Generated clients name a function or type after each `operationId`: two routes with one
     /// id collide (openapi-typescript merges them into one wrong type).

@@ -9,34 +9,69 @@ use std::process::Command;
 const SETUP: &str = r#"
 import io, json, sys, zipfile
 import boto3
-stack, a, b = sys.argv[1:4]
+stack, prefix = sys.argv[1:3]
 iam, cfn, lam = boto3.client("iam"), boto3.client("cloudformation"), boto3.client("lambda")
 role = iam.create_role(RoleName=stack, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+names = {k: f"{prefix}-{k}" for k in "abcde"}
 def function(name):
     return {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": name, "Runtime": "provided.al2023",
-            "Handler": "bootstrap", "Role": role, "Code": {"ZipFile": "v1"}}}
-template = {"Parameters": {"Release": {"Type": "String"}}, "Resources": {"A": function(a), "B": function(b)}}
+            "Handler": "bootstrap", "Role": role, "Code": {"ZipFile": "v0"}}}
+template = {"Parameters": {"Release": {"Type": "String"}},
+            "Resources": {k.upper(): function(n) for k, n in names.items()}}
 cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template),
                  Parameters=[{"ParameterKey": "Release", "ParameterValue": "0.1.0+second"}])
-def code(text):
+n = 0
+def publish(function, release):
+    global n
+    n += 1
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("bootstrap", text)
-    return buf.getvalue()
-# A was deployed in both releases; B only in the first.
-lam.publish_version(FunctionName=a, Description="0.1.0+first")
-lam.update_function_code(FunctionName=a, ZipFile=code("v2"))
-lam.publish_version(FunctionName=a, Description="0.1.0+second")
-lam.create_alias(FunctionName=a, Name="live", FunctionVersion="2")
-lam.publish_version(FunctionName=b, Description="0.1.0+first")
-lam.create_alias(FunctionName=b, Name="live", FunctionVersion="1")
+        z.writestr("bootstrap", f"build {n}")
+    lam.update_function_code(FunctionName=function, ZipFile=buf.getvalue())
+    return lam.publish_version(FunctionName=function, Description=release)["Version"]
+# a: an ordinary deploy of the second release over the first.
+publish(names["a"], "0.1.0+first"); v = publish(names["a"], "0.1.0+second")
+lam.create_alias(FunctionName=names["a"], Name="live", FunctionVersion=v)
+# b: the second release published twice (a first deploy's second pass).
+publish(names["b"], "0.1.0+first"); publish(names["b"], "0.1.0+second"); v = publish(names["b"], "0.1.0+second")
+lam.create_alias(FunctionName=names["b"], Name="live", FunctionVersion=v)
+# c: a canary in progress, 10% on the second release.
+old = publish(names["c"], "0.1.0+first"); new = publish(names["c"], "0.1.0+second")
+lam.create_alias(FunctionName=names["c"], Name="live", FunctionVersion=old,
+                 RoutingConfig={"AdditionalVersionWeights": {new: 0.1}})
+# d: new in the second release; e: no alias.
+v = publish(names["d"], "0.1.0+second")
+lam.create_alias(FunctionName=names["d"], Name="live", FunctionVersion=v)
+publish(names["e"], "0.1.0+first")
+"#;
+
+/// A third release of function a after the rollback, and the stack naming it.
+const THIRD: &str = r#"
+import io, json, sys, zipfile
+import boto3
+stack, prefix = sys.argv[1:3]
+cfn, lam = boto3.client("cloudformation"), boto3.client("lambda")
+a = f"{prefix}-a"
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w") as z:
+    z.writestr("bootstrap", "third")
+lam.update_function_code(FunctionName=a, ZipFile=buf.getvalue())
+v = lam.publish_version(FunctionName=a, Description="0.1.0+third")["Version"]
+lam.update_alias(FunctionName=a, Name="live", FunctionVersion=v)
+cfn.update_stack(StackName=stack, UsePreviousTemplate=True,
+                 Parameters=[{"ParameterKey": "Release", "ParameterValue": "0.1.0+third"}])
 "#;
 
 const LIVE: &str = r#"
 import sys
 import boto3
 lam = boto3.client("lambda")
-print(" ".join(lam.get_alias(FunctionName=f, Name="live")["FunctionVersion"] for f in sys.argv[1:]))
+out = []
+for f in sys.argv[1:]:
+    alias = lam.get_alias(FunctionName=f, Name="live")
+    weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    out.append(alias["FunctionVersion"] + ("+" + ",".join(weights) if weights else ""))
+print(" ".join(out))
 "#;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -78,6 +113,13 @@ impl Drop for Moto {
 }
 
 fn python(moto: &Moto, args: &[&str]) -> String {
+    let (ok, text) = python_status(moto, args);
+    assert!(ok, "{args:?}: {text}");
+    text
+}
+
+/// Whether it succeeded, and what it printed (both streams).
+fn python_status(moto: &Moto, args: &[&str]) -> (bool, String) {
     let out = Command::new(interpreter())
         .args(args)
         .current_dir(ROOT)
@@ -87,27 +129,48 @@ fn python(moto: &Moto, args: &[&str]) -> String {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .output()
         .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
-    stdout
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
 }
 
 #[test]
-fn the_rollback_moves_back_only_what_the_last_deploy_changed() {
+fn the_rollback_moves_every_function_of_the_release_back_and_never_to_a_release_rolled_back() {
     let moto = Moto::start();
     let id = ulid::Ulid::new().to_string().to_ascii_lowercase();
-    let (stack, a, b) = (format!("gw-rollback-{id}"), format!("gw-{id}-a"), format!("gw-{id}-b"));
-    python(&moto, &["-c", SETUP, &stack, &a, &b]);
+    let (stack, prefix) = (format!("gw-rollback-{id}"), format!("gw-{id}"));
+    python(&moto, &["-c", SETUP, &stack, &prefix]);
+    let names: Vec<String> = "abcd".chars().map(|c| format!("{prefix}-{c}")).collect();
+    let live = |moto: &Moto| {
+        let mut args = vec!["-c", LIVE];
+        args.extend(names.iter().map(String::as_str));
+        python(moto, &args).trim().to_owned()
+    };
 
     let dry = python(&moto, &["infra/rollback.py", &stack, "--dry-run"]);
-    assert!(dry.contains(&format!("{a}: live 2 (0.1.0+second) -> 1 (0.1.0+first)")), "{dry}");
-    assert!(!dry.contains(&b), "{dry}");
-    assert_eq!(python(&moto, &["-c", LIVE, &a, &b]).trim(), "2 1", "a dry run moves nothing");
+    for line in [
+        format!("{prefix}-a: live 2 (0.1.0+second) -> 1 (0.1.0+first)"),
+        format!("{prefix}-b: live 3 (0.1.0+second) -> 1 (0.1.0+first)"),
+        format!("{prefix}-c: live 1 (0.1.0+first), 2 (0.1.0+second) -> 1 (0.1.0+first)"),
+        format!("{prefix}-d: left as it is: nothing earlier than release 0.1.0+second"),
+        format!("{prefix}-e: left as it is: no `live` alias"),
+    ] {
+        assert!(dry.contains(&line), "{line} in {dry}");
+    }
+    assert_eq!(live(&moto), "2 3 1+2 1", "a dry run moves nothing");
 
     let done = python(&moto, &["infra/rollback.py", &stack]);
-    assert!(done.contains("rolled back 1 function(s) from 0.1.0+second"), "{done}");
-    assert_eq!(python(&moto, &["-c", LIVE, &a, &b]).trim(), "1 1");
+    assert!(done.contains("rolled back 3 function(s) from 0.1.0+second"), "{done}");
+    assert_eq!(live(&moto), "1 1 1 1", "the canary's weight is gone too");
+    let again = python_status(&moto, &["infra/rollback.py", &stack]).1;
+    assert!(again.contains("no function to move back"), "{again}");
 
-    let again = python(&moto, &["infra/rollback.py", &stack]);
-    assert!(again.contains("nothing to roll back"), "{again}");
+    // A third release, then its rollback: back to the first, never to the second, which
+    // was rolled back already.
+    python(&moto, &["-c", THIRD, &stack, &prefix]);
+    let third = python(&moto, &["infra/rollback.py", &stack]);
+    assert!(third.contains(&format!("{prefix}-a: live 3 (0.1.0+third) -> 1 (0.1.0+first)")), "{third}");
+
+    // A stack that does not exist is a message, not a traceback.
+    let (ok, missing) = python_status(&moto, &["infra/rollback.py", "gw-no-such-stack"]);
+    assert!(!ok && missing.contains("no such stack") && !missing.contains("Traceback"), "{missing}");
 }
