@@ -85,3 +85,24 @@ fn every_alarm_links_a_runbook_that_exists() {
     }
     assert!(alarms >= 8, "{alarms} alarms");
 }
+
+#[test]
+fn the_dashboard_body_is_json_once_substituted() {
+    let template = testkit::template::template();
+    let body = &template["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"];
+    // `!Sub [text, {names}]`, a tagged value.
+    let serde_yaml_ng::Value::Tagged(tagged) = body else { panic!("DashboardBody is a !Sub: {body:?}") };
+    let text = tagged.value[0].as_str().expect("the body text");
+    // Every `${name}` stands for a plain string (an id, a name or the region).
+    let mut substituted = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        substituted.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closed placeholder") + start;
+        substituted.push_str("placeholder");
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    let json: serde_json::Value = serde_json::from_str(&substituted).unwrap_or_else(|e| panic!("{e}: {substituted}"));
+    assert_eq!(json["widgets"].as_array().map(Vec::len), Some(4));
+}
