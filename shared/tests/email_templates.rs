@@ -46,6 +46,18 @@ fn all_emails() -> Vec<Email> {
             expires_in_hours: 24,
         },
         Email::PasswordBreached { name: Some("Grace".into()) },
+        Email::WebhookEndpointDisabled {
+            account_name: "Analytical Engines Ltd".into(),
+            url: "https://hooks.engines.test/groundwork".into(),
+            link: "https://app.acme.test/accounts/01J/webhooks".into(),
+        },
+        Email::JoinRequested {
+            requester: "Charles Babbage".into(),
+            email: "charles@engines.test".into(),
+            account_name: "Analytical Engines Ltd".into(),
+            role: "member".into(),
+            link: "https://app.acme.test/accounts/01J/join-requests".into(),
+        },
     ]
 }
 

@@ -576,13 +576,48 @@ pub(crate) async fn enroll(
     };
     let item =
         Item::from_record(keys::join_request(account_id, user), &request)?.expiring_at(request.expires_at_ms / 1000);
-    // A lapsed request (expired, not yet swept) is replaced.
-    s.store.put(Put::new(item)).await?;
+    // A lapsed request (expired, not yet swept) is replaced; the account's owners and admins
+    // are told with the same commit (the job outbox).
+    let emails = stage_join_request_emails(&s, &offer, &request).await?;
+    let mut ops = vec![TxOp::Put(Put::new(item))];
+    ops.extend(emails.iter().map(shared::jobs::outbox::StagedJob::op));
+    s.store.transact(ops).await?;
+    for email in emails {
+        s.jobs().dispatch(email).await;
+    }
     let event = NewEvent::new(Actor::User(user), AuditAction::JoinRequestCreated, ctx.origin())
         .target(user)
         .detail(json!({"role": claim.role, "domain": claim.domain}));
     shared::audit::logged_after_commit(s.audit(stream, event).await, "join request created");
     Ok(json_with_status(StatusCode::ACCEPTED, &request))
+}
+
+/// The email to each owner and admin of the account that `request` asks to join.
+async fn stage_join_request_emails(
+    s: &Services,
+    offer: &DomainEnrollment,
+    request: &JoinRequest,
+) -> Result<Vec<shared::jobs::outbox::StagedJob>, ApiError> {
+    let store = s.store.as_ref();
+    let requester = users::by_id(store, request.user_id).await?.ok_or(ApiError::Unauthenticated)?;
+    let link = format!("{}/accounts/{}/join-requests", s.config.server.app_url, request.account_id);
+    let mut staged = Vec::new();
+    for member in tenancy::members(store, request.account_id).await? {
+        if !tenancy::allows(member.role, Action::ManageMembers) {
+            continue;
+        }
+        let Some(admin) = users::by_id(store, member.user_id).await? else { continue };
+        let email = shared::mail::templates::Email::JoinRequested {
+            requester: requester.name.clone().unwrap_or_else(|| requester.email.to_string()),
+            email: requester.email.to_string(),
+            account_name: offer.account_name.clone(),
+            role: request.role.to_string(),
+            link: link.clone(),
+        };
+        let key = format!("join-requested:{}:{}:{}", request.account_id, request.user_id, member.user_id);
+        staged.push(s.jobs().stage(Job::SendEmail { to: admin.email, email }, Some(key))?);
+    }
+    Ok(staged)
 }
 
 /// A request to join as the account's admins see it.

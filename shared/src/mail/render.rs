@@ -84,6 +84,9 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "webhook_endpoint_disabled.subject.j2",
     "webhook_endpoint_disabled.txt.j2",
     "webhook_endpoint_disabled.html.j2",
+    "join_requested.subject.j2",
+    "join_requested.txt.j2",
+    "join_requested.html.j2",
 );
 
 fn environment() -> &'static Environment<'static> {
@@ -166,6 +169,7 @@ mod tests {
             "plan_changed",
             "data_export_ready",
             "webhook_endpoint_disabled",
+            "join_requested",
         ];
         for (file, _) in TEMPLATES {
             let stem = file.split('.').next().unwrap();

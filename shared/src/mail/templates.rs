@@ -101,6 +101,19 @@ pub enum Email {
         /// The account's webhook settings.
         link: String,
     },
+    /// Someone at a verified domain asked to join an account (to its owners and admins).
+    JoinRequested {
+        /// Who asked: their name, or their address.
+        requester: String,
+        /// Their address.
+        email: String,
+        /// The account's name.
+        account_name: String,
+        /// The role approval gives.
+        role: String,
+        /// The account's requests to join.
+        link: String,
+    },
 }
 
 impl Email {
@@ -118,6 +131,7 @@ impl Email {
             Self::PlanChanged { .. } => "plan_changed",
             Self::DataExportReady { .. } => "data_export_ready",
             Self::WebhookEndpointDisabled { .. } => "webhook_endpoint_disabled",
+            Self::JoinRequested { .. } => "join_requested",
         }
     }
 }

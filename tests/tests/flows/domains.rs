@@ -246,6 +246,11 @@ async fn people_at_a_verified_domain_join_ask_to_join_or_wait_for_an_invitation_
     let (carol, carol_id) = app.user(&format!("carol@{domain}")).await;
     let (status, request) = app.call("POST", &format!("/me/domain-enrollments/{acme}"), Some(&carol), None).await;
     assert_eq!((status, request["role"].as_str()), (202, Some("read_only")), "{request}");
+    // The account's owners and admins hear of it; its members do not.
+    let told = app.wait_email("admin@example.com", "asked to join Acme").await;
+    assert!(told.contains(&format!("carol@{domain}")) && told.contains("/join-requests"), "{told}");
+    app.drain().await;
+    assert!(app.emails(&format!("bob@{domain}"), "asked to join").is_empty());
     // Asking twice is one request.
     let (status, again) = app.call("POST", &format!("/me/domain-enrollments/{acme}"), Some(&carol), None).await;
     assert_eq!((status, &again), (202, &request));
