@@ -263,21 +263,16 @@ async fn deep_health(
 
 /// The report for anyone: statuses and latencies, without errors or backlogs.
 fn without_details(report: &mut serde_json::Value) {
-    let mut checks: Vec<&mut serde_json::Value> = vec![];
-    if let Some(map) = report.as_object_mut() {
-        for (key, value) in map.iter_mut() {
-            match key.as_str() {
-                "store" | "signing_keys" => checks.push(value),
-                "queues" => checks.extend(value.as_object_mut().into_iter().flat_map(|q| q.values_mut())),
-                _ => {}
-            }
-        }
-    }
-    for check in checks {
+    let strip = |check: &mut serde_json::Value| {
         if let Some(check) = check.as_object_mut() {
             check.remove("error");
             check.remove("backlog");
         }
+    };
+    strip(&mut report["store"]);
+    strip(&mut report["signing_keys"]);
+    if let Some(queues) = report["queues"].as_object_mut() {
+        queues.values_mut().for_each(strip);
     }
 }
 

@@ -184,9 +184,14 @@ async fn apply(
     Ok(())
 }
 
-async fn claims(s: &Services, org: OrgId) -> Result<Vec<DomainClaim>, ApiError> {
+/// The organization's claim items (at most [`domains::MAX_PER_ORGANIZATION`]).
+async fn claim_items(s: &Services, org: OrgId) -> Result<Vec<Item>, ApiError> {
     let q = StoreQuery::partition(keys::org_partition(org)).begins_with(keys::ORG_DOMAIN_PREFIX);
-    Ok(s.store.query_all(q).await?.iter().map(Item::record).collect::<Result<_, _>>()?)
+    Ok(s.store.query_all(q).await?)
+}
+
+async fn claims(s: &Services, org: OrgId) -> Result<Vec<DomainClaim>, ApiError> {
+    Ok(claim_items(s, org).await?.iter().map(Item::record).collect::<Result<_, _>>()?)
 }
 
 /// After `account` left the organization: the domains that offered it offer nothing now
@@ -202,8 +207,7 @@ pub(crate) async fn forget_account(
     actor: UserId,
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
-    let q = StoreQuery::partition(keys::org_partition(org)).begins_with(keys::ORG_DOMAIN_PREFIX);
-    for item in s.store.query_all(q).await? {
+    for item in claim_items(s, org).await? {
         let mut claim: DomainClaim = item.record()?;
         if claim.account_id != Some(account) {
             continue;

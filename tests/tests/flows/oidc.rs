@@ -89,21 +89,27 @@ async fn enterprise_sso_signs_in_creates_the_user_and_joins_the_account() {
     assert_eq!(app.call("GET", "/auth/oidc/nobody/start", None, None).await.0, 404);
 }
 
-#[tokio::test]
-async fn a_social_provider_from_env_links_to_the_existing_verified_user() {
+/// A stack with the loopback provider configured as the social provider `loopback` (its
+/// client registered for the stack's port, chosen first), and `extra` settings.
+async fn with_social_provider(extra: &[(&str, &str)]) -> TestApp {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let (client_id, secret) = register(&format!("{base}/auth/oidc/loopback/callback")).await;
-    let issuer = idp();
-    let port = port.to_string();
-    let app = TestApp::spawn(&[
-        ("GROUNDWORK_PORT", &port),
+    let (issuer, port) = (idp(), port.to_string());
+    let mut settings = vec![
+        ("GROUNDWORK_PORT", port.as_str()),
         ("GROUNDWORK_OIDC_PROVIDERS", "loopback"),
-        ("GROUNDWORK_OIDC_LOOPBACK_ISSUER", &issuer),
-        ("GROUNDWORK_OIDC_LOOPBACK_CLIENT_ID", &client_id),
-        ("GROUNDWORK_OIDC_LOOPBACK_CLIENT_SECRET", &secret),
-    ])
-    .await;
+        ("GROUNDWORK_OIDC_LOOPBACK_ISSUER", issuer.as_str()),
+        ("GROUNDWORK_OIDC_LOOPBACK_CLIENT_ID", client_id.as_str()),
+        ("GROUNDWORK_OIDC_LOOPBACK_CLIENT_SECRET", secret.as_str()),
+    ];
+    settings.extend_from_slice(extra);
+    TestApp::spawn(&settings).await
+}
+
+#[tokio::test]
+async fn a_social_provider_from_env_links_to_the_existing_verified_user() {
+    let app = with_social_provider(&[]).await;
     let (password_token, ada_id) = app.user("ada@example.com").await;
     let (status, tokens) = callback(&app, &browser_login(&app, "loopback", "ada@example.com").await).await;
     assert_eq!(status, 200, "{tokens}");
@@ -161,20 +167,8 @@ async fn a_wrong_nonce_a_wrong_issuer_and_an_expired_id_token_are_refused() {
 
 #[tokio::test]
 async fn a_verified_domain_that_requires_sso_refuses_passwords_and_social_sign_in_and_admits_through_the_idp() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let (client_id, secret) = register(&format!("{base}/auth/oidc/loopback/callback")).await;
-    let (issuer, port, dns) = (idp(), port.to_string(), testkit::dns::server());
-    let app = TestApp::spawn(&[
-        LOOPBACK,
-        ("GROUNDWORK_DNS_RESOLVER", &dns),
-        ("GROUNDWORK_PORT", &port),
-        ("GROUNDWORK_OIDC_PROVIDERS", "loopback"),
-        ("GROUNDWORK_OIDC_LOOPBACK_ISSUER", &issuer),
-        ("GROUNDWORK_OIDC_LOOPBACK_CLIENT_ID", &client_id),
-        ("GROUNDWORK_OIDC_LOOPBACK_CLIENT_SECRET", &secret),
-    ])
-    .await;
+    let dns = testkit::dns::server();
+    let app = with_social_provider(&[LOOPBACK, ("GROUNDWORK_DNS_RESOLVER", &dns)]).await;
     let domain = crate::domains::fresh_domain();
     let erin = format!("erin@{domain}");
     // Erin signed up with a password before her organization required SSO.
