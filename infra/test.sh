@@ -41,10 +41,12 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {
-  local url=$1 name=$2
+# Waits until the Python check `code` (given `arg` as sys.argv[1]) succeeds, for up to 20 s;
+# a peer that never gets ready fails the run with its log ($tools/<name>.log).
+wait_ready() {
+  local name=$1 code=$2 arg=$3
   for _ in $(seq 1 100); do
-    if "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$url" 2>/dev/null; then
+    if "$venv/bin/python" -c "$code" "$arg" 2>/dev/null; then
       return 0
     fi
     sleep 0.2
@@ -53,6 +55,7 @@ wait_http() {
   cat "$tools/$name.log" >&2 || true
   return 1
 }
+wait_http() { wait_ready "$2" "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1"; }
 
 moto_port=$(free_port)
 log "starting the DynamoDB/SQS API server on 127.0.0.1:$moto_port"
@@ -67,10 +70,7 @@ rm -rf "$smtp_dir"
 log "starting the capturing SMTP server on 127.0.0.1:$smtp_port"
 "$venv/bin/python" infra/smtp_capture.py "$smtp_port" "$smtp_dir" > "$tools/smtp.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  "$venv/bin/python" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$smtp_port" 2>/dev/null && break
-  sleep 0.2
-done
+wait_ready smtp "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$smtp_port"
 export GROUNDWORK_SMTP_CAPTURE_PORT="$smtp_port" GROUNDWORK_SMTP_CAPTURE_DIR="$smtp_dir"
 webhook_port=$(free_port)
 log "starting the webhook receiver (Standard Webhooks reference verifier) on 127.0.0.1:$webhook_port"
@@ -84,10 +84,7 @@ rm -rf "$dns_dir"
 log "starting the DNS server (domain verification records) on 127.0.0.1:$dns_port"
 "$venv/bin/python" infra/dns_server.py "$dns_port" "$dns_dir" > "$tools/dns.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  "$venv/bin/python" -c "import sys; from dnslib import DNSRecord; DNSRecord.question('ready.test', 'TXT').send('127.0.0.1', int(sys.argv[1]), timeout=1)" "$dns_port" 2>/dev/null && break
-  sleep 0.2
-done
+wait_ready dns "import sys; from dnslib import DNSRecord; DNSRecord.question('ready.test', 'TXT').send('127.0.0.1', int(sys.argv[1]), timeout=1)" "$dns_port"
 export GROUNDWORK_DNS_TEST_SERVER="127.0.0.1:$dns_port" GROUNDWORK_DNS_TEST_ZONE_DIR="$dns_dir"
 # The OpenID Connect provider (npm oidc-provider, pinned by infra/oidc/package-lock.json).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
