@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::queue::{Outgoing, Queue, QueueError, Received};
-use shared::store::{Delete, Item, Key, Page, Put, Query, Store, StoreError, TxOp, Update};
+use shared::store::{Delete, Item, Key, Page, Put, Query, Scan, Store, StoreError, TxOp, Update};
 
 /// Which operations fail: given the partition key and the sort key (empty for a query).
 pub type FaultRule = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
@@ -74,6 +74,14 @@ impl Store for FaultyStore {
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
         self.check(&query.partition, "")?;
         self.inner.query(query).await
+    }
+
+    async fn scan(&self, scan: Scan) -> Result<Page, StoreError> {
+        let page = self.inner.scan(scan).await?;
+        for item in &page.items {
+            self.check_key(&item.key)?;
+        }
+        Ok(page)
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {
@@ -294,6 +302,11 @@ impl Store for ChaosStore {
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
         self.read()?;
         self.inner.query(query).await
+    }
+
+    async fn scan(&self, scan: Scan) -> Result<Page, StoreError> {
+        self.read()?;
+        self.inner.scan(scan).await
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::json;
 use shared::clock::{Clock, ManualClock};
 use shared::store::{
-    Condition, Cursor, Delete, Index, Item, Key, Put, Query, SortKey, Store, StoreError, StoreExt, TxOp, Update,
+    Condition, Cursor, Delete, Index, Item, Key, Put, Query, Scan, SortKey, Store, StoreError, StoreExt, TxOp, Update,
 };
 
 /// A fresh, empty store for one test.
@@ -42,6 +42,7 @@ macro_rules! store_contract_suite {
             query_selects_by_sort_key_in_both_directions,
             query_pages_cover_every_item_exactly_once,
             index_queries_select_and_paginate,
+            scan_pages_cover_every_live_item_exactly_once,
             expired_items_do_not_exist,
             transactions_apply_everything,
             transactions_apply_nothing_when_a_condition_fails,
@@ -305,6 +306,38 @@ pub async fn query_pages_cover_every_item_exactly_once(f: &StoreFixture) {
         assert_eq!(pages, 5);
     }
     assert_eq!(s.query_all(Query::partition("PAGED").limit(7)).await.unwrap().len(), 23);
+}
+
+/// Following a scan's cursors visits every live item of the table once, whatever its
+/// partition, and nothing expired; a query's index cursor is refused.
+pub async fn scan_pages_cover_every_live_item_exactly_once(f: &StoreFixture) {
+    let s = f.store.as_ref();
+    let now = f.clock.now_secs();
+    let mut expected = BTreeSet::new();
+    for i in 0..23 {
+        let (pk, sk) = (format!("SCAN#{}", i % 5), format!("ITEM#{i:03}"));
+        put(s, Item::new(key(&pk, &sk)).with_gsi1(key("SCANNED", &sk))).await;
+        expected.insert((pk, sk));
+    }
+    put(s, Item::new(key("SCAN#gone", "X")).expiring_at(now + 10)).await;
+    f.clock.advance_ms(10_000);
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<Cursor>, 0);
+    loop {
+        let page = s.scan(Scan::new(4).after(cursor.take())).await.unwrap();
+        assert!(page.items.len() <= 4);
+        pages += 1;
+        seen.extend(page.items.into_iter().map(|i| (i.key.pk, i.key.sk)));
+        match page.next {
+            Some(c) => cursor = Some(Cursor::decode(&c.encode()).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 23, "no item twice: {seen:?}");
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), expected);
+    assert_eq!(pages, 6, "pages of 4 for 23 items");
+    let index_page = s.query(Query::index(Index::Gsi1, "SCANNED").limit(2)).await.unwrap();
+    assert!(matches!(s.scan(Scan::new(2).after(index_page.next)).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(s.scan(Scan::new(0)).await, Err(StoreError::Invalid(_))));
 }
 
 /// Index queries select by index keys, order by index sort key, and paginate.

@@ -15,6 +15,8 @@
 //!   no two on the same key.
 //! - Pages hold at most `limit` items; `next` is the opaque cursor of the following page
 //!   (which may turn out empty).
+//! - A [`Scan`] visits every live item exactly once when it is not written meanwhile; an
+//!   item written during the pass may be seen or not (the next pass sees it).
 
 pub mod config;
 pub mod dynamodb;
@@ -27,7 +29,7 @@ mod write;
 pub use item::{Index, Item, Key};
 #[cfg(feature = "embedded")]
 pub(crate) use query::prefix_successor;
-pub use query::{Cursor, Page, Query, SortKey};
+pub use query::{Cursor, Page, Query, Scan, SortKey};
 pub use write::{Condition, Delete, Put, TxOp, Update};
 pub(crate) use write::{validate_put, validate_transaction};
 
@@ -102,6 +104,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// One page of a partition of the table or an index.
     async fn query(&self, query: Query) -> Result<Page, StoreError>;
+
+    /// One page of the whole table (see [`Scan`]).
+    async fn scan(&self, scan: Scan) -> Result<Page, StoreError>;
 
     /// Applies every operation or none.
     async fn transact(&self, ops: Vec<TxOp>) -> Result<(), StoreError>;

@@ -90,9 +90,7 @@ impl Query {
     }
 
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
-        if self.limit == 0 || self.limit > MAX_PAGE_SIZE {
-            return Err(StoreError::Invalid(format!("limit must be 1 to {MAX_PAGE_SIZE}")));
-        }
+        check_limit(self.limit)?;
         if self.partition.is_empty() {
             return Err(StoreError::Invalid("the partition key is empty".into()));
         }
@@ -105,6 +103,46 @@ impl Query {
     }
 }
 
+/// A read of the whole table, page by page, in an order the adapter chooses (key order on
+/// SQLite, hash order on DynamoDB): for migrations and other whole-table passes, never for a
+/// request (it reads every item).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// The most items in the page (1 to [`MAX_PAGE_SIZE`]).
+    pub limit: u32,
+    /// Where the previous page ended.
+    pub cursor: Option<Cursor>,
+}
+
+impl Scan {
+    /// The first page of at most `limit` items.
+    pub fn new(limit: u32) -> Self {
+        Self { limit, cursor: None }
+    }
+
+    /// Continues after `cursor`.
+    #[must_use]
+    pub fn after(mut self, cursor: Option<Cursor>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        check_limit(self.limit)?;
+        if self.cursor.as_ref().is_some_and(|c| c.position.index.is_some()) {
+            return Err(StoreError::Invalid("the cursor belongs to another query".into()));
+        }
+        Ok(())
+    }
+}
+
+fn check_limit(limit: u32) -> Result<(), StoreError> {
+    if limit == 0 || limit > MAX_PAGE_SIZE {
+        return Err(StoreError::Invalid(format!("limit must be 1 to {MAX_PAGE_SIZE}")));
+    }
+    Ok(())
+}
+
 /// One page of a query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -115,6 +153,20 @@ pub struct Page {
 }
 
 impl Page {
+    /// The page of `limit` items from `items`, read one past the limit (as adapters do, so
+    /// that a page ending the range says so): the extra item only tells that a next page
+    /// exists, whose cursor is the last item kept (its `index` key too, for index queries).
+    pub(crate) fn from_overfetch(mut items: Vec<Item>, limit: u32, index: Option<Index>) -> Self {
+        let limit = limit as usize;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|i| Cursor::after_item(i, index))
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+
     /// The items read back as `T`.
     ///
     /// # Errors

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
 use super::{
-    Condition, Cursor, Delete, Index, Item, Key, Page, Put, Query, SortKey, Store, StoreError, TxOp, Update,
+    Condition, Delete, Index, Item, Key, Page, Put, Query, Scan, SortKey, Store, StoreError, TxOp, Update,
     prefix_successor, validate_put, validate_transaction,
 };
 use crate::clock::Clock;
@@ -292,6 +292,12 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn scan(&self, scan: Scan) -> Result<Page, StoreError> {
+        scan.validate()?;
+        let now = self.clock.now_secs();
+        self.db.read_blocking(move |conn| run_scan(conn, &scan, now)).await.map_err(panicked)?
+    }
+
     async fn transact(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {
         validate_transaction(&ops)?;
         let now = self.clock.now_secs();
@@ -365,23 +371,37 @@ fn run_query(conn: &Connection, q: &Query, now: i64) -> Result<Page, StoreError>
     let (sql, args) = query_sql(q, now);
     let mut st = conn.prepare_cached(&sql).map_err(|e| unavailable(e, "preparing a query"))?;
     let rows = st.query_map(rusqlite::params_from_iter(args), row_to_item).map_err(|e| unavailable(e, "querying"))?;
-    let mut items = Vec::new();
-    for row in rows {
-        items.push(row.map_err(|e| unavailable(e, "reading a row"))??);
-    }
-    let limit = q.limit as usize;
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|i| Cursor::after_item(i, q.index))
-    } else {
-        None
+    Ok(Page::from_overfetch(collect_rows(rows)?, q.limit, q.index))
+}
+
+fn collect_rows(
+    rows: impl Iterator<Item = rusqlite::Result<Result<Item, StoreError>>>,
+) -> Result<Vec<Item>, StoreError> {
+    rows.map(|row| row.map_err(|e| unavailable(e, "reading a row"))?).collect()
+}
+
+/// A page of the table in key order, after the cursor's key.
+fn run_scan(conn: &Connection, scan: &Scan, now: i64) -> Result<Page, StoreError> {
+    // Two statements rather than `?1 IS NULL OR ...`, which would hide the key range from
+    // the planner.
+    let live = "(expires_at IS NULL OR expires_at > ?)";
+    let (sql, mut args): (String, Vec<SqlValue>) = match &scan.cursor {
+        None => (format!("SELECT {COLUMNS} FROM items WHERE {live} ORDER BY pk, sk LIMIT ?"), vec![now.into()]),
+        Some(c) => (
+            format!("SELECT {COLUMNS} FROM items WHERE (pk, sk) > (?, ?) AND {live} ORDER BY pk, sk LIMIT ?"),
+            vec![c.position.pk.clone().into(), c.position.sk.clone().into(), now.into()],
+        ),
     };
-    Ok(Page { items, next })
+    args.push(i64::from(scan.limit + 1).into());
+    let mut st = conn.prepare_cached(&sql).map_err(|e| unavailable(e, "preparing a scan"))?;
+    let rows = st.query_map(rusqlite::params_from_iter(args), row_to_item).map_err(|e| unavailable(e, "scanning"))?;
+    Ok(Page::from_overfetch(collect_rows(rows)?, scan.limit, None))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Cursor;
 
     #[test]
     fn every_query_shape_is_an_index_search() {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use shared::clock::ManualClock;
 use shared::http::RequestContext;
 use shared::id::CorrelationId;
-use shared::store::{Delete, Item, Key, Page, Put, Query, Store, StoreError, TxOp, Update};
+use shared::store::{Delete, Item, Key, Page, Put, Query, Scan, Store, StoreError, TxOp, Update};
 use testkit::app::{PASSWORD, TestApp, token_in};
 
 const OWNER_PASSWORD: &str = "copper-lantern-meadow-81";
@@ -168,6 +168,9 @@ impl Store for ReadBarrier {
     }
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
         self.inner.query(query).await
+    }
+    async fn scan(&self, scan: Scan) -> Result<Page, StoreError> {
+        self.inner.scan(scan).await
     }
     async fn transact(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {
         self.inner.transact(ops).await

@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::types::{
 use serde_json::{Map, Value};
 
 use super::{
-    Condition, Cursor, Delete, Index, Item, Key, Page, Put, Query, SortKey, Store, StoreError, TxOp, Update,
+    Condition, Delete, Index, Item, Key, Page, Put, Query, Scan, SortKey, Store, StoreError, TxOp, Update,
     validate_put, validate_transaction,
 };
 use crate::clock::Clock;
@@ -113,6 +113,28 @@ impl DynamoStore {
 
     fn key_attrs(key: &Key) -> AttrMap {
         HashMap::from([(PK.into(), s(&key.pk)), (SK.into(), s(&key.sk))])
+    }
+}
+
+/// Follows DynamoDB's pages (each `request(limit, exclusive start key)` one Query or Scan
+/// call) until `want` items are read or the range ends: a call stops at 1 MB or at its
+/// limit before the filter drops expired items, so one call may return fewer than asked.
+async fn fill<F, Fut>(want: usize, mut start: Option<AttrMap>, mut request: F) -> Result<Vec<Item>, StoreError>
+where
+    F: FnMut(i32, Option<AttrMap>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Option<Vec<AttrMap>>, Option<AttrMap>), StoreError>>,
+{
+    let mut items = Vec::new();
+    loop {
+        let remaining = i32::try_from(want - items.len()).unwrap_or(i32::MAX);
+        let (page, last) = request(remaining, start.take()).await?;
+        for a in page.unwrap_or_default() {
+            items.push(attrs_to_item(a)?);
+        }
+        match last {
+            Some(k) if items.len() < want && !k.is_empty() => start = Some(k),
+            _ => return Ok(items),
+        }
     }
 }
 
@@ -234,7 +256,7 @@ impl Store for DynamoStore {
         let nowv = e.value(n(now));
         let filter = format!("attribute_not_exists({ttl}) OR {ttl} > {nowv}");
 
-        let mut start = query.cursor.as_ref().map(|c| {
+        let start = query.cursor.as_ref().map(|c| {
             let mut m = HashMap::from([(PK.to_owned(), s(&c.position.pk)), (SK.to_owned(), s(&c.position.sk))]);
             if let Some(ik) = &c.position.index {
                 m.insert(pname.to_owned(), s(&ik.pk));
@@ -242,11 +264,8 @@ impl Store for DynamoStore {
             }
             m
         });
-        let want = query.limit as usize + 1;
-        let mut items = Vec::new();
-        loop {
-            let remaining = i32::try_from(want - items.len()).unwrap_or(i32::MAX);
-            let out = self
+        let request = |limit: i32, start: Option<AttrMap>| {
+            let call = self
                 .client
                 .query()
                 .table_name(self.table.as_ref())
@@ -257,27 +276,46 @@ impl Store for DynamoStore {
                 .set_expression_attribute_values(e.values())
                 .scan_index_forward(!query.descending)
                 .consistent_read(index_name.is_none())
-                .limit(remaining)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for a in out.items.unwrap_or_default() {
-                items.push(attrs_to_item(a)?);
+                .limit(limit)
+                .set_exclusive_start_key(start);
+            async move {
+                let out = call.send().await.map_err(sdk_error)?;
+                Ok((out.items, out.last_evaluated_key))
             }
-            match out.last_evaluated_key {
-                Some(k) if items.len() < want && !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        let limit = query.limit as usize;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|i| Cursor::after_item(i, query.index))
-        } else {
-            None
         };
-        Ok(Page { items, next })
+        let items = fill(query.limit as usize + 1, start, request).await?;
+        Ok(Page::from_overfetch(items, query.limit, query.index))
+    }
+
+    async fn scan(&self, scan: Scan) -> Result<Page, StoreError> {
+        scan.validate()?;
+        let now = self.clock.now_secs();
+        let mut e = Expr::default();
+        let ttl = e.name(EXPIRES_AT);
+        let nowv = e.value(n(now));
+        let filter = format!("attribute_not_exists({ttl}) OR {ttl} > {nowv}");
+        let start = scan
+            .cursor
+            .as_ref()
+            .map(|c| HashMap::from([(PK.to_owned(), s(&c.position.pk)), (SK.to_owned(), s(&c.position.sk))]));
+        let request = |limit: i32, start: Option<AttrMap>| {
+            let call = self
+                .client
+                .scan()
+                .table_name(self.table.as_ref())
+                .filter_expression(&filter)
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values())
+                .consistent_read(true)
+                .limit(limit)
+                .set_exclusive_start_key(start);
+            async move {
+                let out = call.send().await.map_err(sdk_error)?;
+                Ok((out.items, out.last_evaluated_key))
+            }
+        };
+        let items = fill(scan.limit as usize + 1, start, request).await?;
+        Ok(Page::from_overfetch(items, scan.limit, None))
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {
