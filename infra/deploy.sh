@@ -6,6 +6,7 @@
 # Extra stack parameters go in GROUNDWORK_PARAMETERS, e.g.
 #   GROUNDWORK_PARAMETERS="MailDomain=acme.com MailFrom='Acme <no-reply@acme.com>' ApiUrl=https://api.acme.com"
 # Needs AWS credentials in the environment (a profile, SSO, or CI's role).
+# Ends with the data migrations (infra/migrate.py), once the new release serves all traffic.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 env_name=${1:?usage: infra/deploy.sh ENVIRONMENT}
@@ -72,3 +73,8 @@ if [[ -n "$api_url" ]]; then
   sam deploy --config-file "$config" "${stack[@]}" --no-confirm-changeset \
     --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret ApiUrl=$api_url Release=$GROUNDWORK_RELEASE $runbooks ${GROUNDWORK_PARAMETERS:-}"
 fi
+
+# Data migrations last: by now every function serves the new release (the traffic shift is
+# part of the deploy), so nothing writes the old shapes while they run.
+echo "==> running the data migrations"
+python infra/migrate.py --stack "$stack_name"

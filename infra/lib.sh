@@ -27,3 +27,14 @@ release_id() {
   fi
   echo "$version+$commit"
 }
+
+# stack_name ENVIRONMENT: the environment's stack, as its file in infra/environments/ names
+# it, or `groundwork-<environment>` (preview stacks have no file).
+stack_name() {
+  local config="infra/environments/$1.toml"
+  if [[ -f "$config" ]]; then
+    sed -n 's/^stack_name = "\(.*\)"/\1/p' "$config"
+  else
+    echo "groundwork-$1"
+  fi
+}

@@ -8,12 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 env_name=${1:?usage: infra/rollback.sh ENVIRONMENT [--dry-run]}
 shift
-config="infra/environments/$env_name.toml"
-if [[ -f "$config" ]]; then
-  stack=$(sed -n 's/^stack_name = "\(.*\)"/\1/p' "$config")
-else
-  stack="groundwork-$env_name"
-fi
 source infra/lib.sh
+stack=$(stack_name "$env_name")
 ensure_venv "$(pwd)/.tools/ops" infra/requirements-ops.txt
 exec "$(pwd)/.tools/ops/bin/python" infra/rollback.py "$stack" "$@"

@@ -18,7 +18,7 @@
 //! | external subject | `EXTERNAL#<sha256 of issuer>#<subject>` | `USER` | | | auth (rent-auth) | |
 //! | attempt counter | `RATE#<limit>#<digest>` | `<window start ms>` | | | auth | window end |
 //! | request rate (GCRA) | `RATE#<policy>#<digest>` | `GCRA` | | | http | when full again |
-//! | account | `ACCOUNT#<account>` | `ACCOUNT` | | purge (whole partition) | tenancy | |
+//! | account | `ACCOUNT#<account>` | `ACCOUNT` | `ACCOUNTS` / `<account>` (the directory) | purge (whole partition) | tenancy | |
 //! | membership | `ACCOUNT#<account>` | `MEMBER#<user>` | `MEMBERSHIPS#<user>` / `<account>` | purge | tenancy | |
 //! | invitation | `ACCOUNT#<account>` | `INVITE#<invitation>` | | | tenancy | 7 days |
 //! | invitation token | `INVITATION#<sha256>` | `TOKEN` | | | tenancy | 7 days |
@@ -47,6 +47,8 @@
 //! | idempotent request | `IDEMPOTENT_REQUEST#<caller>#<sha256 of key>` | `ANSWER` | | | http | 1 min running, then 24 h |
 //! | staged job (outbox) | `OUTBOX#<shard 0-7>` | `<staged ms>#<job>` | | | jobs | 7 days |
 //! | suppression | `SUPPRESSION#<email>` | `SUPPRESSION` | | | mail | |
+//! | data migration | `MIGRATIONS` | `MIGRATION#<n, 4 digits>` | | | migrations | |
+//! | migration lock | `MIGRATIONS` | `LOCK` | | | migrations | lease |
 //!
 //! gsi2 is reserved for the soft-delete purge index: partition `PURGE`, sort key
 //! `<purge after ms>#<pk>#<sk>` ([`purge_index`]).
@@ -143,6 +145,15 @@ pub fn account_partition(account: AccountId) -> String {
 /// An account's record.
 pub fn account(account: AccountId) -> Key {
     Key::new(account_partition(account), "ACCOUNT")
+}
+
+/// The gsi1 partition listing every account (the directory operators page through).
+pub const ACCOUNT_DIRECTORY: &str = "ACCOUNTS";
+
+/// An account's entry in the directory: [`ACCOUNT_DIRECTORY`] / the account id (a ULID, so
+/// the directory is in creation order).
+pub fn account_directory_entry(account: AccountId) -> Key {
+    Key::new(ACCOUNT_DIRECTORY, account.to_string())
 }
 
 /// The sort-key prefix of an account's memberships.
@@ -437,6 +448,24 @@ pub fn staged_job(shard: u32, staged_at_ms: i64, job: impl Display) -> Key {
 /// The sort key that ends the staged jobs of one shard at `before_ms` (for a range query).
 pub fn staged_before(before_ms: i64) -> String {
     format!("{:013}~", before_ms.max(0))
+}
+
+// Data migrations.
+
+/// The partition of the data migrations' records and their lock.
+pub const MIGRATIONS: &str = "MIGRATIONS";
+
+/// The record of data migration `number`.
+pub fn migration(number: u32) -> Key {
+    Key::new(MIGRATIONS, format!("MIGRATION#{number:04}"))
+}
+
+/// The sort-key prefix of the migrations' records.
+pub const MIGRATION_PREFIX: &str = "MIGRATION#";
+
+/// The lock one migration runner holds at a time.
+pub fn migration_lock() -> Key {
+    Key::new(MIGRATIONS, "LOCK")
 }
 
 #[cfg(test)]

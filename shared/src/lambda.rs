@@ -2,7 +2,8 @@
 //!
 //! A function's `main.rs` builds its services once and calls one of these:
 //! [`serve_http`] (API Gateway HTTP API → axum router), [`serve_sqs`] (SQS event → partial
-//! batch failures) or [`serve_schedules`] (EventBridge event → a scheduled job). The
+//! batch failures) or [`serve_schedules`] (EventBridge event → a scheduled job; a direct
+//! `{"action": "migrate"}` → the data migrations). The
 //! `handle_*` functions are the same paths without the runtime loop, for tests.
 
 use std::sync::Arc;
@@ -97,13 +98,76 @@ pub async fn handle_sqs_event(handler: &dyn MessageHandler, event: SqsEvent) -> 
 ///
 /// # Errors
 /// When the Lambda runtime API fails.
-pub async fn serve_schedules(jobs: Vec<(Schedule, Arc<dyn ScheduledJob>)>, clock: Arc<dyn Clock>) -> Result<(), Error> {
+pub async fn serve_schedules(
+    jobs: Vec<(Schedule, Arc<dyn ScheduledJob>)>,
+    services: crate::services::Services,
+) -> Result<(), Error> {
     let jobs = Arc::new(jobs);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
-        let (jobs, clock) = (Arc::clone(&jobs), Arc::clone(&clock));
-        async move { handle_schedule_event(&jobs, clock.as_ref(), &event.payload).await.map_err(Error::from) }
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let (jobs, services) = (Arc::clone(&jobs), services.clone());
+        async move {
+            let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+            handle_scheduled_invocation(&jobs, &services, event.payload, deadline_ms).await.map_err(Error::from)
+        }
     }))
     .await
+}
+
+/// A direct invocation of the scheduled function (the deploy step's), as opposed to an
+/// EventBridge event: `{"action": "migrate"}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectInvocation {
+    action: DirectAction,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DirectAction {
+    Migrate,
+}
+
+/// How long before the invocation's deadline a migration run pauses, so that it checkpoints
+/// and answers before Lambda ends it.
+const MIGRATION_MARGIN_MS: i64 = 20_000;
+
+/// Handles one invocation of the scheduled function: an EventBridge event runs its job
+/// (answering `null`); `{"action": "migrate"}` runs the table's data migrations until
+/// `deadline_ms` (Unix ms) nears, and answers the [`crate::migrations::Outcome`] as JSON
+/// (`{"status": "complete" | "paused" | "busy", ...}`: invoke again until `complete`).
+///
+/// # Errors
+/// As [`handle_schedule_event`]; a migration that fails.
+pub async fn handle_scheduled_invocation(
+    jobs: &[(Schedule, Arc<dyn ScheduledJob>)],
+    services: &crate::services::Services,
+    payload: serde_json::Value,
+    deadline_ms: i64,
+) -> anyhow::Result<serde_json::Value> {
+    if payload.get("action").is_none() {
+        let event: EventBridgeEvent = serde_json::from_value(payload)?;
+        handle_schedule_event(jobs, services.clock.as_ref(), &event).await?;
+        return Ok(serde_json::Value::Null);
+    }
+    let direct: DirectInvocation = serde_json::from_value(payload)
+        .map_err(|e| anyhow::anyhow!("a direct invocation is {{\"action\": \"migrate\"}}: {e}"))?;
+    match direct.action {
+        DirectAction::Migrate => {
+            let runner = crate::migrations::runner_id();
+            let deadline = deadline_ms.saturating_sub(MIGRATION_MARGIN_MS);
+            let outcome = crate::migrations::run(
+                services.store.as_ref(),
+                services.clock.as_ref(),
+                crate::migrations::ALL,
+                &runner,
+                Some(deadline),
+            )
+            .await
+            .inspect_err(|e| tracing::error!(error = format!("{e:#}"), "data migrations failed"))?;
+            tracing::info!(outcome = ?outcome, "data migrations run");
+            Ok(serde_json::to_value(outcome)?)
+        }
+    }
 }
 
 /// Runs the job an EventBridge event is for: the one whose schedule name ends the name of

@@ -17,7 +17,7 @@
 //!   route), [`billing`] (plans, Stripe, webhook events, dunning, reconciliation),
 //!   [`flags`], [`exports`], [`jobs`] (typed jobs, `enqueue`, the idempotent runner, the
 //!   product's own job types), [`product_events`] (what customers did, per account),
-//!   [`soft_delete`], [`schedule`], [`gdpr`] (export and erasure across domains), [`webhooks`]
+//!   [`soft_delete`], [`schedule`], [`migrations`] (numbered data migrations of the table), [`gdpr`] (export and erasure across domains), [`webhooks`]
 //!   (the account's endpoints, publishing, signed delivery with retries, the delivery log);
 //! - edge: [`http`] (the conventions applied to every router), [`config`] (the areas'
 //!   settings, composed), [`services`] (everything a handler needs, built once), [`lambda`]
@@ -42,6 +42,7 @@ pub mod keyed_lock;
 pub mod keys;
 pub mod lambda;
 pub mod mail;
+pub mod migrations;
 pub mod outbound;
 pub mod product_events;
 pub mod queue;

@@ -14,6 +14,8 @@
 //! - [`runtime_api`]: a Lambda Runtime API stub, to run a function's real bootstrap binary;
 //! - [`store_contract`] and [`queue_contract`]: the contract suites every adapter passes,
 //!   instantiated per adapter with [`store_contract_suite!`] and [`queue_contract_suite!`];
+//! - [`migration_contract`]: the data-migration runner's guarantees (once, in order,
+//!   resumable, one runner at a time) on each store adapter ([`migration_contract_suite!`]);
 //! - [`events`]: real Lambda event payloads from `tests/data/`;
 //! - [`smtp`]: the capturing SMTP server the test command starts;
 //! - [`dns`]: the DNS server the test command starts, whose TXT records tests write;
@@ -24,6 +26,7 @@ pub mod dns;
 pub mod events;
 pub mod faults;
 pub mod issuers;
+pub mod migration_contract;
 pub mod moto;
 pub mod queue_contract;
 pub mod runtime_api;

@@ -182,6 +182,67 @@ pub fn test_jwt_keys() -> &'static str {
     })
 }
 
+/// One call to [`InvokeApi`]: the function name, the `Qualifier`, the payload.
+pub type InvokeCall = (String, Option<String>, Value);
+
+/// Lambda's Invoke API (`POST /2015-03-31/functions/{name}/invocations`, what
+/// `boto3.client("lambda").invoke` calls) in front of a [`RuntimeApi`], on a free loopback
+/// port: scripted answers first, in order, then the function's own. Every call is recorded.
+pub struct InvokeApi {
+    /// The endpoint (`AWS_ENDPOINT_URL_LAMBDA`).
+    pub url: String,
+    /// The calls so far.
+    pub calls: Arc<Mutex<Vec<InvokeCall>>>,
+}
+
+#[derive(Clone)]
+struct InvokeState {
+    runtime: Arc<RuntimeApi>,
+    scripted: Arc<Mutex<std::collections::VecDeque<Outcome>>>,
+    calls: Arc<Mutex<Vec<InvokeCall>>>,
+}
+
+impl InvokeApi {
+    /// Starts the front for `runtime`, answering `scripted` before the function answers.
+    ///
+    /// # Panics
+    /// If no port can be bound.
+    pub async fn start(runtime: Arc<RuntimeApi>, scripted: Vec<Outcome>) -> Self {
+        let state = InvokeState { runtime, scripted: Arc::new(Mutex::new(scripted.into())), calls: Arc::default() };
+        let calls = Arc::clone(&state.calls);
+        let app = Router::new().route("/2015-03-31/functions/{name}/invocations", post(invoke)).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind invoke API");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url: format!("http://{addr}"), calls }
+    }
+}
+
+async fn invoke(
+    State(state): State<InvokeState>,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    body: Bytes,
+) -> axum::response::Response {
+    let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.calls.lock().unwrap().push((name, query.get("Qualifier").cloned(), payload.clone()));
+    let scripted = state.scripted.lock().unwrap().pop_front();
+    let outcome = match scripted {
+        Some(o) => o,
+        None => state.runtime.invoke(payload).await,
+    };
+    match outcome {
+        Outcome::Response(v) => axum::Json(v).into_response(),
+        Outcome::Error(v) => {
+            let mut r = axum::Json(v).into_response();
+            r.headers_mut().insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+            r
+        }
+    }
+}
+
 /// The environment Lambda gives a function, pointing at `api`, plus the signing keys the
 /// template provides.
 pub fn lambda_env(api: &RuntimeApi, function: &str) -> Vec<(String, String)> {

@@ -114,6 +114,79 @@ async fn the_lambda_binary_runs_the_job_named_by_the_rule() {
     child.kill().await.ok();
 }
 
+#[tokio::test]
+async fn the_lambda_binary_runs_the_data_migrations_when_invoked_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = RuntimeApi::start().await;
+    let env = [("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string())];
+    let mut child = api.spawn(env!("CARGO_BIN_EXE_scheduled"), "scheduled", &env).await;
+    let first = api.invoke(json!({"action": "migrate"})).await;
+    let Outcome::Response(first) = first else { panic!("the migration invocation failed: {first:?}") };
+    let applied: Vec<u32> = shared::migrations::ALL.iter().map(|m| m.number()).collect();
+    assert_eq!(first, json!({"status": "complete", "applied": applied}));
+    // The deploy step invokes again until complete; a second call finds nothing to do.
+    let Outcome::Response(again) = api.invoke(json!({"action": "migrate"})).await else { panic!() };
+    assert_eq!(again, json!({"status": "complete", "applied": []}));
+    match api.invoke(json!({"action": "drop-table"})).await {
+        Outcome::Error(e) => assert!(e.to_string().contains("unknown variant `drop-table`"), "{e}"),
+        Outcome::Response(r) => panic!("an unknown action must fail, got {r}"),
+    }
+    child.kill().await.ok();
+}
+
+/// Runs `infra/migrate.py --function scheduled` against `invoke`; its exit status and output.
+async fn migrate_py(invoke: &testkit::runtime_api::InvokeApi) -> (bool, String) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let out = tokio::process::Command::new(format!("{root}/.tools/venv/bin/python"))
+        .args(["infra/migrate.py", "--function", "scheduled", "--busy-wait", "0"])
+        .current_dir(root)
+        .env("AWS_ENDPOINT_URL_LAMBDA", &invoke.url)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .await
+        .expect("python runs (the test command installs it)");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test]
+async fn the_deploy_step_invokes_the_live_alias_until_the_migrations_are_complete() {
+    use testkit::runtime_api::InvokeApi;
+    let dir = tempfile::tempdir().unwrap();
+    let api = std::sync::Arc::new(RuntimeApi::start().await);
+    let env = [("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string())];
+    let mut child = api.spawn(env!("CARGO_BIN_EXE_scheduled"), "scheduled", &env).await;
+    // Another runner's lock, then a run that paused at its deadline, then the function's own.
+    let scripted = vec![
+        Outcome::Response(json!({"status": "busy", "holder": "0.1.0+abc/01J"})),
+        Outcome::Response(json!({"status": "paused", "number": 1, "applied": []})),
+    ];
+    let invoke = InvokeApi::start(api.clone(), scripted).await;
+    let (ok, out) = migrate_py(&invoke).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("holds the lock; waiting") && out.contains("paused at a checkpoint"), "{out}");
+    let applied: Vec<String> = shared::migrations::ALL.iter().map(|m| m.number().to_string()).collect();
+    assert!(out.contains(&format!("applied {}", applied.join(", "))), "{out}");
+    let calls = invoke.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3);
+    for (function, qualifier, payload) in calls {
+        assert_eq!((function.as_str(), qualifier.as_deref()), ("scheduled", Some("live")));
+        assert_eq!(payload, json!({"action": "migrate"}));
+    }
+    let (ok, out) = migrate_py(&InvokeApi::start(api.clone(), vec![]).await).await;
+    assert!(ok && out.contains("up to date"), "{out}");
+    child.kill().await.ok();
+
+    // A failing migration fails the deploy step with the function's message.
+    let failing = vec![Outcome::Error(json!({
+        "errorType": "anyhow::Error",
+        "errorMessage": "migration 1 (account directory) failed: the store is unavailable"
+    }))];
+    let (ok, out) = migrate_py(&InvokeApi::start(api, failing).await).await;
+    assert!(!ok && out.contains("migration 1 (account directory) failed"), "{out}");
+}
+
 #[test]
 fn template_deploys_exactly_the_schedules_defined_in_code() {
     let deployed: Vec<(String, String)> =

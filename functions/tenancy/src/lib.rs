@@ -29,7 +29,7 @@ use shared::id::AccountId;
 use shared::keys;
 use shared::services::Services;
 use shared::soft_delete::{self, RestoreError};
-use shared::store::{Condition, Delete, Index, Item, Put, Query as StoreQuery, TxOp};
+use shared::store::{Condition, Delete, Index, Put, Query as StoreQuery, TxOp};
 use shared::tenancy::Caller;
 use shared::tenancy::{self, Account, Action, Deleted, Membership, Role, Tenant, TenantScope, membership_item};
 use utoipa::OpenApi as _;
@@ -172,7 +172,7 @@ async fn create_account(
         Membership { account_id: account.id, user_id: caller.user_id, role: Role::Owner, joined_at_ms: now };
     s.store
         .transact(vec![
-            TxOp::Put(Put::new(Item::from_record(keys::account(account.id), &account)?).if_not_exists()),
+            TxOp::Put(Put::new(tenancy::account_item(&account)?).if_not_exists()),
             TxOp::Put(Put::new(membership_item(&membership)?).if_not_exists()),
         ])
         .await?;
@@ -264,7 +264,7 @@ async fn update_account(
         }
         account.require_mfa = require;
     }
-    let mut item = Item::from_record(keys::account(account.id), &account)?;
+    let mut item = tenancy::account_item(&account)?;
     item.version = version;
     store
         .put(

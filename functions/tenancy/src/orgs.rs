@@ -210,7 +210,7 @@ pub(crate) async fn attach(
         });
     }
     account.org_id = Some(id);
-    let mut item = Item::from_record(keys::account(account_id), &account)?;
+    let mut item = tenancy::account_item(&account)?;
     item.version = version;
     let link = Item::new(keys::org_account(id, account_id)).with("account_id", account_id.to_string());
     s.store.transact(vec![TxOp::Put(Put::new(item).if_unchanged()), TxOp::Put(Put::new(link))]).await?;
@@ -254,7 +254,7 @@ pub(crate) async fn detach(
     let (mut account, version) =
         tenancy::load_account(s.store.as_ref(), account_id).await?.ok_or(ApiError::NotFound)?;
     account.org_id = None;
-    let mut item = Item::from_record(keys::account(account_id), &account)?;
+    let mut item = tenancy::account_item(&account)?;
     item.version = version;
     s.store
         .transact(vec![TxOp::Put(Put::new(item).if_unchanged()), TxOp::Delete(shared::store::Delete::new(link))])

@@ -134,6 +134,18 @@ pub async fn start_wrapped(
         }
     }
     let services = Services::with_clock(config, clock).await.context("building the services")?;
+    // Before anything serves, as the deploy step does before a release takes traffic for
+    // good (see `shared::migrations`).
+    let applied = shared::migrations::run_to_completion(
+        services.store.as_ref(),
+        services.clock.as_ref(),
+        shared::migrations::ALL,
+    )
+    .await
+    .context("running the data migrations")?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "data migrations applied");
+    }
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = JoinSet::new();
 

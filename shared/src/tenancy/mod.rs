@@ -267,6 +267,31 @@ pub fn membership_item(m: &Membership) -> Result<Item, StoreError> {
         .with_gsi1(keys::membership_index(m.account_id, m.user_id)))
 }
 
+/// The item of an account: its record, listed in the account directory. Every write of an
+/// account item goes through here, so a rewrite never drops the directory entry.
+///
+/// # Errors
+/// When the record does not serialise.
+pub fn account_item(account: &Account) -> Result<Item, StoreError> {
+    Ok(Item::from_record(keys::account(account.id), account)?.with_gsi1(keys::account_directory_entry(account.id)))
+}
+
+/// One page of the account directory (every account, live or soft-deleted, oldest first),
+/// at most `limit` (1 to 1000) accounts.
+///
+/// # Errors
+/// When the store fails, or the cursor is not one of this listing's.
+pub async fn directory_page(
+    store: &dyn Store,
+    limit: u32,
+    after: Option<crate::store::Cursor>,
+) -> Result<(Vec<Account>, Option<crate::store::Cursor>), StoreError> {
+    let page = store
+        .query(crate::store::Query::index(crate::store::Index::Gsi1, keys::ACCOUNT_DIRECTORY).limit(limit).after(after))
+        .await?;
+    Ok((page.records()?, page.next))
+}
+
 /// A live account (not soft-deleted), if it exists.
 ///
 /// # Errors

@@ -21,6 +21,11 @@ async fn dynamodb() -> StoreFixture {
 
 testkit::store_contract_suite!(dynamodb());
 
+mod migrations {
+    use super::*;
+    testkit::migration_contract_suite!(dynamodb());
+}
+
 #[tokio::test]
 async fn an_unreachable_table_is_unavailable_not_a_panic() {
     use shared::store::{Key, Store, StoreError};

@@ -17,6 +17,11 @@ async fn embedded() -> StoreFixture {
 
 testkit::store_contract_suite!(embedded());
 
+mod migrations {
+    use super::*;
+    testkit::migration_contract_suite!(embedded());
+}
+
 #[tokio::test]
 async fn data_survives_reopening_the_file() {
     use shared::store::{Item, Key, Put, Store};

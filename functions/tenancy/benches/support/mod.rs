@@ -14,7 +14,6 @@ use http_body_util::BodyExt;
 use shared::auth::session::{self, Session};
 use shared::auth::tokens::{self, AccessClaims};
 use shared::id::{AccountId, SessionId, UserId};
-use shared::keys;
 use shared::services::Services;
 use shared::store::{Item, Put};
 use shared::tenancy::{Account, Membership, Role, membership_item};
@@ -51,7 +50,7 @@ pub async fn fixture(extra: &[(&str, &str)]) -> Fixture {
         deleted_at_ms: None,
         purge_after_ms: None,
     };
-    store.put(Put::new(Item::from_record(keys::account(account.id), &account).unwrap())).await.unwrap();
+    store.put(Put::new(shared::tenancy::account_item(&account).unwrap())).await.unwrap();
     let mut caller = None;
     for i in 0..20 {
         let email = shared::mail::EmailAddress::parse(&format!("user{i}@example.com")).unwrap();
