@@ -30,7 +30,7 @@ pub async fn bootstrap() -> Result<crate::services::Services, Error> {
     // Through anyhow, so the error a `main` returns prints as a sentence (its Debug is the
     // message and its causes), not as a struct.
     let config = crate::config::Config::from_env().map_err(anyhow::Error::from)?;
-    crate::telemetry::init(&config.telemetry);
+    crate::telemetry::init(&config.telemetry)?;
     Ok(crate::services::Services::from_config(config).await?)
 }
 
@@ -39,6 +39,13 @@ pub async fn bootstrap() -> Result<crate::services::Services, Error> {
 /// # Errors
 /// When the Lambda runtime API fails.
 pub async fn serve_http(app: Router) -> Result<(), Error> {
+    // Error tracking's events are sent before the answer: after it, Lambda freezes the
+    // environment.
+    let app = app.layer(axum::middleware::from_fn(|req: axum::extract::Request, next: axum::middleware::Next| async {
+        let res = next.run(req).await;
+        crate::telemetry::error_tracking::flush().await;
+        res
+    }));
     lambda_http::run(app).await
 }
 
@@ -50,7 +57,11 @@ pub async fn serve_http(app: Router) -> Result<(), Error> {
 pub async fn serve_sqs(handler: Arc<dyn MessageHandler>) -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);
-        async move { Ok::<_, Error>(handle_sqs_event(handler.as_ref(), event.payload).await) }
+        async move {
+            let response = handle_sqs_event(handler.as_ref(), event.payload).await;
+            crate::telemetry::error_tracking::flush().await;
+            Ok::<_, Error>(response)
+        }
     }))
     .await
 }
@@ -107,7 +118,9 @@ pub async fn serve_schedules(
         let (jobs, services) = (Arc::clone(&jobs), services.clone());
         async move {
             let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
-            handle_scheduled_invocation(&jobs, &services, event.payload, deadline_ms).await.map_err(Error::from)
+            let result = handle_scheduled_invocation(&jobs, &services, event.payload, deadline_ms).await;
+            crate::telemetry::error_tracking::flush().await;
+            result.map_err(Error::from)
         }
     }))
     .await
@@ -183,12 +196,17 @@ pub async fn handle_schedule_event(
 ) -> anyhow::Result<()> {
     let rule =
         event.resources.as_deref().unwrap_or_default().iter().find_map(|arn| arn.rsplit_once(":rule/")).map(|(_, r)| r);
+    // Logged at error, like a failing job: a misrouted schedule is a fault to report.
+    let refuse = |reason: String| {
+        tracing::error!(reason, "scheduled invocation refused");
+        anyhow::anyhow!(reason)
+    };
     let Some(rule) = rule else {
-        anyhow::bail!("the event names no EventBridge rule");
+        return Err(refuse("the event names no EventBridge rule".into()));
     };
     let Some((schedule, job)) = jobs.iter().find(|(s, _)| rule.ends_with(&format!("-{}", s.name)) || rule == s.name)
     else {
-        anyhow::bail!("no scheduled job for rule {rule}");
+        return Err(refuse(format!("no scheduled job for rule {rule}")));
     };
     let fired_at_ms = event.time.map_or_else(|| clock.now_ms(), |t| t.timestamp_millis());
     tracing::info!(schedule = schedule.name, event_id = event.id.as_deref().unwrap_or(""), "scheduled job started");

@@ -18,6 +18,7 @@
 //!   resumable, one runner at a time) on each store adapter ([`migration_contract_suite!`]);
 //! - [`events`]: real Lambda event payloads from `tests/data/`;
 //! - [`smtp`]: the capturing SMTP server the test command starts;
+//! - [`sentry`]: a stand-in for Sentry's envelope endpoint, keeping the events it gets;
 //! - [`dns`]: the DNS server the test command starts, whose TXT records tests write;
 //! - [`template`]: `template.yaml`, parsed.
 
@@ -30,6 +31,7 @@ pub mod migration_contract;
 pub mod moto;
 pub mod queue_contract;
 pub mod runtime_api;
+pub mod sentry;
 pub mod services;
 pub mod smtp;
 pub mod store_contract;

@@ -134,6 +134,56 @@ async fn the_lambda_binary_runs_the_data_migrations_when_invoked_for_them() {
     child.kill().await.ok();
 }
 
+#[tokio::test]
+async fn a_failed_invocation_reaches_sentry_before_the_function_answers() {
+    let sentry = testkit::sentry::SentryStandIn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = RuntimeApi::start().await;
+    let env = [
+        ("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string()),
+        ("SENTRY_DSN".to_owned(), sentry.dsn.clone()),
+    ];
+    let mut child = api.spawn(env!("CARGO_BIN_EXE_scheduled"), "scheduled", &env).await;
+    let mut event = testkit::events::eventbridge_scheduled();
+    event["resources"] = json!(["arn:aws:events:us-east-1:123456789012:rule/groundwork-staging-launch-rockets"]);
+    assert!(matches!(api.invoke(event).await, Outcome::Error(_)));
+    // No waiting: the event was sent before the answer, as Lambda freezes the function after.
+    let events = sentry.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let reported = &events[0];
+    assert_eq!(reported["tags"]["function"], "scheduled");
+    assert_eq!(
+        (reported["environment"].as_str(), reported["release"].as_str()),
+        (Some("local"), Some(shared::RELEASE))
+    );
+    assert!(reported.to_string().contains("no scheduled job for rule"), "{reported:#}");
+
+    // Sentry stops answering: invocations still answer, after at most a bounded flush.
+    sentry.hang();
+    let ok = testkit::events::eventbridge_scheduled();
+    assert!(matches!(api.invoke(ok).await, Outcome::Response(_)));
+    let mut bad = testkit::events::eventbridge_scheduled();
+    bad["resources"] = json!([]);
+    assert!(matches!(api.invoke(bad).await, Outcome::Error(_)));
+    child.kill().await.ok();
+}
+
+#[tokio::test]
+async fn a_malformed_sentry_dsn_stops_the_function_at_init_naming_it() {
+    let api = RuntimeApi::start().await;
+    let env = [("SENTRY_DSN".to_owned(), "not-a-dsn".to_owned())];
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_scheduled"))
+        .env_clear()
+        .envs(testkit::runtime_api::lambda_env(&api, "scheduled"))
+        .envs(env)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), run).await.unwrap().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SENTRY_DSN") && !stderr.contains("not-a-dsn"), "{stderr}");
+}
+
 /// Runs `infra/migrate.py --function scheduled` against `invoke`; its exit status and output.
 async fn migrate_py(invoke: &testkit::runtime_api::InvokeApi) -> (bool, String) {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");

@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
         return one_shot(command, Config::from_vars(std::iter::empty())?).await;
     }
     let config = Config::from_env().context("reading the configuration")?;
-    shared::telemetry::init(&config.telemetry);
+    shared::telemetry::init(&config.telemetry)?;
     if command != Command::Serve {
         return one_shot(command, config).await;
     }

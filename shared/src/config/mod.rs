@@ -103,7 +103,7 @@ impl Config {
             billing: crate::billing::config::BillingConfig::from_env(&env)?,
             jobs: crate::jobs::JobsConfig::from_env(&env)?,
             soft_delete: crate::soft_delete::SoftDeleteConfig::from_env(&env)?,
-            telemetry: TelemetryConfig::from_env(&env)?,
+            telemetry: TelemetryConfig::from_env(&env, &environment)?,
             aws: crate::aws::AwsConfig::from_env(&env)?,
             http: server::HttpSettings::from_env(&env)?,
             exports: crate::exports::ExportsConfig::from_env(&env)?,

@@ -3,6 +3,7 @@
 //! every log line, one access log line, and one EMF metric line per request.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -54,11 +55,13 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Records the tenant (account) id on the current request's log lines.
 pub fn record_tenant(account_id: &impl std::fmt::Display) {
     tracing::Span::current().record("tenant_id", tracing::field::display(account_id));
+    crate::telemetry::error_tracking::set_tenant(&account_id.to_string());
 }
 
 /// Records the user id on the current request's log lines.
 pub fn record_user(user_id: &impl std::fmt::Display) {
     tracing::Span::current().record("user_id", tracing::field::display(user_id));
+    crate::telemetry::error_tracking::set_user(&user_id.to_string());
 }
 
 /// The client's address, by one rule everywhere an address is used (attempt limits, audit
@@ -111,7 +114,11 @@ pub(super) async fn request_context(State(trusted_proxies): State<usize>, mut re
         user_id = tracing::field::Empty,
     );
     let started = Instant::now();
-    let mut res = next.run(req).instrument(span.clone()).await;
+    let hub = crate::telemetry::error_tracking::request_hub(request_id.as_str(), method.as_str(), &route);
+    let mut res = match &hub {
+        Some(hub) => sentry::SentryFutureExt::bind_hub(next.run(req).instrument(span.clone()), Arc::clone(hub)).await,
+        None => next.run(req).instrument(span.clone()).await,
+    };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = res.status().as_u16();
     span.in_scope(|| {
@@ -125,6 +132,10 @@ pub(super) async fn request_context(State(trusted_proxies): State<usize>, mut re
             tracing::info!(status, latency_ms, "request completed");
         }
     });
+    if let Some(hub) = &hub {
+        let panicked = res.extensions().get::<super::Panicked>().is_some();
+        crate::telemetry::error_tracking::report_server_error(hub, status, method.as_str(), &route, panicked);
+    }
     if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }

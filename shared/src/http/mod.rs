@@ -53,8 +53,15 @@ pub fn finish(routes: Router, settings: &HttpSettings) -> Router {
 /// the panic hook), never into the body.
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    Problem::from_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+    let mut res = Problem::from_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+    res.extensions_mut().insert(Panicked);
+    res
 }
+
+/// Marks the answer to a request whose handler panicked: the panic was reported to error
+/// tracking by itself, so its 500 is not reported again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Panicked;
 
 async fn not_found() -> Problem {
     Problem::from_status(StatusCode::NOT_FOUND).with_detail("no route matches this path")

@@ -1,13 +1,17 @@
 //! Observability: structured logs through `tracing` (JSON lines on Lambda, readable lines
-//! locally) and CloudWatch metrics in the Embedded Metric Format ([`metrics`]).
+//! locally), CloudWatch metrics in the Embedded Metric Format ([`metrics`]), and error
+//! tracking with Sentry when `SENTRY_DSN` is set ([`error_tracking`]).
 
+pub mod error_tracking;
 pub mod metrics;
 
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{FmtSpan, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::settings::Env;
 
@@ -39,14 +43,17 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `GROUNDWORK_METRICS`: `emf` or `off` (default `emf` on Lambda, else `off`).
     pub emf_metrics: bool,
+    /// `SENTRY_DSN`: error tracking, off when unset.
+    pub error_tracking: Option<error_tracking::ErrorTrackingConfig>,
 }
 
 impl TelemetryConfig {
-    /// From `GROUNDWORK_LOG`, `GROUNDWORK_LOG_FORMAT` and `GROUNDWORK_METRICS`.
+    /// From `GROUNDWORK_LOG`, `GROUNDWORK_LOG_FORMAT`, `GROUNDWORK_METRICS` and
+    /// `SENTRY_DSN`, in `environment` (`GROUNDWORK_ENV`).
     ///
     /// # Errors
-    /// An unknown format or metrics choice.
-    pub fn from_env(env: &Env) -> Result<Self, crate::settings::ConfigError> {
+    /// An unknown format or metrics choice; a malformed DSN.
+    pub fn from_env(env: &Env, environment: &str) -> Result<Self, crate::settings::ConfigError> {
         let (format, metrics) =
             if env.on_lambda { (LogFormat::Json, Metrics::Emf) } else { (LogFormat::Text, Metrics::Off) };
         let log_filter = env.get("GROUNDWORK_LOG").unwrap_or_else(|| "info".into());
@@ -61,27 +68,43 @@ impl TelemetryConfig {
             log_filter,
             log_format: env.choice("GROUNDWORK_LOG_FORMAT", format)?,
             emf_metrics: env.choice("GROUNDWORK_METRICS", metrics)? == Metrics::Emf,
+            error_tracking: error_tracking::ErrorTrackingConfig::from_env(env, environment)?,
         })
     }
 }
 
-/// Installs the global log subscriber and turns EMF metrics on or off. Call once at start;
-/// later calls (several tests in one process) keep the first subscriber.
-pub fn init(config: &TelemetryConfig) {
+/// Installs the global log subscriber, turns EMF metrics on or off, and installs error
+/// tracking when configured. Call once at start; later calls (several tests in one
+/// process) keep the first subscriber.
+///
+/// # Errors
+/// When error tracking is configured and its HTTP client cannot be built.
+pub fn init(config: &TelemetryConfig) -> anyhow::Result<()> {
     metrics::set_enabled(config.emf_metrics);
+    if let Some(tracking) = &config.error_tracking {
+        error_tracking::init(tracking)?;
+    }
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::NONE);
     let result = match config.log_format {
-        LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(json_lines()).try_init(),
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields::new())
+            .event_format(json_lines())
+            .finish()
+            .with(error_tracking::log_layer())
+            .try_init(),
         // Colours only for a person at a terminal, not in a file or a pipe.
         LogFormat::Text => builder
             .compact()
             .with_target(false)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .finish()
+            .with(error_tracking::log_layer())
             .try_init(),
     };
     // Already installed: keep it.
     drop(result);
+    Ok(())
 }
 
 /// The JSON line format: the event's fields flat, its current span, its target, and the
