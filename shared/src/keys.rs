@@ -49,6 +49,8 @@
 //! | suppression | `SUPPRESSION#<email>` | `SUPPRESSION` | | | mail | |
 //! | data migration | `MIGRATIONS` | `MIGRATION#<n, 4 digits>` | | | migrations | |
 //! | migration lock | `MIGRATIONS` | `LOCK` | | | migrations | lease |
+//! | open incident | `INCIDENTS` | `OPEN#<alarm>` | | | incidents | |
+//! | closed incident | `INCIDENTS` | `CLOSED#<alarm>#<started ms, 13 digits>` | | | incidents | 400 days |
 //!
 //! gsi2 is reserved for the soft-delete purge index: partition `PURGE`, sort key
 //! `<purge after ms>#<pk>#<sk>` ([`purge_index`]).
@@ -466,6 +468,24 @@ pub const MIGRATION_PREFIX: &str = "MIGRATION#";
 /// The lock one migration runner holds at a time.
 pub fn migration_lock() -> Key {
     Key::new(MIGRATIONS, "LOCK")
+}
+
+// Incidents (time to recovery).
+
+/// The partition of the alarms' incidents.
+pub const INCIDENTS: &str = "INCIDENTS";
+
+/// The sort-key prefix of open incidents.
+pub const OPEN_INCIDENT_PREFIX: &str = "OPEN#";
+
+/// The open incident of an alarm.
+pub fn open_incident(alarm: &str) -> Key {
+    Key::new(INCIDENTS, format!("{OPEN_INCIDENT_PREFIX}{alarm}"))
+}
+
+/// A closed incident of an alarm, by when it started (Unix ms).
+pub fn closed_incident(alarm: &str, started_at_ms: i64) -> Key {
+    Key::new(INCIDENTS, format!("CLOSED#{alarm}#{started_at_ms:013}"))
 }
 
 #[cfg(test)]

@@ -144,8 +144,9 @@ enum DirectAction {
 /// and answers before Lambda ends it.
 const MIGRATION_MARGIN_MS: i64 = 20_000;
 
-/// Handles one invocation of the scheduled function: an EventBridge event runs its job
-/// (answering `null`); `{"action": "migrate"}` runs the table's data migrations until
+/// Handles one invocation of the scheduled function: an EventBridge event runs its job, and
+/// a CloudWatch alarm's state change is recorded for time to recovery
+/// ([`crate::incidents`]), both answering `null`; `{"action": "migrate"}` runs the table's data migrations until
 /// `deadline_ms` (Unix ms) nears, and answers the [`crate::migrations::Outcome`] as JSON
 /// (`{"status": "complete" | "paused" | "busy", ...}`: invoke again until `complete`).
 ///
@@ -159,6 +160,11 @@ pub async fn handle_scheduled_invocation(
 ) -> anyhow::Result<serde_json::Value> {
     if payload.get("action").is_none() {
         let event: EventBridgeEvent = serde_json::from_value(payload)?;
+        if event.source == "aws.cloudwatch" && event.detail_type == crate::incidents::DETAIL_TYPE {
+            let change: crate::incidents::AlarmStateChange = serde_json::from_value(event.detail)?;
+            crate::incidents::record_state_change(services.store.as_ref(), &change).await?;
+            return Ok(serde_json::Value::Null);
+        }
         handle_schedule_event(jobs, services.clock.as_ref(), &event).await?;
         return Ok(serde_json::Value::Null);
     }

@@ -17,7 +17,7 @@
 //!   route), [`billing`] (plans, Stripe, webhook events, dunning, reconciliation),
 //!   [`flags`], [`exports`], [`jobs`] (typed jobs, `enqueue`, the idempotent runner, the
 //!   product's own job types), [`product_events`] (what customers did, per account),
-//!   [`soft_delete`], [`schedule`], [`migrations`] (numbered data migrations of the table), [`gdpr`] (export and erasure across domains), [`webhooks`]
+//!   [`soft_delete`], [`schedule`], [`migrations`] (numbered data migrations of the table), [`incidents`] (time to recovery), [`gdpr`] (export and erasure across domains), [`webhooks`]
 //!   (the account's endpoints, publishing, signed delivery with retries, the delivery log);
 //! - edge: [`http`] (the conventions applied to every router), [`config`] (the areas'
 //!   settings, composed), [`services`] (everything a handler needs, built once), [`lambda`]
@@ -37,6 +37,7 @@ pub mod flags;
 pub mod gdpr;
 pub mod http;
 pub mod id;
+pub mod incidents;
 pub mod jobs;
 pub mod keyed_lock;
 pub mod keys;

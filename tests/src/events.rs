@@ -50,3 +50,16 @@ pub fn sqs(queue_arn: &str, bodies: &[(&str, &str)]) -> Value {
 pub fn eventbridge_scheduled() -> Value {
     load("eventbridge-scheduled.json")
 }
+
+/// A "CloudWatch Alarm State Change" event of alarm `alarm`: from `from` (its state value
+/// and timestamp) to `to`. Timestamps as CloudWatch writes them (`2027-01-15T08:12:40.985+0000`).
+pub fn alarm_state_change(alarm: &str, from: (&str, &str), to: (&str, &str)) -> Value {
+    let mut e = load("cloudwatch-alarm-state-change.json");
+    e["detail"]["alarmName"] = alarm.into();
+    e["resources"] = serde_json::json!([format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{alarm}")]);
+    e["detail"]["previousState"]["value"] = from.0.into();
+    e["detail"]["previousState"]["timestamp"] = from.1.into();
+    e["detail"]["state"]["value"] = to.0.into();
+    e["detail"]["state"]["timestamp"] = to.1.into();
+    e
+}

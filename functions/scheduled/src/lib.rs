@@ -1,4 +1,5 @@
-//! The scheduled function: every schedule's job, behind one Lambda. EventBridge names each
+//! The scheduled function: every schedule's job, behind one Lambda (which also records the
+//! alarms' state changes for time to recovery, and runs the data migrations on request). EventBridge names each
 //! rule `groundwork-<environment>-<schedule name>`; the handler runs the job whose name ends
 //! the rule's ARN. The local stack runs the same jobs on an in-process ticker.
 //!
@@ -25,8 +26,12 @@ pub const RECONCILE_BILLING: Schedule = Schedule { name: "reconcile-billing", ex
 /// `shared::jobs::outbox`).
 pub const RELAY_JOB_OUTBOX: Schedule = Schedule { name: "relay-job-outbox", expression: "rate(1 minute)" };
 
+/// Publish the age of every open incident (an alarm in ALARM), for the time-to-recovery
+/// alarm (see `shared::incidents`).
+pub const INCIDENT_WATCH: Schedule = Schedule { name: "incident-watch", expression: "rate(5 minutes)" };
+
 /// The schedules `template.yaml` deploys.
-pub const DEPLOYED: &[Schedule] = &[PURGE_SOFT_DELETED, RECONCILE_BILLING, RELAY_JOB_OUTBOX];
+pub const DEPLOYED: &[Schedule] = &[PURGE_SOFT_DELETED, RECONCILE_BILLING, RELAY_JOB_OUTBOX, INCIDENT_WATCH];
 
 /// How many soft-deleted items one purge query takes at a time.
 const PURGE_BATCH: u32 = 100;
@@ -89,6 +94,26 @@ impl ScheduledJob for RelayJobOutbox {
     }
 }
 
+/// The incident watch.
+pub struct IncidentWatch {
+    services: Services,
+}
+
+#[async_trait]
+impl ScheduledJob for IncidentWatch {
+    fn name(&self) -> &str {
+        INCIDENT_WATCH.name
+    }
+
+    async fn run(&self, _fired_at_ms: i64) -> anyhow::Result<()> {
+        let open = shared::incidents::watch(self.services.store.as_ref(), self.services.clock.as_ref()).await?;
+        if let Some((alarm, age)) = open.first() {
+            tracing::warn!(open = open.len(), oldest = %alarm, age_s = age, "incidents open");
+        }
+        Ok(())
+    }
+}
+
 /// The store's expiry sweep, where the store needs one (the embedded store).
 pub struct SweepExpired {
     sweep: Arc<dyn shared::store::ExpirySweep>,
@@ -113,6 +138,7 @@ pub fn deployed_jobs(services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob
         (PURGE_SOFT_DELETED, Arc::new(PurgeSoftDeleted { services: services.clone() })),
         (RECONCILE_BILLING, Arc::new(ReconcileBilling { services: services.clone() })),
         (RELAY_JOB_OUTBOX, Arc::new(RelayJobOutbox { services: services.clone() })),
+        (INCIDENT_WATCH, Arc::new(IncidentWatch { services: services.clone() })),
     ]
 }
 

@@ -1,6 +1,8 @@
 //! Scheduled jobs: the purge honours the retention window and restores, fired by a
-//! controlled clock; the Lambda binary picks the job from the EventBridge rule; the local
-//! ticker fires on time; `template.yaml` deploys exactly the schedules defined here.
+//! controlled clock; the Lambda binary picks the job from the EventBridge rule, records
+//! alarm incidents, runs the data migrations when invoked for them (through the deploy
+//! step's script too) and reports failures to Sentry before it answers; the local ticker
+//! fires on time; `template.yaml` deploys exactly the schedules defined here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,7 +13,7 @@ use shared::clock::{Clock, ManualClock};
 use shared::schedule::{Schedule, ScheduledJob, run_schedule};
 use shared::services::Services;
 use shared::soft_delete::{self, RestoreError};
-use shared::store::{Item, Key, Put};
+use shared::store::{Item, Key, Put, StoreExt as _};
 use testkit::T0_MS;
 use testkit::runtime_api::{Outcome, RuntimeApi};
 
@@ -112,6 +114,29 @@ async fn the_lambda_binary_runs_the_job_named_by_the_rule() {
         Outcome::Response(r) => panic!("an unknown rule must fail the invocation, got {r}"),
     }
     child.kill().await.ok();
+}
+
+#[tokio::test]
+async fn the_lambda_binary_times_an_alarm_incident_from_its_state_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = RuntimeApi::start().await;
+    let env = [("GROUNDWORK_DATA_DIR".to_owned(), dir.path().display().to_string())];
+    let mut child = api.spawn(env!("CARGO_BIN_EXE_scheduled"), "scheduled", &env).await;
+    let alarm = "groundwork-staging-ApiErrorRateAlarm-1ABC2DEF3GHI";
+    let (t0, t1, t2) = ("2027-01-15T08:04:40.985+0000", "2027-01-15T08:12:40.985+0000", "2027-01-15T08:40:10.985+0000");
+    let opened = testkit::events::alarm_state_change(alarm, ("OK", t0), ("ALARM", t1));
+    let recovered = testkit::events::alarm_state_change(alarm, ("ALARM", t1), ("OK", t2));
+    // The OK first, then the ALARM late, then the OK again: one incident, closed.
+    for event in [recovered.clone(), opened, recovered] {
+        assert_eq!(api.invoke(event).await, Outcome::Response(serde_json::Value::Null));
+    }
+    child.kill().await.ok();
+    let clock = Arc::new(ManualClock::at(testkit::T0_MS));
+    let store = shared::store::sqlite::SqliteStore::open(&dir.path().join("groundwork.sqlite3"), clock).unwrap();
+    let items = store.query_all(shared::store::Query::partition(shared::keys::INCIDENTS)).await.unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    let incident: shared::incidents::Incident = items[0].record().unwrap();
+    assert_eq!((incident.alarm.as_str(), incident.seconds), (alarm, 27 * 60 + 30));
 }
 
 #[tokio::test]

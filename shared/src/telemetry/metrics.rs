@@ -23,6 +23,8 @@ pub enum Unit {
     Count,
     /// Milliseconds.
     Milliseconds,
+    /// Seconds.
+    Seconds,
     /// Bytes.
     Bytes,
     /// No unit.
@@ -34,6 +36,7 @@ impl Unit {
         match self {
             Self::Count => "Count",
             Self::Milliseconds => "Milliseconds",
+            Self::Seconds => "Seconds",
             Self::Bytes => "Bytes",
             Self::None => "None",
         }

@@ -104,5 +104,5 @@ fn the_dashboard_body_is_json_once_substituted() {
     }
     substituted.push_str(rest);
     let json: serde_json::Value = serde_json::from_str(&substituted).unwrap_or_else(|e| panic!("{e}: {substituted}"));
-    assert_eq!(json["widgets"].as_array().map(Vec::len), Some(4));
+    assert_eq!(json["widgets"].as_array().map(Vec::len), Some(5));
 }
