@@ -52,12 +52,13 @@ PY
 
 sam build --beta-features --config-file "$config"
 # A command-line override replaces the file's list, so Environment is repeated here.
-sam deploy --config-file "$config" "${stack[@]}" \
+# No changes is no failure: a rerun still reaches the migrations below.
+sam deploy --config-file "$config" "${stack[@]}" --no-fail-on-empty-changeset \
   --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret Release=$GROUNDWORK_RELEASE $runbooks ${GROUNDWORK_PARAMETERS:-}"
 
 # The token issuer is the API's URL, known only once the stack exists: on a first deploy
 # without ApiUrl, deploy again with the URL the stack reports.
-stack_name=${stack[1]:-groundwork-$env_name}
+stack_name=$(stack_name "$env_name")
 api_url=$(python - "$stack_name" <<'PY'
 import sys
 import boto3
@@ -70,7 +71,7 @@ PY
 )
 if [[ -n "$api_url" ]]; then
   echo "==> setting ApiUrl=$api_url (the token issuer) and deploying again"
-  sam deploy --config-file "$config" "${stack[@]}" --no-confirm-changeset \
+  sam deploy --config-file "$config" "${stack[@]}" --no-confirm-changeset --no-fail-on-empty-changeset \
     --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret ApiUrl=$api_url Release=$GROUNDWORK_RELEASE $runbooks ${GROUNDWORK_PARAMETERS:-}"
 fi
 

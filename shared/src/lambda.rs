@@ -118,7 +118,13 @@ pub async fn serve_schedules(
         let (jobs, services) = (Arc::clone(&jobs), services.clone());
         async move {
             let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
-            let result = handle_scheduled_invocation(&jobs, &services, event.payload, deadline_ms).await;
+            let result = crate::telemetry::error_tracking::scoped(handle_scheduled_invocation(
+                &jobs,
+                &services,
+                event.payload,
+                deadline_ms,
+            ))
+            .await;
             crate::telemetry::error_tracking::flush().await;
             result.map_err(Error::from)
         }

@@ -19,14 +19,33 @@ async fn main() -> anyhow::Result<()> {
         return one_shot(command, config).await;
     }
     let data_dir = config.data_dir.clone();
-    let stack = local::start(config).await?;
+    // Listening from the start: a stop during the data migrations pauses them at a
+    // checkpoint and releases their lock, rather than leaving it to its lease.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        shared::migrations::request_stop();
+        let _ = stop.send(true);
+    });
+    let stack = match local::start(config).await {
+        Err(e) if *stopped.borrow() => {
+            eprintln!("{e:#}");
+            return Ok(());
+        }
+        started => started?,
+    };
     tracing::info!(
         "Groundwork is listening on http://{} (data in {}, outbox in {}); Ctrl-C stops it",
         stack.addr,
         data_dir.display(),
         data_dir.join("outbox").display()
     );
-    stack.run_until(shutdown_signal()).await;
+    let mut stopped = stopped;
+    stack
+        .run_until(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await;
     Ok(())
 }
 

@@ -121,16 +121,18 @@ pub(super) async fn request_context(State(trusted_proxies): State<usize>, mut re
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = res.status().as_u16();
-    span.in_scope(|| {
-        if status == 503 {
-            // An outage or an overload: its cause is logged where it was met (an outage at
-            // error level), and a spike of refusals must not flood the log with errors.
-            tracing::warn!(status, latency_ms, "request refused for now");
-        } else if status >= 500 {
-            tracing::error!(status, latency_ms, "request failed");
-        } else {
-            tracing::info!(status, latency_ms, "request completed");
-        }
+    crate::telemetry::error_tracking::in_scope(hub.as_ref(), || {
+        span.in_scope(|| {
+            if status == 503 {
+                // An outage or an overload: its cause is logged where it was met (an outage at
+                // error level), and a spike of refusals must not flood the log with errors.
+                tracing::warn!(status, latency_ms, "request refused for now");
+            } else if status >= 500 {
+                tracing::error!(status, latency_ms, "request failed");
+            } else {
+                tracing::info!(status, latency_ms, "request completed");
+            }
+        })
     });
     if let Some(hub) = &hub {
         let panicked = res.extensions().get::<super::Panicked>().is_some();

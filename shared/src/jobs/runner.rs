@@ -256,7 +256,14 @@ impl JobRunner {
                 }
                 let delay = backoff(message.receive_count);
                 // At error level, so error tracking reports it (the consumer's line is a warning).
-                tracing::error!(error = format!("{e:#}"), retry_in_s = delay.as_secs(), "job attempt failed");
+                tracing::error!(
+                    job_id = %envelope.id,
+                    kind = envelope.job.kind(),
+                    attempt = message.receive_count,
+                    error = format!("{e:#}"),
+                    retry_in_s = delay.as_secs(),
+                    "job attempt failed"
+                );
                 if let Err(ve) = self.queue.change_visibility(&message.receipt, delay).await {
                     tracing::warn!(error = %ve, "could not set the retry backoff; the queue's timeout applies");
                 }

@@ -64,6 +64,18 @@ pub trait Migration: Send + Sync {
 /// Every migration, in order.
 pub const ALL: &[&dyn Migration] = &[&AccountDirectory];
 
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks every run in this process to pause at its next checkpoint (as at a deadline), so
+/// the lock is released rather than left to its lease: a stopping process calls it.
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// How long a runner's lock lasts without a checkpoint renewing it.
 pub const LEASE: Duration = Duration::from_secs(60);
 
@@ -141,6 +153,10 @@ pub enum MigrationError {
         /// The other runner's id.
         holder: String,
     },
+    /// The process asked the runs to stop ([`request_stop`]); the work is checkpointed and
+    /// the lock released, and the next run resumes.
+    #[error("stopped during the data migrations; the next start resumes them")]
+    Stopped,
     /// Reading or writing the records failed.
     #[error("migration bookkeeping: {0}")]
     Store(#[from] StoreError),
@@ -227,7 +243,7 @@ async fn run_locked(
             "migration started"
         );
         loop {
-            if deadline_ms.is_some_and(|d| clock.now_ms() >= d) {
+            if deadline_ms.is_some_and(|d| clock.now_ms() >= d) || stop_requested() {
                 checkpoint(store, clock, runner, &record).await?;
                 tracing::info!(migration = number, steps = record.steps, "migration paused at the deadline");
                 return Ok(Outcome::Paused { number, applied });
@@ -262,7 +278,8 @@ async fn run_locked(
 /// the numbers this call applied.
 ///
 /// # Errors
-/// As [`run`]; [`MigrationError::Busy`] if the other runner still holds the lock.
+/// As [`run`]; [`MigrationError::Busy`] if the other runner still holds the lock;
+/// [`MigrationError::Stopped`] after [`request_stop`].
 pub async fn run_to_completion(
     store: &dyn Store,
     clock: &dyn Clock,
@@ -273,13 +290,15 @@ pub async fn run_to_completion(
     loop {
         match run(store, clock, migrations, &runner, None).await? {
             Outcome::Complete { applied } => return Ok(applied),
+            Outcome::Busy { .. } if stop_requested() => return Err(MigrationError::Stopped),
             Outcome::Busy { holder } if waited < 2 * LEASE => {
                 tracing::info!(holder, "waiting for another migration runner");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 waited += Duration::from_secs(1);
             }
             Outcome::Busy { holder } => return Err(MigrationError::Busy { holder }),
-            // Without a deadline a run does not pause; were it to, the next run resumes.
+            Outcome::Paused { .. } if stop_requested() => return Err(MigrationError::Stopped),
+            // Without a deadline a run pauses only when asked to stop.
             Outcome::Paused { .. } => {}
         }
     }

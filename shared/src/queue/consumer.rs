@@ -53,7 +53,10 @@ pub async fn process_batch(handler: &dyn MessageHandler, messages: &[Message], f
         // A standard queue promises no order: the batch's messages are handled together, so
         // one slow message (a webhook receiver taking its full timeout) does not hold up
         // the rest, nor the batch past the function's timeout.
-        let results = futures_util::future::join_all(messages.iter().map(|m| handler.handle(m))).await;
+        let results = futures_util::future::join_all(
+            messages.iter().map(|m| crate::telemetry::error_tracking::scoped(handler.handle(m))),
+        )
+        .await;
         return messages
             .iter()
             .zip(results)
@@ -71,7 +74,7 @@ pub async fn process_batch(handler: &dyn MessageHandler, messages: &[Message], f
             failed.push(m.id.clone());
             continue;
         }
-        if let Err(error) = handler.handle(m).await {
+        if let Err(error) = crate::telemetry::error_tracking::scoped(handler.handle(m)).await {
             tracing::warn!(message_id = %m.id, receive_count = m.receive_count, error = format!("{error:#}"), "message handling failed");
             if let Some(g) = &m.group_id {
                 failed_groups.insert(g.clone());

@@ -14,11 +14,12 @@
 //! of an event what looks like an email address or a secret (a JWT, a `Bearer` credential,
 //! an API key, a long opaque token), in case a message carries one.
 //!
-//! On Lambda, [`flush`] runs before each invocation answers (the environment is frozen
-//! afterwards, and whatever is still queued would go only with a later invocation, if
-//! ever), waiting at most [`FLUSH_TIMEOUT`]. Events go from a background thread through a
-//! client with a bounded timeout, so an unreachable Sentry never fails a request and slows
-//! an invocation by at most that flush.
+//! On Lambda, [`flush`] runs before an invocation that reported something answers (the
+//! environment is frozen afterwards, and whatever is still queued would go only with a
+//! later invocation, if ever), waiting at most [`FLUSH_TIMEOUT`]; an invocation that
+//! reported nothing does not wait. Events go from a background thread through a client with
+//! a bounded timeout, so an unreachable Sentry never fails a request, and slows only the
+//! invocations that report an error, by at most that flush.
 //!
 //! Off (no `SENTRY_DSN`), nothing is installed: no client, no log layer, no per-request
 //! scope, no flush.
@@ -28,7 +29,7 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -72,17 +73,27 @@ impl ErrorTrackingConfig {
     /// (`https://<public key>@<host>/<project id>`).
     pub fn from_env(env: &Env, environment: &str) -> Result<Option<Self>, ConfigError> {
         let Some(raw) = env.get("SENTRY_DSN") else { return Ok(None) };
-        let dsn = sentry::types::Dsn::from_str(raw.trim()).map_err(|e| ConfigError::Invalid {
+        let invalid = |why: String| ConfigError::Invalid {
             var: "SENTRY_DSN".into(),
             value: "[redacted]".into(),
-            reason: format!("not a Sentry DSN ({e}); expected https://<public key>@<host>/<project id>"),
-        })?;
+            reason: format!("not a Sentry DSN ({why}); expected https://<public key>@<host>/<project id>"),
+        };
+        if raw.chars().any(char::is_whitespace) {
+            return Err(invalid("it contains a space".into()));
+        }
+        let dsn = sentry::types::Dsn::from_str(&raw).map_err(|e| invalid(e.to_string()))?;
+        if dsn.project_id().value().is_empty() || !dsn.project_id().value().chars().all(|c| c.is_ascii_digit()) {
+            return Err(invalid("the project id is not a number".into()));
+        }
         let function = env.get("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "local".into());
         Ok(Some(Self { dsn, environment: environment.to_owned(), function }))
     }
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Events let through so far, and how many of them the last flush covered.
+static CAPTURED: AtomicU64 = AtomicU64::new(0);
+static FLUSHED: AtomicU64 = AtomicU64::new(0);
 static GUARD: OnceLock<sentry::ClientInitGuard> = OnceLock::new();
 
 /// Whether a client is installed.
@@ -109,7 +120,10 @@ pub fn init(config: &ErrorTrackingConfig) -> anyhow::Result<()> {
         environment: Some(config.environment.clone().into()),
         send_default_pii: false,
         max_breadcrumbs: 30,
-        before_send: Some(Arc::new(|event| Some(scrub_event(event)))),
+        before_send: Some(Arc::new(|event| {
+            CAPTURED.fetch_add(1, Ordering::Relaxed);
+            Some(scrub_event(event))
+        })),
         before_breadcrumb: Some(Arc::new(|crumb| Some(scrub_breadcrumb(crumb)))),
         transport: Some(Arc::new(transport)),
         ..Default::default()
@@ -123,8 +137,9 @@ pub fn init(config: &ErrorTrackingConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The log layer: `ERROR` lines become events, `WARN` lines and the HTTP layer's error
-/// lines breadcrumbs; `None` when error tracking is off.
+/// The log layer: `ERROR` lines become events, `WARN` lines and the error lines of the HTTP
+/// layer and of the Lambda runtime (which repeat what was reported) breadcrumbs; `None`
+/// when error tracking is off.
 pub fn log_layer<S>() -> Option<sentry::integrations::tracing::SentryLayer<S>>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
@@ -136,6 +151,8 @@ where
                 // The HTTP layer's own 5xx event carries these as its trail.
                 tracing::Level::ERROR if meta.target().starts_with("shared::http") => EventFilter::Breadcrumb,
                 tracing::Level::ERROR if meta.target().starts_with("shared::error") => EventFilter::Breadcrumb,
+                // The runtime's line about a handler's error repeats what was reported.
+                tracing::Level::ERROR if meta.target().starts_with("lambda_runtime") => EventFilter::Breadcrumb,
                 tracing::Level::ERROR => EventFilter::Event,
                 tracing::Level::WARN => EventFilter::Breadcrumb,
                 _ => EventFilter::Ignore,
@@ -169,6 +186,25 @@ pub fn report_server_error(hub: &sentry::Hub, status: u16, method: &str, route: 
     hub.capture_message(&format!("{status} on {method} {route}"), sentry::Level::Error);
 }
 
+/// Runs `work` (a queue message's handling, a scheduled job) in a scope of its own, so its
+/// warnings reach only its own events as breadcrumbs; `work` itself when off.
+pub async fn scoped<F: std::future::Future>(work: F) -> F::Output {
+    if enabled() {
+        let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::main()));
+        sentry::SentryFutureExt::bind_hub(work, hub).await
+    } else {
+        work.await
+    }
+}
+
+/// Runs `f` in the request's scope, if it has one (for the lines logged after its handler).
+pub fn in_scope<R>(hub: Option<&Arc<sentry::Hub>>, f: impl FnOnce() -> R) -> R {
+    match hub {
+        Some(hub) => sentry::Hub::run(Arc::clone(hub), f),
+        None => f(),
+    }
+}
+
 /// Names the request's user (by id only) on its scope.
 pub fn set_user(user_id: &str) {
     if enabled() {
@@ -185,10 +221,16 @@ pub fn set_tenant(account_id: &str) {
     }
 }
 
-/// Sends what is queued, waiting at most [`FLUSH_TIMEOUT`]: call before a Lambda
-/// invocation answers. Nothing to do when off.
+/// Sends what is queued, waiting at most [`FLUSH_TIMEOUT`], when an event was reported
+/// since the last flush: call before a Lambda invocation answers. Nothing to do when off,
+/// or when the invocation reported nothing (so a Sentry outage, which leaves a backlog
+/// behind, never holds up the invocations that go well).
 pub async fn flush() {
     if !enabled() {
+        return;
+    }
+    let captured = CAPTURED.load(Ordering::Relaxed);
+    if FLUSHED.swap(captured, Ordering::Relaxed) == captured {
         return;
     }
     if let Some(client) = sentry::Hub::main().client() {
@@ -280,7 +322,9 @@ pub fn scrub_text(text: &str) -> Cow<'_, str> {
         let word_len = rest.find(is_separator).unwrap_or(rest.len());
         let word = &rest[..word_len];
         rest = &rest[word_len..];
-        let replacement = if word.is_empty() {
+        // Already a placeholder (text scrubbed before).
+        let placeholder = (word == "secret" || word == "email") && out.ends_with('[');
+        let replacement = if word.is_empty() || placeholder {
             None
         } else if after_bearer || looks_secret(word) {
             Some("[secret]")
@@ -303,14 +347,14 @@ pub fn scrub_text(text: &str) -> Cow<'_, str> {
 
 fn looks_like_email(word: &str) -> bool {
     let word = word.trim_end_matches(['.', ':']);
-    match word.rsplit_once('@') {
-        Some((local, domain)) => !local.is_empty() && domain.contains('.') && !domain.starts_with('.'),
-        None => false,
-    }
+    // `%40` is how an address travels in a query string.
+    let at = word.rsplit_once('@').or_else(|| word.rsplit_once("%40"));
+    at.is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.starts_with('.'))
 }
 
 fn looks_secret(word: &str) -> bool {
-    let base64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    // URL-safe and standard base64 alike.
+    let base64url = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '/');
     let jwt = word.starts_with("eyJ") && word.matches('.').count() == 2;
     let prefixed = ["gwk_", "sk_", "rk_", "whsec_"].iter().any(|p| word.starts_with(p) && word.len() > p.len() + 8);
     let opaque = word.len() >= 32 && word.chars().all(base64url) && looks_random(word);
@@ -353,6 +397,10 @@ mod tests {
         assert_eq!(clean.matches("[secret]").count(), 3, "{clean}");
         assert!(clean.contains("[email] failed") && clean.contains("01JABCDEFGHJKMNPQRSTVWXYZ0 at 12:30."), "{clean}");
         assert!(matches!(scrub_text("job 01JABCDEFGHJKMNPQRSTVWXYZ0 failed"), Cow::Borrowed(_)));
+        let more = "to=dave%40example.com from root@localhost key Zm9vYmFy+mF6cXV4/XV1eHF1dXpxdXV6cXV1eg9Q==";
+        assert_eq!(scrub_text(more), "to=[email] from [email] key [secret]==");
+        let once = scrub_text("Authorization: Bearer eyJa.eyJb.c").into_owned();
+        assert_eq!(scrub_text(&once), once, "scrubbing twice changes nothing: {once}");
         for name in [
             "groundwork-staging-launch-rockets-and-more",
             "groundwork-staging-ApiErrorRateAlarm-1ABC2DEF3GHI",
@@ -413,5 +461,9 @@ mod tests {
         assert_eq!((config.environment.as_str(), config.function.as_str()), ("staging", "local"));
         assert!(!format!("{config:?}").contains("abc"));
         assert!(ErrorTrackingConfig::from_env(&Env::new([]), "staging").unwrap().is_none());
+        for bad in ["https://abc@o1.ingest.sentry.io/notanumber", "https://abc@host/1 extra"] {
+            let env = Env::new([("SENTRY_DSN".to_owned(), bad.to_owned())]);
+            assert!(ErrorTrackingConfig::from_env(&env, "staging").is_err(), "{bad}");
+        }
     }
 }
