@@ -3,13 +3,20 @@
 #   ./infra/deploy.sh staging        (infra/environments/staging.toml)
 #   ./infra/deploy.sh production     (asks to confirm the change set)
 #   ./infra/deploy.sh pr-42          (a preview stack, from the staging settings)
+#   ./infra/deploy.sh production --no-confirm   (no question: the pipeline)
 # Extra stack parameters go in GROUNDWORK_PARAMETERS, e.g.
 #   GROUNDWORK_PARAMETERS="MailDomain=acme.com MailFrom='Acme <no-reply@acme.com>' ApiUrl=https://api.acme.com"
 # Needs AWS credentials in the environment (a profile, SSO, or CI's role).
 # Ends with the data migrations (infra/migrate.py), once the new release serves all traffic.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-env_name=${1:?usage: infra/deploy.sh ENVIRONMENT}
+env_name=${1:?usage: infra/deploy.sh ENVIRONMENT [--no-confirm]}
+# --no-confirm: deploy production's change set without asking (the pipeline, whose
+# production environment has required reviewers instead).
+confirm=()
+if [[ "${2:-}" == "--no-confirm" ]]; then
+  confirm=(--no-confirm-changeset)
+fi
 config="infra/environments/$env_name.toml"
 stack=()
 if [[ ! -f "$config" ]]; then
@@ -53,7 +60,7 @@ PY
 sam build --beta-features --config-file "$config"
 # A command-line override replaces the file's list, so Environment is repeated here.
 # No changes is no failure: a rerun still reaches the migrations below.
-sam deploy --config-file "$config" "${stack[@]}" --no-fail-on-empty-changeset \
+sam deploy --config-file "$config" "${stack[@]}" "${confirm[@]}" --no-fail-on-empty-changeset \
   --parameter-overrides "Environment=$env_name JwtKeysSecretName=$secret Release=$GROUNDWORK_RELEASE $runbooks ${GROUNDWORK_PARAMETERS:-}"
 
 # The token issuer is the API's URL, known only once the stack exists: on a first deploy

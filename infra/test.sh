@@ -155,9 +155,11 @@ if [[ $contract_status -ne 0 || $browser_status -ne 0 ]]; then
   exit 1
 fi
 
-# 7. The template.
-log "cfn-lint template.yaml"
-"$venv/bin/cfn-lint" template.yaml
+# 7. The templates and the pipeline.
+log "cfn-lint template.yaml infra/github-deploy-role.yaml"
+"$venv/bin/cfn-lint" template.yaml infra/github-deploy-role.yaml
+log "zizmor .github/workflows (offline)"
+"$venv/bin/zizmor" --offline --persona=pedantic .github/workflows
 log "sam validate --lint"
 SAM_CLI_TELEMETRY=0 "$venv/bin/sam" validate --lint --region us-east-1 --template-file template.yaml
 

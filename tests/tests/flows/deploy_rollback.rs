@@ -1,8 +1,10 @@
-//! `infra/rollback.py`, the one-command rollback, against a loopback AWS server of its own
-//! (the shared one's state dump, which other tests read, cannot serialize Lambda functions):
-//! a stack whose last deploy changed one function of two; the rollback moves that one's
-//! `live` alias back and leaves the other, says what it would do in a dry run, and finds
-//! nothing to do the second time.
+//! The operator scripts against a loopback AWS server of their own (the shared one's state
+//! dump, which other tests read, cannot serialize Lambda functions):
+//! - `infra/rollback.py`, the one-command rollback: a stack whose last deploy changed one
+//!   function of two; the rollback moves that one's `live` alias back and leaves the other,
+//!   says what it would do in a dry run, and finds nothing to do the second time;
+//! - `infra/teardown.py`, the preview teardown: the stack and what it keeps (the table, the
+//!   bucket) are gone, a second run finds nothing, and a non-preview stack is refused.
 
 use std::process::Command;
 
@@ -173,4 +175,45 @@ fn the_rollback_moves_every_function_of_the_release_back_and_never_to_a_release_
     // A stack that does not exist is a message, not a traceback.
     let (ok, missing) = python_status(&moto, &["infra/rollback.py", "gw-no-such-stack"]);
     assert!(!ok && missing.contains("no such stack") && !missing.contains("Traceback"), "{missing}");
+}
+
+/// A preview stack holding a table (deletion protection on, kept when the stack goes) and
+/// a bucket with an object.
+const PREVIEW: &str = r#"
+import json, sys
+import boto3
+stack = sys.argv[1]
+template = {"Resources": {
+    "Table": {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain", "Properties": {
+        "TableName": stack + "-table", "BillingMode": "PAY_PER_REQUEST", "DeletionProtectionEnabled": True,
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]}},
+    "Exports": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "Properties": {"BucketName": stack + "-exports"}}}}
+boto3.client("cloudformation").create_stack(StackName=stack, TemplateBody=json.dumps(template))
+boto3.client("s3").put_object(Bucket=stack + "-exports", Key="exports/a.zip", Body=b"zip")
+"#;
+
+const LEFT: &str = r#"
+import sys
+import boto3
+stack = sys.argv[1]
+tables = [t for t in boto3.client("dynamodb").list_tables()["TableNames"] if t.startswith(stack)]
+buckets = [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"] if b["Name"].startswith(stack)]
+stacks = [s["StackName"] for s in boto3.client("cloudformation").list_stacks(StackStatusFilter=["CREATE_COMPLETE"])["StackSummaries"] if s["StackName"] == stack]
+print(len(tables), len(buckets), len(stacks))
+"#;
+
+#[test]
+fn a_preview_teardown_leaves_nothing_and_touches_only_previews() {
+    let moto = Moto::start();
+    let stack = format!("groundwork-pr-{}", std::process::id());
+    python(&moto, &["-c", PREVIEW, &stack]);
+    assert_eq!(python(&moto, &["-c", LEFT, &stack]).trim(), "1 1 1");
+    let done = python(&moto, &["infra/teardown.py", &stack]);
+    assert!(done.contains(&format!("{stack}: deleted")), "{done}");
+    assert_eq!(python(&moto, &["-c", LEFT, &stack]).trim(), "0 0 0", "{done}");
+    let again = python(&moto, &["infra/teardown.py", &stack]);
+    assert!(again.contains("already gone"), "{again}");
+    let (ok, refused) = python_status(&moto, &["infra/teardown.py", "groundwork-production"]);
+    assert!(!ok && refused.contains("only preview stacks"), "{refused}");
 }
