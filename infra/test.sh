@@ -155,7 +155,12 @@ if [[ $contract_status -ne 0 || $browser_status -ne 0 ]]; then
   exit 1
 fi
 
-# 7. The templates and the pipeline.
+# 7. The smoke suite the pipeline runs against each preview and staging, here against a
+# local stack.
+log "smoke suite (infra/smoke.py) against a local stack"
+infra/smoke.sh
+
+# 8. The templates and the pipeline.
 log "cfn-lint template.yaml infra/github-deploy-role.yaml"
 "$venv/bin/cfn-lint" template.yaml infra/github-deploy-role.yaml
 log "zizmor .github/workflows (offline)"

@@ -47,6 +47,7 @@
 //! | idempotent request | `IDEMPOTENT_REQUEST#<caller>#<sha256 of key>` | `ANSWER` | | | http | 1 min running, then 24 h |
 //! | staged job (outbox) | `OUTBOX#<shard 0-7>` | `<staged ms>#<job>` | | | jobs | 7 days |
 //! | suppression | `SUPPRESSION#<email>` | `SUPPRESSION` | | | mail | |
+//! | smoke mailbox message | `SMOKE_MAIL#<email>` | `<job>` | | | mail (smoke mailbox) | 1 h |
 //! | data migration | `MIGRATIONS` | `MIGRATION#<n, 4 digits>` | | | migrations | |
 //! | migration lock | `MIGRATIONS` | `LOCK` | | | migrations | lease |
 //! | open incident | `INCIDENTS` | `OPEN#<alarm>` | | | incidents | |
@@ -450,6 +451,18 @@ pub fn staged_job(shard: u32, staged_at_ms: i64, job: impl Display) -> Key {
 /// The sort key that ends the staged jobs of one shard at `before_ms` (for a range query).
 pub fn staged_before(before_ms: i64) -> String {
     format!("{:013}~", before_ms.max(0))
+}
+
+// The smoke mailbox.
+
+/// The partition of the messages kept for one smoke address.
+pub fn smoke_mailbox(address: &str) -> String {
+    format!("SMOKE_MAIL#{address}")
+}
+
+/// A message kept for `address`, by the job that sent it.
+pub fn smoke_mail(address: &str, job_id: &str) -> Key {
+    Key::new(smoke_mailbox(address), job_id)
 }
 
 // Data migrations.

@@ -1236,6 +1236,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ops/smoke-mail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Reads the email kept for an address at the smoke domain (`GROUNDWORK_SMOKE_MAIL_DOMAIN`,
+         *     never set in production), for the end-to-end smoke suite: 404 when no smoke domain is
+         *     configured.
+         */
+        get: operations["read_smoke_mail"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/organizations": {
         parameters: {
             query?: never;
@@ -3073,6 +3094,27 @@ export interface components {
              * @description At least 10 characters, not easy to guess.
              */
             password: string;
+        };
+        /** @description The messages kept for one smoke address. */
+        SmokeMail: {
+            /** @description Newest first, at most 20, each kept for an hour. */
+            messages: components["schemas"]["SmokeMessage"][];
+        };
+        /** @description A message kept for the smoke suite. */
+        SmokeMessage: {
+            /**
+             * Format: int64
+             * @description When it was kept (Unix ms).
+             */
+            received_at_ms: number;
+            /** @description The subject line. */
+            subject: string;
+            /** @description The template it came from. */
+            template: string;
+            /** @description The plain-text part. */
+            text: string;
+            /** @description The recipient. */
+            to: string;
         };
         /** @description Enterprise OIDC settings. */
         SsoRequest: {
@@ -12399,6 +12441,71 @@ export interface operations {
                 };
             };
             /** @description Operator access is off: no `GROUNDWORK_OPERATOR_TOKEN` is set (`operator_access_disabled`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    read_smoke_mail: {
+        parameters: {
+            query: {
+                /** @description The recipient, an address at the smoke domain (`GROUNDWORK_SMOKE_MAIL_DOMAIN`). */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SmokeMail"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -30,7 +30,13 @@ impl EmailDispatch {
     /// When no sender address is configured (`GROUNDWORK_MAIL_FROM`), or the mailer
     /// `GROUNDWORK_MAIL` asks for cannot be built.
     pub fn new(services: Services) -> anyhow::Result<Self> {
-        let mailer = shared::mail::mailer(&services.config.mail, &services.config.data_dir, services.aws.as_ref())?;
+        let mailer = shared::mail::mailer_with_smoke_mailbox(
+            &services.config.mail,
+            &services.config.data_dir,
+            services.aws.as_ref(),
+            services.store.clone(),
+            services.clock.clone(),
+        )?;
         let from = services.config.mail.from.clone().ok_or_else(|| {
             anyhow::anyhow!("missing environment variable GROUNDWORK_MAIL_FROM: email-dispatch needs a verified sender")
         })?;

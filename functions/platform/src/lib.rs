@@ -60,6 +60,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(openapi_json))
         .routes(routes!(ops::list))
         .routes(routes!(ops::redrive))
+        .routes(routes!(ops::smoke_mail))
         .routes(routes!(flags::list))
         .routes(routes!(flags::put, flags::delete))
         .routes(routes!(flags::put_override, flags::delete_override))

@@ -195,3 +195,54 @@ mod tests {
         assert!(!constant_time_eq(b"secret-and-more", b"secret"));
     }
 }
+
+/// Whose smoke mail to read.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SmokeMailParams {
+    /// The recipient, an address at the smoke domain (`GROUNDWORK_SMOKE_MAIL_DOMAIN`).
+    #[param(max_length = 254)]
+    pub to: String,
+}
+
+/// The messages kept for one smoke address.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SmokeMail {
+    /// Newest first, at most 20, each kept for an hour.
+    pub messages: Vec<shared::mail::smoke_mailbox::SmokeMessage>,
+}
+
+/// Reads the email kept for an address at the smoke domain (`GROUNDWORK_SMOKE_MAIL_DOMAIN`,
+/// never set in production), for the end-to-end smoke suite: 404 when no smoke domain is
+/// configured.
+#[utoipa::path(
+    get,
+    path = "/ops/smoke-mail",
+    operation_id = "read_smoke_mail",
+    tag = "operations",
+    params(SmokeMailParams),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, body = SmokeMail),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn smoke_mail(
+    _: Operator,
+    State(services): State<Services>,
+    Query(params): Query<SmokeMailParams>,
+) -> Result<Json<SmokeMail>, ApiError> {
+    let Some(domain) = services.config.mail.smoke_domain.as_deref() else { return Err(ApiError::NotFound) };
+    let address = shared::mail::EmailAddress::parse(&params.to)
+        .map_err(|e| ApiError::BadRequest { code: "invalid_address", detail: e.to_string() })?;
+    if address.domain() != domain {
+        return Err(ApiError::BadRequest {
+            code: "not_a_smoke_address",
+            detail: "only mail to the smoke domain is kept".into(),
+        });
+    }
+    let messages = shared::mail::smoke_mailbox::messages(services.store.as_ref(), address.as_str()).await?;
+    Ok(Json(SmokeMail { messages }))
+}

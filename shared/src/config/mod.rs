@@ -92,13 +92,21 @@ impl Config {
                 reason: "expected lowercase letters, digits and hyphens (staging, production, pr-42)".into(),
             });
         }
+        let mail = MailConfig::from_env(&env)?;
+        if environment == "production" && mail.smoke_domain.is_some() {
+            return Err(ConfigError::Invalid {
+                var: "GROUNDWORK_SMOKE_MAIL_DOMAIN".into(),
+                value: mail.smoke_domain.clone().unwrap_or_default(),
+                reason: "the smoke mailbox is for previews and staging, never production".into(),
+            });
+        }
         Ok(Self {
             on_lambda: env.on_lambda,
             data_dir: env.get("GROUNDWORK_DATA_DIR").map_or_else(|| PathBuf::from(".groundwork"), PathBuf::from),
             server: ServerConfig::from_env(&env)?,
             store: StoreConfig::from_env(&env)?,
             queues: QueuesConfig::from_env(&env)?,
-            mail: MailConfig::from_env(&env)?,
+            mail,
             auth: AuthConfig::from_env(&env)?,
             billing: crate::billing::config::BillingConfig::from_env(&env)?,
             jobs: crate::jobs::JobsConfig::from_env(&env)?,
@@ -121,6 +129,16 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    #[test]
+    fn the_smoke_mailbox_is_refused_in_production() {
+        let smoke = ("GROUNDWORK_SMOKE_MAIL_DOMAIN", "Smoke.Acme.com");
+        let c = Config::from_vars(vars(&[smoke, ("GROUNDWORK_ENV", "staging")])).unwrap();
+        assert_eq!(c.mail.smoke_domain.as_deref(), Some("smoke.acme.com"));
+        let err = Config::from_vars(vars(&[smoke, ("GROUNDWORK_ENV", "production")])).unwrap_err();
+        assert!(err.to_string().contains("GROUNDWORK_SMOKE_MAIL_DOMAIN"), "{err}");
+        assert!(Config::from_vars(vars(&[("GROUNDWORK_SMOKE_MAIL_DOMAIN", "not a domain")])).is_err());
     }
 
     #[test]

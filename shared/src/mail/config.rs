@@ -39,6 +39,9 @@ pub struct MailConfig {
     /// `GROUNDWORK_MAIL_FROM`: the sender of every email (defaults only for the outbox; the
     /// email-dispatch function refuses to start without it on `ses` and `smtp`).
     pub from: Option<String>,
+    /// `GROUNDWORK_SMOKE_MAIL_DOMAIN`: email to this domain is kept for the smoke suite, not
+    /// sent (see [`super::smoke_mailbox`]); refused in production.
+    pub smoke_domain: Option<String>,
 }
 
 impl MailConfig {
@@ -74,6 +77,16 @@ impl MailConfig {
                 reason: "expected a sender such as `Acme <no-reply@acme.com>`".into(),
             });
         }
-        Ok(Self { backend, from })
+        let smoke_domain = env.get("GROUNDWORK_SMOKE_MAIL_DOMAIN").map(|d| d.to_ascii_lowercase());
+        if let Some(domain) = &smoke_domain
+            && super::EmailAddress::parse(&format!("smoke@{domain}")).is_err()
+        {
+            return Err(ConfigError::Invalid {
+                var: "GROUNDWORK_SMOKE_MAIL_DOMAIN".into(),
+                value: domain.chars().take(200).collect(),
+                reason: "expected a domain such as `smoke.acme.com`".into(),
+            });
+        }
+        Ok(Self { backend, from, smoke_domain })
     }
 }

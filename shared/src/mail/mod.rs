@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod render;
 #[cfg(feature = "mail")]
 pub mod ses;
+pub mod smoke_mailbox;
 #[cfg(feature = "mail")]
 pub mod smtp;
 pub mod suppression;
@@ -210,6 +211,28 @@ pub fn mailer(
             Arc::new(ses::SesMailer::new(aws_sdk_sesv2::Client::new(sdk), configuration_set.clone()))
         }
         config::MailBackend::Smtp { url } => Arc::new(smtp::SmtpMailer::from_url(url)?),
+    })
+}
+
+/// [`mailer`], keeping the mail to the smoke domain in `store` when one is configured (see
+/// [`smoke_mailbox`]).
+///
+/// # Errors
+/// As [`mailer`].
+#[cfg(feature = "mail")]
+pub fn mailer_with_smoke_mailbox(
+    config: &config::MailConfig,
+    data_dir: &std::path::Path,
+    sdk: Option<&aws_config::SdkConfig>,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+) -> anyhow::Result<std::sync::Arc<dyn Mailer>> {
+    let inner = mailer(config, data_dir, sdk)?;
+    Ok(match &config.smoke_domain {
+        Some(domain) => {
+            std::sync::Arc::new(smoke_mailbox::SmokeMailbox { inner, domain: domain.clone(), store, clock })
+        }
+        None => inner,
     })
 }
 
