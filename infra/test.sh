@@ -165,7 +165,19 @@ log "cfn-lint template.yaml infra/github-deploy-role.yaml"
 "$venv/bin/cfn-lint" template.yaml infra/github-deploy-role.yaml
 log "zizmor .github/workflows (offline)"
 "$venv/bin/zizmor" --offline --persona=pedantic .github/workflows
-log "sam validate --lint"
-SAM_CLI_TELEMETRY=0 "$venv/bin/sam" validate --lint --region us-east-1 --template-file template.yaml
+# With each environment's parameters, so conditions (production's canary and alarms...)
+# resolve as they will there; previews deploy with the staging file under their own name.
+log "the template per environment (cfn-lint with its parameters, sam validate --lint with its file)"
+for file in infra/environments/*.toml; do
+  env_name=$(basename "$file" .toml)
+  # shellcheck disable=SC2046 # one argument per parameter
+  "$venv/bin/cfn-lint" template.yaml --parameters $("$venv/bin/python" -c '
+import shlex, sys, tomllib
+print(" ".join(shlex.split(tomllib.load(open(sys.argv[1], "rb"))["default"]["deploy"]["parameters"]["parameter_overrides"])))' "$file")
+  SAM_CLI_TELEMETRY=0 "$venv/bin/sam" validate --lint --region us-east-1 --config-file "$file" --template-file template.yaml
+  echo "--> $env_name: clean"
+done
+"$venv/bin/cfn-lint" template.yaml --parameters Environment=pr-1 SmokeMailDomain=smoke.example.com
+echo "--> preview (pr-1): clean"
 
 log "all tests passed"

@@ -168,7 +168,9 @@ pub async fn handle_scheduled_invocation(
         let event: EventBridgeEvent = serde_json::from_value(payload)?;
         if event.source == "aws.cloudwatch" && event.detail_type == crate::incidents::DETAIL_TYPE {
             let change: crate::incidents::AlarmStateChange = serde_json::from_value(event.detail)?;
-            crate::incidents::record_state_change(services.store.as_ref(), &change).await?;
+            crate::incidents::record_state_change(services.store.as_ref(), &change).await.inspect_err(|e| {
+                tracing::error!(alarm = %change.alarm_name, error = %e, "alarm state change not recorded");
+            })?;
             return Ok(serde_json::Value::Null);
         }
         handle_schedule_event(jobs, services.clock.as_ref(), &event).await?;

@@ -244,8 +244,8 @@ async fn run_locked(
         );
         loop {
             if deadline_ms.is_some_and(|d| clock.now_ms() >= d) || stop_requested() {
-                checkpoint(store, clock, runner, &record).await?;
-                tracing::info!(migration = number, steps = record.steps, "migration paused at the deadline");
+                checkpoint(store, clock, runner, &record).await.map_err(|e| lock_lost(e, number))?;
+                tracing::info!(migration = number, steps = record.steps, "migration paused at a checkpoint");
                 return Ok(Outcome::Paused { number, applied });
             }
             let from = record.cursor.as_deref().map(Cursor::decode).transpose()?;
@@ -260,9 +260,7 @@ async fn run_locked(
                 record.done_at_ms = Some(clock.now_ms());
                 record.done_by_release = Some(crate::RELEASE.to_owned());
             }
-            checkpoint(store, clock, runner, &record).await.map_err(|e| {
-                if e.is_condition_failure() { MigrationError::LockLost { number } } else { MigrationError::Store(e) }
-            })?;
+            checkpoint(store, clock, runner, &record).await.map_err(|e| lock_lost(e, number))?;
             if record.done {
                 break;
             }
@@ -302,6 +300,12 @@ pub async fn run_to_completion(
             Outcome::Paused { .. } => {}
         }
     }
+}
+
+/// A checkpoint's failure: its condition is the lock, so a condition failure means another
+/// runner has it.
+fn lock_lost(e: StoreError, number: u32) -> MigrationError {
+    if e.is_condition_failure() { MigrationError::LockLost { number } } else { MigrationError::Store(e) }
 }
 
 /// Takes the lock, or names who holds it.
