@@ -85,11 +85,14 @@ def new_user(api, operator, address):
 
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    if len(args) != 1:
+    flags = [a for a in sys.argv[1:] if a.startswith("--")]
+    if len(args) != 1 or not args[0].startswith(("http://", "https://")) or set(flags) - {"--checkout"}:
         sys.exit(__doc__)
-    checkout = "--checkout" in sys.argv[1:]
+    checkout = "--checkout" in flags
     operator = os.environ.get("GROUNDWORK_OPERATOR_TOKEN") or sys.exit("GROUNDWORK_OPERATOR_TOKEN is not set")
     domain = os.environ.get("GROUNDWORK_SMOKE_MAIL_DOMAIN") or sys.exit("GROUNDWORK_SMOKE_MAIL_DOMAIN is not set")
+    # As the stack keeps addresses: in lower case.
+    domain = domain.strip().lower()
     api = Client(args[0])
     run = f"{int(time.time())}-{secrets.token_hex(3)}"
     steps = []
@@ -129,7 +132,8 @@ def main():
         else:
             status, _ = step("checkout (answers; --checkout requires a session)",
                              lambda: api.call("POST", path, plan, token, want=(200, 503)))
-    except (Failed, urllib.error.URLError, KeyError, TypeError) as e:
+    # OSError covers an unreachable or silent server (URLError, timeouts).
+    except (Failed, OSError, ValueError, KeyError, TypeError) as e:
         print(f"FAIL after {len(steps)} step(s): {e}", file=sys.stderr)
         return 1
     print(f"smoke suite passed against {api.base}: {len(steps)} steps")

@@ -22,11 +22,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::keys;
-use crate::store::{Condition, Delete, Item, Put, Query, Store, StoreError, StoreExt};
+use crate::store::{Condition, Delete, Item, Put, Query, Store, StoreError, StoreExt, TxOp};
 use crate::telemetry::metrics::{Metrics, Unit};
 
 /// How long a closed incident is kept (400 days: a year-on-year comparison stays possible).
 const RETENTION_SECS: i64 = 400 * 24 * 3600;
+
+/// Alarms (by the logical id in their CloudFormation name) whose incidents are not timed:
+/// they watch hourly sums, so each lasts an hour at least and would always page twice, and
+/// time to recovery itself.
+const NOT_TIMED: &[&str] = &["-ScheduledFunctionErrorsAlarm-", "-MailSendSpikeAlarm-", "-TimeToRecoveryAlarm-"];
 
 /// The `detail-type` of the events [`record_state_change`] takes.
 pub const DETAIL_TYPE: &str = "CloudWatch Alarm State Change";
@@ -101,6 +106,9 @@ pub enum Recorded {
 /// A timestamp that does not parse; when the store fails.
 pub async fn record_state_change(store: &dyn Store, change: &AlarmStateChange) -> Result<Recorded, StoreError> {
     let alarm = change.alarm_name.as_str();
+    if NOT_TIMED.iter().any(|logical_id| alarm.contains(logical_id)) {
+        return Ok(Recorded::Nothing);
+    }
     let at = change.state.at_ms().ok_or_else(|| bad_time(&change.state))?;
     match change.state.value.as_str() {
         "ALARM" => {
@@ -113,17 +121,33 @@ pub async fn record_state_change(store: &dyn Store, change: &AlarmStateChange) -
             )?;
             // An incident already open goes on (ALARM, INSUFFICIENT_DATA, ALARM again).
             match store.put(Put::new(open).if_not_exists()).await {
-                Ok(_) => Ok(Recorded::Opened),
-                Err(e) if e.is_condition_failure() => Ok(Recorded::Nothing),
-                Err(e) => Err(e),
+                Ok(_) => {}
+                Err(e) if e.is_condition_failure() => return Ok(Recorded::Nothing),
+                Err(e) => return Err(e),
             }
+            // Its OK may have been handled meanwhile (the two run concurrently): then this
+            // incident is over, and the record just written goes.
+            if store.get(&keys::closed_incident(alarm, at)).await?.is_some() {
+                let delete =
+                    Delete::new(keys::open_incident(alarm)).when(Condition::Equals("started_at_ms".into(), at.into()));
+                return match store.delete(delete).await {
+                    Err(e) if !e.is_condition_failure() => Err(e),
+                    _ => Ok(Recorded::Nothing),
+                };
+            }
+            Ok(Recorded::Opened)
         }
         "OK" => {
             let open = store.get_record::<OpenIncident>(&keys::open_incident(alarm)).await?;
-            let started = match &change.previous_state {
+            let left_alarm = match &change.previous_state {
                 Some(p) if p.value == "ALARM" => Some(p.at_ms().ok_or_else(|| bad_time(p))?),
-                // ALARM, then INSUFFICIENT_DATA, then OK: the open record knows the start.
-                _ => open.as_ref().map(|o| o.started_at_ms),
+                _ => None,
+            };
+            // The earliest known start: ALARM, INSUFFICIENT_DATA, ALARM again, then OK is one
+            // incident from the first ALARM, which the open record holds.
+            let started = match (open.as_ref().map(|o| o.started_at_ms), left_alarm) {
+                (Some(o), Some(l)) => Some(o.min(l)),
+                (o, l) => o.or(l),
             };
             let Some(started) = started else { return Ok(Recorded::Nothing) };
             let incident = Incident {
@@ -134,8 +158,17 @@ pub async fn record_state_change(store: &dyn Store, change: &AlarmStateChange) -
             };
             let closed = Item::from_record(keys::closed_incident(alarm, started), &incident)?
                 .expiring_at(at / 1000 + RETENTION_SECS);
-            let recorded = match store.put(Put::new(closed).if_not_exists()).await {
-                Ok(_) => Recorded::Recovered(incident.clone()),
+            let mut writes = vec![TxOp::Put(Put::new(closed).if_not_exists())];
+            // Closed from an earlier ALARM: the last ALARM's time names it too, so this OK
+            // delivered again (the open record gone by then) finds it done.
+            if let Some(last) = left_alarm.filter(|l| *l != started) {
+                let alias = Item::new(keys::closed_incident(alarm, last))
+                    .with("same_as_started_at_ms", started)
+                    .expiring_at(at / 1000 + RETENTION_SECS);
+                writes.push(TxOp::Put(Put::new(alias).if_not_exists()));
+            }
+            let recorded = match store.transact(writes).await {
+                Ok(()) => Recorded::Recovered(incident.clone()),
                 Err(e) if e.is_condition_failure() => Recorded::Nothing,
                 Err(e) => return Err(e),
             };
@@ -186,6 +219,10 @@ pub async fn watch(store: &dyn Store, clock: &dyn Clock) -> Result<Vec<(String, 
     ages.sort_by_key(|(_, age)| std::cmp::Reverse(*age));
     for (alarm, age) in &ages {
         Metrics::new().property("alarm", alarm.as_str()).metric("IncidentAge", *age as f64, Unit::Seconds).emit();
+    }
+    // Zero when nothing is open, so the alarm has a datapoint every period.
+    if ages.is_empty() {
+        Metrics::new().metric("IncidentAge", 0.0, Unit::Seconds).emit();
     }
     Ok(ages)
 }
@@ -260,6 +297,32 @@ mod tests {
             panic!("closed from the open record's start")
         };
         assert_eq!(i.seconds, 60 * 60);
+    }
+
+    #[tokio::test]
+    async fn an_incident_that_alarms_again_before_ok_is_timed_from_its_first_alarm() {
+        let (s, _) = store();
+        let (t3, t4, t5) =
+            ("2027-01-15T08:20:00.000+0000", "2027-01-15T08:30:00.000+0000", "2027-01-15T08:40:00.000+0000");
+        record_state_change(&s, &change(("OK", T0), ("ALARM", T1))).await.unwrap();
+        record_state_change(&s, &change(("ALARM", T1), ("INSUFFICIENT_DATA", t3))).await.unwrap();
+        record_state_change(&s, &change(("INSUFFICIENT_DATA", t3), ("ALARM", t4))).await.unwrap();
+        let Recorded::Recovered(i) = record_state_change(&s, &change(("ALARM", t4), ("OK", t5))).await.unwrap() else {
+            panic!("closed")
+        };
+        assert_eq!(i.seconds, 30 * 60, "from the first ALARM (08:10), not the second (08:30)");
+        let again = record_state_change(&s, &change(("ALARM", t4), ("OK", t5))).await.unwrap();
+        assert_eq!(again, Recorded::Nothing, "the same OK again counts nothing");
+        assert_eq!(
+            record_state_change(&s, &change(("INSUFFICIENT_DATA", t3), ("ALARM", t4))).await.unwrap(),
+            Recorded::Nothing
+        );
+        assert!(open(&s).await.is_none());
+        let hourly = AlarmStateChange {
+            alarm_name: "groundwork-staging-MailSendSpikeAlarm-X".into(),
+            ..change(("OK", T0), ("ALARM", T1))
+        };
+        assert_eq!(record_state_change(&s, &hourly).await.unwrap(), Recorded::Nothing, "hourly alarms are not timed");
     }
 
     #[tokio::test]

@@ -191,6 +191,7 @@ template = {"Resources": {
     "Exports": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "Properties": {"BucketName": stack + "-exports"}}}}
 boto3.client("cloudformation").create_stack(StackName=stack, TemplateBody=json.dumps(template))
 boto3.client("s3").put_object(Bucket=stack + "-exports", Key="exports/a.zip", Body=b"zip")
+boto3.client("secretsmanager").create_secret(Name="groundwork/" + stack.removeprefix("groundwork-") + "/jwt-keys", SecretString="k")
 "#;
 
 const LEFT: &str = r#"
@@ -200,7 +201,8 @@ stack = sys.argv[1]
 tables = [t for t in boto3.client("dynamodb").list_tables()["TableNames"] if t.startswith(stack)]
 buckets = [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"] if b["Name"].startswith(stack)]
 stacks = [s["StackName"] for s in boto3.client("cloudformation").list_stacks(StackStatusFilter=["CREATE_COMPLETE"])["StackSummaries"] if s["StackName"] == stack]
-print(len(tables), len(buckets), len(stacks))
+secrets = [s["Name"] for s in boto3.client("secretsmanager").list_secrets()["SecretList"] if stack.removeprefix("groundwork-") in s["Name"]]
+print(len(tables), len(buckets), len(stacks), len(secrets))
 "#;
 
 #[test]
@@ -208,10 +210,10 @@ fn a_preview_teardown_leaves_nothing_and_touches_only_previews() {
     let moto = Moto::start();
     let stack = format!("groundwork-pr-{}", std::process::id());
     python(&moto, &["-c", PREVIEW, &stack]);
-    assert_eq!(python(&moto, &["-c", LEFT, &stack]).trim(), "1 1 1");
+    assert_eq!(python(&moto, &["-c", LEFT, &stack]).trim(), "1 1 1 1");
     let done = python(&moto, &["infra/teardown.py", &stack]);
     assert!(done.contains(&format!("{stack}: deleted")), "{done}");
-    assert_eq!(python(&moto, &["-c", LEFT, &stack]).trim(), "0 0 0", "{done}");
+    assert_eq!(python(&moto, &["-c", LEFT, &stack]).trim(), "0 0 0 0", "{done}");
     let again = python(&moto, &["infra/teardown.py", &stack]);
     assert!(again.contains("already gone"), "{again}");
     let (ok, refused) = python_status(&moto, &["infra/teardown.py", "groundwork-production"]);
