@@ -112,9 +112,6 @@ pub async fn record_state_change(store: &dyn Store, change: &AlarmStateChange) -
     let at = change.state.at_ms().ok_or_else(|| bad_time(&change.state))?;
     match change.state.value.as_str() {
         "ALARM" => {
-            if store.get(&keys::closed_incident(alarm, at)).await?.is_some() {
-                return Ok(Recorded::Nothing);
-            }
             let open = Item::from_record(
                 keys::open_incident(alarm),
                 &OpenIncident { alarm: alarm.into(), started_at_ms: at },
@@ -125,8 +122,8 @@ pub async fn record_state_change(store: &dyn Store, change: &AlarmStateChange) -
                 Err(e) if e.is_condition_failure() => return Ok(Recorded::Nothing),
                 Err(e) => return Err(e),
             }
-            // Its OK may have been handled meanwhile (the two run concurrently): then this
-            // incident is over, and the record just written goes.
+            // Its OK may have come first (delivered out of order, or handled concurrently):
+            // then this incident is over, and the record just written goes.
             if store.get(&keys::closed_incident(alarm, at)).await?.is_some() {
                 let delete =
                     Delete::new(keys::open_incident(alarm)).when(Condition::Equals("started_at_ms".into(), at.into()));

@@ -55,13 +55,13 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Records the tenant (account) id on the current request's log lines.
 pub fn record_tenant(account_id: &impl std::fmt::Display) {
     tracing::Span::current().record("tenant_id", tracing::field::display(account_id));
-    crate::telemetry::error_tracking::set_tenant(&account_id.to_string());
+    crate::telemetry::error_tracking::set_tenant(account_id);
 }
 
 /// Records the user id on the current request's log lines.
 pub fn record_user(user_id: &impl std::fmt::Display) {
     tracing::Span::current().record("user_id", tracing::field::display(user_id));
-    crate::telemetry::error_tracking::set_user(&user_id.to_string());
+    crate::telemetry::error_tracking::set_user(user_id);
 }
 
 /// The client's address, by one rule everywhere an address is used (attempt limits, audit

@@ -206,16 +206,17 @@ pub fn in_scope<R>(hub: Option<&Arc<sentry::Hub>>, f: impl FnOnce() -> R) -> R {
 }
 
 /// Names the request's user (by id only) on its scope.
-pub fn set_user(user_id: &str) {
+pub fn set_user(user_id: &impl std::fmt::Display) {
+    // Formatted only when on: this runs on every authenticated request.
     if enabled() {
         sentry::Hub::current().configure_scope(|scope| {
-            scope.set_user(Some(sentry::User { id: Some(user_id.to_owned()), ..Default::default() }));
+            scope.set_user(Some(sentry::User { id: Some(user_id.to_string()), ..Default::default() }));
         });
     }
 }
 
 /// Names the request's tenant (account id) on its scope.
-pub fn set_tenant(account_id: &str) {
+pub fn set_tenant(account_id: &impl std::fmt::Display) {
     if enabled() {
         sentry::Hub::current().configure_scope(|scope| scope.set_tag("account_id", account_id));
     }
