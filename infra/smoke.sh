@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The smoke suite (infra/smoke.py) against a fresh local stack (the debug build, a free
 # loopback port, its own data, a smoke mail domain): what the pipeline runs against every
-# preview and staging deploy, run by the test command against the code under test.
+# preview and staging deploy, run by the test command against the code under test; with
+# SCIM_COMPLIANCE_PYTHON set (the test command's venv), infra/scim_compliance.py after it.
 #   GROUNDWORK_BIN=target/debug/groundwork infra/smoke.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +20,8 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 python3 infra/smoke.py "http://127.0.0.1:$port"
+# With a Python that has scim2-tester (the test command's), the SCIM compliance check too,
+# against the same stack.
+if [[ -n "${SCIM_COMPLIANCE_PYTHON:-}" ]]; then
+  "$SCIM_COMPLIANCE_PYTHON" infra/scim_compliance.py "http://127.0.0.1:$port"
+fi

@@ -157,8 +157,8 @@ fi
 
 # 7. The smoke suite the pipeline runs against each preview and staging, here against a
 # local stack.
-log "smoke suite (infra/smoke.py) against a local stack"
-infra/smoke.sh
+log "smoke suite (infra/smoke.py) and SCIM compliance (scim2-tester) against a local stack"
+SCIM_COMPLIANCE_PYTHON="$venv/bin/python" infra/smoke.sh
 
 # 8. The templates and the pipeline.
 log "cfn-lint template.yaml infra/github-deploy-role.yaml"

@@ -118,6 +118,10 @@ ulid_id!(
     /// Identifies one attempt to deliver a webhook message.
     WebhookAttemptId
 );
+ulid_id!(
+    /// Identifies a user or group of an organization's SCIM directory (its SCIM `id`).
+    ScimId
+);
 
 /// A request id as received from outside (API Gateway, a client header): not necessarily a
 /// ULID, but bounded and printable, so it is safe to log.

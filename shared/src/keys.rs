@@ -32,6 +32,12 @@
 //! | organization's account | `ORG#<org>` | `ACCOUNT#<account>` | | | tenancy | |
 //! | organization's domain claim | `ORG#<org>` | `DOMAIN#<domain>` | | | tenancy | |
 //! | verified domain's owner | `DOMAIN#<domain>` | `OWNER` | | | tenancy | |
+//! | SCIM directory (settings, token hash) | `ORG#<org>` | `SCIM` | | | tenancy | |
+//! | SCIM directory token | `SCIM_TOKEN#<sha256>` | `TOKEN` | | | tenancy | |
+//! | SCIM user | `ORG#<org>` | `SCIM_USER#<id>` | | | tenancy | |
+//! | SCIM `userName` holder | `ORG#<org>` | `SCIM_USERNAME#<lowercase userName>` | | | tenancy | |
+//! | SCIM user's linked user | `ORG#<org>` | `SCIM_LINK#<user>` | | | tenancy | |
+//! | SCIM group | `ORG#<org>` | `SCIM_GROUP#<id>` | | | tenancy | |
 //! | request to join (domain) | `ACCOUNT#<account>` | `JOIN_REQUEST#<user>` | | purge | tenancy | 30 days |
 //! | Stripe customer | `STRIPE_CUSTOMER#<customer>` | `ACCOUNT` | | | billing | |
 //! | billed account | `BILLING#CUSTOMERS` | `<account>` | | | billing | |
@@ -304,6 +310,48 @@ pub fn org_domain(org: OrgId, domain: &str) -> Key {
 /// The one organization that verified `domain`: first verified wins.
 pub fn domain_owner(domain: &str) -> Key {
     Key::new(format!("DOMAIN#{domain}"), "OWNER")
+}
+
+/// An organization's SCIM directory: its settings and its token's hash.
+pub fn scim_directory(org: OrgId) -> Key {
+    Key::new(org_partition(org), "SCIM")
+}
+
+/// A SCIM directory token, by the SHA-256 of its secret: which organization it speaks for.
+pub fn scim_token(token_hash: &str) -> Key {
+    Key::new(format!("SCIM_TOKEN#{token_hash}"), "TOKEN")
+}
+
+/// The sort-key prefix of a directory's users.
+pub const SCIM_USER_PREFIX: &str = "SCIM_USER#";
+
+/// A user of an organization's SCIM directory (the resource as its identity provider wrote it).
+pub fn scim_user(org: OrgId, id: impl Display) -> Key {
+    Key::new(org_partition(org), format!("{SCIM_USER_PREFIX}{id}"))
+}
+
+/// The sort-key prefix of a directory's `userName` holders.
+pub const SCIM_USER_NAME_PREFIX: &str = "SCIM_USERNAME#";
+
+/// The holder of a `userName` in a directory (lowercase: `userName` is not case-exact).
+pub fn scim_user_name(org: OrgId, user_name: &str) -> Key {
+    Key::new(org_partition(org), format!("{SCIM_USER_NAME_PREFIX}{}", user_name.to_lowercase()))
+}
+
+/// The sort-key prefix of a directory's links to Groundwork users.
+pub const SCIM_LINK_PREFIX: &str = "SCIM_LINK#";
+
+/// The directory user linked to a Groundwork user (one per user and directory).
+pub fn scim_link(org: OrgId, user: UserId) -> Key {
+    Key::new(org_partition(org), format!("{SCIM_LINK_PREFIX}{user}"))
+}
+
+/// The sort-key prefix of a directory's groups.
+pub const SCIM_GROUP_PREFIX: &str = "SCIM_GROUP#";
+
+/// A group of an organization's SCIM directory.
+pub fn scim_group(org: OrgId, id: impl Display) -> Key {
+    Key::new(org_partition(org), format!("{SCIM_GROUP_PREFIX}{id}"))
 }
 
 /// The sort-key prefix of an account's requests to join.

@@ -48,6 +48,8 @@ pub mod outbound;
 pub mod product_events;
 pub mod queue;
 pub mod schedule;
+#[cfg(feature = "scim")]
+pub mod scim;
 pub mod secret;
 pub mod services;
 pub mod settings;

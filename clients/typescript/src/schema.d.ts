@@ -1451,6 +1451,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/organizations/{org_id}/scim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organization's SCIM directory (its admins). */
+        get: operations["get_scim_directory"];
+        /**
+         * Sets the directory's settings (creating the directory if needed), then brings every
+         *     linked user's memberships in line with them.
+         */
+        put: operations["put_scim_directory"];
+        post?: never;
+        /**
+         * Switches the directory off: its token stops working and its users and groups are
+         *     forgotten. Memberships it granted stay (remove members from the accounts to end them).
+         */
+        delete: operations["delete_scim_directory"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/organizations/{org_id}/scim/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Issues the directory's bearer token, replacing the previous one at once (setting the
+         *     directory up if needed). The token is shown in this answer only.
+         */
+        post: operations["rotate_scim_token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/organizations/{org_id}/sso": {
         parameters: {
             query?: never;
@@ -2250,6 +2295,41 @@ export interface components {
          * @enum {string}
          */
         DeliveryTrigger: "scheduled" | "replay" | "test";
+        /** @description A directory's settings. */
+        DirectorySettings: {
+            /** @description An account of the organization that every active user of the directory joins. */
+            default_account_id?: string | null;
+            default_role?: null | components["schemas"]["GrantableRole"];
+            /**
+             * @description Roles by group (at most 100): members of a group get its role in its account; for an
+             *     account named more than once, the first mapping a user's groups match wins, and any
+             *     mapping wins over the default.
+             */
+            group_roles?: components["schemas"]["GroupRole"][];
+        };
+        /** @description A directory as its organization's admins see it. */
+        DirectoryView: {
+            /** @description The SCIM base URL to give the identity provider ("Tenant URL", "SCIM connector base URL"). */
+            base_url: string;
+            /** @description The account every active user joins. */
+            default_account_id?: string | null;
+            /** @description Their role there. */
+            default_role: components["schemas"]["Role"];
+            /** @description Roles by group. */
+            group_roles: components["schemas"]["GroupRole"][];
+            /**
+             * Format: int64
+             * @description When it was issued (Unix ms).
+             */
+            token_created_at_ms?: number | null;
+            /** @description The start of the current token (`gws_…`), if one was issued. */
+            token_prefix?: string | null;
+            /**
+             * Format: int64
+             * @description When the settings last changed (Unix ms).
+             */
+            updated_at_ms: number;
+        };
         /** @description Re-authentication to disable two-factor authentication. */
         DisableRequest: {
             /** @description A current TOTP code (or a recovery code). */
@@ -2542,6 +2622,15 @@ export interface components {
          * @enum {string}
          */
         GrantableRole: "admin" | "member" | "billing" | "read_only";
+        /** @description A group whose members get a role in an account. */
+        GroupRole: {
+            /** @description An account of the organization. */
+            account_id: string;
+            /** @description The group's `displayName` in the directory (compared without regard to case). */
+            group: string;
+            /** @description The role its members get there (never `owner`). */
+            role: components["schemas"]["GrantableRole"];
+        };
         /** @description The health report. */
         Health: {
             /** @description The environment name (`local`, `staging`, `production`...). */
@@ -2757,6 +2846,15 @@ export interface components {
             /** @description A label ("CI deploys"). */
             name: string;
             role?: null | components["schemas"]["GrantableRole"];
+        };
+        /** @description A new directory token: shown this once. */
+        NewDirectoryToken: {
+            /** @description The SCIM base URL. */
+            base_url: string;
+            /** @description The bearer token for the identity provider ("Secret Token", "API token"). */
+            token: string;
+            /** @description Its visible start. */
+            token_prefix: string;
         };
         /** @description A domain to claim, and what happens to people at it once it is verified. */
         NewDomain: {
@@ -13898,6 +13996,430 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DomainView"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a request with this `Idempotency-Key` is still running (`idempotency_key_in_use`) */
+            409: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            422: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_scim_directory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DirectoryView"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such organization, or no directory set up (`not_found`) */
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_scim_directory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DirectorySettings"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DirectoryView"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An account outside the organization (`invalid_account`), `owner` (`invalid_role`), a bad mapping (`invalid_group_roles`) */
+            422: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_scim_directory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotate_scim_token: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: the first answer to this key is kept 24 hours for the caller and answered again (with `Idempotent-Replayed: true`) to the same request; see the README's API conventions */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            201: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewDirectoryToken"];
                 };
             };
             /** @description A path parameter is not valid (`invalid_path`) */

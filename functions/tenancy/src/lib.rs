@@ -14,6 +14,7 @@ pub mod flags;
 pub mod invitations;
 pub mod members;
 pub mod orgs;
+pub mod scim;
 pub mod webhooks;
 
 use axum::extract::State;
@@ -85,9 +86,31 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(webhooks::attempts))
         .routes(routes!(webhooks::replay))
         .routes(routes!(webhooks::test))
+        .routes(routes!(scim::directory::get, scim::directory::put, scim::directory::delete))
+        .routes(routes!(scim::directory::rotate_token))
 }
 
-shared::function_routes!();
+/// This function's routes, without the shared conventions (the local stack merges them):
+/// the API description's and SCIM's.
+pub fn routes(services: Services) -> axum::Router {
+    shared::http::routes_of(openapi_router(), services.clone()).merge(scim::protocol::router().with_state(services))
+}
+
+/// This function's routes with the shared HTTP conventions: what Lambda serves. SCIM's
+/// routes take the directory token, not a bearer credential of the API, so the API's rate
+/// limits and idempotency keys (which key on that credential) are not layered on them.
+pub fn app(services: Services) -> axum::Router {
+    let settings = services.config.http.clone();
+    let (routes, doc) = openapi_router().split_for_parts();
+    let limited = shared::http::rate_limits::LimitedRoutes::of(&doc);
+    let api = shared::http::guarded(routes.with_state(services.clone()), services.clone(), limited);
+    shared::http::finish(api.merge(scim::protocol::router().with_state(services)), &settings)
+}
+
+/// This function's part of the OpenAPI document (SCIM's routes describe themselves).
+pub fn api() -> utoipa::openapi::OpenApi {
+    shared::http::api_of(openapi_router())
+}
 
 /// A trimmed name of 1 to [`MAX_NAME_CHARS`] printable characters.
 ///

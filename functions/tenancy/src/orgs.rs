@@ -380,6 +380,19 @@ fn invalid(code: &'static str, detail: &str) -> ApiError {
     ApiError::Invalid { code, detail: detail.into() }
 }
 
+/// The account `raw` names, if it is one of the organization's (`field` names it in errors).
+///
+/// # Errors
+/// 422 `invalid_account` when it is no account id or not the organization's; store failures.
+pub(crate) async fn account_of(s: &Services, org: OrgId, raw: &str, field: &str) -> Result<AccountId, ApiError> {
+    let account: AccountId =
+        raw.parse().map_err(|_| invalid("invalid_account", &format!("{field} is not an account id")))?;
+    if s.store.get(&keys::org_account(org, account)).await?.is_none() {
+        return Err(invalid("invalid_account", &format!("{field} is not an account of this organization")));
+    }
+    Ok(account)
+}
+
 /// The issuer as stored: an `https` URL whose host is public (checked after DNS, and again
 /// at every call: [`shared::outbound::check_configured`]); `http` to loopback only where
 /// `GROUNDWORK_OUTBOUND_ALLOW_LOOPBACK` allows it (tests).
@@ -440,15 +453,7 @@ pub(crate) async fn put_sso(
     }
     let jit_account_id = match &req.jit_account_id {
         None => None,
-        Some(raw) => {
-            let account: AccountId =
-                raw.parse().map_err(|_| invalid("invalid_account", "jit_account_id is not an account id"))?;
-            let attached = s.store.get(&keys::org_account(id, account)).await?;
-            if attached.is_none() {
-                return Err(invalid("invalid_account", "jit_account_id is not an account of this organization"));
-            }
-            Some(account)
-        }
+        Some(raw) => Some(account_of(&s, id, raw, "jit_account_id").await?),
     };
     org.sso = Some(SsoConfig {
         issuer,

@@ -100,6 +100,9 @@ audit_actions! {
     MemberErased => "member.erased",
     /// A user joined through enterprise SSO (just-in-time membership); target: the user.
     MemberJoinedViaSso => "member.joined_via_sso",
+    /// Directory sync changed a membership (actor `scim_directory`); target: the
+    /// user; detail: the role granted (null when removed), the organization.
+    MemberSyncedFromDirectory => "member.synced_from_directory",
     /// A user joined through their verified domain's automatic invitation; target: the
     /// user; detail: role, organization, domain.
     MemberJoinedViaDomain => "member.joined_via_domain",
@@ -177,6 +180,27 @@ audit_actions! {
     /// A domain check did not verify it (system); target: the domain; detail: `result`
     /// (`record_not_found`, `claimed_by_another_organization`, `lookup_failed`).
     OrganizationDomainCheckFailed => "organization.domain_check_failed",
+    /// A SCIM directory token was issued or rotated (the previous one stops working);
+    /// detail: the new token's visible prefix.
+    OrganizationScimTokenRotated => "organization.scim_token_rotated",
+    /// The SCIM directory's settings changed; detail: default account and role, group mappings.
+    OrganizationScimConfigured => "organization.scim_configured",
+    /// The SCIM directory was switched off (its token revoked, its users and groups forgotten).
+    OrganizationScimDisabled => "organization.scim_disabled",
+    /// The identity provider created a user (actor `scim_directory`); target: the SCIM id;
+    /// detail: the linked user, if any.
+    ScimUserCreated => "scim.user_created",
+    /// The identity provider changed a user; target: the SCIM id; detail: active, linked user.
+    ScimUserUpdated => "scim.user_updated",
+    /// The identity provider deactivated or deleted a user: their memberships in the
+    /// organization's accounts ended and their sessions were revoked; target: the SCIM id;
+    /// detail: the linked user, the accounts left, the sessions ended.
+    ScimUserDeprovisioned => "scim.user_deprovisioned",
+    /// The identity provider deleted a user; target: the SCIM id.
+    ScimUserDeleted => "scim.user_deleted",
+    /// The identity provider created, changed or deleted a group; target: the SCIM id;
+    /// detail: its name, its member count, `deleted`.
+    ScimGroupChanged => "scim.group_changed",
 
     // The operators' stream (`ops`).
     /// A flag definition was created or changed; target: the flag.

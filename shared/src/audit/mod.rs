@@ -55,6 +55,8 @@ pub enum Actor {
     ApiKey(String),
     /// An operator, through the `/ops` routes.
     Operator,
+    /// An organization's identity provider, through its SCIM directory token.
+    Directory,
     /// Groundwork itself.
     System,
 }
@@ -66,6 +68,7 @@ impl Actor {
             Self::User(id) => Some(format!("user:{id}")),
             Self::ApiKey(id) => Some(format!("api_key:{id}")),
             Self::Operator => Some("operator".into()),
+            Self::Directory => Some("scim_directory".into()),
             Self::System => None,
         }
     }

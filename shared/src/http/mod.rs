@@ -29,6 +29,9 @@ use serde_json::Value;
 
 use crate::error::{PROBLEM_JSON, Problem};
 
+/// The media type of SCIM bodies (RFC 7644 section 3.1), whose errors are not problems.
+pub const SCIM_JSON: &str = "application/scim+json";
+
 pub use crate::config::server::HttpSettings;
 
 /// Applies the conventions to a router holding every route of a function (or, in the local
@@ -81,8 +84,13 @@ async fn problem_bodies(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_problem =
-        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let content_type = res.headers().get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
+    // SCIM answers its errors in its own body (RFC 7644 section 3.12), which identity
+    // providers parse; they stay as they are.
+    if content_type.starts_with(SCIM_JSON.as_bytes()) {
+        return res;
+    }
+    let is_problem = content_type.starts_with(PROBLEM_JSON.as_bytes());
     let (mut parts, body) = res.into_parts();
     let mut problem: serde_json::Map<String, Value> = if is_problem {
         match body.collect().await.map(|b| serde_json::from_slice(&b.to_bytes())) {

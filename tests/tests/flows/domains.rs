@@ -16,7 +16,7 @@ pub(crate) fn fresh_domain() -> String {
 }
 
 /// An organization `admin` runs, with an account attached; returns their ids.
-async fn org_with_account(app: &TestApp, admin: &str) -> (String, String) {
+pub(crate) async fn org_with_account(app: &TestApp, admin: &str) -> (String, String) {
     let (status, account) = app.call("POST", "/accounts", Some(admin), Some(json!({"name": "Acme"}))).await;
     assert_eq!(status, 201, "{account}");
     let account_id = account["id"].as_str().unwrap().to_owned();

@@ -21,6 +21,7 @@ mod oidc;
 mod outages;
 mod rate_limits;
 mod rent_auth;
+mod scim;
 mod template_routes;
 mod tenancy;
 mod webhooks;
