@@ -193,7 +193,13 @@ fn pick_variant(flag: &Flag, account: AccountId) -> Option<String> {
 /// The flag definitions a process read last, and when (by its [`Clock`]): one per process,
 /// in the process's services (`Services::flag_cache`).
 #[derive(Debug, Default)]
-pub struct FlagCache(Mutex<Option<(i64, Vec<Flag>)>>);
+pub struct FlagCache(Mutex<Option<(i64, Vec<Flag>)>>, Mutex<std::collections::HashSet<(AccountId, String, i64)>>);
+
+/// The most (account, flag, day) uses a process remembers before it forgets them all.
+const MAX_REMEMBERED_USES: usize = 10_000;
+
+/// A day of Unix time (UTC), in milliseconds.
+const DAY_MS: i64 = 86_400_000;
 
 impl FlagCache {
     /// Every flag definition, read at most every [`CACHE_SECS`] seconds of `clock`'s time.
@@ -215,6 +221,16 @@ impl FlagCache {
 }
 
 impl FlagCache {
+    /// Whether this process has not yet seen `account` use `flag` on `day` (and remembers
+    /// that it has now).
+    fn first_use(&self, account: AccountId, flag: &str, day: i64) -> bool {
+        let mut seen = self.1.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= MAX_REMEMBERED_USES {
+            seen.clear();
+        }
+        seen.insert((account, flag.to_owned(), day))
+    }
+
     /// Forgets the definitions, so this process reads them at its next evaluation: the
     /// process that changed a flag sees the change at once (others within [`CACHE_SECS`]).
     pub fn invalidate(&self) {
@@ -272,6 +288,44 @@ impl Flags<'_> {
     /// As [`Flags::for_account`].
     pub async fn enabled(&self, account: AccountId, key: &str) -> Result<bool, StoreError> {
         Ok(self.for_account(account).await?.get(key).is_some_and(|e| e.enabled))
+    }
+
+    /// As [`Flags::enabled`], for a route about to use the feature the flag gates: when it is
+    /// on, the use is recorded as the `feature.used` product event (`flag`, `first_used_at_ms`),
+    /// once per account, flag and UTC day (the event is timed at the day's start, the first
+    /// writer wins). A process writes at most once per account, flag and day, so a busy
+    /// feature costs no write per request; a failed write is logged, never the request's.
+    ///
+    /// # Errors
+    /// As [`Flags::for_account`].
+    pub async fn use_feature(
+        &self,
+        account: AccountId,
+        key: &str,
+        user: Option<crate::id::UserId>,
+    ) -> Result<bool, StoreError> {
+        if !self.enabled(account, key).await? {
+            return Ok(false);
+        }
+        let now = self.clock.now_ms();
+        let day = now.div_euclid(DAY_MS);
+        if self.cache.first_use(account, key, day) {
+            let event = crate::product_events::ProductEvent::new("feature.used", account, user, day * DAY_MS)
+                .and_then(|e| e.with("flag", key))
+                .and_then(|e| e.with("first_used_at_ms", now));
+            let written = match event {
+                Ok(event) => match event.put_first(&format!("{key}:{day}")) {
+                    Ok(put) => self.store.put(put).await.map(|_| ()),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(StoreError::Invalid(e.to_string())),
+            };
+            match written {
+                Ok(()) | Err(StoreError::ConditionFailed) => {}
+                Err(e) => tracing::warn!(error = %e, flag = key, %account, "could not record a feature's use"),
+            }
+        }
+        Ok(true)
     }
 }
 

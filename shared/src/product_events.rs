@@ -21,6 +21,29 @@ pub const RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 /// The most properties an event carries.
 pub const MAX_PROPERTIES: usize = 20;
 
+/// The lifecycle events Groundwork's own flows record, which a customer-success view reads;
+/// no client may send them (`POST /accounts/{id}/events` refuses these names).
+pub const LIFECYCLE: &[&str] = &[
+    // An account was created (by its first owner).
+    "account.created",
+    // Someone was invited (`role`).
+    "member.invited",
+    // Someone joined (`role`, `via`: invitation, domain, sso, scim).
+    "member.joined",
+    // A subscription began its trial (`plan`).
+    "trial.started",
+    // A subscription became paid (`plan`, `from_trial`).
+    "subscription.converted",
+    // The plan changed (`from`, `to`).
+    "plan.changed",
+    // A payment failed: the subscription is past due or unpaid (`status`).
+    "payment.failed",
+    // The subscription was cancelled (`at_period_end`).
+    "subscription.cancelled",
+    // A feature behind a flag was used (`flag`), recorded once per account, flag and day.
+    "feature.used",
+];
+
 /// One product event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductEvent {
@@ -83,8 +106,62 @@ impl ProductEvent {
     /// When the event does not serialize.
     pub fn op(&self) -> Result<TxOp, StoreError> {
         let key = crate::keys::product_event(self.account_id, self.at_ms, ulid::Ulid::new());
+        Ok(TxOp::Put(self.put(key)?.if_not_exists()))
+    }
+
+    /// As [`ProductEvent::op`], for an event that may be recorded twice (a retried request, a
+    /// redelivered message): the event's key comes from `id`, unique to the occurrence, so
+    /// the second write lands on the first.
+    ///
+    /// # Errors
+    /// When the event does not serialize.
+    pub fn op_once(&self, id: &str) -> Result<TxOp, StoreError> {
+        let digest = crate::auth::hash_secret(&format!("{}#{id}", self.name));
+        let key = crate::keys::product_event(self.account_id, self.at_ms, &digest[..32]);
+        Ok(TxOp::Put(self.put(key)?))
+    }
+
+    /// The write of an event that happens once per `id` (a feature's first use in a day):
+    /// the first writer's stays.
+    ///
+    /// # Errors
+    /// When the event does not serialize.
+    pub fn put_first(&self, id: &str) -> Result<Put, StoreError> {
+        let digest = crate::auth::hash_secret(&format!("{}#{id}", self.name));
+        Ok(self.put(crate::keys::product_event(self.account_id, self.at_ms, &digest[..32]))?.if_not_exists())
+    }
+
+    fn put(&self, key: crate::store::Key) -> Result<Put, StoreError> {
         let expires = (self.at_ms + i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX)) / 1000;
-        Ok(TxOp::Put(Put::new(Item::from_record(key, self)?.expiring_at(expires)).if_not_exists()))
+        Ok(Put::new(Item::from_record(key, self)?.expiring_at(expires)))
+    }
+}
+
+/// The write that records one of Groundwork's [`LIFECYCLE`] events, for the transaction of
+/// the change it describes; `once` makes it idempotent ([`ProductEvent::op_once`]).
+///
+/// # Errors
+/// When the event does not serialize; a name outside [`LIFECYCLE`] or a property that is not
+/// a scalar is a bug, reported as [`StoreError::Invalid`].
+pub fn lifecycle(
+    name: &'static str,
+    account: AccountId,
+    user: Option<UserId>,
+    at_ms: i64,
+    properties: &[(&str, Value)],
+    once: Option<&str>,
+) -> Result<TxOp, StoreError> {
+    let invalid = |e: InvalidEvent| StoreError::Invalid(e.to_string());
+    if !LIFECYCLE.contains(&name) {
+        return Err(StoreError::Invalid(format!("{name} is not a lifecycle event")));
+    }
+    let mut event = ProductEvent::new(name, account, user, at_ms).map_err(invalid)?;
+    for (key, value) in properties {
+        event = event.with(key, value.clone()).map_err(invalid)?;
+    }
+    match once {
+        Some(id) => event.op_once(id),
+        None => event.op(),
     }
 }
 

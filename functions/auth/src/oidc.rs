@@ -330,7 +330,15 @@ pub async fn join_jit(s: &Services, org: OrgId, sso: &tenancy::SsoConfig, user: 
         json!({"account_id": account, "user_id": user, "role": m.role}),
     );
     let joined = shared::webhooks::stage(&s.jobs(), account, &joined)?;
-    let ops = vec![TxOp::Put(Put::new(tenancy::membership_item(&m)?).if_not_exists()), joined.op()];
+    let event = shared::product_events::lifecycle(
+        "member.joined",
+        account,
+        Some(user),
+        m.joined_at_ms,
+        &[("role", json!(m.role)), ("via", json!("sso"))],
+        None,
+    )?;
+    let ops = vec![TxOp::Put(Put::new(tenancy::membership_item(&m)?).if_not_exists()), joined.op(), event];
     match s.store.transact(ops).await {
         Ok(()) => {
             s.jobs().dispatch(joined).await;

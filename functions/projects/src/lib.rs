@@ -193,7 +193,8 @@ fn description(raw: Option<&str>) -> Result<Option<String>, ApiError> {
 
 /// 403 `feature_disabled` unless the `projects` flag is on for the account.
 async fn gate(s: &Services, scope: &TenantScope) -> Result<(), ApiError> {
-    if s.flags().enabled(scope.account_id(), FLAG).await? {
+    // Recorded as the `feature.used` product event (once a day per account).
+    if s.flags().use_feature(scope.account_id(), FLAG, scope.user_id()).await? {
         return Ok(());
     }
     Err(ApiError::ForbiddenBecause {

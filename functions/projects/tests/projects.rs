@@ -107,7 +107,16 @@ async fn an_accounts_projects_behind_a_flag_and_the_plans_limit() {
     let event_names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(event_names.iter().filter(|n| **n == "project.created").count(), 4, "{event_names:?}");
     assert!(event_names.contains(&"project.deleted") && event_names.contains(&"project.restored"));
-    assert!(events.iter().all(|e| e.user_id.is_some() && e.properties.contains_key("project_id")));
+    // Every route went through the flag: its use is one `feature.used` a day, not one a request.
+    let used: Vec<_> = events.iter().filter(|e| e.name == "feature.used").collect();
+    assert_eq!(used.len(), 1, "{event_names:?}");
+    assert_eq!(used[0].properties["flag"], projects::FLAG);
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.name.starts_with("project."))
+            .all(|e| e.user_id.is_some() && e.properties.contains_key("project_id"))
+    );
 
     // The background job (a product job, run by the worker) repairs a count that drifted.
     app.drain().await;

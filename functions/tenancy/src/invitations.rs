@@ -161,7 +161,8 @@ async fn check_seats(s: &Services, account: AccountId, pending: usize) -> Result
 /// Adds `user` to `account` with `role` when no invitation holds a seat for them (a join
 /// through a verified domain): checks the seats, then writes the membership with
 /// `extra` in one transaction, which also stages the seat sync and the `member.joined`
-/// webhook (`event_id` deduplicates it).
+/// webhook (`event_id` deduplicates it) and records the `member.joined` product event
+/// (`via: domain`).
 ///
 /// # Errors
 /// 409 `seat_limit` or `already_member`; store failures.
@@ -174,7 +175,7 @@ pub(crate) async fn add_member(
     extra: Vec<TxOp>,
 ) -> Result<(), ApiError> {
     check_seats(s, account, pending(s, account).await?.len()).await?;
-    join(s, account, user, role, event_id, extra).await
+    join(s, account, user, role, event_id, "domain", extra).await
 }
 
 /// The membership write for `user` joining `account`: a removed member coming back replaces
@@ -201,14 +202,16 @@ async fn membership_put(s: &Services, account: AccountId, user: UserId, role: Ro
     })
 }
 
-/// Writes the membership with `extra`, the seat sync and the account's `member.joined`
-/// webhook message in one transaction (the job outbox), then sends what it staged.
+/// Writes the membership with `extra`, the seat sync, the account's `member.joined`
+/// webhook message and product event (joined `via` an invitation or a domain) in one
+/// transaction (the job outbox), then sends what it staged.
 async fn join(
     s: &Services,
     account: AccountId,
     user: UserId,
     role: Role,
     event_id: String,
+    via: &'static str,
     extra: Vec<TxOp>,
 ) -> Result<(), ApiError> {
     let membership = membership_put(s, account, user, role).await?;
@@ -220,7 +223,15 @@ async fn join(
         json!({"account_id": account, "user_id": user, "role": role}),
     );
     let joined = shared::webhooks::stage(&s.jobs(), account, &joined)?;
-    let mut ops = vec![TxOp::Put(membership), joined.op()];
+    let event = shared::product_events::lifecycle(
+        "member.joined",
+        account,
+        Some(user),
+        s.clock.now_ms(),
+        &[("role", json!(role)), ("via", json!(via))],
+        None,
+    )?;
+    let mut ops = vec![TxOp::Put(membership), joined.op(), event];
     ops.extend(extra);
     if let Some(job) = &seats {
         ops.push(job.op());
@@ -292,6 +303,14 @@ pub(crate) async fn invite(
             TxOp::Put(Put::new(Item::from_record(invitation_key(inv.account_id, inv.id), &inv)?).if_not_exists()),
             TxOp::Put(Put::new(token_item(&inv, &inv.token_hash)).if_not_exists()),
             email.op(),
+            shared::product_events::lifecycle(
+                "member.invited",
+                inv.account_id,
+                scope.user_id(),
+                now,
+                &[("role", json!(role))],
+                None,
+            )?,
         ])
         .await?;
     s.jobs().dispatch(email).await;
@@ -474,7 +493,7 @@ pub(crate) async fn accept(
     inv_item.version = item.version;
     // The invitation held the seat: no seat check.
     let extra = vec![TxOp::Put(Put::new(inv_item).if_unchanged()), TxOp::Delete(Delete::new(token_key(&hash)))];
-    join(&s, account_id, caller.user_id, inv.role, format!("member-joined-{id}"), extra).await?;
+    join(&s, account_id, caller.user_id, inv.role, format!("member-joined-{id}"), "invitation", extra).await?;
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::InvitationAccepted, ctx.origin())
         .target(id)
         .detail(json!({"role": inv.role}));

@@ -14,6 +14,7 @@ pub mod flags;
 pub mod invitations;
 pub mod members;
 pub mod orgs;
+pub mod product_events;
 pub mod scim;
 pub mod webhooks;
 
@@ -62,6 +63,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(api_keys::revoke_key))
         .routes(routes!(audit::account_audit))
         .routes(routes!(flags::account_flags))
+        .routes(routes!(product_events::record))
         .routes(routes!(exports::export_account))
         .routes(routes!(exports::download_export))
         .routes(routes!(orgs::create))
@@ -197,6 +199,7 @@ async fn create_account(
         .transact(vec![
             TxOp::Put(Put::new(tenancy::account_item(&account)?).if_not_exists()),
             TxOp::Put(Put::new(membership_item(&membership)?).if_not_exists()),
+            shared::product_events::lifecycle("account.created", account.id, Some(caller.user_id), now, &[], None)?,
         ])
         .await?;
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::AccountCreated, ctx.origin())

@@ -163,11 +163,13 @@ async fn update_state_with<E: From<StoreError>>(
 ) -> Result<bool, E> {
     for _ in 0..5 {
         let (mut state, version) = super::state(s.store, account).await?;
+        let before = state.clone();
         if !change(&mut state)? {
             return Ok(false);
         }
         let job = stage(&state);
-        match save(s, account, &state, version, rederive, job.as_ref()).await {
+        let events = lifecycle_events(account, &before, &state)?;
+        match save(s, account, &state, version, rederive, job.as_ref(), events).await {
             Ok(()) => {
                 if let Some(job) = job {
                     s.jobs().dispatch(job).await;
@@ -181,8 +183,50 @@ async fn update_state_with<E: From<StoreError>>(
     Err(StoreError::Unavailable(anyhow::anyhow!("the billing state of {account} kept changing")).into())
 }
 
-/// Writes `state` over `version` (with `job`'s outbox copy in the same transaction),
-/// deriving entitlements when `rederive` is set and auditing a change of them.
+/// The product events of a change of the billing state (trial started, converted, plan
+/// changed, payment failed, cancelled), each keyed by the change's source, so a change
+/// applied again records nothing new; timed by Stripe's clock (`as_of`).
+///
+/// # Errors
+/// Never in practice (the names and properties are Groundwork's own).
+fn lifecycle_events(account: AccountId, before: &BillingState, after: &BillingState) -> Result<Vec<TxOp>, StoreError> {
+    use SubscriptionStatus::{Active, Canceled, PastDue, Trialing, Unpaid};
+    let mut out = Vec::new();
+    let at_ms = after.as_of.saturating_mul(1000);
+    let once = after.as_of_event.as_str();
+    let plan = json!(after.plan_id);
+    let mut event = |name: &'static str, properties: &[(&str, serde_json::Value)]| -> Result<(), StoreError> {
+        out.push(crate::product_events::lifecycle(name, account, None, at_ms, properties, Some(once))?);
+        Ok(())
+    };
+    let (was, is) = (before.status, after.status);
+    if is == Some(Trialing) && was != Some(Trialing) {
+        event("trial.started", &[("plan", plan.clone())])?;
+    }
+    // Paying for the first time: from a trial or from nothing, not back from a failed payment.
+    if is == Some(Active) && !matches!(was, Some(Active | PastDue | Unpaid)) {
+        event("subscription.converted", &[("plan", plan.clone()), ("from_trial", json!(was == Some(Trialing)))])?;
+    }
+    if let (Some(from), Some(to)) = (&before.plan_id, &after.plan_id)
+        && from != to
+        && before.subscription_id == after.subscription_id
+    {
+        event("plan.changed", &[("from", json!(from)), ("to", json!(to))])?;
+    }
+    if matches!(is, Some(PastDue | Unpaid)) && !matches!(was, Some(PastDue | Unpaid)) {
+        event("payment.failed", &[("status", json!(is))])?;
+    }
+    let scheduled = after.cancel_at_period_end && !before.cancel_at_period_end;
+    let ended = is == Some(Canceled) && was != Some(Canceled) && !before.cancel_at_period_end;
+    if scheduled || ended {
+        event("subscription.cancelled", &[("at_period_end", json!(scheduled))])?;
+    }
+    Ok(out)
+}
+
+/// Writes `state` over `version` (with `job`'s outbox copy and the product `events` in the
+/// same transaction), deriving entitlements when `rederive` is set and auditing a change of
+/// them.
 async fn save(
     s: &Billing<'_>,
     account: AccountId,
@@ -190,6 +234,7 @@ async fn save(
     version: u64,
     rederive: bool,
     job: Option<&StagedJob>,
+    events: Vec<TxOp>,
 ) -> Result<(), StoreError> {
     let mut state = state.clone();
     let before = state.entitlements.clone();
@@ -199,9 +244,14 @@ async fn save(
     let mut item = Item::from_record(keys::billing_state(account), &state)?;
     item.version = version;
     let put = if version == 0 { Put::new(item).if_not_exists() } else { Put::new(item).if_unchanged() };
-    let written = match job {
-        Some(job) => s.store.transact(vec![TxOp::Put(put), job.op()]).await,
-        None => s.store.put(put).await.map(|_| ()),
+    let written = match (job, events.is_empty()) {
+        (None, true) => s.store.put(put).await.map(|_| ()),
+        (job, _) => {
+            let mut ops = vec![TxOp::Put(put)];
+            ops.extend(job.map(StagedJob::op));
+            ops.extend(events);
+            s.store.transact(ops).await
+        }
     };
     written.map_err(|e| if e.is_condition_failure() { StoreError::ConditionFailed } else { e })?;
     if state.entitlements != before {

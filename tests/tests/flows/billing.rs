@@ -424,6 +424,28 @@ async fn every_order_and_duplication_of_a_lifecycle_ends_in_the_in_order_state()
     let (expected, _) = shared::billing::state(s.store.as_ref(), account).await.unwrap();
     assert_eq!(expected.status, Some(SubscriptionStatus::Canceled));
     assert_eq!(expected.entitlements.as_ref().unwrap().plan, "free");
+    // Each transition is one product event for the customer-success layer, at Stripe's time.
+    let events = shared::product_events::recent(s.store.as_ref(), account, 50).await.unwrap();
+    let mut seen: Vec<(&str, i64)> = events.iter().map(|e| (e.name.as_str(), e.at_ms / 1000 - base)).collect();
+    seen.sort_by_key(|(_, at)| *at);
+    assert_eq!(
+        seen,
+        [
+            ("trial.started", 1),
+            ("subscription.converted", 3),
+            ("payment.failed", 5),
+            ("plan.changed", 6),
+            ("subscription.cancelled", 7)
+        ],
+        "{events:?}"
+    );
+    let converted = events.iter().find(|e| e.name == "subscription.converted").unwrap();
+    assert_eq!(converted.properties["from_trial"], true);
+    let changed = events.iter().find(|e| e.name == "plan.changed").unwrap();
+    assert_eq!(
+        (changed.properties["from"].as_str(), changed.properties["to"].as_str()),
+        (Some("team"), Some("business"))
+    );
 
     // Every ordering of the six subscription events (720), each with the first two delivered
     // twice more at the end; the payment failure rides along at a fixed place.

@@ -19,6 +19,7 @@ mod health;
 mod jobs;
 mod oidc;
 mod outages;
+mod product_events;
 mod rate_limits;
 mod rent_auth;
 mod scim;

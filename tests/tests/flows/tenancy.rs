@@ -325,6 +325,7 @@ const READ_ONLY_ALLOWED: &[(&str, &str)] = &[
     ("GET", "/accounts/{account_id}/members"),
     ("GET", "/accounts/{account_id}/flags"),
     ("POST", "/accounts/{account_id}/leave"),
+    ("POST", "/accounts/{account_id}/events"),
 ];
 
 #[tokio::test]

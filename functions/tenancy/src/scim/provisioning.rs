@@ -205,7 +205,15 @@ async fn grant(
         json!({"account_id": account, "user_id": user, "role": role}),
     );
     let joined = shared::webhooks::stage(&s.jobs(), account, &joined)?;
-    let mut ops = vec![TxOp::Put(put), joined.op()];
+    let event = shared::product_events::lifecycle(
+        "member.joined",
+        account,
+        Some(user),
+        m.joined_at_ms,
+        &[("role", json!(role)), ("via", json!("scim"))],
+        None,
+    )?;
+    let mut ops = vec![TxOp::Put(put), joined.op(), event];
     if let Some(job) = &seats {
         ops.push(job.op());
     }

@@ -1,0 +1,144 @@
+//! Product events sent by the account's frontend (or the product's backend, with an API
+//! key): `POST /accounts/{account_id}/events`, a batch recorded in one write under the
+//! account's partition (`shared::product_events`), beside the lifecycle events Groundwork's
+//! own flows record. Any member may send them; the request's rate limits apply.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use shared::error::{ApiError, Problem};
+use shared::http::{Json, json_with_status};
+use shared::product_events::{LIFECYCLE, MAX_PROPERTIES, ProductEvent};
+use shared::services::Services;
+use shared::tenancy::{Action, Tenant};
+
+/// The most events one request carries.
+pub const MAX_BATCH: usize = 50;
+/// The longest string property, in characters.
+pub const MAX_STRING_CHARS: usize = 256;
+/// How far back a client may date an event (it may have been queued offline).
+pub const MAX_PAST_MS: i64 = 24 * 3_600_000;
+/// How far ahead of the server's clock a client's date may be (clock skew).
+pub const MAX_FUTURE_MS: i64 = 5 * 60_000;
+
+/// One event a client sends.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProductEvent {
+    /// `noun.verb` in lower case (`report.exported`); Groundwork's lifecycle names
+    /// (`account.created`, `member.joined`...) are its own.
+    #[schema(min_length = 3, max_length = 64, pattern = "^[a-z0-9_]+\\.[a-z0-9_]+$")]
+    pub name: String,
+    /// The client's id of this occurrence, with `at_ms` (as a client's event queue stamps
+    /// both when the event happens): a retry with the same id and time records it once.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$")]
+    pub id: Option<String>,
+    /// When it happened (Unix ms); the server's time when absent. At most 24 hours back and
+    /// 5 minutes ahead.
+    pub at_ms: Option<i64>,
+    /// At most 20 properties: strings (at most 256 characters), numbers or booleans; ids,
+    /// never personal data.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub properties: Map<String, Value>,
+}
+
+/// A batch of events.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"events": [{"name": "report.exported", "properties": {"format": "csv"}}]}))]
+pub struct ProductEventBatch {
+    /// 1 to 50 events.
+    #[schema(min_items = 1, max_items = 50)]
+    pub events: Vec<NewProductEvent>,
+}
+
+/// What was recorded.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProductEventsAccepted {
+    /// How many events were recorded.
+    pub accepted: usize,
+}
+
+fn invalid(code: &'static str, detail: String) -> ApiError {
+    ApiError::Invalid { code, detail }
+}
+
+fn checked(
+    new: &NewProductEvent,
+    index: usize,
+    scope: &shared::tenancy::TenantScope,
+    now: i64,
+) -> Result<ProductEvent, ApiError> {
+    if LIFECYCLE.contains(&new.name.as_str()) {
+        return Err(invalid("reserved_event_name", format!("events[{index}]: {} is Groundwork's own event", new.name)));
+    }
+    let at_ms = new.at_ms.unwrap_or(now);
+    if at_ms < now - MAX_PAST_MS || at_ms > now + MAX_FUTURE_MS {
+        return Err(invalid(
+            "invalid_event",
+            format!("events[{index}]: at_ms must lie within the last 24 hours (and at most 5 minutes ahead)"),
+        ));
+    }
+    if new.id.is_some() && new.at_ms.is_none() {
+        return Err(invalid("invalid_event", format!("events[{index}]: an id needs the at_ms it happened at")));
+    }
+    if let Some(id) = &new.id
+        && (id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b)))
+    {
+        return Err(invalid("invalid_event", format!("events[{index}]: id is 1 to 64 of A-Z a-z 0-9 _ . : -")));
+    }
+    if new.properties.len() > MAX_PROPERTIES {
+        return Err(invalid("invalid_event", format!("events[{index}]: at most {MAX_PROPERTIES} properties")));
+    }
+    let mut event = ProductEvent::new(&new.name, scope.account_id(), scope.user_id(), at_ms)
+        .map_err(|e| invalid("invalid_event_name", format!("events[{index}]: {e}")))?;
+    for (key, value) in &new.properties {
+        let key_ok = !key.is_empty()
+            && key.len() <= 64
+            && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        let value_ok = value.as_str().is_none_or(|s| s.chars().count() <= MAX_STRING_CHARS);
+        if !key_ok || !value_ok {
+            return Err(invalid(
+                "invalid_event",
+                format!(
+                    "events[{index}]: property names are 1 to 64 of a-z 0-9 _, strings at most {MAX_STRING_CHARS} characters"
+                ),
+            ));
+        }
+        event =
+            event.with(key, value.clone()).map_err(|e| invalid("invalid_event", format!("events[{index}]: {e}")))?;
+    }
+    Ok(event)
+}
+
+/// Records a batch of the account's product events (any member, or an API key of the
+/// account). All or none: one event that does not fit refuses the batch.
+#[utoipa::path(post, path = "/accounts/{account_id}/events", tag = "tenancy", request_body = ProductEventBatch,
+    security(("bearer" = [])), params(("account_id" = String, Path)),
+    responses((status = 202, body = ProductEventsAccepted),
+              (status = 422, description = "An event that does not fit: a name that is not `noun.verb` (`invalid_event_name`), one of Groundwork's lifecycle names (`reserved_event_name`), a property or time out of bounds (`invalid_event`), an empty or too large batch (`invalid_batch`)", body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn record(
+    State(s): State<Services>,
+    Tenant(scope): Tenant,
+    Json(req): Json<ProductEventBatch>,
+) -> Result<Response, ApiError> {
+    scope.require(Action::ReadAccount)?;
+    if req.events.is_empty() || req.events.len() > MAX_BATCH {
+        return Err(invalid("invalid_batch", format!("send 1 to {MAX_BATCH} events")));
+    }
+    let now = s.clock.now_ms();
+    let mut ops = Vec::with_capacity(req.events.len());
+    for (index, new) in req.events.iter().enumerate() {
+        let event = checked(new, index, &scope, now)?;
+        ops.push(match &new.id {
+            Some(id) => event.op_once(id)?,
+            None => event.op()?,
+        });
+    }
+    let accepted = ops.len();
+    s.store.transact(ops).await?;
+    Ok(json_with_status(StatusCode::ACCEPTED, &ProductEventsAccepted { accepted }))
+}

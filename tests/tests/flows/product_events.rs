@@ -1,0 +1,81 @@
+//! Product events through the local stack: the lifecycle events Groundwork's flows record
+//! in the account's partition, and the batch a frontend sends.
+
+use serde_json::{Value, json};
+use testkit::app::TestApp;
+
+async fn names(app: &TestApp, account: &str) -> Vec<String> {
+    let events =
+        shared::product_events::recent(app.stack.services.store.as_ref(), account.parse().unwrap(), 100).await.unwrap();
+    events.into_iter().map(|e| e.name).collect()
+}
+
+#[tokio::test]
+async fn flows_record_lifecycle_events_and_a_frontend_sends_its_own_in_batches() {
+    let app = TestApp::spawn(&[]).await;
+    let (owner, owner_id) = app.user("owner@events.test").await;
+    let (_, account) = app.call("POST", "/accounts", Some(&owner), Some(json!({"name": "Events"}))).await;
+    let account = account["id"].as_str().unwrap().to_owned();
+    assert_eq!(names(&app, &account).await, ["account.created"]);
+
+    // An invitation and its acceptance.
+    let invite = json!({"email": "member@events.test", "role": "member"});
+    assert_eq!(app.call("POST", &format!("/accounts/{account}/invitations"), Some(&owner), Some(invite)).await.0, 201);
+    let (member, _) = app.user("member@events.test").await;
+    let token = app.token_from_email("member@events.test", "invited you to").await;
+    let (status, body) = app.call("POST", "/invitations/accept", Some(&member), Some(json!({"token": token}))).await;
+    assert_eq!(status, 200, "{body}");
+    let store = app.stack.services.store.as_ref();
+    let events = shared::product_events::recent(store, account.parse().unwrap(), 100).await.unwrap();
+    let joined = events.iter().find(|e| e.name == "member.joined").expect("member.joined");
+    assert_eq!(
+        (joined.properties["via"].as_str(), joined.properties["role"].as_str()),
+        (Some("invitation"), Some("member"))
+    );
+    let invited = events.iter().find(|e| e.name == "member.invited").expect("member.invited");
+    assert_eq!(invited.user_id.map(|u| u.to_string()), Some(owner_id.clone()));
+
+    // The frontend's batch: recorded under the caller, once per client id.
+    let path = format!("/accounts/{account}/events");
+    let now = app.stack.services.clock.now_ms();
+    let batch = json!({"events": [
+        {"name": "report.exported", "id": "r-1", "at_ms": now - 1000,
+         "properties": {"format": "csv", "rows": 120, "scheduled": false}},
+        {"name": "dashboard.viewed"},
+    ]});
+    for _ in 0..2 {
+        let (status, body) = app.call("POST", &path, Some(&member), Some(batch.clone())).await;
+        assert_eq!((status, body["accepted"].as_u64()), (202, Some(2)), "{body}");
+    }
+    let all = names(&app, &account).await;
+    assert_eq!(all.iter().filter(|n| *n == "report.exported").count(), 1, "a retry with the same id: {all:?}");
+    assert_eq!(all.iter().filter(|n| *n == "dashboard.viewed").count(), 2, "no id, two occurrences: {all:?}");
+
+    // What does not fit refuses the whole batch, and records nothing.
+    let before = names(&app, &account).await.len();
+    let long = "x".repeat(257);
+    let too_many: Vec<Value> = (0..51).map(|_| json!({"name": "a.b"})).collect();
+    for (events, code) in [
+        (json!([{"name": "account.created"}]), "reserved_event_name"),
+        (json!([{"name": "Report.Exported"}]), "invalid_event_name"),
+        (json!([{"name": "report"}]), "invalid_event_name"),
+        (json!([{"name": "a.b", "at_ms": now - 25 * 3_600_000}]), "invalid_event"),
+        (json!([{"name": "a.b", "at_ms": now + 3_600_000}]), "invalid_event"),
+        (json!([{"name": "a.b", "properties": {"nested": {"x": 1}}}]), "invalid_event"),
+        (json!([{"name": "a.b", "properties": {"Bad Key": 1}}]), "invalid_event"),
+        (json!([{"name": "a.b", "properties": {"long": long}}]), "invalid_event"),
+        (json!([{"name": "a.b", "id": "not ok", "at_ms": now}]), "invalid_event"),
+        (json!([{"name": "a.b", "id": "no-time"}]), "invalid_event"),
+        (json!([{"name": "a.b"}, {"name": "member.joined"}]), "reserved_event_name"),
+        (json!([]), "invalid_batch"),
+        (Value::Array(too_many), "invalid_batch"),
+    ] {
+        let (status, body) = app.call("POST", &path, Some(&member), Some(json!({"events": events}))).await;
+        assert_eq!((status, body["code"].as_str()), (422, Some(code)), "{events}: {body}");
+    }
+    assert_eq!(names(&app, &account).await.len(), before);
+
+    // Someone outside the account is not told it exists.
+    let (stranger, _) = app.user("stranger@events.test").await;
+    assert_eq!(app.call("POST", &path, Some(&stranger), Some(batch)).await.0, 404);
+}
