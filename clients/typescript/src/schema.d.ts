@@ -9634,7 +9634,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`); an address whose verified domain requires its organization's single sign-on (`sso_required`) */
+            /** @description A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`); an address whose verified domain requires its organization's single sign-on (`sso_required`); a user their organization's directory deactivated (`user_suspended`) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9747,7 +9747,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`) */
+            /** @description A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`); a user their organization's directory deactivated (`user_suspended`) */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -105,6 +105,14 @@ pub async fn start_with(
     mfa: bool,
     sso_org: Option<shared::id::OrgId>,
 ) -> Result<TokenPair, ApiError> {
+    // Every sign-in (password, second factor, OIDC, SSO) starts here: a user their
+    // organization's directory deprovisioned gets no session, whatever proved who they are.
+    if shared::auth::users::by_id(services.store.as_ref(), user).await?.is_some_and(|u| u.suspended_by.is_some()) {
+        return Err(ApiError::ForbiddenBecause {
+            code: "user_suspended",
+            detail: "your organization's directory has deactivated this user: ask its administrators".into(),
+        });
+    }
     let now = services.clock.now_ms();
     let expires = now / 1000 + services.tokens.refresh_ttl_secs;
     let sid = SessionId::new();

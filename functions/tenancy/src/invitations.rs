@@ -158,6 +158,15 @@ async fn check_seats(s: &Services, account: AccountId, pending: usize) -> Result
     Ok(())
 }
 
+/// 409 `seat_limit` unless `account` has a seat for one more member (pending invitations
+/// hold theirs).
+///
+/// # Errors
+/// 409 `seat_limit`; store failures.
+pub(crate) async fn seat_available(s: &Services, account: AccountId) -> Result<(), ApiError> {
+    check_seats(s, account, pending(s, account).await?.len()).await
+}
+
 /// Adds `user` to `account` with `role` when no invitation holds a seat for them (a join
 /// through a verified domain): checks the seats, then writes the membership with
 /// `extra` in one transaction, which also stages the seat sync and the `member.joined`

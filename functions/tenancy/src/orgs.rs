@@ -262,6 +262,7 @@ pub(crate) async fn detach(
     record(&s, id, caller.user_id, AuditAction::OrganizationAccountDetached, &ctx, json!({"account_id": account_id}))
         .await?;
     crate::domains::forget_account(&s, id, account_id, caller.user_id, &ctx).await?;
+    crate::scim::directory::forget_account(&s, id, account_id, caller.user_id, &ctx).await?;
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::AccountDetachedFromOrganization, ctx.origin())
         .target(id);
     s.audit(AuditStream::Account(account_id), event).await?;

@@ -48,6 +48,10 @@ pub struct User {
     /// has proven, so verifying sets none of them (the owner chooses one by a reset link).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub contested: bool,
+    /// Set while the SCIM directory of this organization has the user deactivated or deleted
+    /// (their address is at a domain it verified, so it speaks for them): no session starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_by: Option<crate::id::OrgId>,
 }
 
 impl User {
@@ -71,6 +75,7 @@ impl User {
             mfa_pending: None,
             external_issuer: None,
             contested: false,
+            suspended_by: None,
         }
     }
 }

@@ -31,6 +31,8 @@ use crate::error::{PROBLEM_JSON, Problem};
 
 /// The media type of SCIM bodies (RFC 7644 section 3.1), whose errors are not problems.
 pub const SCIM_JSON: &str = "application/scim+json";
+/// Where SCIM's endpoints are (RFC 7644 section 3.13's versioned base).
+pub const SCIM_PREFIX: &str = "/scim/v2";
 
 pub use crate::config::server::HttpSettings;
 
@@ -100,6 +102,19 @@ async fn problem_bodies(req: Request, next: Next) -> Response {
     } else {
         to_map(Problem::from_status(status))
     };
+    if instance == SCIM_PREFIX || instance.starts_with(&format!("{SCIM_PREFIX}/")) {
+        // Refused before a SCIM handler ran (a method the path does not take, a body over the
+        // limit...): an identity provider reads SCIM's error body (RFC 7644 section 3.12).
+        let detail = problem.get("detail").or_else(|| problem.get("title")).cloned().unwrap_or_default();
+        let body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+            "status": status.as_u16().to_string(),
+            "detail": detail,
+        });
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, Body::from(body.to_string()));
+    }
     problem.entry("instance").or_insert_with(|| Value::String(instance));
     if let Some(id) = request_id {
         problem.entry("request_id").or_insert(Value::String(id));

@@ -12,8 +12,11 @@
 //!   comparisons joined by `and`.
 //!
 //! A `remove` whose filter matches nothing succeeds: the provider retries operations, and the
-//! second removal of a member must not fail the sync. An extension's attribute (another
-//! schema's URN) is ignored, as [`super::schema::normalize`] drops it.
+//! second removal of a member must not fail the sync. An attribute the schema does not keep
+//! (an extension's, another schema's URN, `phoneNumbers` or `addresses` that an identity
+//! provider's default mapping sends) is ignored, as [`super::schema::normalize`] drops it on
+//! `POST` and `PUT`; so are `id`, `meta` and `schemas` in a path-less value (Okta repeats the
+//! group's `id` there). Naming `id` or `meta` as a path is refused (`mutability`).
 
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, PatchPath, ValFilter};
 use serde_json::{Map, Value};
@@ -126,6 +129,9 @@ pub fn apply(
                     if key.starts_with("urn:") && !key.starts_with(resource_type.schema) {
                         continue;
                     }
+                    if ["id", "meta", "schemas"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
+                        continue;
+                    }
                     let path = parse_path(key)?;
                     apply_at(resource_type, resource, operation.op, &path, value)?;
                 }
@@ -135,7 +141,7 @@ pub fn apply(
     Ok(())
 }
 
-/// The attribute a path names, or `None` for another schema's (ignored).
+/// The attribute a path names, or `None` for one the schema does not keep (ignored).
 fn resolve(resource_type: &ResourceType, attr: &AttrPath) -> Result<Option<&'static Attribute>, ScimError> {
     if attr.uri.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(resource_type.schema)) {
         return Ok(None);
@@ -143,22 +149,16 @@ fn resolve(resource_type: &ResourceType, attr: &AttrPath) -> Result<Option<&'sta
     if ["id", "meta", "schemas"].iter().any(|n| n.eq_ignore_ascii_case(&attr.name)) {
         return Err(ScimError::bad(ScimType::Mutability, format!("`{}` is set by the server", attr.name)));
     }
-    let attribute = resource_type.attribute(&attr.name).ok_or_else(|| {
-        ScimError::bad(ScimType::InvalidPath, format!("`{attr}` is not an attribute of a {}", resource_type.name))
-    })?;
+    let Some(attribute) = resource_type.attribute(&attr.name) else { return Ok(None) };
     if attribute.mutability == Mutability::ReadOnly {
         return Err(ScimError::bad(ScimType::Mutability, format!("`{}` is read-only", attribute.name)));
     }
     Ok(Some(attribute))
 }
 
-fn sub_name(attribute: &Attribute, sub: &str) -> Result<&'static str, ScimError> {
-    attribute
-        .sub_attributes
-        .iter()
-        .find(|s| s.name.eq_ignore_ascii_case(sub))
-        .map(|s| s.name)
-        .ok_or_else(|| ScimError::bad(ScimType::InvalidPath, format!("`{}.{sub}` is not an attribute", attribute.name)))
+/// A sub-attribute's canonical name; `None` for one the schema does not keep (ignored).
+fn sub_name(attribute: &Attribute, sub: &str) -> Option<&'static str> {
+    attribute.sub_attributes.iter().find(|s| s.name.eq_ignore_ascii_case(sub)).map(|s| s.name)
 }
 
 fn as_list(value: &Value) -> Vec<Value> {
@@ -182,7 +182,7 @@ fn apply_at(
             match &attr.sub_attr {
                 None => whole(attribute, resource, op, value),
                 Some(sub) => {
-                    let sub = sub_name(attribute, sub)?;
+                    let Some(sub) = sub_name(attribute, sub) else { return Ok(()) };
                     every_element(attribute, resource, op, sub, value)
                 }
             }
@@ -195,7 +195,13 @@ fn apply_at(
                     format!("`{}` is not a multi-valued complex attribute", attribute.name),
                 ));
             }
-            let sub = vp.sub_attr.as_deref().map(|s| sub_name(attribute, s)).transpose()?;
+            let sub = match vp.sub_attr.as_deref() {
+                None => None,
+                Some(s) => match sub_name(attribute, s) {
+                    Some(s) => Some(s),
+                    None => return Ok(()),
+                },
+            };
             filtered(resource_type, attribute, resource, op, &vp.filter, sub, value)
         }
     }
@@ -232,7 +238,7 @@ fn whole(attribute: &Attribute, resource: &mut Map<String, Value>, op: Op, value
             };
             let mut merged = resource.get(&name).and_then(Value::as_object).cloned().unwrap_or_default();
             for (k, v) in parts {
-                let canonical = sub_name(attribute, k).map_or_else(|_| k.clone(), str::to_owned);
+                let canonical = sub_name(attribute, k).map_or_else(|| k.clone(), str::to_owned);
                 merged.insert(canonical, v.clone());
             }
             resource.insert(name, Value::Object(merged));
@@ -448,12 +454,28 @@ mod tests {
     }
 
     #[test]
+    fn attributes_the_schema_does_not_keep_are_ignored_as_on_create() {
+        let start = json!({"userName": "ada@example.com", "name": {"givenName": "Ada"}});
+        let body = ops(json!([
+            {"op": "add", "path": "phoneNumbers[type eq \"work\"].value", "value": "+1 555"},
+            {"op": "replace", "path": "addresses[type eq \"work\"].postalCode", "value": "12345"},
+            {"op": "add", "value": {"roles": [{"value": "x"}], "name.nickname": "A"}},
+            {"op": "remove", "path": "name.unknownPart"},
+        ]));
+        let user = patched(&USER, start.clone(), body).unwrap();
+        assert_eq!(user, json!({"userName": "ada@example.com", "name": {"givenName": "Ada"}}));
+        // Okta's group rename repeats the group's id in the value.
+        let group = json!({"displayName": "Eng"});
+        let body = ops(json!([{"op": "replace", "value": {"id": "01ABC", "displayName": "Sales"}}]));
+        assert_eq!(patched(&GROUP, group, body).unwrap(), json!({"displayName": "Sales"}));
+    }
+
+    #[test]
     fn bad_operations_get_the_rfc_scim_types() {
         let user = json!({"userName": "ada@example.com"});
         let cases = [
             (ops(json!([{"op": "remove"}])), ScimType::NoTarget),
             (ops(json!([{"op": "move", "path": "userName"}])), ScimType::InvalidSyntax),
-            (ops(json!([{"op": "add", "path": "nosuch", "value": 1}])), ScimType::InvalidPath),
             (ops(json!([{"op": "add", "path": "emails[", "value": 1}])), ScimType::InvalidPath),
             (ops(json!([{"op": "replace", "path": "id", "value": "x"}])), ScimType::Mutability),
             (

@@ -13,6 +13,12 @@ use serde_json::{Map, Value, json};
 
 use super::{MAX_RESULTS, ScimError, ScimType};
 
+/// The longest string value, in characters.
+pub const MAX_STRING_CHARS: usize = 1024;
+/// The longest `userName`, in characters (Entra ID's user principal names reach 113, Okta's
+/// logins 100).
+pub const MAX_USER_NAME_CHARS: usize = 256;
+
 /// The core User schema (RFC 7643 section 4.1).
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// The core Group schema (RFC 7643 section 4.2).
@@ -294,7 +300,14 @@ fn invalid(detail: String) -> ScimError {
 fn single(attribute: &Attribute, value: &Value, path: &str) -> Result<Option<Value>, ScimError> {
     match (attribute.kind, value) {
         (_, Value::Null) => Ok(None),
-        (Kind::String | Kind::Reference, Value::String(s)) => Ok(Some(Value::String(s.clone()))),
+        (Kind::String | Kind::Reference, Value::String(s)) => {
+            if s.chars().count() > MAX_STRING_CHARS || s.chars().any(char::is_control) {
+                return Err(invalid(format!(
+                    "`{path}` is at most {MAX_STRING_CHARS} characters, without control characters"
+                )));
+            }
+            Ok(Some(Value::String(s.clone())))
+        }
         (Kind::Boolean, Value::Bool(b)) => Ok(Some(Value::Bool(*b))),
         (Kind::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(Value::Bool(true))),
         (Kind::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(Value::Bool(false))),
@@ -387,6 +400,13 @@ pub fn normalize(resource_type: &ResourceType, body: &Value) -> Result<Map<Strin
         }
         if let Some(v) = attribute_value(attribute, value)? {
             out.insert(attribute.name.to_owned(), v);
+        }
+    }
+    // A userName is compared without regard to case or surrounding spaces (uniqueness).
+    if let Some(Value::String(user_name)) = out.get_mut("userName") {
+        *user_name = user_name.trim().to_owned();
+        if user_name.chars().count() > MAX_USER_NAME_CHARS {
+            return Err(invalid(format!("`userName` is at most {MAX_USER_NAME_CHARS} characters")));
         }
     }
     for attribute in resource_type.attributes.iter().filter(|a| a.required) {
@@ -515,6 +535,11 @@ mod tests {
         let missing = normalize(&USER, &json!({"name": {"givenName": "x"}})).unwrap_err();
         assert_eq!(missing.scim_type, Some(ScimType::InvalidValue));
         assert!(normalize(&USER, &json!({"userName": "  "})).is_err());
+        assert!(normalize(&USER, &json!({"userName": "x".repeat(257)})).is_err());
+        assert!(normalize(&USER, &json!({"userName": "a\u{0}b"})).is_err());
+        assert!(normalize(&USER, &json!({"userName": "a", "title": "t".repeat(1025)})).is_err());
+        let trimmed = normalize(&USER, &json!({"userName": " bob@acme.test "})).unwrap();
+        assert_eq!(trimmed["userName"], "bob@acme.test");
         assert!(normalize(&USER, &json!({"userName": 5})).is_err());
         assert!(normalize(&USER, &json!({"userName": "a", "active": "maybe"})).is_err());
         assert!(normalize(&USER, &json!([])).is_err());

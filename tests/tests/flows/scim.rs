@@ -104,7 +104,7 @@ async fn directory_sync_links_verified_domain_users_maps_groups_to_roles_and_dep
     // Okta creates a person who already has a Groundwork user at the verified domain: linked,
     // and a member of the default account with the default role.
     let dev_email = format!("dev@{domain}");
-    let (dev_session, _) = app.user(&dev_email).await;
+    let (dev_session, dev_user) = app.user(&dev_email).await;
     let okta_user = json!({
         "schemas": [USER_SCHEMA], "userName": dev_email.to_uppercase(), "externalId": "00u1",
         "name": {"givenName": "Dev", "familyName": "Eloper"}, "active": true,
@@ -115,6 +115,7 @@ async fn directory_sync_links_verified_domain_users_maps_groups_to_roles_and_dep
     let dev_id = dev["id"].as_str().unwrap().to_owned();
     assert_eq!(headers["etag"].to_str().unwrap(), dev["meta"]["version"].as_str().unwrap());
     assert!(dev["meta"]["location"].as_str().unwrap().ends_with(&format!("/scim/v2/Users/{dev_id}")));
+    assert_eq!(headers["location"].to_str().unwrap(), dev["meta"]["location"].as_str().unwrap());
     assert_eq!(role_of(&app, &alice, &general, &dev_email).await.as_deref(), Some("read_only"));
     assert_eq!(role_of(&app, &alice, &eng, &dev_email).await, None);
 
@@ -178,8 +179,45 @@ async fn directory_sync_links_verified_domain_users_maps_groups_to_roles_and_dep
     let (status, _, renamed) = scim(&app, "PATCH", &dev_path, Some(&token), Some(rename), Some(&current)).await;
     assert_eq!((status, renamed["name"]["givenName"].as_str()), (200, Some("Devon")), "{renamed}");
 
-    // Entra ID deactivates (a boolean as a string): memberships end and the live session's
-    // access token stops working at once. Sent twice, as a retry would.
+    // Okta renames the group repeating its id; Entra ID's default mappings send attributes
+    // the directory does not keep: both succeed. Parallel membership changes all land.
+    let rename = patch(json!([{"op": "replace", "value": {"id": group["id"], "displayName": "Engineering"}}]));
+    let (status, _, renamed) = scim(&app, "PATCH", &group_path, Some(&token), Some(rename), None).await;
+    assert_eq!((status, renamed["displayName"].as_str()), (200, Some("Engineering")), "{renamed}");
+    let phone = patch(json!([{"op": "Add", "path": "phoneNumbers[type eq \"work\"].value", "value": "+1 555 0100"}]));
+    assert_eq!(scim(&app, "PATCH", &format!("/Users/{dev_id}"), Some(&token), Some(phone), None).await.0, 200);
+    let mut extra = Vec::new();
+    for n in 0..6 {
+        let body = json!({"schemas": [USER_SCHEMA], "userName": format!("extra{n}@elsewhere.test")});
+        let (status, _, user) = scim(&app, "POST", "/Users", Some(&token), Some(body), None).await;
+        assert_eq!(status, 201, "{user}");
+        extra.push(user["id"].as_str().unwrap().to_owned());
+    }
+    let adds = extra.iter().map(|id| {
+        let body = patch(json!([{"op": "add", "path": "members", "value": [{"value": id}]}]));
+        let app = &app;
+        let (path, token) = (&group_path, &token);
+        async move { scim(app, "PATCH", path, Some(token), Some(body), None).await.0 }
+    });
+    assert!(futures_util::future::join_all(adds).await.iter().all(|s| *s == 200));
+    let (_, _, group_now) = scim(&app, "GET", &group_path, Some(&token), None, None).await;
+    assert_eq!(group_now["members"].as_array().unwrap().len(), 7, "{group_now}");
+    // A method the endpoint does not take is refused in SCIM's body too.
+    let (status, _, body) = scim(&app, "PUT", "/Users", Some(&token), Some(json!({})), None).await;
+    assert_eq!((status, body["status"].as_str()), (405, Some("405")), "{body}");
+
+    // Before they leave, dev is an organization admin and makes an API key in Engineering.
+    let admin = json!({"user_id": dev_user});
+    assert_eq!(app.call("POST", &format!("/organizations/{org}/admins"), Some(&alice), Some(admin)).await.0, 200);
+    let new_key = json!({"name": "mine", "role": "admin"});
+    let (status, key) = app.call("POST", &format!("/accounts/{eng}/api-keys"), Some(&dev_session), Some(new_key)).await;
+    assert_eq!(status, 201, "{key}");
+    let key = key["secret"].as_str().unwrap().to_owned();
+    assert_eq!(app.call("GET", &format!("/accounts/{eng}/members"), Some(&key), None).await.0, 200);
+
+    // Entra ID deactivates (a boolean as a string): memberships end, the live session's
+    // access token stops working at once, the key they made is revoked, they are no longer
+    // an organization admin, and no sign-in opens a session. Sent twice, as a retry would.
     assert_eq!(app.call("GET", "/me", Some(&dev_session), None).await.0, 200);
     let deactivate = patch(json!([{"op": "Replace", "path": "active", "value": "False"}]));
     for _ in 0..2 {
@@ -187,16 +225,23 @@ async fn directory_sync_links_verified_domain_users_maps_groups_to_roles_and_dep
         assert_eq!((status, body["active"].as_bool()), (200, Some(false)), "{body}");
     }
     assert_eq!(app.call("GET", "/me", Some(&dev_session), None).await.0, 401);
+    assert_eq!(app.call("GET", &format!("/accounts/{eng}/members"), Some(&key), None).await.0, 401);
+    let (_, org_view) = app.call("GET", &format!("/organizations/{org}"), Some(&alice), None).await;
+    assert!(!org_view["admins"].as_array().unwrap().contains(&json!(dev_user)), "{org_view}");
+    let login = json!({"email": dev_email, "password": testkit::app::PASSWORD});
+    let (status, body) = app.call("POST", "/auth/login", None, Some(login.clone())).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("user_suspended")), "{body}");
     assert_eq!(role_of(&app, &alice, &general, &dev_email).await, None);
     assert_eq!(role_of(&app, &alice, &eng, &dev_email).await, None);
-    let (_, audit) = app.call("GET", &format!("/organizations/{org}/audit"), Some(&alice), None).await;
+    let (_, audit) = app.call("GET", &format!("/organizations/{org}/audit?limit=100"), Some(&alice), None).await;
     let actions: Vec<&str> = audit["events"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(actions.iter().filter(|a| **a == "scim.user_deprovisioned").count(), 1, "{actions:?}");
     assert!(actions.contains(&"scim.user_created") && actions.contains(&"organization.scim_token_rotated"));
 
-    // Okta reactivates: the memberships come back.
+    // Okta reactivates: the memberships come back, and they can sign in.
     let reactivate = patch(json!([{"op": "replace", "value": {"active": true}}]));
     assert_eq!(scim(&app, "PATCH", &dev_path, Some(&token), Some(reactivate), None).await.0, 200);
+    assert_eq!(app.call("POST", "/auth/login", None, Some(login)).await.0, 200);
     assert_eq!(role_of(&app, &alice, &general, &dev_email).await.as_deref(), Some("read_only"));
     assert_eq!(role_of(&app, &alice, &eng, &dev_email).await.as_deref(), Some("admin"));
 
@@ -206,7 +251,7 @@ async fn directory_sync_links_verified_domain_users_maps_groups_to_roles_and_dep
     assert_eq!(scim(&app, "DELETE", &dev_path, Some(&token), None, None).await.0, 404);
     assert_eq!(role_of(&app, &alice, &eng, &dev_email).await, None);
     let (_, _, group) = scim(&app, "GET", &group_path, Some(&token), None, None).await;
-    assert!(group.get("members").is_none(), "{group}");
+    assert!(!group["members"].to_string().contains(&dev_id), "{group}");
 
     // Another organization's directory sees none of this one's resources.
     let (bob, _) = app.user("bob@other.test").await;

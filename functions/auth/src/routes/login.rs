@@ -88,7 +88,7 @@ pub const MFA_CHALLENGE_SECS: i64 = 300;
     responses((status = 200, body = LoginResponse, headers(("Set-Cookie" = String, description = "The refresh cookie, with `refresh_token_delivery: cookie`"))),
               (status = 409, description = "Rent-auth mode: sign-in belongs to the external issuer (`external_auth`)", body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, description = "A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`); an address whose verified domain requires its organization's single sign-on (`sso_required`)", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`); an address whose verified domain requires its organization's single sign-on (`sso_required`); a user their organization's directory deactivated (`user_suspended`)", body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn login(
     State(s): State<Services>,
@@ -220,7 +220,7 @@ pub struct MfaLoginRequest {
     params(("X-Requested-With" = Option<String>, Header, description = "Required (any value) with `refresh_token_delivery: cookie`")),
     responses((status = 200, body = TokenPair, headers(("Set-Cookie" = String, description = "The refresh cookie, with `refresh_token_delivery: cookie`"))),
               (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, description = "A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`)", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "A cookie delivery from an origin that is not allowed (`csrf_origin`) or without `X-Requested-With` (`csrf_header`); a user their organization's directory deactivated (`user_suspended`)", body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn login_mfa(
     State(s): State<Services>,

@@ -222,8 +222,47 @@ pub(crate) async fn put(
     let detail = json!({"default_account_id": directory.default_account_id, "default_role": directory.default_role,
                         "group_roles": directory.group_roles});
     record(&s, org, caller.user_id, AuditAction::OrganizationScimConfigured, &ctx, detail).await?;
-    super::provisioning::resync_all(&s, &directory).await?;
+    super::provisioning::resync_all(&s, &directory, &ctx.origin()).await?;
     Ok(Json(view(&s, &directory)))
+}
+
+/// After `account` left the organization: the directory's default and mappings no longer
+/// name it (the memberships it granted there stay, as members of an account do).
+///
+/// # Errors
+/// When the store fails.
+pub(crate) async fn forget_account(
+    s: &Services,
+    org: OrgId,
+    account: AccountId,
+    actor: shared::id::UserId,
+    ctx: &RequestContext,
+) -> Result<(), ApiError> {
+    for _ in 0..3 {
+        let Some((mut directory, version)) = load(s.store.as_ref(), org).await? else { return Ok(()) };
+        let mappings = directory.group_roles.len();
+        directory.group_roles.retain(|m| m.account_id != account);
+        let was_default = directory.default_account_id == Some(account);
+        if !was_default && directory.group_roles.len() == mappings {
+            return Ok(());
+        }
+        if was_default {
+            directory.default_account_id = None;
+        }
+        directory.updated_at_ms = s.clock.now_ms();
+        let mut item = Item::from_record(keys::scim_directory(org), &directory)?;
+        item.version = version;
+        match s.store.put(Put::new(item).if_unchanged()).await {
+            Ok(_) => {
+                let detail = json!({"default_account_id": directory.default_account_id, "default_role": directory.default_role,
+                                    "group_roles": directory.group_roles, "detached_account": account});
+                return record(s, org, actor, AuditAction::OrganizationScimConfigured, ctx, detail).await;
+            }
+            Err(StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Conflict { code: "conflict", detail: "the directory kept changing; retry".into() })
 }
 
 fn conflict(e: StoreError) -> ApiError {

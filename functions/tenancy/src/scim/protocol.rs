@@ -112,6 +112,7 @@ impl Kind {
 pub struct DirectoryCaller {
     directory: Directory,
     base_url: String,
+    origin: Origin,
 }
 
 impl FromRequestParts<Services> for DirectoryCaller {
@@ -132,7 +133,8 @@ impl FromRequestParts<Services> for DirectoryCaller {
         {
             return Err(refused());
         }
-        Ok(Self { directory, base_url: directory::base_url(s) })
+        let origin = parts.extensions.get::<shared::http::RequestContext>().map(|c| c.origin()).unwrap_or_default();
+        Ok(Self { directory, base_url: directory::base_url(s), origin })
     }
 }
 
@@ -213,9 +215,10 @@ async fn load(s: &Services, org: OrgId, kind: Kind, id: &str) -> Result<(Directo
     Ok((item.record()?, item.version))
 }
 
-async fn audit(s: &Services, org: OrgId, action: AuditAction, id: ScimId, detail: Value) {
-    let event = NewEvent::new(Actor::Directory, action, Origin::default()).target(id).detail(detail);
-    shared::audit::logged_after_commit(s.audit(AuditStream::Organization(org), event).await, action.as_str());
+async fn audit(s: &Services, caller: &DirectoryCaller, action: AuditAction, id: ScimId, detail: Value) {
+    let event = NewEvent::new(Actor::Directory, action, caller.origin.clone()).target(id).detail(detail);
+    let stream = AuditStream::Organization(caller.directory.org_id);
+    shared::audit::logged_after_commit(s.audit(stream, event).await, action.as_str());
 }
 
 /// The query parameters of a list (RFC 7644 section 3.4.2), names in any case.
@@ -412,16 +415,17 @@ async fn check_members(s: &Services, org: OrgId, attributes: &Map<String, Value>
 /// After a write: the memberships of the users it may concern.
 async fn sync_after(
     s: &Services,
-    directory: &Directory,
+    caller: &DirectoryCaller,
     kind: Kind,
     before: Option<&DirectoryResource>,
     after: Option<&DirectoryResource>,
 ) -> Result<(), ScimError> {
+    let directory = &caller.directory;
     match kind {
         Kind::User => {
             if let Some(user) = after {
                 let groups = provisioning::groups(s, directory.org_id).await?;
-                provisioning::sync_user(s, directory, &groups, user.id).await?;
+                provisioning::sync_user(s, directory, &groups, user.id, &caller.origin).await?;
             }
         }
         Kind::Group => {
@@ -439,7 +443,7 @@ async fn sync_after(
             }
             let groups = provisioning::groups(s, directory.org_id).await?;
             for id in ids.iter().filter_map(|i| i.parse::<ScimId>().ok()) {
-                provisioning::sync_user(s, directory, &groups, id).await?;
+                provisioning::sync_user(s, directory, &groups, id, &caller.origin).await?;
             }
         }
     }
@@ -460,15 +464,24 @@ fn user_name_ops(org: OrgId, id: ScimId, old: Option<&str>, new: &str) -> Vec<Tx
     ops
 }
 
-fn taken(e: StoreError, kind: Kind) -> ScimError {
-    if e.is_condition_failure() && kind == Kind::User {
+/// A failed write: `userName` taken when the write claimed one, else a concurrent change.
+fn taken(e: StoreError, claimed_user_name: bool) -> ScimError {
+    if e.is_condition_failure() && claimed_user_name {
         ScimError::uniqueness("another user of this directory has this userName")
     } else if e.is_condition_failure() {
-        ScimError::status(StatusCode::CONFLICT, "the resource changed meanwhile; read it again and retry")
+        changed_meanwhile()
     } else {
         e.into()
     }
 }
+
+fn changed_meanwhile() -> ScimError {
+    ScimError::status(StatusCode::CONFLICT, "the resource changed meanwhile; read it again and retry")
+}
+
+/// How often a `PUT` or `PATCH` without `If-Match` is applied again over a concurrent
+/// change (providers send a group's membership changes in parallel).
+const WRITE_ATTEMPTS: usize = 8;
 
 async fn answer_with(
     s: &Services,
@@ -507,17 +520,24 @@ async fn create(
     if kind == Kind::User {
         ops.extend(user_name_ops(org, resource.id, None, resource.user_name()));
     }
-    s.store.transact(ops).await.map_err(|e| taken(e, kind))?;
+    s.store.transact(ops).await.map_err(|e| taken(e, kind == Kind::User))?;
+    sync_after(&s, &caller, kind, None, Some(&resource)).await?;
+    let (stored, version) = load(&s, org, kind, &resource.id.to_string()).await?;
     let (action, detail) = match kind {
-        Kind::User => (AuditAction::ScimUserCreated, json!({"active": resource.active()})),
+        Kind::User => (AuditAction::ScimUserCreated, json!({"active": stored.active(), "user_id": stored.user_id})),
         Kind::Group => (
             AuditAction::ScimGroupChanged,
-            json!({"name": resource.display_name(), "members": resource.member_ids().len()}),
+            json!({"name": stored.display_name(), "members": stored.member_ids().len()}),
         ),
     };
-    audit(&s, org, action, resource.id, detail).await;
-    sync_after(&s, &caller.directory, kind, None, Some(&resource)).await?;
-    answer_with(&s, &caller, kind, resource.id, StatusCode::CREATED).await
+    audit(&s, &caller, action, stored.id, detail).await;
+    let body = render(kind, &stored, version, &caller.base_url);
+    let mut response = with_etag(scim_json(StatusCode::CREATED, &body), version);
+    // RFC 7644 section 3.3: the new resource's URI, as in `meta.location`.
+    if let Some(location) = body["meta"]["location"].as_str().and_then(|l| HeaderValue::from_str(l).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
 }
 
 /// Writes `attributes` over the resource (a `PUT`, or a `PATCH`'s result).
@@ -541,7 +561,8 @@ async fn write(
         if kind == Kind::User {
             ops.extend(user_name_ops(org, after.id, Some(before.user_name()), after.user_name()));
         }
-        s.store.transact(ops).await.map_err(|e| taken(e, kind))?;
+        let claimed = ops.len() > 1;
+        s.store.transact(ops).await.map_err(|e| taken(e, claimed))?;
         let (action, detail) = match kind {
             Kind::User => (AuditAction::ScimUserUpdated, json!({"active": after.active(), "user_id": after.user_id})),
             Kind::Group => (
@@ -549,10 +570,10 @@ async fn write(
                 json!({"name": after.display_name(), "members": after.member_ids().len()}),
             ),
         };
-        audit(s, org, action, after.id, detail).await;
+        audit(s, caller, action, after.id, detail).await;
     }
     // Synced even when nothing changed: a retried request finishes what a failed one began.
-    sync_after(s, &caller.directory, kind, Some(&before), Some(&after)).await?;
+    sync_after(s, caller, kind, Some(&before), Some(&after)).await?;
     answer_with(s, caller, kind, after.id, StatusCode::OK).await
 }
 
@@ -565,10 +586,16 @@ async fn replace(
     kind: Kind,
 ) -> Result<Response, ScimError> {
     let body = body_json(&headers, &body)?;
-    let (before, version) = load(&s, caller.directory.org_id, kind, &id).await?;
-    check_if_match(&headers, version)?;
     let attributes = schema::normalize(kind.resource_type(), &body)?;
-    write(&s, &caller, kind, before, version, attributes).await
+    for _ in 0..WRITE_ATTEMPTS {
+        let (before, version) = load(&s, caller.directory.org_id, kind, &id).await?;
+        check_if_match(&headers, version)?;
+        match write(&s, &caller, kind, before, version, attributes.clone()).await {
+            Err(e) if e == changed_meanwhile() && !headers.contains_key(header::IF_MATCH) => continue,
+            answer => return answer,
+        }
+    }
+    Err(changed_meanwhile())
 }
 
 async fn modify(
@@ -580,12 +607,19 @@ async fn modify(
     kind: Kind,
 ) -> Result<Response, ScimError> {
     let operations = patch::parse(&body_json(&headers, &body)?)?;
-    let (before, version) = load(&s, caller.directory.org_id, kind, &id).await?;
-    check_if_match(&headers, version)?;
-    let mut attributes = before.attributes.clone();
-    patch::apply(kind.resource_type(), &mut attributes, &operations)?;
-    let attributes = schema::normalize(kind.resource_type(), &Value::Object(attributes))?;
-    write(&s, &caller, kind, before, version, attributes).await
+    // Operations are relative to the resource: over a concurrent change they apply again.
+    for _ in 0..WRITE_ATTEMPTS {
+        let (before, version) = load(&s, caller.directory.org_id, kind, &id).await?;
+        check_if_match(&headers, version)?;
+        let mut attributes = before.attributes.clone();
+        patch::apply(kind.resource_type(), &mut attributes, &operations)?;
+        let attributes = schema::normalize(kind.resource_type(), &Value::Object(attributes))?;
+        match write(&s, &caller, kind, before, version, attributes).await {
+            Err(e) if e == changed_meanwhile() && !headers.contains_key(header::IF_MATCH) => continue,
+            answer => return answer,
+        }
+    }
+    Err(changed_meanwhile())
 }
 
 async fn remove(
@@ -598,6 +632,18 @@ async fn remove(
     let org = caller.directory.org_id;
     let (resource, version) = load(&s, org, kind, &id).await?;
     check_if_match(&headers, version)?;
+    // The user's access ends before their record goes: a failure here leaves the record for
+    // the provider's retry, which deprovisions again (each step is idempotent).
+    if kind == Kind::User
+        && let Some(user) = resource.user_id
+    {
+        let done = provisioning::deprovision(&s, org, user).await?;
+        let detail = serde_json::to_value(&done).unwrap_or_default();
+        audit(&s, &caller, AuditAction::ScimUserDeprovisioned, resource.id, detail).await;
+    }
+    if kind == Kind::User {
+        forget_member(&s, org, &resource.id.to_string()).await?;
+    }
     let mut ops =
         vec![TxOp::Delete(Delete::new(kind.key(org, resource.id)).when(shared::store::Condition::VersionIs(version)))];
     if kind == Kind::User {
@@ -606,22 +652,15 @@ async fn remove(
             ops.push(TxOp::Delete(Delete::new(keys::scim_link(org, user))));
         }
     }
-    s.store.transact(ops).await.map_err(|e| taken(e, kind))?;
+    s.store.transact(ops).await.map_err(|e| taken(e, false))?;
     match kind {
         Kind::User => {
-            if let Some(user) = resource.user_id {
-                let done = provisioning::deprovision(&s, org, user).await?;
-                let detail = json!({"user_id": user, "left": done.left, "kept_as_last_owner": done.kept_as_last_owner,
-                                    "sessions_ended": done.sessions_ended});
-                audit(&s, org, AuditAction::ScimUserDeprovisioned, resource.id, detail).await;
-            }
-            audit(&s, org, AuditAction::ScimUserDeleted, resource.id, json!({"user_id": resource.user_id})).await;
-            forget_member(&s, org, &resource.id.to_string()).await?;
+            audit(&s, &caller, AuditAction::ScimUserDeleted, resource.id, json!({"user_id": resource.user_id})).await;
         }
         Kind::Group => {
             let detail = json!({"name": resource.display_name(), "deleted": true});
-            audit(&s, org, AuditAction::ScimGroupChanged, resource.id, detail).await;
-            sync_after(&s, &caller.directory, kind, Some(&resource), None).await?;
+            audit(&s, &caller, AuditAction::ScimGroupChanged, resource.id, detail).await;
+            sync_after(&s, &caller, kind, Some(&resource), None).await?;
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -14,8 +14,10 @@
 //!   by hand (an invitation) is never changed or ended by a mapping.
 //! - **Deprovisioning.** A user made inactive or deleted leaves every account of the
 //!   organization (whoever granted the membership; the last owner of an account stays, and
-//!   the audit says so) and all their sessions are revoked, so their access tokens stop
-//!   working at once.
+//!   the audit says so) and the organization's admins (unless the last), the API keys they
+//!   created in its accounts are revoked, all their sessions are revoked, so their access
+//!   tokens stop working at once, and they are suspended: no sign-in of any kind starts a
+//!   session until the directory makes them active again.
 //!
 //! Every step is idempotent: the identity provider retries, and a change applied twice or
 //! out of order ends in the state the directory holds now.
@@ -188,6 +190,20 @@ async fn grant(
         audit_membership(s, account, user, org, Some(role)).await;
         return Ok(true);
     }
+    // A seat as for any other join: the directory cannot buy one, so the user stays out
+    // (and the account's audit says why) until a seat frees up and the user syncs again.
+    match crate::invitations::seat_available(s, account).await {
+        Ok(()) => {}
+        Err(ApiError::Conflict { code: "seat_limit", .. }) => {
+            tracing::warn!(%account, %user, "directory sync found no seat for a member");
+            let event = NewEvent::new(Actor::Directory, AuditAction::MemberSyncedFromDirectory, Origin::default())
+                .target(user)
+                .detail(json!({"role": null, "wanted_role": role, "organization": org, "refused": "seat_limit"}));
+            shared::audit::logged_after_commit(s.audit(AuditStream::Account(account), event).await, "no seat");
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    }
     let m = Membership { account_id: account, user_id: user, role, joined_at_ms: s.clock.now_ms() };
     let mut membership = tenancy::membership_item(&m)?;
     let put = match &existing {
@@ -283,14 +299,70 @@ async fn revoke(s: &Services, org: OrgId, account: AccountId, user: UserId) -> R
 }
 
 /// What deprovisioning did.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct Deprovisioned {
+    /// The user.
+    pub user_id: Option<UserId>,
     /// The accounts the user left.
     pub left: Vec<AccountId>,
     /// The accounts where they stayed as the last owner.
     pub kept_as_last_owner: Vec<AccountId>,
+    /// Whether they stopped being an admin of the organization.
+    pub left_admins: bool,
+    /// Whether they stayed its admin, as the last one.
+    pub kept_as_last_admin: bool,
+    /// How many API keys they had created in the organization's accounts were revoked.
+    pub api_keys_revoked: usize,
     /// How many sessions were revoked.
     pub sessions_ended: usize,
+}
+
+impl Deprovisioned {
+    /// Whether it changed anything.
+    pub fn changed(&self) -> bool {
+        !self.left.is_empty() || self.left_admins || self.api_keys_revoked > 0 || self.sessions_ended > 0
+    }
+}
+
+/// Sets or lifts `org`'s suspension of `user` (lifting only its own).
+async fn suspend(s: &Services, org: OrgId, user: UserId, suspended: bool) -> Result<(), ApiError> {
+    for _ in 0..SYNC_ATTEMPTS {
+        let Some((mut record, version)) = users::load_versioned(s.store.as_ref(), user).await? else { return Ok(()) };
+        let wanted = if suspended { Some(org) } else { record.suspended_by.filter(|o| *o != org) };
+        if record.suspended_by == wanted {
+            return Ok(());
+        }
+        record.suspended_by = wanted;
+        match users::save(s.store.as_ref(), &record, version).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Unavailable(anyhow::anyhow!("the user {user} kept changing")).into())
+}
+
+/// Takes `user` out of `org`'s admins, unless they are the last; `(left, kept as last)`.
+async fn leave_admins(s: &Services, org: OrgId, user: UserId) -> Result<(bool, bool), ApiError> {
+    for _ in 0..SYNC_ATTEMPTS {
+        let Some(item) = s.store.get(&keys::organization(org)).await? else { return Ok((false, false)) };
+        let mut record: crate::orgs::Organization = item.record()?;
+        if !record.admins.contains(&user) {
+            return Ok((false, false));
+        }
+        if record.admins.len() == 1 {
+            return Ok((false, true));
+        }
+        record.admins.retain(|a| *a != user);
+        let mut changed = Item::from_record(keys::organization(org), &record)?;
+        changed.version = item.version;
+        match s.store.put(Put::new(changed).if_unchanged()).await {
+            Ok(_) => return Ok((true, false)),
+            Err(StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Unavailable(anyhow::anyhow!("the organization {org} kept changing")).into())
 }
 
 /// Ends `user`'s memberships in every account of `org` and revokes all their sessions.
@@ -298,7 +370,10 @@ pub struct Deprovisioned {
 /// # Errors
 /// When the store fails.
 pub async fn deprovision(s: &Services, org: OrgId, user: UserId) -> Result<Deprovisioned, ApiError> {
-    let mut out = Deprovisioned::default();
+    // Suspended first: from here on no sign-in can open a session the rest would miss.
+    suspend(s, org, user, true).await?;
+    let mut out = Deprovisioned { user_id: Some(user), ..Deprovisioned::default() };
+    (out.left_admins, out.kept_as_last_admin) = leave_admins(s, org, user).await?;
     let accounts =
         s.store.query_all(Query::partition(keys::org_partition(org)).begins_with(keys::ORG_ACCOUNT_PREFIX)).await?;
     for item in accounts {
@@ -307,6 +382,16 @@ pub async fn deprovision(s: &Services, org: OrgId, user: UserId) -> Result<Depro
         else {
             continue;
         };
+        // An account's keys outlive a member who leaves, but not one the directory removed:
+        // a key they made on their way out must not keep their access.
+        for key in tenancy::api_keys::list(s.store.as_ref(), account).await? {
+            if key.created_by == user
+                && key.revoked_at_ms.is_none()
+                && tenancy::api_keys::revoke(s.store.as_ref(), account, key.id, s.clock.now_ms()).await?.is_some()
+            {
+                out.api_keys_revoked += 1;
+            }
+        }
         if tenancy::load_membership(s.store.as_ref(), account, user).await?.is_none() {
             continue;
         }
@@ -331,6 +416,7 @@ pub async fn sync_user(
     directory: &Directory,
     groups: &[DirectoryResource],
     id: ScimId,
+    origin: &Origin,
 ) -> Result<(), ApiError> {
     let org = directory.org_id;
     for _ in 0..SYNC_ATTEMPTS {
@@ -350,6 +436,7 @@ pub async fn sync_user(
         }
         let Some(user_id) = user.user_id else { return Ok(()) };
         if user.active() {
+            suspend(s, org, user_id, false).await?;
             let want = desired(directory, groups, &user);
             let mut granted = BTreeMap::new();
             for (account, role) in &want {
@@ -364,13 +451,10 @@ pub async fn sync_user(
             user.granted = granted;
         } else {
             let done = deprovision(s, org, user_id).await?;
-            if before.active() || !done.left.is_empty() || done.sessions_ended > 0 {
-                let event = NewEvent::new(Actor::Directory, AuditAction::ScimUserDeprovisioned, Origin::default())
+            if before.active() || done.changed() {
+                let event = NewEvent::new(Actor::Directory, AuditAction::ScimUserDeprovisioned, origin.clone())
                     .target(id)
-                    .detail(
-                        json!({"user_id": user_id, "left": done.left, "kept_as_last_owner": done.kept_as_last_owner,
-                                   "sessions_ended": done.sessions_ended}),
-                    );
+                    .detail(serde_json::to_value(&done).unwrap_or_default());
                 s.audit(AuditStream::Organization(org), event).await?;
             }
             user.granted.clear();
@@ -394,10 +478,10 @@ pub async fn sync_user(
 ///
 /// # Errors
 /// When the store fails.
-pub async fn resync_all(s: &Services, directory: &Directory) -> Result<(), ApiError> {
+pub async fn resync_all(s: &Services, directory: &Directory, origin: &Origin) -> Result<(), ApiError> {
     let groups = groups(s, directory.org_id).await?;
     for (user, _) in users_of(s, directory.org_id).await? {
-        sync_user(s, directory, &groups, user.id).await?;
+        sync_user(s, directory, &groups, user.id, origin).await?;
     }
     Ok(())
 }
