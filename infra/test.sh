@@ -163,7 +163,8 @@ SCIM_COMPLIANCE_PYTHON="$venv/bin/python" infra/smoke.sh
 # 8. The templates and the pipeline.
 log "cfn-lint template.yaml infra/github-deploy-role.yaml"
 "$venv/bin/cfn-lint" template.yaml infra/github-deploy-role.yaml
-log "zizmor .github/workflows (offline)"
+log "actionlint and zizmor .github/workflows (offline)"
+"$venv/bin/actionlint" -no-color
 "$venv/bin/zizmor" --offline --persona=pedantic .github/workflows
 # With each environment's parameters, so conditions (production's canary and alarms...)
 # resolve as they will there; previews deploy with the staging file under their own name.
