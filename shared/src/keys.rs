@@ -24,7 +24,7 @@
 //! | invitation token | `INVITATION#<sha256>` | `TOKEN` | | | tenancy | 7 days |
 //! | API key | `ACCOUNT#<account>` | `APIKEY#<key>` | `APIKEY#<key>` / `APIKEY` | | tenancy | |
 //! | tenant item | `ACCOUNT#<account>` | `<KIND>#<id>` | | purge | product functions | |
-//! | product event | `ACCOUNT#<account>` | `EVENT#<at ms>#<event>` | | | any function | 400 days |
+//! | product event | `ACCOUNT#<account>` | `EVENT#<at ms>#<event>` | `PRODUCT_EVENTS#PENDING#<shard 0-7>` / `<at ms>#<account>#<sk>` until forwarded (`PRODUCT_EVENTS#DEAD` if refused) | | any function | 400 days |
 //! | flag override | `ACCOUNT#<account>` | `FLAG#<flag>` | | | platform | |
 //! | billing state | `ACCOUNT#<account>` | `BILLING` | | | billing | |
 //! | API requests of a month | `ACCOUNT#<account>` | `API_USAGE#<yyyy-mm>` | | | http | 400 days |
@@ -269,6 +269,19 @@ pub fn product_event(account: AccountId, at_ms: i64, event: impl Display) -> Key
 
 /// The sort-key prefix of an account's product events.
 pub const PRODUCT_EVENT_PREFIX: &str = "EVENT#";
+
+/// The gsi1 partition of the product events of shard `shard` not yet forwarded.
+pub fn product_events_pending_partition(shard: u8) -> String {
+    format!("PRODUCT_EVENTS#PENDING#{shard}")
+}
+
+/// A product event's entry in the pending-forwarding index (gsi1), oldest first.
+pub fn product_event_pending(shard: u8, at_ms: i64, account: AccountId, event_sk: &str) -> Key {
+    Key::new(product_events_pending_partition(shard), format!("{:013}#{account}#{event_sk}", at_ms.max(0)))
+}
+
+/// The gsi1 partition of the product events the forwarding destination refused for good.
+pub const PRODUCT_EVENTS_DEAD: &str = "PRODUCT_EVENTS#DEAD";
 
 /// The kept answer of a `POST` sent with an `Idempotency-Key` by `caller` (`user:<id>` or
 /// `apikey:<id>`).

@@ -29,6 +29,7 @@ pub mod faults;
 pub mod issuers;
 pub mod migration_contract;
 pub mod moto;
+pub mod posthog;
 pub mod queue_contract;
 pub mod runtime_api;
 pub mod sentry;

@@ -30,8 +30,13 @@ pub const RELAY_JOB_OUTBOX: Schedule = Schedule { name: "relay-job-outbox", expr
 /// alarm (see `shared::incidents`).
 pub const INCIDENT_WATCH: Schedule = Schedule { name: "incident-watch", expression: "rate(5 minutes)" };
 
+/// Forward the product events recorded since the last run to PostHog (a no-op without
+/// `POSTHOG_API_KEY`; see `shared::product_events::posthog`).
+pub const FORWARD_PRODUCT_EVENTS: Schedule = Schedule { name: "forward-product-events", expression: "rate(1 minute)" };
+
 /// The schedules `template.yaml` deploys.
-pub const DEPLOYED: &[Schedule] = &[PURGE_SOFT_DELETED, RECONCILE_BILLING, RELAY_JOB_OUTBOX, INCIDENT_WATCH];
+pub const DEPLOYED: &[Schedule] =
+    &[PURGE_SOFT_DELETED, RECONCILE_BILLING, RELAY_JOB_OUTBOX, INCIDENT_WATCH, FORWARD_PRODUCT_EVENTS];
 
 /// How many soft-deleted items one purge query takes at a time.
 const PURGE_BATCH: u32 = 100;
@@ -114,6 +119,43 @@ impl ScheduledJob for IncidentWatch {
     }
 }
 
+/// The product events' forwarder.
+pub struct ForwardProductEvents {
+    services: Services,
+}
+
+#[async_trait]
+impl ScheduledJob for ForwardProductEvents {
+    fn name(&self) -> &str {
+        FORWARD_PRODUCT_EVENTS.name
+    }
+
+    async fn run(&self, _fired_at_ms: i64) -> anyhow::Result<()> {
+        use shared::product_events::posthog;
+        let s = &self.services;
+        if !s.config.posthog.enabled() {
+            return Ok(());
+        }
+        let http = shared::outbound::client(posthog::TIMEOUT)?;
+        let forwarder =
+            posthog::Forwarder { store: s.store.as_ref(), plans: &s.plans, config: &s.config.posthog, http: &http };
+        let done = posthog::forward(&forwarder).await?;
+        if done != posthog::Forwarded::default() {
+            tracing::info!(
+                sent = done.sent,
+                dead_lettered = done.dead_lettered,
+                deferred = done.deferred,
+                "product events forwarded"
+            );
+        }
+        shared::telemetry::metrics::Metrics::new()
+            .metric("ProductEventsForwarded", done.sent as f64, shared::telemetry::metrics::Unit::Count)
+            .metric("ProductEventsDeadLettered", done.dead_lettered as f64, shared::telemetry::metrics::Unit::Count)
+            .emit();
+        Ok(())
+    }
+}
+
 /// The store's expiry sweep, where the store needs one (the embedded store).
 pub struct SweepExpired {
     sweep: Arc<dyn shared::store::ExpirySweep>,
@@ -139,6 +181,7 @@ pub fn deployed_jobs(services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob
         (RECONCILE_BILLING, Arc::new(ReconcileBilling { services: services.clone() })),
         (RELAY_JOB_OUTBOX, Arc::new(RelayJobOutbox { services: services.clone() })),
         (INCIDENT_WATCH, Arc::new(IncidentWatch { services: services.clone() })),
+        (FORWARD_PRODUCT_EVENTS, Arc::new(ForwardProductEvents { services: services.clone() })),
     ]
 }
 

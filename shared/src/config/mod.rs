@@ -62,6 +62,8 @@ pub struct Config {
     pub webhooks: crate::webhooks::WebhooksConfig,
     /// Domain verification.
     pub domains: crate::tenancy::domains::DomainsConfig,
+    /// Product events forwarded to PostHog.
+    pub posthog: crate::product_events::posthog::PostHogConfig,
 }
 
 impl Config {
@@ -118,6 +120,7 @@ impl Config {
             outbound: crate::outbound::OutboundConfig::from_env(&env, &environment)?,
             webhooks: crate::webhooks::WebhooksConfig::from_env(&env)?,
             domains: crate::tenancy::domains::DomainsConfig::from_env(&env)?,
+            posthog: crate::product_events::posthog::PostHogConfig::from_env(&env)?,
             environment,
         })
     }

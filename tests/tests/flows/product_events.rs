@@ -79,3 +79,61 @@ async fn flows_record_lifecycle_events_and_a_frontend_sends_its_own_in_batches()
     let (stranger, _) = app.user("stranger@events.test").await;
     assert_eq!(app.call("POST", &path, Some(&stranger), Some(batch)).await.0, 404);
 }
+
+#[tokio::test]
+async fn events_reach_posthog_with_the_account_as_a_group_once_retried_and_dead_lettered() {
+    use shared::product_events::posthog::{self, Forwarded, Forwarder};
+    let stand_in = testkit::posthog::PostHogStandIn::start().await;
+    let app = TestApp::spawn(&[("POSTHOG_API_KEY", testkit::posthog::API_KEY), ("POSTHOG_HOST", &stand_in.host)]).await;
+    let (owner, owner_id) = app.user("owner@forwarded.test").await;
+    let (_, account) = app.call("POST", "/accounts", Some(&owner), Some(json!({"name": "Forwarded Inc"}))).await;
+    let account = account["id"].as_str().unwrap().to_owned();
+    let batch =
+        json!({"events": [{"name": "report.exported", "properties": {"format": "csv"}}, {"name": "dashboard.viewed"}]});
+    assert_eq!(app.call("POST", &format!("/accounts/{account}/events"), Some(&owner), Some(batch)).await.0, 202);
+
+    let s = &app.stack.services;
+    let http = shared::outbound::client(posthog::TIMEOUT).unwrap();
+    let forwarder = Forwarder { store: s.store.as_ref(), plans: &s.plans, config: &s.config.posthog, http: &http };
+
+    // PostHog is down: nothing is lost, the events wait for the next run.
+    stand_in.answer(&[503]);
+    let done = posthog::forward(&forwarder).await.unwrap();
+    assert_eq!((done.sent, done.deferred), (0, 1), "{done:?}");
+    assert!(stand_in.batches().is_empty());
+
+    // Back up: every event once, the person an id, the account the `company` group.
+    let done = posthog::forward(&forwarder).await.unwrap();
+    assert_eq!(done, Forwarded { sent: 3, dead_lettered: 0, deferred: 0 });
+    assert!(stand_in.malformed().is_empty(), "{:?}", stand_in.malformed());
+    let events = stand_in.events();
+    let mut sent_names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    sent_names.sort_unstable();
+    assert_eq!(sent_names, ["$groupidentify", "account.created", "dashboard.viewed", "report.exported"]);
+    for e in events.iter().filter(|e| e["event"] != "$groupidentify") {
+        assert_eq!(e["distinct_id"], owner_id.as_str(), "{e}");
+        assert_eq!(e["properties"]["$groups"]["company"], account.as_str(), "{e}");
+    }
+    let group = events.iter().find(|e| e["event"] == "$groupidentify").unwrap();
+    assert_eq!(group["properties"]["$group_key"], account.as_str());
+    let set = &group["properties"]["$group_set"];
+    assert_eq!(
+        (set["name"].as_str(), set["plan"].as_str(), set["seats"].as_u64()),
+        (Some("Forwarded Inc"), Some("free"), Some(1))
+    );
+    let sent = serde_json::to_string(&stand_in.batches()).unwrap();
+    assert!(!sent.contains("owner@forwarded.test"), "ids only, never the address: {sent}");
+
+    // Forwarded events are not sent again.
+    assert_eq!(posthog::forward(&forwarder).await.unwrap(), Forwarded::default());
+
+    // A batch PostHog refuses goes to the dead-letter index instead of blocking the rest.
+    let one = json!({"events": [{"name": "widget.added"}]});
+    assert_eq!(app.call("POST", &format!("/accounts/{account}/events"), Some(&owner), Some(one)).await.0, 202);
+    stand_in.answer(&[400]);
+    assert_eq!(posthog::forward(&forwarder).await.unwrap().dead_lettered, 1);
+    assert_eq!(posthog::forward(&forwarder).await.unwrap(), Forwarded::default());
+    assert_eq!(posthog::dead_lettered(s.store.as_ref(), 10).await.unwrap(), 1);
+    // Recording an event still records it in Groundwork, forwarded or not.
+    assert!(names(&app, &account).await.contains(&"widget.added".to_owned()));
+}

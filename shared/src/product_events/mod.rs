@@ -8,6 +8,8 @@
 //! Names are `noun.verb` in lower case (as PostHog and Segment recommend: object, then past
 //! tense action); properties are a small flat map of scalars, never personal data (ids only).
 
+pub mod posthog;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -133,8 +135,21 @@ impl ProductEvent {
 
     fn put(&self, key: crate::store::Key) -> Result<Put, StoreError> {
         let expires = (self.at_ms + i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX)) / 1000;
-        Ok(Put::new(Item::from_record(key, self)?.expiring_at(expires)))
+        // Pending forwarding (a sparse index the forwarder drains; `posthog`): the write of
+        // the event is its outbox entry, so an event is never recorded but not forwarded.
+        let pending = crate::keys::product_event_pending(shard(self.account_id), self.at_ms, self.account_id, &key.sk);
+        Ok(Put::new(Item::from_record(key, self)?.with_gsi1(pending).expiring_at(expires)))
     }
+}
+
+/// How many partitions the pending-forwarding index spreads over.
+pub const FORWARD_SHARDS: u8 = 8;
+
+/// The pending-forwarding partition of an account's events (stable per account, so an
+/// account's events are forwarded in order).
+pub fn shard(account: AccountId) -> u8 {
+    let digest = crate::auth::hash_secret(&account.to_string());
+    u8::from_str_radix(&digest[..2], 16).unwrap_or(0) % FORWARD_SHARDS
 }
 
 /// The write that records one of Groundwork's [`LIFECYCLE`] events, for the transaction of
