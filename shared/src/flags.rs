@@ -291,9 +291,8 @@ impl Flags<'_> {
     }
 
     /// As [`Flags::enabled`], for a route about to use the feature the flag gates: when it is
-    /// on, the use is recorded as the `feature.used` product event (`flag`, `first_used_at_ms`),
-    /// once per account, flag and UTC day (the event is timed at the day's start, the first
-    /// writer wins). A process writes at most once per account, flag and day, so a busy
+    /// on, the use is recorded as the `feature.used` product event (`flag`), once per account,
+    /// flag and UTC day (timed at the day's first use; the first writer wins). A process writes at most once per account, flag and day, so a busy
     /// feature costs no write per request; a failed write is logged, never the request's.
     ///
     /// # Errors
@@ -310,11 +309,10 @@ impl Flags<'_> {
         let now = self.clock.now_ms();
         let day = now.div_euclid(DAY_MS);
         if self.cache.first_use(account, key, day) {
-            let event = crate::product_events::ProductEvent::new("feature.used", account, user, day * DAY_MS)
-                .and_then(|e| e.with("flag", key))
-                .and_then(|e| e.with("first_used_at_ms", now));
+            let event = crate::product_events::ProductEvent::new("feature.used", account, user, now)
+                .and_then(|e| e.with("flag", key));
             let written = match event {
-                Ok(event) => match event.put_first(&format!("{key}:{day}")) {
+                Ok(event) => match event.put_first(&format!("{key}:{day}"), day * DAY_MS) {
                     Ok(put) => self.store.put(put).await.map(|_| ()),
                     Err(e) => Err(e),
                 },

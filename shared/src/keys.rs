@@ -26,6 +26,9 @@
 //! | tenant item | `ACCOUNT#<account>` | `<KIND>#<id>` | | purge | product functions | |
 //! | product event | `ACCOUNT#<account>` | `EVENT#<at ms>#<event>` | `PRODUCT_EVENTS#PENDING#<shard 0-7>` / `<at ms>#<account>#<sk>` until forwarded (`PRODUCT_EVENTS#DEAD` if refused) | | any function | 400 days |
 //! | flag override | `ACCOUNT#<account>` | `FLAG#<flag>` | | | platform | |
+//! | account health (latest) | `ACCOUNT#<account>` | `HEALTH` | `ACCOUNT_HEALTH` / `<risk rank>#<account>` | | scheduled | |
+//! | account health of a day | `ACCOUNT#<account>` | `HEALTH#<yyyy-mm-dd>` | | | scheduled | 400 days |
+//! | upgrade trigger | `ACCOUNT#<account>` | `UPGRADE_TRIGGER#<limit>#<yyyy-mm>` | | | scheduled | 400 days |
 //! | billing state | `ACCOUNT#<account>` | `BILLING` | | | billing | |
 //! | API requests of a month | `ACCOUNT#<account>` | `API_USAGE#<yyyy-mm>` | | | http | 400 days |
 //! | organization | `ORG#<org>` | `ORG` | | | tenancy | |
@@ -269,6 +272,32 @@ pub fn product_event(account: AccountId, at_ms: i64, event: impl Display) -> Key
 
 /// The sort-key prefix of an account's product events.
 pub const PRODUCT_EVENT_PREFIX: &str = "EVENT#";
+
+/// An account's latest health record (`shared::account_health`).
+pub fn account_health(account: AccountId) -> Key {
+    Key::new(account_partition(account), "HEALTH")
+}
+
+/// The sort-key prefix of an account's daily health records.
+pub const ACCOUNT_HEALTH_DAY_PREFIX: &str = "HEALTH#";
+
+/// An account's health record of `day` (`yyyy-mm-dd`).
+pub fn account_health_day(account: AccountId, day: &str) -> Key {
+    Key::new(account_partition(account), format!("{ACCOUNT_HEALTH_DAY_PREFIX}{day}"))
+}
+
+/// The gsi1 partition listing every account's latest health, riskiest first.
+pub const ACCOUNT_HEALTH_INDEX: &str = "ACCOUNT_HEALTH";
+
+/// An account's entry in the health list: its status's risk rank, then the account.
+pub fn account_health_index(rank: u8, account: AccountId) -> Key {
+    Key::new(ACCOUNT_HEALTH_INDEX, format!("{rank}#{account}"))
+}
+
+/// An upgrade trigger: `limit` passed the threshold in `month` (`yyyy-mm`).
+pub fn upgrade_trigger(account: AccountId, limit: &str, month: &str) -> Key {
+    Key::new(account_partition(account), format!("UPGRADE_TRIGGER#{limit}#{month}"))
+}
 
 /// The gsi1 partition of the product events of shard `shard` not yet forwarded.
 pub fn product_events_pending_partition(shard: u8) -> String {

@@ -23,6 +23,7 @@
 //!   settings, composed), [`services`] (everything a handler needs, built once), [`lambda`]
 //!   (the only module that knows Lambda event types).
 
+pub mod account_health;
 pub mod audit;
 pub mod auth;
 pub mod aws;

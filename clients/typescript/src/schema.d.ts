@@ -1166,6 +1166,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ops/accounts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every account's latest health, riskiest first (operator token). */
+        get: operations["list_account_health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/accounts/{account_id}/health": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One account's health, with up to 90 days of daily records (operator token). */
+        get: operations["get_account_health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/ops/dead-letters": {
         parameters: {
             query?: never;
@@ -1478,7 +1512,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The organization's SCIM directory (its admins). */
+        /** The organization's SCIM directory (its admins): `enabled: false` until it is set up. */
         get: operations["get_scim_directory"];
         /**
          * Sets the directory's settings (creating the directory if needed), then brings every
@@ -1970,6 +2004,93 @@ export interface components {
             /** @description Whether every member must sign in with a second factor to act in it. */
             require_mfa?: boolean;
         };
+        /** @description One account's health on one day. */
+        AccountHealth: {
+            /** @description The account. */
+            account_id: string;
+            /**
+             * Format: int64
+             * @description People who did something in the last 30 days.
+             */
+            active_users_30d: number;
+            /**
+             * Format: int64
+             * @description When it was computed (Unix ms).
+             */
+            computed_at_ms: number;
+            /** @description The day (UTC, `yyyy-mm-dd`). */
+            day: string;
+            /**
+             * Format: int64
+             * @description Events by people in the last 30 days.
+             */
+            events_30d: number;
+            /**
+             * Format: int64
+             * @description Events by people in the last 7 days.
+             */
+            events_7d: number;
+            /** @description Features used in the last 30 days. */
+            features_30d: string[];
+            /** @description Features (flags) used in the last 7 days. */
+            features_7d: string[];
+            /**
+             * Format: int64
+             * @description When the value event first happened (Unix ms).
+             */
+            first_value_ms?: number | null;
+            /**
+             * Format: int64
+             * @description The newest event by a person (Unix ms), if any.
+             */
+            last_activity_ms?: number | null;
+            /** @description Each plan limit with a known usage. */
+            limits: {
+                [key: string]: components["schemas"]["Usage"];
+            };
+            /** @description Its name. */
+            name: string;
+            /** @description `ok`, `past_due`, `unpaid` or `none` (no subscription). */
+            payment: string;
+            /** @description The plan. */
+            plan: string;
+            /** @description Members against the plan's seats (`allowed` 0: unlimited). */
+            seats: components["schemas"]["Usage"];
+            /** @description Active, at risk or dormant. */
+            status: components["schemas"]["HealthStatus"];
+            subscription_status?: null | components["schemas"]["SubscriptionStatus"];
+            /**
+             * Format: int64
+             * @description From the account's creation to its first value (ms).
+             */
+            time_to_first_value_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Whole days of trial left, while trialing.
+             */
+            trial_days_left?: number | null;
+            /** @description The limits past the upgrade threshold. */
+            upgrade_suggested: string[];
+        };
+        /** @description One account's health and its trend. */
+        AccountHealthDetail: {
+            /** @description The latest record. */
+            current: components["schemas"]["AccountHealth"];
+            /**
+             * Format: int64
+             * @description Since when it is dormant (Unix ms), while it is.
+             */
+            dormant_since_ms?: number | null;
+            /** @description The daily records, newest first (up to 90 days). */
+            history: components["schemas"]["AccountHealth"][];
+        };
+        /** @description A page of accounts' health. */
+        AccountHealthPage: {
+            /** @description Dormant first, then at risk, then active. */
+            accounts: components["schemas"]["AccountHealth"][];
+            /** @description Where the next page starts, if there is one. */
+            next_cursor?: string | null;
+        };
         /** @description A page of the caller's accounts. */
         AccountList: {
             /** @description The accounts, in the order they were created. */
@@ -2335,6 +2456,8 @@ export interface components {
             default_account_id?: string | null;
             /** @description Their role there. */
             default_role: components["schemas"]["Role"];
+            /** @description Whether the directory is set up (settings saved or a token issued). */
+            enabled: boolean;
             /** @description Roles by group. */
             group_roles: components["schemas"]["GroupRole"][];
             /**
@@ -2664,6 +2787,11 @@ export interface components {
             /** @description The deployed version. */
             version: string;
         };
+        /**
+         * @description Where an account stands.
+         * @enum {string}
+         */
+        HealthStatus: "active" | "at_risk" | "dormant";
         /**
          * @description How a plan is billed.
          * @enum {string}
@@ -3388,6 +3516,19 @@ export interface components {
             event_types?: components["schemas"]["EventTypeName"][] | null;
             /** @description A new URL (checked as at registration). */
             url?: string | null;
+        };
+        /** @description How much of a limit is used. */
+        Usage: {
+            /**
+             * Format: int64
+             * @description What the plan allows.
+             */
+            allowed: number;
+            /**
+             * Format: int64
+             * @description In use.
+             */
+            used: number;
         };
         /** @description A variant and its weight. */
         Variant: {
@@ -5544,7 +5685,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description An event that does not fit: a name that is not `noun.verb` (`invalid_event_name`), one of Groundwork's lifecycle names (`reserved_event_name`), a property or time out of bounds (`invalid_event`), an empty or too large batch (`invalid_batch`); or this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
+            /** @description An event that does not fit: a name that is not `noun.verb` (`invalid_event_name`), one of Groundwork's lifecycle names (`reserved_event_name`), a property or time out of bounds (`invalid_event`), an email address in a property (`personal_data`), an empty or too large batch (`invalid_batch`); or this `Idempotency-Key` was used for another request (`idempotency_key_reused`) */
             422: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -12260,6 +12401,149 @@ export interface operations {
             };
         };
     };
+    list_account_health: {
+        parameters: {
+            query?: {
+                /** @description Only accounts in this state. */
+                health?: null | components["schemas"]["HealthStatus"];
+                /** @description Only accounts on this plan (`free`, `starter`...). */
+                plan?: string | null;
+                /** @description Only accounts in a trial (`true`) or not in one (`false`). */
+                trial?: boolean | null;
+                /** @description `json` (default: pages) or `csv` (every matching account, one file). */
+                format?: string | null;
+                /**
+                 * @description Accounts read per page (1 to 200, default 50); `plan` and `trial` narrow each page,
+                 *     which can then hold fewer (follow `next_cursor`).
+                 */
+                limit?: number | null;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page (JSON), or every matching account (`format=csv`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountHealthPage"];
+                    "text/csv": string;
+                };
+            };
+            /** @description A cursor this server did not issue (`invalid_cursor`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Operator access is off: no `GROUNDWORK_OPERATOR_TOKEN` is set (`operator_access_disabled`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_account_health: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountHealthDetail"];
+                };
+            };
+            /** @description A path parameter is not valid (`invalid_path`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid credential (`unauthenticated`), with `WWW-Authenticate: Bearer` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Operator access is off: no `GROUNDWORK_OPERATOR_TOKEN` is set (`operator_access_disabled`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such account, or no health recorded yet (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_dead_letters: {
         parameters: {
             query?: {
@@ -14368,7 +14652,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such organization, or no directory set up (`not_found`) */
+            /** @description No such organization, or the caller is not its admin (`not_found`) */
             404: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */

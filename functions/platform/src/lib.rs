@@ -10,6 +10,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+pub mod accounts;
 pub mod flags;
 pub mod ops;
 
@@ -61,6 +62,8 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(ops::list))
         .routes(routes!(ops::redrive))
         .routes(routes!(ops::smoke_mail))
+        .routes(routes!(accounts::list))
+        .routes(routes!(accounts::detail))
         .routes(routes!(flags::list))
         .routes(routes!(flags::put, flags::delete))
         .routes(routes!(flags::put_override, flags::delete_override))

@@ -34,9 +34,22 @@ pub const INCIDENT_WATCH: Schedule = Schedule { name: "incident-watch", expressi
 /// `POSTHOG_API_KEY`; see `shared::product_events::posthog`).
 pub const FORWARD_PRODUCT_EVENTS: Schedule = Schedule { name: "forward-product-events", expression: "rate(1 minute)" };
 
+/// Record every account's health for the day (see `shared::account_health`).
+pub const ACCOUNT_HEALTH_ROLLUP: Schedule = Schedule { name: "account-health-rollup", expression: "rate(1 day)" };
+
+/// Email the owners of accounts that turned dormant, once per dormancy.
+pub const DORMANT_ACCOUNTS: Schedule = Schedule { name: "dormant-accounts", expression: "rate(1 day)" };
+
 /// The schedules `template.yaml` deploys.
-pub const DEPLOYED: &[Schedule] =
-    &[PURGE_SOFT_DELETED, RECONCILE_BILLING, RELAY_JOB_OUTBOX, INCIDENT_WATCH, FORWARD_PRODUCT_EVENTS];
+pub const DEPLOYED: &[Schedule] = &[
+    PURGE_SOFT_DELETED,
+    RECONCILE_BILLING,
+    RELAY_JOB_OUTBOX,
+    INCIDENT_WATCH,
+    FORWARD_PRODUCT_EVENTS,
+    ACCOUNT_HEALTH_ROLLUP,
+    DORMANT_ACCOUNTS,
+];
 
 /// How many soft-deleted items one purge query takes at a time.
 const PURGE_BATCH: u32 = 100;
@@ -156,6 +169,47 @@ impl ScheduledJob for ForwardProductEvents {
     }
 }
 
+/// The daily account health rollup.
+pub struct AccountHealthRollup {
+    services: Services,
+}
+
+#[async_trait]
+impl ScheduledJob for AccountHealthRollup {
+    fn name(&self) -> &str {
+        ACCOUNT_HEALTH_ROLLUP.name
+    }
+
+    async fn run(&self, fired_at_ms: i64) -> anyhow::Result<()> {
+        let done = shared::account_health::rollup(&self.services, fired_at_ms).await?;
+        tracing::info!(
+            accounts = done.accounts,
+            dormant = done.dormant,
+            upgrade_triggers = done.upgrade_triggers,
+            "account health recorded"
+        );
+        Ok(())
+    }
+}
+
+/// The dormant accounts' emails.
+pub struct DormantAccounts {
+    services: Services,
+}
+
+#[async_trait]
+impl ScheduledJob for DormantAccounts {
+    fn name(&self) -> &str {
+        DORMANT_ACCOUNTS.name
+    }
+
+    async fn run(&self, _fired_at_ms: i64) -> anyhow::Result<()> {
+        let told = shared::account_health::notify_dormant(&self.services).await?;
+        tracing::info!(told, "owners of dormant accounts emailed");
+        Ok(())
+    }
+}
+
 /// The store's expiry sweep, where the store needs one (the embedded store).
 pub struct SweepExpired {
     sweep: Arc<dyn shared::store::ExpirySweep>,
@@ -182,6 +236,8 @@ pub fn deployed_jobs(services: &Services) -> Vec<(Schedule, Arc<dyn ScheduledJob
         (RELAY_JOB_OUTBOX, Arc::new(RelayJobOutbox { services: services.clone() })),
         (INCIDENT_WATCH, Arc::new(IncidentWatch { services: services.clone() })),
         (FORWARD_PRODUCT_EVENTS, Arc::new(ForwardProductEvents { services: services.clone() })),
+        (ACCOUNT_HEALTH_ROLLUP, Arc::new(AccountHealthRollup { services: services.clone() })),
+        (DORMANT_ACCOUNTS, Arc::new(DormantAccounts { services: services.clone() })),
     ]
 }
 

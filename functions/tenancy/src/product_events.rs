@@ -12,6 +12,7 @@ use shared::error::{ApiError, Problem};
 use shared::http::{Json, json_with_status};
 use shared::product_events::{LIFECYCLE, MAX_PROPERTIES, ProductEvent};
 use shared::services::Services;
+use shared::store::TxOp;
 use shared::tenancy::{Action, Tenant};
 
 /// The most events one request carries.
@@ -62,6 +63,19 @@ pub struct ProductEventsAccepted {
     pub accepted: usize,
 }
 
+/// The largest number a property holds (2^53: every integer up to it is exact in JSON
+/// readers and in DynamoDB).
+pub const MAX_NUMBER: f64 = 9_007_199_254_740_992.0;
+
+/// `local@domain.tld`-shaped text.
+fn looks_like_email(s: &str) -> bool {
+    s.split_whitespace().any(|word| {
+        word.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+    })
+}
+
 fn invalid(code: &'static str, detail: String) -> ApiError {
     ApiError::Invalid { code, detail }
 }
@@ -99,13 +113,22 @@ fn checked(
         let key_ok = !key.is_empty()
             && key.len() <= 64
             && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        let value_ok = value.as_str().is_none_or(|s| s.chars().count() <= MAX_STRING_CHARS);
+        let value_ok = value.as_str().is_none_or(|s| s.chars().count() <= MAX_STRING_CHARS)
+            && value.as_f64().is_none_or(|n| n.abs() <= MAX_NUMBER);
         if !key_ok || !value_ok {
             return Err(invalid(
                 "invalid_event",
                 format!(
-                    "events[{index}]: property names are 1 to 64 of a-z 0-9 _, strings at most {MAX_STRING_CHARS} characters"
+                    "events[{index}]: property names are 1 to 64 of a-z 0-9 _, strings at most {MAX_STRING_CHARS} \
+                     characters, numbers at most 2^53 in size"
                 ),
+            ));
+        }
+        // Properties are ids and facts, never personal data: an address is refused outright.
+        if value.as_str().is_some_and(looks_like_email) {
+            return Err(invalid(
+                "personal_data",
+                format!("events[{index}]: property {key} holds an email address; send ids, not personal data"),
             ));
         }
         event =
@@ -119,7 +142,7 @@ fn checked(
 #[utoipa::path(post, path = "/accounts/{account_id}/events", tag = "tenancy", request_body = ProductEventBatch,
     security(("bearer" = [])), params(("account_id" = String, Path)),
     responses((status = 202, body = ProductEventsAccepted),
-              (status = 422, description = "An event that does not fit: a name that is not `noun.verb` (`invalid_event_name`), one of Groundwork's lifecycle names (`reserved_event_name`), a property or time out of bounds (`invalid_event`), an empty or too large batch (`invalid_batch`)", body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "An event that does not fit: a name that is not `noun.verb` (`invalid_event_name`), one of Groundwork's lifecycle names (`reserved_event_name`), a property or time out of bounds (`invalid_event`), an email address in a property (`personal_data`), an empty or too large batch (`invalid_batch`)", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn record(
     State(s): State<Services>,
     Tenant(scope): Tenant,
@@ -130,15 +153,52 @@ pub(crate) async fn record(
         return Err(invalid("invalid_batch", format!("send 1 to {MAX_BATCH} events")));
     }
     let now = s.clock.now_ms();
-    let mut ops = Vec::with_capacity(req.events.len());
+    let mut events: Vec<(ProductEvent, Option<&str>)> = Vec::with_capacity(req.events.len());
     for (index, new) in req.events.iter().enumerate() {
         let event = checked(new, index, &scope, now)?;
-        ops.push(match &new.id {
-            Some(id) => event.op_once(id)?,
-            None => event.op()?,
+        let id = new.id.as_deref();
+        // The same occurrence twice in one batch is recorded once.
+        let repeated = id.is_some_and(|id| {
+            events.iter().any(|(e, other)| *other == Some(id) && e.name == event.name && e.at_ms == event.at_ms)
         });
+        if !repeated {
+            events.push((event, id));
+        }
     }
-    let accepted = ops.len();
-    s.store.transact(ops).await?;
-    Ok(json_with_status(StatusCode::ACCEPTED, &ProductEventsAccepted { accepted }))
+    // An occurrence already recorded (a retry) keeps its first version and is not forwarded
+    // again: its write fails its condition, and the batch is written without it.
+    for _ in 0..3 {
+        let mut ops = Vec::with_capacity(events.len());
+        for (event, id) in &events {
+            ops.push(match id {
+                Some(id) => TxOp::Put(event.put_first(id, event.at_ms)?),
+                None => event.op()?,
+            });
+        }
+        if ops.is_empty() {
+            break;
+        }
+        match s.store.transact(ops).await {
+            Ok(()) => break,
+            Err(e) if e.is_condition_failure() => {
+                let before = events.len();
+                let mut kept = Vec::with_capacity(before);
+                for (event, id) in events {
+                    let recorded = match id {
+                        Some(id) => s.store.get(&event.key_once(id, event.at_ms)).await?.is_some(),
+                        None => false,
+                    };
+                    if !recorded {
+                        kept.push((event, id));
+                    }
+                }
+                if kept.len() == before {
+                    return Err(e.into());
+                }
+                events = kept;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json_with_status(StatusCode::ACCEPTED, &ProductEventsAccepted { accepted: req.events.len() }))
 }

@@ -64,6 +64,8 @@ pub struct Config {
     pub domains: crate::tenancy::domains::DomainsConfig,
     /// Product events forwarded to PostHog.
     pub posthog: crate::product_events::posthog::PostHogConfig,
+    /// Account health thresholds.
+    pub health: crate::account_health::HealthConfig,
 }
 
 impl Config {
@@ -121,6 +123,7 @@ impl Config {
             webhooks: crate::webhooks::WebhooksConfig::from_env(&env)?,
             domains: crate::tenancy::domains::DomainsConfig::from_env(&env)?,
             posthog: crate::product_events::posthog::PostHogConfig::from_env(&env)?,
+            health: crate::account_health::HealthConfig::from_env(&env)?,
             environment,
         })
     }

@@ -87,6 +87,12 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "join_requested.subject.j2",
     "join_requested.txt.j2",
     "join_requested.html.j2",
+    "upgrade_suggested.subject.j2",
+    "upgrade_suggested.txt.j2",
+    "upgrade_suggested.html.j2",
+    "account_dormant.subject.j2",
+    "account_dormant.txt.j2",
+    "account_dormant.html.j2",
 );
 
 fn environment() -> &'static Environment<'static> {
@@ -170,6 +176,8 @@ mod tests {
             "data_export_ready",
             "webhook_endpoint_disabled",
             "join_requested",
+            "upgrade_suggested",
+            "account_dormant",
         ];
         for (file, _) in TEMPLATES {
             let stem = file.split('.').next().unwrap();

@@ -101,6 +101,28 @@ pub enum Email {
         /// The account's webhook settings.
         link: String,
     },
+    /// A plan limit is nearly used up (to the account's owners, once a month per limit).
+    UpgradeSuggested {
+        /// The account's name.
+        account_name: String,
+        /// The limit (`seats`, `projects`).
+        limit: String,
+        /// In use.
+        used: u64,
+        /// What the plan allows.
+        allowed: u64,
+        /// The billing page.
+        link: String,
+    },
+    /// Nobody has used the account for a while (to its owners, once per dormancy).
+    AccountDormant {
+        /// The account's name.
+        account_name: String,
+        /// Days since anyone did something in it.
+        idle_days: i64,
+        /// The account.
+        link: String,
+    },
     /// Someone at a verified domain asked to join an account (to its owners and admins).
     JoinRequested {
         /// Who asked: their name, or their address.
@@ -132,6 +154,8 @@ impl Email {
             Self::DataExportReady { .. } => "data_export_ready",
             Self::WebhookEndpointDisabled { .. } => "webhook_endpoint_disabled",
             Self::JoinRequested { .. } => "join_requested",
+            Self::UpgradeSuggested { .. } => "upgrade_suggested",
+            Self::AccountDormant { .. } => "account_dormant",
         }
     }
 }

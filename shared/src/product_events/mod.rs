@@ -44,6 +44,8 @@ pub const LIFECYCLE: &[&str] = &[
     "subscription.cancelled",
     // A feature behind a flag was used (`flag`), recorded once per account, flag and day.
     "feature.used",
+    // A plan limit passed the upgrade threshold (`limit`, `used`, `allowed`), once a month.
+    "upgrade.suggested",
 ];
 
 /// One product event.
@@ -123,14 +125,20 @@ impl ProductEvent {
         Ok(TxOp::Put(self.put(key)?))
     }
 
-    /// The write of an event that happens once per `id` (a feature's first use in a day):
-    /// the first writer's stays.
+    /// The write of an event that happens once per `id`, sorted at `key_ms` (a feature's
+    /// first use in a day: keyed by the day, timed when it happened): the first writer's
+    /// stays, and a second write fails its condition.
     ///
     /// # Errors
     /// When the event does not serialize.
-    pub fn put_first(&self, id: &str) -> Result<Put, StoreError> {
+    pub fn put_first(&self, id: &str, key_ms: i64) -> Result<Put, StoreError> {
+        Ok(self.put(self.key_once(id, key_ms))?.if_not_exists())
+    }
+
+    /// The key of the occurrence `id`, sorted at `key_ms`.
+    pub fn key_once(&self, id: &str, key_ms: i64) -> crate::store::Key {
         let digest = crate::auth::hash_secret(&format!("{}#{id}", self.name));
-        Ok(self.put(crate::keys::product_event(self.account_id, self.at_ms, &digest[..32]))?.if_not_exists())
+        crate::keys::product_event(self.account_id, key_ms, &digest[..32])
     }
 
     fn put(&self, key: crate::store::Key) -> Result<Put, StoreError> {

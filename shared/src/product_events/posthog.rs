@@ -33,8 +33,9 @@ use crate::store::{Index, Item, Query, Store, StoreError, Update};
 
 /// Events per batch (PostHog takes far more; small batches keep one refusal small).
 pub const BATCH: u32 = 100;
-/// Batches per shard in one run (so a backlog drains over a few runs, not one long one).
-pub const BATCHES_PER_RUN: usize = 10;
+/// How long one run keeps sending (the schedule fires every minute; a backlog larger than a
+/// run sends goes on at the next).
+pub const RUN_BUDGET: Duration = Duration::from_secs(45);
 /// How long one batch may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -227,8 +228,10 @@ impl Forwarder<'_> {
     }
 }
 
-/// Forwards the pending events, shard by shard, oldest first. A no-op when forwarding is
-/// off (the index entries then expire with their events).
+/// Forwards the pending events, a batch from each shard in turn (so one busy account does
+/// not hold the others back), oldest first, until none is pending or [`RUN_BUDGET`] is
+/// spent; stops at the first batch PostHog does not take for now. A no-op when forwarding
+/// is off (the index entries then expire with their events).
 ///
 /// # Errors
 /// When the store fails; PostHog's failures are not errors (the events wait for a retry or
@@ -236,16 +239,24 @@ impl Forwarder<'_> {
 pub async fn forward(forwarder: &Forwarder<'_>) -> Result<Forwarded, StoreError> {
     let mut out = Forwarded::default();
     let Some(key) = forwarder.config.api_key.as_ref() else { return Ok(out) };
-    for shard in 0..FORWARD_SHARDS {
-        for _ in 0..BATCHES_PER_RUN {
+    let started = std::time::Instant::now();
+    loop {
+        let mut sent_any = false;
+        for shard in 0..FORWARD_SHARDS {
+            if started.elapsed() > RUN_BUDGET {
+                return Ok(out);
+            }
             match forwarder.batch(shard, key.expose(), &mut out).await? {
-                Some(true) => {}
-                // Empty, or PostHog down: the next shard (a failure is retried next run).
-                Some(false) | None => break,
+                Some(true) => sent_any = true,
+                // PostHog is down or throttling: everything waits for the next run.
+                Some(false) => return Ok(out),
+                None => {}
             }
         }
+        if !sent_any {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
 /// How many events PostHog refused (the dead-letter index), at most `limit` counted.

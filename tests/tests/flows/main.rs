@@ -2,6 +2,7 @@
 //! command starts): one test binary, so the stack is linked once.
 
 mod abuse;
+mod account_health;
 mod auth_flows;
 mod auth_hardening;
 mod auth_keys;

@@ -47,8 +47,18 @@ async fn flows_record_lifecycle_events_and_a_frontend_sends_its_own_in_batches()
         let (status, body) = app.call("POST", &path, Some(&member), Some(batch.clone())).await;
         assert_eq!((status, body["accepted"].as_u64()), (202, Some(2)), "{body}");
     }
+    // The same occurrence twice in a batch, and a retry that changed its properties: the
+    // first version stays.
+    let changed = json!({"events": [
+        {"name": "report.exported", "id": "r-1", "at_ms": now - 1000, "properties": {"format": "pdf"}},
+        {"name": "report.exported", "id": "r-1", "at_ms": now - 1000, "properties": {"format": "xls"}},
+    ]});
+    assert_eq!(app.call("POST", &path, Some(&member), Some(changed)).await.0, 202);
     let all = names(&app, &account).await;
     assert_eq!(all.iter().filter(|n| *n == "report.exported").count(), 1, "a retry with the same id: {all:?}");
+    let events = shared::product_events::recent(store, account.parse().unwrap(), 100).await.unwrap();
+    let exported = events.iter().find(|e| e.name == "report.exported").unwrap();
+    assert_eq!(exported.properties["format"], "csv", "the first version stays");
     assert_eq!(all.iter().filter(|n| *n == "dashboard.viewed").count(), 2, "no id, two occurrences: {all:?}");
 
     // What does not fit refuses the whole batch, and records nothing.
@@ -66,6 +76,8 @@ async fn flows_record_lifecycle_events_and_a_frontend_sends_its_own_in_batches()
         (json!([{"name": "a.b", "properties": {"long": long}}]), "invalid_event"),
         (json!([{"name": "a.b", "id": "not ok", "at_ms": now}]), "invalid_event"),
         (json!([{"name": "a.b", "id": "no-time"}]), "invalid_event"),
+        (json!([{"name": "a.b", "properties": {"big": 1e308}}]), "invalid_event"),
+        (json!([{"name": "a.b", "properties": {"contact": "Write to bob@example.com"}}]), "personal_data"),
         (json!([{"name": "a.b"}, {"name": "member.joined"}]), "reserved_event_name"),
         (json!([]), "invalid_batch"),
         (Value::Array(too_many), "invalid_batch"),

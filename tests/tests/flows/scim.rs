@@ -77,7 +77,8 @@ async fn directory_sync_links_verified_domain_users_maps_groups_to_roles_and_dep
     let (mallory, _) = app.user("mallory@elsewhere.test").await;
     let scim_admin = format!("/organizations/{org}/scim");
     assert_eq!(app.call("POST", &format!("{scim_admin}/token"), Some(&mallory), None).await.0, 404);
-    assert_eq!(app.call("GET", &scim_admin, Some(&alice), None).await.0, 404, "no directory yet");
+    let (status, view) = app.call("GET", &scim_admin, Some(&alice), None).await;
+    assert_eq!((status, view["enabled"].as_bool()), (200, Some(false)), "no directory yet: {view}");
     let (status, issued) = app.call("POST", &format!("{scim_admin}/token"), Some(&alice), None).await;
     assert_eq!(status, 201, "{issued}");
     let token = issued["token"].as_str().unwrap().to_owned();

@@ -102,6 +102,8 @@ pub fn base_url(s: &Services) -> String {
 /// A directory as its organization's admins see it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DirectoryView {
+    /// Whether the directory is set up (settings saved or a token issued).
+    pub enabled: bool,
     /// The SCIM base URL to give the identity provider ("Tenant URL", "SCIM connector base URL").
     pub base_url: String,
     /// The start of the current token (`gws_…`), if one was issued.
@@ -120,6 +122,7 @@ pub struct DirectoryView {
 
 fn view(s: &Services, d: &Directory) -> DirectoryView {
     DirectoryView {
+        enabled: true,
         base_url: base_url(s),
         token_prefix: d.token_prefix.clone(),
         token_created_at_ms: d.token_created_at_ms,
@@ -130,19 +133,21 @@ fn view(s: &Services, d: &Directory) -> DirectoryView {
     }
 }
 
-/// The organization's SCIM directory (its admins).
+/// The organization's SCIM directory (its admins): `enabled: false` until it is set up.
 #[utoipa::path(get, path = "/organizations/{org_id}/scim", tag = "tenancy", operation_id = "get_scim_directory",
     security(("bearer" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = DirectoryView),
-              (status = 404, description = "No such organization, or no directory set up (`not_found`)", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, description = "No such organization, or the caller is not its admin (`not_found`)", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn get(
     State(s): State<Services>,
     caller: AuthUser,
     Path(org): Path<OrgId>,
 ) -> Result<Json<DirectoryView>, ApiError> {
     load_as_admin(&s, org, caller.user_id).await?;
-    let (directory, _) = load(s.store.as_ref(), org).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(view(&s, &directory)))
+    Ok(Json(match load(s.store.as_ref(), org).await? {
+        Some((directory, _)) => view(&s, &directory),
+        None => DirectoryView { enabled: false, ..view(&s, &Directory::new(org, 0)) },
+    }))
 }
 
 /// A directory's settings.
