@@ -166,8 +166,9 @@ pub(crate) async fn record(
         }
     }
     // An occurrence already recorded (a retry) keeps its first version and is not forwarded
-    // again: its write fails its condition, and the batch is written without it.
-    for _ in 0..3 {
+    // again: its write fails its condition, and the batch is written without it. Each round
+    // drops at least one event, so it ends.
+    loop {
         let mut ops = Vec::with_capacity(events.len());
         for (event, id) in &events {
             ops.push(match id {

@@ -163,10 +163,25 @@ impl Forwarder<'_> {
         }))
     }
 
-    /// Sends one shard's next batch; `None` when the shard has nothing pending.
-    async fn batch(&self, shard: u8, key: &str, out: &mut Forwarded) -> Result<Option<bool>, StoreError> {
+    /// Sends one shard's next batch; `None` when the shard has nothing pending. `done` holds
+    /// the events this run already handled: DynamoDB updates an index a moment after the item,
+    /// so a query may still list them, and they are neither sent nor touched again.
+    async fn batch(
+        &self,
+        shard: u8,
+        key: &str,
+        out: &mut Forwarded,
+        done: &mut BTreeSet<(String, String)>,
+    ) -> Result<Option<bool>, StoreError> {
         let query = Query::index(Index::Gsi1, keys::product_events_pending_partition(shard)).limit(BATCH);
-        let items = self.store.query(query).await?.items;
+        let items: Vec<Item> = self
+            .store
+            .query(query)
+            .await?
+            .items
+            .into_iter()
+            .filter(|i| !done.contains(&(i.key.pk.clone(), i.key.sk.clone())))
+            .collect();
         if items.is_empty() {
             return Ok(None);
         }
@@ -213,6 +228,7 @@ impl Forwarder<'_> {
                 Err(e) => return Err(e),
             }
         }
+        done.extend(items.iter().map(|i| (i.key.pk.clone(), i.key.sk.clone())));
         if refused {
             tracing::error!(
                 status,
@@ -240,13 +256,14 @@ pub async fn forward(forwarder: &Forwarder<'_>) -> Result<Forwarded, StoreError>
     let mut out = Forwarded::default();
     let Some(key) = forwarder.config.api_key.as_ref() else { return Ok(out) };
     let started = std::time::Instant::now();
+    let mut done = BTreeSet::new();
     loop {
         let mut sent_any = false;
         for shard in 0..FORWARD_SHARDS {
             if started.elapsed() > RUN_BUDGET {
                 return Ok(out);
             }
-            match forwarder.batch(shard, key.expose(), &mut out).await? {
+            match forwarder.batch(shard, key.expose(), &mut out, &mut done).await? {
                 Some(true) => sent_any = true,
                 // PostHog is down or throttling: everything waits for the next run.
                 Some(false) => return Ok(out),

@@ -396,7 +396,9 @@ async fn isolation_matrix_every_tenant_route_against_every_attacker() {
     let mut routes = Vec::new();
     let mut reader_may = Vec::new();
     for (path, item) in api["paths"].as_object().unwrap() {
-        if !path.contains("{account_id}") {
+        // The operators' routes name accounts too, but take the operator token, never a
+        // tenant's credential (their own tests cover them).
+        if !path.contains("{account_id}") || path.starts_with("/ops/") {
             continue;
         }
         for (method, operation) in item.as_object().unwrap() {
