@@ -94,6 +94,13 @@ impl HealthConfig {
     /// A malformed number, at-risk days not below dormant days, a threshold outside 1 to 100.
     pub fn from_env(env: &crate::settings::Env) -> Result<Self, crate::settings::ConfigError> {
         let config: Self = env.area("GROUNDWORK_")?;
+        if ProductEvent::new(&config.value_event, AccountId::new(), None, 0).is_err() {
+            return Err(crate::settings::ConfigError::Invalid {
+                var: "GROUNDWORK_VALUE_EVENT".into(),
+                value: config.value_event.chars().take(64).collect(),
+                reason: "expected an event name, noun.verb in lower case (project.created)".into(),
+            });
+        }
         crate::settings::at_least("GROUNDWORK_HEALTH_AT_RISK_DAYS", config.at_risk_days, 1)?;
         crate::settings::at_least("GROUNDWORK_HEALTH_DORMANT_DAYS", config.dormant_days, config.at_risk_days + 1)?;
         crate::settings::at_least("GROUNDWORK_UPGRADE_THRESHOLD_PERCENT", config.upgrade_threshold_percent, 1)?;
@@ -464,7 +471,13 @@ pub async fn rollup(s: &Services, now_ms: i64) -> anyhow::Result<Rollup> {
     let mut cursor = None;
     loop {
         let (accounts, next) = crate::tenancy::directory_page(s.store.as_ref(), 1000, cursor).await?;
-        for account in accounts.iter().filter(|a| a.deleted_at_ms.is_none()) {
+        for account in &accounts {
+            // A deleted account leaves the operators' list (its day records go with its
+            // partition when it is purged, or stay if it is restored).
+            if account.deleted_at_ms.is_some() {
+                s.store.delete(crate::store::Delete::new(keys::account_health(account.id))).await?;
+                continue;
+            }
             let previous = current(s.store.as_ref(), account.id).await?;
             let health = compute(s, account, previous.as_ref(), now_ms).await?;
             let dormant_since_ms = match (health.status, previous.as_ref()) {

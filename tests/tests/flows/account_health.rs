@@ -102,4 +102,10 @@ async fn a_rollup_over_simulated_days_sorts_accounts_by_risk_and_tells_owners_on
     event(&app, gone, &user, "report.exported", now + DAY_MS, None).await;
     account_health::rollup(&s, now + 2 * DAY_MS).await.unwrap();
     assert_eq!(health(&app, gone).await.status, HealthStatus::Active);
+
+    // A deleted account leaves the list at the next rollup.
+    assert_eq!(app.call("DELETE", &format!("/accounts/{quiet}"), Some(&token), None).await.0, 200);
+    account_health::rollup(&s, now + 3 * DAY_MS).await.unwrap();
+    let (_, all) = app.call("GET", "/ops/accounts", Some(OPERATOR), None).await;
+    assert_eq!(all["accounts"].as_array().unwrap().len(), 2, "{all}");
 }
