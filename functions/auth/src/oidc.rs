@@ -27,7 +27,8 @@ use shared::error::ApiError;
 use shared::id::{OrgId, UserId};
 use shared::keys;
 use shared::services::Services;
-use shared::store::{Delete, Item, Key, Put, TxOp};
+use shared::store::{Delete, Item, Key, Put};
+use shared::tenancy::membership_lifecycle::{self, JoinedVia};
 use shared::tenancy::{self, Membership};
 
 /// How long a started login waits for the provider's answer.
@@ -323,32 +324,14 @@ pub async fn join_jit(s: &Services, org: OrgId, sso: &tenancy::SsoConfig, user: 
         return Ok(());
     }
     let m = Membership { account_id: account, user_id: user, role: sso.jit_role, joined_at_ms: s.clock.now_ms() };
-    let joined = shared::webhooks::Event::new(
-        "member.joined",
-        format!("member-joined-sso-{account}-{user}"),
-        m.joined_at_ms,
-        json!({"account_id": account, "user_id": user, "role": m.role}),
-    );
-    let joined = shared::webhooks::stage(&s.jobs(), account, &joined)?;
-    let event = shared::product_events::lifecycle(
-        "member.joined",
-        account,
-        Some(user),
-        m.joined_at_ms,
-        &[("role", json!(m.role)), ("via", json!("sso"))],
-        None,
-    )?;
-    let ops = vec![TxOp::Put(Put::new(tenancy::membership_item(&m)?).if_not_exists()), joined.op(), event];
-    match s.store.transact(ops).await {
-        Ok(()) => {
-            s.jobs().dispatch(joined).await;
-            let event = NewEvent::new(Actor::User(user), AuditAction::MemberJoinedViaSso, Origin::default())
-                .target(user)
-                .detail(json!({"role": m.role, "organization": org}));
-            s.audit(AuditStream::Account(account), event).await?;
-            Ok(())
-        }
-        Err(e) if e.is_condition_failure() => Ok(()),
-        Err(e) => Err(e.into()),
+    let put = Put::new(tenancy::membership_item(&m)?).if_not_exists();
+    let event_id = format!("member-joined-sso-{account}-{user}");
+    // A condition failure means a concurrent sign-in made them a member first.
+    if membership_lifecycle::join(s, put, &m, JoinedVia::Sso, event_id, Vec::new()).await? {
+        let event = NewEvent::new(Actor::User(user), AuditAction::MemberJoinedViaSso, Origin::default())
+            .target(user)
+            .detail(json!({"role": m.role, "organization": org}));
+        s.audit(AuditStream::Account(account), event).await?;
     }
+    Ok(())
 }

@@ -23,6 +23,7 @@ use shared::services::Services;
 use shared::soft_delete;
 use shared::store::{Condition, Delete, Item, Key, Put, StoreExt as _, TxOp};
 use shared::tenancy::Caller;
+use shared::tenancy::membership_lifecycle::{self, JoinedVia};
 use shared::tenancy::{self, Action, Membership, Role, Tenant, TenantScope, load_membership, may_assign};
 
 use crate::AccountView;
@@ -184,7 +185,7 @@ pub(crate) async fn add_member(
     extra: Vec<TxOp>,
 ) -> Result<(), ApiError> {
     check_seats(s, account, pending(s, account).await?.len()).await?;
-    join(s, account, user, role, event_id, "domain", extra).await
+    join(s, account, user, role, event_id, JoinedVia::Domain, extra).await
 }
 
 /// The membership write for `user` joining `account`: a removed member coming back replaces
@@ -192,11 +193,16 @@ pub(crate) async fn add_member(
 ///
 /// # Errors
 /// 409 `already_member` when they are a live member.
-async fn membership_put(s: &Services, account: AccountId, user: UserId, role: Role) -> Result<Put, ApiError> {
+async fn membership_put(
+    s: &Services,
+    account: AccountId,
+    user: UserId,
+    role: Role,
+) -> Result<(Put, Membership), ApiError> {
     let existing = s.store.get(&keys::membership(account, user)).await?;
     let m = Membership { account_id: account, user_id: user, role, joined_at_ms: s.clock.now_ms() };
     let mut membership = tenancy::membership_item(&m)?;
-    Ok(match existing {
+    let put = match existing {
         Some(m) if !soft_delete::is_deleted(&m) => {
             return Err(ApiError::Conflict {
                 code: "already_member",
@@ -208,49 +214,31 @@ async fn membership_put(s: &Services, account: AccountId, user: UserId, role: Ro
             Put::new(membership).if_unchanged()
         }
         None => Put::new(membership).if_not_exists(),
-    })
+    };
+    Ok((put, m))
 }
 
-/// Writes the membership with `extra`, the seat sync, the account's `member.joined`
-/// webhook message and product event (joined `via` an invitation or a domain) in one
-/// transaction (the job outbox), then sends what it staged.
+/// Joins `user` to `account` (see [`membership_lifecycle::join`]) with `extra` in the same
+/// transaction.
+///
+/// # Errors
+/// 409 `already_member`; 409 `conflict` when the membership or an `extra` item changed
+/// meanwhile.
 async fn join(
     s: &Services,
     account: AccountId,
     user: UserId,
     role: Role,
     event_id: String,
-    via: &'static str,
+    via: JoinedVia,
     extra: Vec<TxOp>,
 ) -> Result<(), ApiError> {
-    let membership = membership_put(s, account, user, role).await?;
-    let seats = shared::billing::stage_seat_sync(&s.billing(), account)?;
-    let joined = shared::webhooks::Event::new(
-        "member.joined",
-        event_id,
-        s.clock.now_ms(),
-        json!({"account_id": account, "user_id": user, "role": role}),
-    );
-    let joined = shared::webhooks::stage(&s.jobs(), account, &joined)?;
-    let event = shared::product_events::lifecycle(
-        "member.joined",
-        account,
-        Some(user),
-        s.clock.now_ms(),
-        &[("role", json!(role)), ("via", json!(via))],
-        None,
-    )?;
-    let mut ops = vec![TxOp::Put(membership), joined.op(), event];
-    ops.extend(extra);
-    if let Some(job) = &seats {
-        ops.push(job.op());
+    let (put, m) = membership_put(s, account, user, role).await?;
+    if membership_lifecycle::join(s, put, &m, via, event_id, extra).await? {
+        Ok(())
+    } else {
+        Err(shared::store::StoreError::ConditionFailed.into())
     }
-    s.store.transact(ops).await?;
-    s.jobs().dispatch(joined).await;
-    if let Some(job) = seats {
-        s.jobs().dispatch(job).await;
-    }
-    Ok(())
 }
 
 /// Invites an email address with a role; the invitation is emailed.
@@ -502,7 +490,7 @@ pub(crate) async fn accept(
     inv_item.version = item.version;
     // The invitation held the seat: no seat check.
     let extra = vec![TxOp::Put(Put::new(inv_item).if_unchanged()), TxOp::Delete(Delete::new(token_key(&hash)))];
-    join(&s, account_id, caller.user_id, inv.role, format!("member-joined-{id}"), "invitation", extra).await?;
+    join(&s, account_id, caller.user_id, inv.role, format!("member-joined-{id}"), JoinedVia::Invitation, extra).await?;
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::InvitationAccepted, ctx.origin())
         .target(id)
         .detail(json!({"role": inv.role}));

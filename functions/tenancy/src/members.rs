@@ -11,13 +11,12 @@ use shared::auth::users;
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, PageParams, Path, Query, RequestContext};
 use shared::id::{AccountId, UserId};
-use shared::keys;
+
 use shared::services::Services;
-use shared::soft_delete::{self};
-use shared::store::{Condition, Put, TxOp};
-use shared::tenancy::{
-    self, Action, Membership, Role, Tenant, TenantScope, load_membership, may_assign, membership_item,
-};
+
+use shared::store::{Put, TxOp};
+use shared::tenancy::membership_lifecycle;
+use shared::tenancy::{self, Action, Membership, Role, Tenant, load_membership, may_assign, membership_item};
 
 use crate::AccountView;
 
@@ -73,20 +72,11 @@ pub(crate) async fn list_members(
 
 /// A condition that keeps another owner in place while an owner's membership changes, so
 /// two owners demoting each other at once cannot leave the account without one.
-pub(crate) async fn other_owner_check(s: &Services, scope: &TenantScope, leaving: UserId) -> Result<TxOp, ApiError> {
-    let members = tenancy::members(s.store.as_ref(), scope.account_id()).await?;
-    let other =
-        members.iter().find(|m| m.role == Role::Owner && m.user_id != leaving).ok_or_else(|| ApiError::Conflict {
-            code: "last_owner",
-            detail: "an account needs an owner: transfer ownership or make someone else an owner first".into(),
-        })?;
-    let (_, version) = load_membership(s.store.as_ref(), scope.account_id(), other.user_id)
-        .await?
-        .ok_or(ApiError::Conflict { code: "conflict", detail: "the members changed; retry".into() })?;
-    Ok(TxOp::Check(
-        keys::membership(scope.account_id(), other.user_id),
-        Condition::All(vec![Condition::VersionIs(version), Condition::Missing("deleted_at_ms".into())]),
-    ))
+pub(crate) async fn other_owner_check(s: &Services, account: AccountId, leaving: UserId) -> Result<TxOp, ApiError> {
+    membership_lifecycle::other_owner(s, account, leaving).await?.ok_or_else(|| ApiError::Conflict {
+        code: "last_owner",
+        detail: "an account needs an owner: transfer ownership or make someone else an owner first".into(),
+    })
 }
 
 /// A new role.
@@ -120,7 +110,7 @@ pub(crate) async fn change_role(
     let from = m.role;
     let mut ops = Vec::new();
     if from == Role::Owner && req.role != Role::Owner {
-        ops.push(other_owner_check(&s, &scope, user_id).await?);
+        ops.push(other_owner_check(&s, scope.account_id(), user_id).await?);
     }
     m.role = req.role;
     let mut item = membership_item(&m)?;
@@ -142,37 +132,18 @@ pub(crate) async fn change_role(
     }))
 }
 
-pub(crate) async fn end_membership(
-    s: &Services,
-    scope: &TenantScope,
-    m: &Membership,
-    version: u64,
-) -> Result<(), ApiError> {
-    // The seat count follows the membership in the same transaction (the job outbox).
-    let seats = shared::billing::stage_seat_sync(&s.billing(), scope.account_id())?;
-    let mut ops: Vec<TxOp> = seats.iter().map(shared::jobs::outbox::StagedJob::op).collect();
-    let removed = shared::webhooks::Event::new(
-        "member.removed",
-        format!("member-removed-{}-{version}", m.user_id),
-        s.clock.now_ms(),
-        serde_json::json!({"account_id": scope.account_id(), "user_id": m.user_id}),
-    );
-    let removed = shared::webhooks::stage(&s.jobs(), scope.account_id(), &removed)?;
-    ops.push(removed.op());
-    if m.role == Role::Owner {
-        ops.push(other_owner_check(s, scope, m.user_id).await?);
+/// Ends `m` (read at `version`) in its account; an owner only while another owner stays.
+///
+/// # Errors
+/// 409 `last_owner`; 409 `conflict` when the members changed meanwhile.
+pub(crate) async fn end_membership(s: &Services, m: &Membership, version: u64) -> Result<(), ApiError> {
+    let owner_check =
+        if m.role == Role::Owner { Some(other_owner_check(s, m.account_id, m.user_id).await?) } else { None };
+    if membership_lifecycle::end(s, m.account_id, m.user_id, version, owner_check).await? {
+        Ok(())
+    } else {
+        Err(shared::store::StoreError::ConditionFailed.into())
     }
-    let key = keys::membership(scope.account_id(), m.user_id);
-    let mark = soft_delete::mark_deleted(key, s.clock.now_ms(), s.config.soft_delete.retention);
-    ops.push(TxOp::Update(
-        mark.when(Condition::All(vec![Condition::VersionIs(version), Condition::Missing("deleted_at_ms".into())])),
-    ));
-    s.store.transact(ops).await?;
-    s.jobs().dispatch(removed).await;
-    if let Some(job) = seats {
-        s.jobs().dispatch(job).await;
-    }
-    Ok(())
 }
 
 /// Removes a member. Admins remove anyone but owners; the last owner cannot be removed.
@@ -193,7 +164,7 @@ pub(crate) async fn remove_member(
     if !may_assign(scope.role(), m.role) {
         return Err(ApiError::Forbidden);
     }
-    end_membership(&s, &scope, &m, version).await?;
+    end_membership(&s, &m, version).await?;
     let detail = json!({"role": m.role});
     let audited = scope.audit(&s, AuditAction::MemberRemoved, Some(user_id.to_string()), ctx.origin(), detail).await;
     shared::audit::logged_after_commit(audited, "member removed");
@@ -211,7 +182,7 @@ pub(crate) async fn leave(
 ) -> Result<StatusCode, ApiError> {
     let user = scope.require_user()?;
     let (m, version) = load_membership(s.store.as_ref(), scope.account_id(), user).await?.ok_or(ApiError::NotFound)?;
-    end_membership(&s, &scope, &m, version).await?;
+    end_membership(&s, &m, version).await?;
     let audited =
         scope.audit(&s, AuditAction::MemberLeft, Some(user.to_string()), ctx.origin(), json!({"role": m.role})).await;
     shared::audit::logged_after_commit(audited, "member left");

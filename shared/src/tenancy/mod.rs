@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub mod api_keys;
 mod caller;
 pub mod domains;
+pub mod membership_lifecycle;
 mod scope;
 
 use crate::id::{AccountId, OrgId, UserId};

@@ -33,7 +33,8 @@ use shared::keys;
 use shared::mail::EmailAddress;
 use shared::services::Services;
 use shared::soft_delete;
-use shared::store::{Condition, Item, Put, Query, StoreError, StoreExt as _, TxOp};
+use shared::store::{Item, Put, Query, StoreError, StoreExt as _};
+use shared::tenancy::membership_lifecycle::{self, JoinedVia};
 use shared::tenancy::{self, Membership, Role};
 
 use super::DirectoryResource;
@@ -213,37 +214,11 @@ async fn grant(
         }
         None => Put::new(membership).if_not_exists(),
     };
-    let seats = shared::billing::stage_seat_sync(&s.billing(), account)?;
-    let joined = shared::webhooks::Event::new(
-        "member.joined",
-        format!("member-joined-scim-{account}-{user}-{}", existing.as_ref().map_or(0, |e| e.version)),
-        m.joined_at_ms,
-        json!({"account_id": account, "user_id": user, "role": role}),
-    );
-    let joined = shared::webhooks::stage(&s.jobs(), account, &joined)?;
-    let event = shared::product_events::lifecycle(
-        "member.joined",
-        account,
-        Some(user),
-        m.joined_at_ms,
-        &[("role", json!(role)), ("via", json!("scim"))],
-        None,
-    )?;
-    let mut ops = vec![TxOp::Put(put), joined.op(), event];
-    if let Some(job) = &seats {
-        ops.push(job.op());
+    let event_id = format!("member-joined-scim-{account}-{user}-{}", existing.as_ref().map_or(0, |e| e.version));
+    // A condition failure means a retried request joined them meanwhile.
+    if membership_lifecycle::join(s, put, &m, JoinedVia::Scim, event_id, Vec::new()).await? {
+        audit_membership(s, account, user, org, Some(role)).await;
     }
-    match s.store.transact(ops).await {
-        Ok(()) => {}
-        // Joined meanwhile (a retried request got there first).
-        Err(e) if e.is_condition_failure() => return Ok(true),
-        Err(e) => return Err(e.into()),
-    }
-    s.jobs().dispatch(joined).await;
-    if let Some(job) = seats {
-        s.jobs().dispatch(job).await;
-    }
-    audit_membership(s, account, user, org, Some(role)).await;
     Ok(true)
 }
 
@@ -253,49 +228,20 @@ async fn revoke(s: &Services, org: OrgId, account: AccountId, user: UserId) -> R
     let Some((m, version)) = tenancy::load_membership(s.store.as_ref(), account, user).await? else {
         return Ok(false);
     };
-    let mut ops: Vec<TxOp> = Vec::new();
-    if m.role == Role::Owner {
-        let members = tenancy::members(s.store.as_ref(), account).await?;
-        let Some(other) = members.iter().find(|o| o.role == Role::Owner && o.user_id != user) else {
+    let owner_check = if m.role == Role::Owner {
+        let Some(check) = membership_lifecycle::other_owner(s, account, user).await? else {
             tracing::warn!(%account, %user, "directory sync kept the last owner of an account");
             return Ok(false);
         };
-        let Some((_, other_version)) = tenancy::load_membership(s.store.as_ref(), account, other.user_id).await? else {
-            return Ok(false);
-        };
-        ops.push(TxOp::Check(
-            keys::membership(account, other.user_id),
-            Condition::All(vec![Condition::VersionIs(other_version), Condition::Missing("deleted_at_ms".into())]),
-        ));
+        Some(check)
+    } else {
+        None
+    };
+    let ended = membership_lifecycle::end(s, account, user, version, owner_check).await?;
+    if ended {
+        audit_membership(s, account, user, org, None).await;
     }
-    let seats = shared::billing::stage_seat_sync(&s.billing(), account)?;
-    let removed = shared::webhooks::Event::new(
-        "member.removed",
-        format!("member-removed-{user}-{version}"),
-        s.clock.now_ms(),
-        json!({"account_id": account, "user_id": user}),
-    );
-    let removed = shared::webhooks::stage(&s.jobs(), account, &removed)?;
-    ops.push(removed.op());
-    if let Some(job) = &seats {
-        ops.push(job.op());
-    }
-    let mark =
-        soft_delete::mark_deleted(keys::membership(account, user), s.clock.now_ms(), s.config.soft_delete.retention);
-    ops.push(TxOp::Update(
-        mark.when(Condition::All(vec![Condition::VersionIs(version), Condition::Missing("deleted_at_ms".into())])),
-    ));
-    match s.store.transact(ops).await {
-        Ok(()) => {}
-        Err(e) if e.is_condition_failure() => return Ok(false),
-        Err(e) => return Err(e.into()),
-    }
-    s.jobs().dispatch(removed).await;
-    if let Some(job) = seats {
-        s.jobs().dispatch(job).await;
-    }
-    audit_membership(s, account, user, org, None).await;
-    Ok(true)
+    Ok(ended)
 }
 
 /// What deprovisioning did.
