@@ -587,15 +587,7 @@ async fn replace(
 ) -> Result<Response, ScimError> {
     let body = body_json(&headers, &body)?;
     let attributes = schema::normalize(kind.resource_type(), &body)?;
-    for _ in 0..WRITE_ATTEMPTS {
-        let (before, version) = load(&s, caller.directory.org_id, kind, &id).await?;
-        check_if_match(&headers, version)?;
-        match write(&s, &caller, kind, before, version, attributes.clone()).await {
-            Err(e) if e == changed_meanwhile() && !headers.contains_key(header::IF_MATCH) => continue,
-            answer => return answer,
-        }
-    }
-    Err(changed_meanwhile())
+    write_current(&s, &caller, kind, &id, &headers, |_| Ok(attributes.clone())).await
 }
 
 async fn modify(
@@ -608,13 +600,30 @@ async fn modify(
 ) -> Result<Response, ScimError> {
     let operations = patch::parse(&body_json(&headers, &body)?)?;
     // Operations are relative to the resource: over a concurrent change they apply again.
-    for _ in 0..WRITE_ATTEMPTS {
-        let (before, version) = load(&s, caller.directory.org_id, kind, &id).await?;
-        check_if_match(&headers, version)?;
+    write_current(&s, &caller, kind, &id, &headers, |before| {
         let mut attributes = before.attributes.clone();
         patch::apply(kind.resource_type(), &mut attributes, &operations)?;
-        let attributes = schema::normalize(kind.resource_type(), &Value::Object(attributes))?;
-        match write(&s, &caller, kind, before, version, attributes).await {
+        schema::normalize(kind.resource_type(), &Value::Object(attributes))
+    })
+    .await
+}
+
+/// Reads the resource, checks `If-Match`, and [`write`]s what `attributes` makes of it.
+/// Without `If-Match` a concurrent change is read again and the request applied over it, up
+/// to [`WRITE_ATTEMPTS`] times; with it, the change is refused (412 from the check, or 409).
+async fn write_current(
+    s: &Services,
+    caller: &DirectoryCaller,
+    kind: Kind,
+    id: &str,
+    headers: &HeaderMap,
+    attributes: impl Fn(&DirectoryResource) -> Result<Map<String, Value>, ScimError>,
+) -> Result<Response, ScimError> {
+    for _ in 0..WRITE_ATTEMPTS {
+        let (before, version) = load(s, caller.directory.org_id, kind, id).await?;
+        check_if_match(headers, version)?;
+        let after = attributes(&before)?;
+        match write(s, caller, kind, before, version, after).await {
             Err(e) if e == changed_meanwhile() && !headers.contains_key(header::IF_MATCH) => continue,
             answer => return answer,
         }
