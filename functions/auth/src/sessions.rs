@@ -16,6 +16,7 @@ use shared::auth::tokens::{self, AccessClaims};
 use shared::error::ApiError;
 use shared::http::RequestContext;
 use shared::id::{RequestId, SessionId, UserId};
+use shared::keys;
 use shared::services::Services;
 use shared::store::{Condition, Item, Key, Put, StoreError, TxOp, Update};
 
@@ -105,14 +106,6 @@ pub async fn start_with(
     mfa: bool,
     sso_org: Option<shared::id::OrgId>,
 ) -> Result<TokenPair, ApiError> {
-    // Every sign-in (password, second factor, OIDC, SSO) starts here: a user their
-    // organization's directory deprovisioned gets no session, whatever proved who they are.
-    if shared::auth::users::by_id(services.store.as_ref(), user).await?.is_some_and(|u| u.suspended_by.is_some()) {
-        return Err(ApiError::ForbiddenBecause {
-            code: "user_suspended",
-            detail: "your organization's directory has deactivated this user: ask its administrators".into(),
-        });
-    }
     let now = services.clock.now_ms();
     let expires = now / 1000 + services.tokens.refresh_ttl_secs;
     let sid = SessionId::new();
@@ -133,15 +126,37 @@ pub async fn start_with(
         .with("user_id", user.to_string())
         .with("used", false)
         .expiring_at(expires);
-    services
+    // Every sign-in (password, second factor, OIDC, SSO) starts here: a user their
+    // organization's directory deprovisioned gets no session, whatever proved who they are.
+    // The check is part of the write, so a deprovisioning that lands between the sign-in's
+    // read of the user and this write cannot leave a session behind (it revokes the ones
+    // committed before it), and the common path reads nothing more.
+    let written = services
         .store
         .transact(vec![
+            TxOp::Check(keys::user(user), Condition::Missing("suspended_by".into())),
             TxOp::Put(
                 Put::new(Item::from_record(session::key(user, sid), &record)?.expiring_at(expires)).if_not_exists(),
             ),
             TxOp::Put(Put::new(refresh_item).if_not_exists()),
         ])
-        .await?;
+        .await;
+    match written {
+        Ok(()) => {}
+        Err(e) if e.is_condition_failure() => {
+            let suspended = shared::auth::users::by_id(services.store.as_ref(), user).await?;
+            return Err(if suspended.is_some_and(|u| u.suspended_by.is_some()) {
+                ApiError::ForbiddenBecause {
+                    code: "user_suspended",
+                    detail: "your organization's directory has deactivated this user: ask its administrators".into(),
+                }
+            } else {
+                // Erased meanwhile.
+                ApiError::Unauthenticated
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
     pair(services, user, sid, now / 1000, refresh).await
 }
 
