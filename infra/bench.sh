@@ -12,6 +12,8 @@
 #   - the membership check + a tenant-scoped read at a fixed request rate (p50/p99);
 #   - what the rate limits and idempotent POSTs add to an authenticated request (with and
 #     without them, back to back);
+#   - what recording a product event adds to a request (p50/p99 with and without, back to
+#     back), and the daily account-health rollup's accounts per minute;
 #   - Stripe webhook ingest throughput and events applied per second;
 #   - cold-start init time of the platform bootstrap binary next to a hello-world
 #     lambda_runtime binary, both built in release, against a Runtime API stub.
@@ -24,6 +26,7 @@ cargo bench -p auth --bench auth -- --noplot
 cargo bench -p auth --bench login_load
 cargo bench -p tenancy --bench tenancy
 cargo bench -p tenancy --bench request_guards
+cargo bench -p tenancy --bench customer_success
 cargo bench -p testkit --bench billing
 cargo bench -p testkit --bench webhooks
 cargo build --release -p platform --bin platform -p testkit --example hello_lambda --example init_time
