@@ -11,7 +11,11 @@
 #   5. runs test.mjs: the page, served from that origin and from one the API does not allow,
 #      driven in headless Chromium through a browser session (about 90 s: it waits for an
 #      access token to expire, and the API allows 30 s of clock skew past that);
-#   6. stops what it started. Exits non-zero on any failure.
+#   6. runs console.mjs on the same stack: accounts built over simulated days with
+#      `groundwork run-schedule --at`, then the customer-success console (/ops/console)
+#      driven in Chromium as a customer (refused) and as staff; its screenshot is kept in
+#      target/browser-artifacts/console.png;
+#   7. stops what it started. Exits non-zero on any failure.
 #
 #   infra/browser/run.sh
 #   GROUNDWORK_BIN=path/to/groundwork infra/browser/run.sh    (skips the cargo build)
@@ -95,6 +99,7 @@ while IFS= read -r name; do unset_vars+=(-u "$name"); done < <(env | sed -n 's/^
 step "starting the local stack on 127.0.0.1:$api_port (page origin http://127.0.0.1:$page_port)"
 env "${unset_vars[@]}" GROUNDWORK_DATA_DIR="$work/data" GROUNDWORK_PORT="$api_port" \
   GROUNDWORK_CORS_ORIGINS="http://127.0.0.1:$page_port" GROUNDWORK_ACCESS_TOKEN_TTL_SECS=60 \
+  GROUNDWORK_STAFF_EMAILS=staff-console@example.com \
   GROUNDWORK_LOG=warn "$bin" > "$work/stack.log" 2>&1 &
 stack=$!
 healthy() {
@@ -111,11 +116,18 @@ if ! healthy; then
   exit 1
 fi
 
-# 5. The browser.
-step "the browser session in headless Chromium"
-timeout 240 node "$browser/test.mjs" "http://127.0.0.1:$api_port" "$page_port" "$other_port" "$work/data" || {
-  status=$?
-  echo "the local stack's log:" >&2
-  tail -50 "$work/stack.log" >&2
-  exit $status
+# 5 and 6. The browser tests; a failure shows the stack's log.
+browser_test() {
+  local seconds=$1
+  shift
+  timeout "$seconds" node "$@" || {
+    local status=$?
+    echo "the local stack's log:" >&2
+    tail -50 "$work/stack.log" >&2
+    exit $status
+  }
 }
+step "the browser session in headless Chromium"
+browser_test 240 "$browser/test.mjs" "http://127.0.0.1:$api_port" "$page_port" "$other_port" "$work/data"
+step "the customer-success console in headless Chromium"
+browser_test 180 "$browser/console.mjs" "http://127.0.0.1:$api_port" "$work/data" "$bin" "$root/target/browser-artifacts"

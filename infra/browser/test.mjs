@@ -7,14 +7,12 @@
 //
 // Prints one line per step; exits non-zero at the first failure, or after TIMEOUT_MS.
 import { createServer } from "node:http";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { extname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { StepFailed, check, cleanups, launchChromium, note, ok, pageLogs, run, sleep, verificationToken as tokenIn } from "./support.mjs";
 
 const TIMEOUT_MS = 180_000;
-const CHROMIUM = "/usr/bin/chromium";
 const [api, pagePort, otherPort, dataDir] = process.argv.slice(2);
 if (!api || !pagePort || !otherPort || !dataDir) {
   console.error("usage: node test.mjs <API base URL> <allowed page port> <other page port> <stack data dir>");
@@ -24,38 +22,6 @@ const here = fileURLToPath(new URL(".", import.meta.url));
 const clientDir = join(here, "..", "..", "clients", "typescript");
 const pageOrigin = `http://127.0.0.1:${pagePort}`;
 const otherOrigin = `http://127.0.0.1:${otherPort}`;
-const started = Date.now();
-
-// --- the report -------------------------------------------------------------------------
-let failed = false;
-const cleanups = [];
-const pageLogs = [];
-function elapsed() {
-  return `${String(Math.round((Date.now() - started) / 1000)).padStart(3)}s`;
-}
-function ok(step) {
-  console.log(`${elapsed()}  ok    ${step}`);
-}
-function note(text) {
-  console.log(`${elapsed()}        ${text}`);
-}
-class StepFailed extends Error {}
-function check(condition, step, detail) {
-  if (!condition) throw new StepFailed(`${step}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
-  ok(step);
-}
-let finishing = false;
-async function finish(code) {
-  if (finishing) return;
-  finishing = true;
-  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-  process.exit(code);
-}
-const timer = setTimeout(() => {
-  console.error(`${elapsed()}  FAIL  the browser test did not finish within ${TIMEOUT_MS / 1000} s`);
-  failed = true;
-  void finish(1);
-}, TIMEOUT_MS);
 
 // --- the page's servers ------------------------------------------------------------------
 // `/` is the page; `/page/` its compiled module; `/client/` the built client; `/vendor/` the
@@ -98,27 +64,7 @@ function serve(port) {
 }
 
 // --- helpers -----------------------------------------------------------------------------
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** The verification link emailed to `email` (the local stack writes mail to <data>/outbox). */
-async function verificationToken(email) {
-  const outbox = join(dataDir, "outbox");
-  for (let i = 0; i < 100; i++) {
-    let names = [];
-    try {
-      names = readdirSync(outbox).filter((n) => n.endsWith(".eml"));
-    } catch {}
-    for (const name of names) {
-      // Undo quoted-printable soft line breaks and `=3D` before looking for the link.
-      const text = readFileSync(join(outbox, name), "utf8").replace(/=\r?\n/g, "").replace(/=3D/gi, "=");
-      if (!new RegExp(`^To: .*${email.replace(/[.+]/g, "\\$&")}`, "mi").test(text)) continue;
-      const link = text.match(/https?:\/\/\S+\/verify-email\?token=[A-Za-z0-9_-]+/);
-      if (link) return new URL(link[0]).searchParams.get("token");
-    }
-    await sleep(100);
-  }
-  throw new StepFailed(`no verification email for ${email} in ${outbox}`);
-}
+const verificationToken = (email) => tokenIn(dataDir, email);
 
 /** The `exp` claim of a JWT (seconds). */
 function expiry(jwt) {
@@ -136,24 +82,7 @@ async function main() {
   await serve(otherPort);
   ok(`page served from ${pageOrigin} (allowed) and ${otherOrigin} (not allowed); API at ${api}`);
 
-  const profile = mkdtempSync(join(tmpdir(), "groundwork-chromium-"));
-  cleanups.push(async () => rmSync(profile, { recursive: true, force: true }));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  cleanups.push(() => context.close());
-  ok(`Chromium ${context.browser()?.version() ?? ""} started`.trim());
+  const context = await launchChromium();
 
   // Every API answer the pages get, in order (CORS preflights aside).
   const calls = [];
@@ -309,16 +238,4 @@ async function main() {
   );
 }
 
-try {
-  await main();
-  clearTimeout(timer);
-  console.log(`${elapsed()}  browser test passed`);
-  await finish(0);
-} catch (e) {
-  clearTimeout(timer);
-  if (!failed) {
-    console.error(`${elapsed()}  FAIL  ${e instanceof StepFailed ? e.message : e?.stack ?? e}`);
-    if (pageLogs.length) console.error(`the pages' console:\n  ${pageLogs.join("\n  ")}`);
-  }
-  await finish(1);
-}
+await run("browser test", TIMEOUT_MS, main);

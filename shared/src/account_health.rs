@@ -188,6 +188,13 @@ pub struct AccountHealth {
     pub trial_days_left: Option<i64>,
     /// `ok`, `past_due`, `unpaid` or `none` (no subscription).
     pub payment: String,
+    /// Monthly recurring revenue in the currency's minor unit (cents; see
+    /// `BillingState::mrr`): 0 without a billing subscription.
+    #[serde(default)]
+    pub mrr_minor: i64,
+    /// Its currency (ISO 4217, lower case), when there is a subscription.
+    #[serde(default)]
+    pub currency: Option<String>,
     /// Members against the plan's seats (`allowed` 0: unlimited).
     pub seats: Usage,
     /// Each plan limit with a known usage.
@@ -289,7 +296,8 @@ pub async fn compute(
     let id = account.id;
     let events = events_since(store, id, now_ms - 30 * DAY_MS).await?;
     let by_people: Vec<&ProductEvent> = events.iter().filter(|e| e.user_id.is_some()).collect();
-    let last_activity_ms = by_people.first().map(|e| e.at_ms);
+    // Older activity than the window read is what the previous record knew.
+    let last_activity_ms = by_people.first().map(|e| e.at_ms).or(previous.and_then(|p| p.health.last_activity_ms));
     let week = now_ms - 7 * DAY_MS;
     let users: BTreeSet<_> = by_people.iter().filter_map(|e| e.user_id).collect();
     let features = |since: i64| -> Vec<String> {
@@ -369,6 +377,8 @@ pub async fn compute(
         subscription_status: state.status,
         trial_days_left,
         payment: payment.into(),
+        mrr_minor: state.mrr().map_or(0, |(amount, _)| amount),
+        currency: state.mrr().map(|(_, currency)| currency.to_owned()),
         seats: limits.get("seats").copied().unwrap_or(Usage { used: members, allowed: 0 }),
         limits,
         upgrade_suggested,

@@ -182,6 +182,16 @@ pub enum ApiError {
         /// Seconds until a retry may succeed.
         retry_after_secs: u64,
     },
+    /// 429 with a `code` naming the limit reached (`event_rate_limited`...), and its detail.
+    #[error("limit reached ({code}): {detail}")]
+    LimitReached {
+        /// The problem's code.
+        code: &'static str,
+        /// Which limit, safe to show.
+        detail: String,
+        /// Seconds until a retry may succeed.
+        retry_after_secs: u64,
+    },
     /// 503: more work of this kind is waiting than the process takes on (problem code
     /// `overloaded`: password checks queued past their bound); retrying later may work.
     #[error("overloaded")]
@@ -236,6 +246,11 @@ impl ApiError {
             }
             Self::TooManyRequests { retry_after_secs } => {
                 Problem::from_status(StatusCode::TOO_MANY_REQUESTS).with("retry_after", *retry_after_secs)
+            }
+            Self::LimitReached { code, detail, retry_after_secs } => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, code, "Too Many Requests")
+                    .with_detail(detail.clone())
+                    .with("retry_after", *retry_after_secs)
             }
             Self::Overloaded { retry_after_secs } => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Too busy to take the request now")

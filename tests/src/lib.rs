@@ -23,6 +23,7 @@
 //! - [`template`]: `template.yaml`, parsed.
 
 pub mod app;
+pub mod billing;
 pub mod dns;
 pub mod events;
 pub mod faults;

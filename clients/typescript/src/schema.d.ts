@@ -1173,7 +1173,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every account's latest health, riskiest first (operator token). */
+        /** Every account's latest health, riskiest first or by MRR (operator token or staff). */
         get: operations["list_account_health"];
         put?: never;
         post?: never;
@@ -1190,8 +1190,28 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One account's health, with up to 90 days of daily records (operator token). */
+        /** One account's health, with up to 90 days of daily records (operator token or staff). */
         get: operations["get_account_health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ops/console": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The customer-success console: sign in as staff (or with the operator token), see every
+         *     account's health, and each account's activity trend.
+         */
+        get: operations["customer_success_console"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2018,6 +2038,8 @@ export interface components {
              * @description When it was computed (Unix ms).
              */
             computed_at_ms: number;
+            /** @description Its currency (ISO 4217, lower case), when there is a subscription. */
+            currency?: string | null;
             /** @description The day (UTC, `yyyy-mm-dd`). */
             day: string;
             /**
@@ -2048,6 +2070,12 @@ export interface components {
             limits: {
                 [key: string]: components["schemas"]["Usage"];
             };
+            /**
+             * Format: int64
+             * @description Monthly recurring revenue in the currency's minor unit (cents; see
+             *     `BillingState::mrr`): 0 without a billing subscription.
+             */
+            mrr_minor?: number;
             /** @description Its name. */
             name: string;
             /** @description `ok`, `past_due`, `unpaid` or `none` (no subscription). */
@@ -2086,7 +2114,7 @@ export interface components {
         };
         /** @description A page of accounts' health. */
         AccountHealthPage: {
-            /** @description Dormant first, then at risk, then active. */
+            /** @description Dormant first, then at risk, then active (or by MRR, with `sort=mrr`). */
             accounts: components["schemas"]["AccountHealth"][];
             /** @description Where the next page starts, if there is one. */
             next_cursor?: string | null;
@@ -2260,6 +2288,8 @@ export interface components {
             cancel_at?: number | null;
             /** @description Whether it ends at the period end. */
             cancel_at_period_end: boolean;
+            /** @description Its price's currency (ISO 4217, lower case). */
+            currency?: string | null;
             /**
              * Format: int64
              * @description The current period's end (Unix seconds).
@@ -2298,6 +2328,11 @@ export interface components {
              * @description The trial's end (Unix seconds).
              */
             trial_end?: number | null;
+            /**
+             * Format: int64
+             * @description Its price's amount per unit and interval, in the currency's minor unit (cents).
+             */
+            unit_amount?: number | null;
         };
         /** @description An account's billing. */
         BillingView: {
@@ -3262,7 +3297,10 @@ export interface components {
              * @description At most this many messages per queue (1 to 1000, default 100).
              */
             max?: number | null;
-            /** @description One queue (`email`, `mail-events`, `jobs`, `billing`); all when absent. */
+            /**
+             * @description One queue (`email`, `mail-events`, `jobs`, `billing`, or `product-events`: the
+             *     events PostHog refused, back to the forwarding index); all when absent.
+             */
             queue?: string | null;
         };
         /** @description How many messages went back to each queue. */
@@ -5698,7 +5736,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            /** @description More than 600 events from this account in a minute (`event_rate_limited`; the batch is refused whole); or over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
             429: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -12413,6 +12451,11 @@ export interface operations {
                 /** @description `json` (default: pages) or `csv` (every matching account, one file). */
                 format?: string | null;
                 /**
+                 * @description `risk` (default: dormant, then at risk, then active) or `mrr` (highest monthly
+                 *     recurring revenue first, then by risk).
+                 */
+                sort?: string | null;
+                /**
                  * @description Accounts read per page (1 to 200, default 50); `plan` and `trial` narrow each page,
                  *     which can then hold fewer (follow `next_cursor`).
                  */
@@ -12429,6 +12472,10 @@ export interface operations {
             /** @description A page (JSON), or every matching account (`format=csv`) */
             200: {
                 headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -12436,9 +12483,13 @@ export interface operations {
                     "text/csv": string;
                 };
             };
-            /** @description A cursor this server did not issue (`invalid_cursor`) */
+            /** @description A cursor this server did not issue (`invalid_cursor`); a plan not in the catalogue, or `format=csv` with `cursor` or `limit` (`invalid_query`) */
             400: {
                 headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -12454,9 +12505,28 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Operator access is off: no `GROUNDWORK_OPERATOR_TOKEN` is set (`operator_access_disabled`) */
+            /** @description A signed-in user who is not staff (`not_staff`) */
             403: {
                 headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -12489,6 +12559,10 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -12498,6 +12572,10 @@ export interface operations {
             /** @description A path parameter is not valid (`invalid_path`) */
             400: {
                 headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -12513,9 +12591,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Operator access is off: no `GROUNDWORK_OPERATOR_TOKEN` is set (`operator_access_disabled`) */
+            /** @description A signed-in user who is not staff (`not_staff`) */
             403: {
                 headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -12525,6 +12607,25 @@ export interface operations {
             /** @description No such account, or no health recorded yet (`not_found`) */
             404: {
                 headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
+                    RateLimit?: string;
+                    /** @description Per policy: its quota (`q`) and window in seconds (`w`) */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -12544,10 +12645,44 @@ export interface operations {
             };
         };
     };
+    customer_success_console: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The console page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description A store or queue outage (`unavailable`), or more password checks queued than the service takes on (`overloaded`); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_dead_letters: {
         parameters: {
             query?: {
-                /** @description One queue (`email`, `mail-events`, `jobs`, `billing`); all when absent. */
+                /**
+                 * @description One queue (`email`, `mail-events`, `jobs`, `billing`, or `product-events`: the
+                 *     events PostHog refused); all when absent.
+                 */
                 queue?: string | null;
                 /** @description At most this many per queue (1 to 10, default 10). */
                 limit?: number | null;

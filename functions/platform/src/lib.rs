@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub mod accounts;
+pub mod console;
 pub mod flags;
 pub mod ops;
 
@@ -64,6 +65,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(ops::smoke_mail))
         .routes(routes!(accounts::list))
         .routes(routes!(accounts::detail))
+        .routes(routes!(console::page))
         .routes(routes!(flags::list))
         .routes(routes!(flags::put, flags::delete))
         .routes(routes!(flags::put_override, flags::delete_override))

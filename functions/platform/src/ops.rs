@@ -37,6 +37,41 @@ impl FromRequestParts<Services> for Operator {
     }
 }
 
+/// Who reads the customer-success routes and console: the operator (by the operator token)
+/// or a staff member, signed in through the normal auth flow as a verified user whose
+/// address `GROUNDWORK_STAFF_EMAILS` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staff {
+    /// The operator token.
+    Operator,
+    /// A staff member's access token.
+    Member(shared::id::UserId),
+}
+
+impl FromRequestParts<Services> for Staff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+        let presented = shared::auth::bearer(parts).ok_or(ApiError::Unauthenticated)?;
+        if let Some(expected) = &services.config.server.operator_token
+            && constant_time_eq(presented.as_bytes(), expected.expose().as_bytes())
+        {
+            return Ok(Self::Operator);
+        }
+        let caller = shared::auth::AuthUser::from_request_parts(parts, services).await?;
+        let user = shared::auth::users::by_id(services.store.as_ref(), caller.user_id).await?;
+        let staff = &services.config.server.staff_emails;
+        match user {
+            Some(u) if u.email_verified && staff.contains(&u.email) => Ok(Self::Member(caller.user_id)),
+            _ => Err(ApiError::ForbiddenBecause {
+                code: "not_staff",
+                detail: "this needs a verified address that GROUNDWORK_STAFF_EMAILS lists, or the operator token"
+                    .into(),
+            }),
+        }
+    }
+}
+
 /// Compares without an early exit, so the time taken says nothing about the token.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
@@ -49,8 +84,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Which dead letters to list.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {
-    /// One queue (`email`, `mail-events`, `jobs`, `billing`); all when absent.
-    #[param(pattern = "^(email|mail-events|jobs|billing)$")]
+    /// One queue (`email`, `mail-events`, `jobs`, `billing`, or `product-events`: the
+    /// events PostHog refused); all when absent.
+    #[param(pattern = "^(email|mail-events|jobs|billing|product-events)$")]
     pub queue: Option<String>,
     /// At most this many per queue (1 to 10, default 10).
     #[serde(default, deserialize_with = "shared::http::bounded::<_, 1, 10>")]
@@ -82,9 +118,14 @@ pub struct DeadLetters {
     pub dead_letters: Vec<DeadLetter>,
 }
 
+/// The dead letters of product events PostHog refused: not a queue, an index of the table
+/// (`shared::product_events::posthog`), listed and redriven with the queues.
+const PRODUCT_EVENTS: &str = "product-events";
+
 fn queues_named(name: Option<&str>) -> Result<Vec<QueueName>, ApiError> {
     match name {
         None => Ok(QueueName::ALL.to_vec()),
+        Some(PRODUCT_EVENTS) => Ok(Vec::new()),
         Some(n) => QueueName::parse(n)
             .map(|q| vec![q])
             .ok_or_else(|| ApiError::BadRequest { code: "unknown_queue", detail: format!("no queue named {n:?}") }),
@@ -130,6 +171,18 @@ pub async fn list(
             });
         }
     }
+    if params.queue.as_deref().is_none_or(|q| q == PRODUCT_EVENTS) {
+        for event in shared::product_events::posthog::dead_letters(services.store.as_ref(), limit).await? {
+            dead_letters.push(DeadLetter {
+                queue: PRODUCT_EVENTS.into(),
+                message_id: format!("{}/{}", event.key.pk, event.key.sk),
+                job_id: None,
+                kind: Some(event.name),
+                attempts: None,
+                last_error: Some("PostHog refused its batch (a 4xx answer)".into()),
+            });
+        }
+    }
     Ok(Json(DeadLetters { dead_letters }))
 }
 
@@ -137,8 +190,9 @@ pub async fn list(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedriveRequest {
-    /// One queue (`email`, `mail-events`, `jobs`, `billing`); all when absent.
-    #[schema(pattern = "^(email|mail-events|jobs|billing)$")]
+    /// One queue (`email`, `mail-events`, `jobs`, `billing`, or `product-events`: the
+    /// events PostHog refused, back to the forwarding index); all when absent.
+    #[schema(pattern = "^(email|mail-events|jobs|billing|product-events)$")]
     pub queue: Option<String>,
     /// At most this many messages per queue (1 to 1000, default 100).
     #[serde(default, deserialize_with = "shared::http::bounded::<_, 1, 1000>")]
@@ -179,6 +233,13 @@ pub async fn redrive(
             tracing::info!(queue = name.as_str(), moved, "dead letters redriven");
         }
         redriven.insert(name.as_str().to_owned(), moved);
+    }
+    if req.queue.as_deref().is_none_or(|q| q == PRODUCT_EVENTS) {
+        let moved = shared::product_events::posthog::redrive(services.store.as_ref(), max).await?;
+        if moved > 0 {
+            tracing::info!(moved, "refused product events put back for forwarding");
+        }
+        redriven.insert(PRODUCT_EVENTS.to_owned(), moved);
     }
     Ok(Json(Redriven { redriven }))
 }

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use shared::auth::rate_limit::{self, Limit};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, json_with_status};
 use shared::product_events::{LIFECYCLE, MAX_PROPERTIES, ProductEvent};
@@ -23,6 +24,11 @@ pub const MAX_STRING_CHARS: usize = 256;
 pub const MAX_PAST_MS: i64 = 24 * 3_600_000;
 /// How far ahead of the server's clock a client's date may be (clock skew).
 pub const MAX_FUTURE_MS: i64 = 5 * 60_000;
+/// Events one account may send per minute (429 `event_rate_limited` past it, the batch
+/// refused whole): ten a second sustained, well above what a product's pages send, low
+/// enough that a runaway loop in one tenant's frontend cannot flood the table.
+pub const EVENTS_PER_ACCOUNT: Limit =
+    Limit { name: "product-events", max: 600, window: std::time::Duration::from_secs(60) };
 
 /// One event a client sends.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -142,7 +148,8 @@ fn checked(
 #[utoipa::path(post, path = "/accounts/{account_id}/events", tag = "tenancy", request_body = ProductEventBatch,
     security(("bearer" = [])), params(("account_id" = String, Path)),
     responses((status = 202, body = ProductEventsAccepted),
-              (status = 422, description = "An event that does not fit: a name that is not `noun.verb` (`invalid_event_name`), one of Groundwork's lifecycle names (`reserved_event_name`), a property or time out of bounds (`invalid_event`), an email address in a property (`personal_data`), an empty or too large batch (`invalid_batch`)", body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "An event that does not fit: a name that is not `noun.verb` (`invalid_event_name`), one of Groundwork's lifecycle names (`reserved_event_name`), a property or time out of bounds (`invalid_event`), an email address in a property (`personal_data`), an empty or too large batch (`invalid_batch`)", body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "More than 600 events from this account in a minute (`event_rate_limited`; the batch is refused whole)", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn record(
     State(s): State<Services>,
     Tenant(scope): Tenant,
@@ -165,6 +172,16 @@ pub(crate) async fn record(
             events.push((event, id));
         }
     }
+    let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+    rate_limit::spend(
+        s.store.as_ref(),
+        EVENTS_PER_ACCOUNT,
+        &scope.account_id().to_string(),
+        count,
+        now,
+        "event_rate_limited",
+    )
+    .await?;
     // An occurrence already recorded (a retry) keeps its first version and is not forwarded
     // again: its write fails its condition, and the batch is written without it. Each round
     // drops at least one event, so it ends.

@@ -285,6 +285,35 @@ pub async fn hit(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) ->
     add_to(store, &key(limit, subject, start), 1, end / 1000 + 1).await
 }
 
+/// Spends `n` of `limit` for `subject` in the current window, or refuses with nothing
+/// spent: a batch is admitted whole or not at all. Two batches racing past the limit may
+/// both be refused, never both admitted.
+///
+/// # Errors
+/// [`ApiError::LimitReached`] with `code` and the seconds until the window ends; store
+/// failures.
+pub async fn spend(
+    store: &dyn Store,
+    limit: Limit,
+    subject: &str,
+    n: u32,
+    now_ms: i64,
+    code: &'static str,
+) -> Result<(), ApiError> {
+    let (start, end) = window(limit, now_ms);
+    let key = key(limit, subject, start);
+    let count = add_to(store, &key, i64::from(n), end / 1000 + 1).await?;
+    if count <= u64::from(limit.max) {
+        return Ok(());
+    }
+    add_to(store, &key, -i64::from(n), end / 1000 + 1).await?;
+    Err(ApiError::LimitReached {
+        code,
+        detail: format!("at most {} per {} s ({})", limit.max, limit.window.as_secs(), limit.name),
+        retry_after_secs: u64::try_from((end - now_ms + 999) / 1000).unwrap_or(1).max(1),
+    })
+}
+
 /// One attempt counted against a limit before it is made ([`claim`]). Dropping it keeps the
 /// count (a failed attempt); [`Claim::release`] takes it back (a success, or a request
 /// refused before the attempt was made).

@@ -292,6 +292,12 @@ pub struct BillingState {
     pub item_id: Option<String>,
     /// Its quantity.
     pub quantity: Option<u64>,
+    /// Its price's amount per unit and interval, in the currency's minor unit (cents).
+    #[serde(default)]
+    pub unit_amount: Option<i64>,
+    /// Its price's currency (ISO 4217, lower case).
+    #[serde(default)]
+    pub currency: Option<String>,
     /// Whether it ends at the period end.
     pub cancel_at_period_end: bool,
     /// When it is set to end (Unix seconds).
@@ -323,6 +329,28 @@ pub struct BillingState {
     /// The event that brought them.
     #[serde(default)]
     pub stripe_features_event: String,
+}
+
+impl BillingState {
+    /// Monthly recurring revenue, in the currency's minor unit, and the currency: the
+    /// price's unit amount times the quantity, a yearly price divided by 12 (rounded). Counted
+    /// while the subscription bills (`active`, `past_due`), as MRR reports such as
+    /// ChartMogul's and Baremetrics' count it; zero in a trial or once it stopped billing.
+    /// `None` with no subscription or a price without a unit amount.
+    #[must_use]
+    pub fn mrr(&self) -> Option<(i64, &str)> {
+        let (amount, currency) = (self.unit_amount?, self.currency.as_deref()?);
+        let billing = matches!(self.status?, SubscriptionStatus::Active | SubscriptionStatus::PastDue);
+        if !billing {
+            return Some((0, currency));
+        }
+        let per_interval = amount.saturating_mul(i64::try_from(self.quantity.unwrap_or(1)).unwrap_or(i64::MAX));
+        let monthly = match self.interval {
+            Some(Interval::Yearly) => (per_interval + 6) / 12,
+            _ => per_interval,
+        };
+        Some((monthly, currency))
+    }
 }
 
 /// An account's billing state (default: never billed).
@@ -478,6 +506,28 @@ mod tests {
             let e = Plans::parse(&text, "local").unwrap_err().to_string();
             assert!(e.contains("plan free") && e.contains(why), "{e}");
         }
+    }
+
+    #[test]
+    fn mrr_counts_billing_subscriptions_per_month() {
+        let mut s = BillingState {
+            status: Some(SubscriptionStatus::Active),
+            interval: Some(Interval::Monthly),
+            unit_amount: Some(2000),
+            currency: Some("usd".into()),
+            quantity: Some(3),
+            ..BillingState::default()
+        };
+        assert_eq!(s.mrr(), Some((6000, "usd")));
+        s.interval = Some(Interval::Yearly);
+        assert_eq!(s.mrr(), Some((500, "usd")), "a yearly price over twelve months");
+        s.status = Some(SubscriptionStatus::PastDue);
+        assert_eq!(s.mrr(), Some((500, "usd")), "past due still bills");
+        for stopped in [SubscriptionStatus::Trialing, SubscriptionStatus::Canceled, SubscriptionStatus::Unpaid] {
+            s.status = Some(stopped);
+            assert_eq!(s.mrr(), Some((0, "usd")), "{stopped:?}");
+        }
+        assert_eq!(BillingState::default().mrr(), None);
     }
 
     #[test]

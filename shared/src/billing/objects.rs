@@ -132,11 +132,18 @@ pub struct SubscriptionItem {
     pub current_period_end: Option<i64>,
 }
 
-/// A price (only its id is read).
+/// A price (its id, and its amount for the account's MRR).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Price {
     /// `price_...`.
     pub id: String,
+    /// The amount per unit and interval, in the currency's minor unit (cents); absent for
+    /// tiered or metered prices.
+    #[serde(default)]
+    pub unit_amount: Option<i64>,
+    /// The currency (ISO 4217, lower case).
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 /// A subscription schedule, as created from a subscription.

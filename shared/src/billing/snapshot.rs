@@ -69,6 +69,9 @@ pub(super) async fn apply_snapshot_noting_ties(
         state.interval = item.map(|i| i.interval);
         state.item_id = item.map(|i| i.item.id.clone());
         state.quantity = item.and_then(|i| i.item.quantity);
+        let price = item.and_then(|i| i.item.price.as_ref());
+        state.unit_amount = price.and_then(|p| p.unit_amount);
+        state.currency = price.and_then(|p| p.currency.clone());
         state.cancel_at_period_end = snap.cancel_at_period_end;
         state.cancel_at = snap.cancel_at;
         state.current_period_end = snap.period_end();

@@ -1,6 +1,6 @@
 //! The local server and the public addresses: where the local stack listens, the API's and
 //! the frontend's base URLs (the issuer of access tokens; links in emails), the product's
-//! name, and the operators' token.
+//! name, the operators' token and the staff's addresses.
 
 use serde::Deserialize;
 
@@ -24,6 +24,10 @@ pub struct ServerConfig {
     pub app_name: String,
     /// `GROUNDWORK_OPERATOR_TOKEN`: the bearer token of the `/ops` routes (unset: disabled).
     pub operator_token: Option<Secret<String>>,
+    /// `GROUNDWORK_STAFF_EMAILS`: the addresses (comma-separated) of the staff who may read
+    /// the customer-success routes and console (`/ops/accounts`, `/ops/console`) signed in
+    /// as themselves, once the address is verified. Empty: the operator token only.
+    pub staff_emails: Vec<crate::mail::EmailAddress>,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +40,7 @@ struct Vars {
     #[serde(default = "default_app_name")]
     app_name: String,
     operator_token: Option<String>,
+    staff_emails: Option<String>,
 }
 
 fn default_host() -> String {
@@ -65,6 +70,14 @@ impl ServerConfig {
             });
         }
         let api_url = env.url("GROUNDWORK_API_URL", Some(local.clone()))?.unwrap_or_default();
+        let mut staff_emails = Vec::new();
+        for raw in v.staff_emails.iter().flat_map(|list| list.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
+            staff_emails.push(crate::mail::EmailAddress::parse(raw).map_err(|_| ConfigError::Invalid {
+                var: "GROUNDWORK_STAFF_EMAILS".into(),
+                value: raw.chars().take(200).collect(),
+                reason: "expected email addresses separated by commas".into(),
+            })?);
+        }
         Ok(Self {
             app_url: env.url("GROUNDWORK_APP_URL", Some(local))?.unwrap_or_default(),
             api_url,
@@ -72,6 +85,7 @@ impl ServerConfig {
             port: v.port,
             app_name: v.app_name,
             operator_token: v.operator_token.map(Secret::new),
+            staff_emails,
         })
     }
 }

@@ -15,9 +15,9 @@
 //! an event sent twice (a run that died after PostHog took the batch). The account is the
 //! `company` group (group analytics, <https://posthog.com/docs/product-analytics/group-analytics>):
 //! each batch carries a `$groupidentify` per account with its name, plan, subscription status,
-//! billing interval and seats in use. People are their user ids only; with
-//! `POSTHOG_SEND_EMAIL=true`, a user's address is set on their person too. Revenue (MRR) is
-//! not sent: the plan catalogue holds Stripe price ids, not amounts.
+//! billing interval, seats in use and MRR (in the currency's major unit, with the currency;
+//! from the Stripe price the subscription bills). People are their user ids only; with
+//! `POSTHOG_SEND_EMAIL=true`, a user's address is set on their person too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -109,12 +109,15 @@ fn timestamp(ms: i64) -> String {
 
 impl Forwarder<'_> {
     /// The `$groupidentify` of an account: its name, plan, subscription status, billing
-    /// interval and seats in use.
+    /// interval, seats in use and MRR.
     async fn group(&self, account: AccountId) -> Result<Value, StoreError> {
         let name = crate::tenancy::load_account(self.store, account).await?.map(|(a, _)| a.name);
         let (state, _) = crate::billing::state(self.store, account).await?;
         let plan = crate::billing::entitlements(self.store, self.plans, account).await?.plan;
         let seats = crate::tenancy::members(self.store, account).await?.len();
+        #[allow(clippy::cast_precision_loss)] // Cents below 2^53 are exact.
+        let mrr = state.mrr().map(|(minor, _)| minor as f64 / 100.0);
+        let currency = state.mrr().map(|(_, currency)| currency.to_owned());
         Ok(json!({
             "event": "$groupidentify",
             "distinct_id": format!("account:{account}"),
@@ -127,6 +130,8 @@ impl Forwarder<'_> {
                     "subscription_status": state.status,
                     "interval": state.interval,
                     "seats": seats,
+                    "mrr": mrr,
+                    "currency": currency,
                 },
             },
         }))
@@ -274,6 +279,54 @@ pub async fn forward(forwarder: &Forwarder<'_>) -> Result<Forwarded, StoreError>
             return Ok(out);
         }
     }
+}
+
+/// One event PostHog refused: its item's key and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadEvent {
+    /// The event's item.
+    pub key: crate::store::Key,
+    /// Its name (`report.exported`).
+    pub name: String,
+}
+
+/// Up to `limit` (1 to 1000) of the events PostHog refused, oldest first.
+///
+/// # Errors
+/// When the store fails.
+pub async fn dead_letters(store: &dyn Store, limit: u32) -> Result<Vec<DeadEvent>, StoreError> {
+    let page = store.query(Query::index(Index::Gsi1, keys::PRODUCT_EVENTS_DEAD).limit(limit)).await?;
+    let mut out = Vec::with_capacity(page.items.len());
+    for item in &page.items {
+        let event: ProductEvent = item.record()?;
+        out.push(DeadEvent { key: item.key.clone(), name: event.name });
+    }
+    Ok(out)
+}
+
+/// Puts up to `max` (1 to 1000) refused events back in the pending index, at their place
+/// (their time), for the next forwarding run; returns how many. Run it once what PostHog
+/// refused is fixed (a wrong project key, a property it rejects).
+///
+/// # Errors
+/// When the store fails.
+pub async fn redrive(store: &dyn Store, max: u32) -> Result<u32, StoreError> {
+    let page = store.query(Query::index(Index::Gsi1, keys::PRODUCT_EVENTS_DEAD).limit(max)).await?;
+    let mut moved = 0;
+    for item in &page.items {
+        let event: ProductEvent = item.record()?;
+        let sk = item.gsi1.as_ref().map_or_else(String::new, |k| k.sk.clone());
+        let pending =
+            crate::store::Key::new(keys::product_events_pending_partition(super::shard(event.account_id)), sk);
+        let update = Update::new(item.key.clone()).gsi1(Some(pending)).when(crate::store::Condition::Exists);
+        match store.update(update).await {
+            Ok(_) => moved += 1,
+            // Purged meanwhile (the account's erasure).
+            Err(StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(moved)
 }
 
 /// How many events PostHog refused (the dead-letter index), at most `limit` counted.

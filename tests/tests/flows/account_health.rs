@@ -30,7 +30,9 @@ async fn health(app: &TestApp, account: shared::id::AccountId) -> account_health
 
 #[tokio::test]
 async fn a_rollup_over_simulated_days_sorts_accounts_by_risk_and_tells_owners_once() {
-    let app = TestApp::spawn(&[("GROUNDWORK_OPERATOR_TOKEN", OPERATOR)]).await;
+    let app =
+        TestApp::spawn(&[("GROUNDWORK_OPERATOR_TOKEN", OPERATOR), ("GROUNDWORK_STAFF_EMAILS", "csm@health.test")])
+            .await;
     let s = app.stack.services.clone();
     let (token, user) = app.user("csm-owner@health.test").await;
     let t0 = s.clock.now_ms();
@@ -47,6 +49,8 @@ async fn a_rollup_over_simulated_days_sorts_accounts_by_risk_and_tells_owners_on
     event(&app, quiet, &user, "report.exported", now - 10 * DAY_MS, None).await;
     let counter = Item::new(shared::keys::tenant_item(busy, "COUNTER", "projects")).with("count", 1);
     s.store.put(Put::new(counter)).await.unwrap();
+    // Quiet pays for Starter: $20 a month.
+    testkit::billing::subscribe(&s, quiet, "starter", 2000).await;
 
     let done = account_health::rollup(&s, now).await.unwrap();
     assert_eq!((done.accounts, done.dormant, done.upgrade_triggers), (3, 1, 1), "{done:?}");
@@ -70,7 +74,32 @@ async fn a_rollup_over_simulated_days_sorts_accounts_by_risk_and_tells_owners_on
     let (_, dormant) = app.call("GET", "/ops/accounts?health=dormant", Some(OPERATOR), None).await;
     assert_eq!(dormant["accounts"].as_array().unwrap().len(), 1, "{dormant}");
     assert_eq!(dormant["accounts"][0]["account_id"], gone.to_string());
-    assert_eq!(app.call("GET", "/ops/accounts", Some(&token), None).await.0, 401, "users are not operators");
+    let (status, refused) = app.call("GET", "/ops/accounts", Some(&token), None).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("not_staff")), "users are not staff: {refused}");
+    let (staff, _) = app.user("csm@health.test").await;
+    let (status, as_staff) = app.call("GET", "/ops/accounts", Some(&staff), None).await;
+    assert_eq!((status, &as_staff["accounts"]), (200, &all["accounts"]), "staff read what operators read");
+
+    // By revenue: Quiet's $20 a month first, then the rest by risk; in pages.
+    let (_, by_mrr) = app.call("GET", "/ops/accounts?sort=mrr&limit=2", Some(&staff), None).await;
+    let page: Vec<(&str, i64)> = by_mrr["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap(), a["mrr_minor"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(page, [("Quiet Co", 2000), ("=Gone Co", 0)], "{by_mrr}");
+    assert_eq!(by_mrr["accounts"][0]["currency"], "usd");
+    let next = by_mrr["next_cursor"].as_str().unwrap();
+    let (_, rest) = app.call("GET", &format!("/ops/accounts?sort=mrr&limit=2&cursor={next}"), Some(&staff), None).await;
+    assert_eq!((rest["accounts"][0]["name"].as_str(), &rest["next_cursor"]), (Some("Busy Co"), &json!(null)), "{rest}");
+    let (_, starter) = app.call("GET", "/ops/accounts?plan=starter", Some(&staff), None).await;
+    assert_eq!(starter["accounts"].as_array().unwrap().len(), 1, "{starter}");
+    for bad in ["plan=enterprise", "format=csv&cursor=mrr.1", "format=csv&limit=5", "sort=mrr&cursor=elsewhere"] {
+        let (status, body) = app.call("GET", &format!("/ops/accounts?{bad}"), Some(&staff), None).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(["invalid_query", "invalid_cursor"].contains(&body["code"].as_str().unwrap()), "{bad}: {body}");
+    }
     let csv =
         app.client.get(format!("{}/ops/accounts?format=csv", app.base)).bearer_auth(OPERATOR).send().await.unwrap();
     assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));

@@ -175,6 +175,8 @@ async fn checkout_webhooks_dunning_and_entitlements_on_the_local_stack() {
     let b = until(&app, &ada, &acme, |b| b["subscription"]["status"] == "trialing").await;
     assert_eq!(b["entitlements"]["plan"], "team");
     assert!(b["entitlements"]["features"].as_array().unwrap().contains(&json!("sso")));
+    // The price's amount, kept for the account's MRR (Stripe's fixture: $20.00).
+    assert_eq!((&b["subscription"]["unit_amount"], &b["subscription"]["currency"]), (&json!(2000), &json!("usd")));
     // Delivered again: acknowledged, not queued again.
     assert_eq!(post_event(&app, &completed, SECRET).await.1["duplicate"], true);
 

@@ -12,7 +12,10 @@ async fn names(app: &TestApp, account: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn flows_record_lifecycle_events_and_a_frontend_sends_its_own_in_batches() {
-    let app = TestApp::spawn(&[]).await;
+    // Stopped at the start of a minute, so the per-minute limit's window is this test's.
+    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let clock = shared::clock::ManualClock::at(start - start % 60_000);
+    let app = TestApp::spawn_with_clock(&[], std::sync::Arc::new(clock.clone())).await;
     let (owner, owner_id) = app.user("owner@events.test").await;
     let (_, account) = app.call("POST", "/accounts", Some(&owner), Some(json!({"name": "Events"}))).await;
     let account = account["id"].as_str().unwrap().to_owned();
@@ -87,6 +90,37 @@ async fn flows_record_lifecycle_events_and_a_frontend_sends_its_own_in_batches()
     }
     assert_eq!(names(&app, &account).await.len(), before);
 
+    // Past the account's events per minute, a batch is refused whole and nothing recorded;
+    // the next minute takes events again.
+    clock.advance_ms(60_000);
+    let recorded = || async {
+        shared::product_events::recent(app.stack.services.store.as_ref(), account.parse().unwrap(), 1_000)
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = recorded().await;
+    let fifty = json!({"events": (0..50).map(|_| json!({"name": "page.viewed"})).collect::<Vec<_>>()});
+    let limit = tenancy::product_events::EVENTS_PER_ACCOUNT.max as usize;
+    let mut sent = 0;
+    let mut refused = None;
+    for _ in 0..=limit / 50 {
+        let (status, body) = app.call("POST", &path, Some(&member), Some(fifty.clone())).await;
+        if status == 429 {
+            refused = Some(body);
+            break;
+        }
+        assert_eq!(status, 202, "{body}");
+        sent += 50;
+    }
+    let refused = refused.expect("a 429 past the limit");
+    assert_eq!(refused["code"], "event_rate_limited", "{refused}");
+    assert!(refused["retry_after"].as_u64().is_some_and(|s| (1..=60).contains(&s)), "{refused}");
+    assert!(sent <= limit && sent + 50 > limit, "{sent} accepted of {limit}");
+    assert_eq!(recorded().await - before, sent, "the refused batch left nothing");
+    clock.advance_ms(61_000);
+    assert_eq!(app.call("POST", &path, Some(&member), Some(json!({"events": [{"name": "a.b"}]}))).await.0, 202);
+
     // Someone outside the account is not told it exists.
     let (stranger, _) = app.user("stranger@events.test").await;
     assert_eq!(app.call("POST", &path, Some(&stranger), Some(batch)).await.0, 404);
@@ -96,7 +130,12 @@ async fn flows_record_lifecycle_events_and_a_frontend_sends_its_own_in_batches()
 async fn events_reach_posthog_with_the_account_as_a_group_once_retried_and_dead_lettered() {
     use shared::product_events::posthog::{self, Forwarded, Forwarder};
     let stand_in = testkit::posthog::PostHogStandIn::start().await;
-    let app = TestApp::spawn(&[("POSTHOG_API_KEY", testkit::posthog::API_KEY), ("POSTHOG_HOST", &stand_in.host)]).await;
+    let app = TestApp::spawn(&[
+        ("POSTHOG_API_KEY", testkit::posthog::API_KEY),
+        ("POSTHOG_HOST", &stand_in.host),
+        ("GROUNDWORK_OPERATOR_TOKEN", "events-operator"),
+    ])
+    .await;
     let (owner, owner_id) = app.user("owner@forwarded.test").await;
     let (_, account) = app.call("POST", "/accounts", Some(&owner), Some(json!({"name": "Forwarded Inc"}))).await;
     let account = account["id"].as_str().unwrap().to_owned();
@@ -105,6 +144,8 @@ async fn events_reach_posthog_with_the_account_as_a_group_once_retried_and_dead_
     assert_eq!(app.call("POST", &format!("/accounts/{account}/events"), Some(&owner), Some(batch)).await.0, 202);
 
     let s = &app.stack.services;
+    // The account pays for Starter, $20 a month: its MRR is a group property.
+    testkit::billing::subscribe(s, account.parse().unwrap(), "starter", 2000).await;
     let http = shared::outbound::client(posthog::TIMEOUT).unwrap();
     let forwarder = Forwarder { store: s.store.as_ref(), plans: &s.plans, config: &s.config.posthog, http: &http };
 
@@ -131,8 +172,9 @@ async fn events_reach_posthog_with_the_account_as_a_group_once_retried_and_dead_
     let set = &group["properties"]["$group_set"];
     assert_eq!(
         (set["name"].as_str(), set["plan"].as_str(), set["seats"].as_u64()),
-        (Some("Forwarded Inc"), Some("free"), Some(1))
+        (Some("Forwarded Inc"), Some("starter"), Some(1))
     );
+    assert_eq!((set["mrr"].as_f64(), set["currency"].as_str()), (Some(20.0), Some("usd")), "{set}");
     let sent = serde_json::to_string(&stand_in.batches()).unwrap();
     assert!(!sent.contains("owner@forwarded.test"), "ids only, never the address: {sent}");
 
@@ -148,4 +190,26 @@ async fn events_reach_posthog_with_the_account_as_a_group_once_retried_and_dead_
     assert_eq!(posthog::dead_lettered(s.store.as_ref(), 10).await.unwrap(), 1);
     // Recording an event still records it in Groundwork, forwarded or not.
     assert!(names(&app, &account).await.contains(&"widget.added".to_owned()));
+
+    // The operator sees it with the dead letters, and once the cause is fixed sends it again.
+    let operator = Some("events-operator");
+    let (status, listed) = app.call("GET", "/ops/dead-letters?queue=product-events", operator, None).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["dead_letters"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(
+        (listed["dead_letters"][0]["queue"].as_str(), listed["dead_letters"][0]["kind"].as_str()),
+        (Some("product-events"), Some("widget.added"))
+    );
+    let (status, redriven) =
+        app.call("POST", "/ops/dead-letters/redrive", operator, Some(json!({"queue": "product-events"}))).await;
+    assert_eq!((status, &redriven["redriven"]["product-events"]), (200, &json!(1)), "{redriven}");
+    assert_eq!(posthog::dead_lettered(s.store.as_ref(), 10).await.unwrap(), 0);
+    let before = stand_in.events().len();
+    assert_eq!(posthog::forward(&forwarder).await.unwrap(), Forwarded { sent: 1, dead_lettered: 0, deferred: 0 });
+    let again: Vec<Value> = stand_in.events().into_iter().skip(before).collect();
+    assert!(again.iter().any(|e| e["event"] == "widget.added"), "{again:?}");
+    assert_eq!(
+        app.call("POST", "/ops/dead-letters/redrive", operator, Some(json!({}))).await.1["redriven"]["product-events"],
+        0
+    );
 }
