@@ -228,7 +228,12 @@ pub fn day_of(ms: i64) -> String {
 }
 
 /// The events of an account since `since_ms`, newest first (at most [`MAX_EVENTS_READ`]).
-async fn events_since(store: &dyn Store, account: AccountId, since_ms: i64) -> Result<Vec<ProductEvent>, StoreError> {
+async fn events_between(
+    store: &dyn Store,
+    account: AccountId,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<ProductEvent>, StoreError> {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
@@ -242,6 +247,10 @@ async fn events_since(store: &dyn Store, account: AccountId, since_ms: i64) -> R
             let event: ProductEvent = item.record()?;
             if event.at_ms < since_ms || out.len() >= MAX_EVENTS_READ {
                 return Ok(out);
+            }
+            // Later than the day computed (a day filled in after newer ones).
+            if event.at_ms > until_ms {
+                continue;
             }
             out.push(event);
         }
@@ -294,7 +303,7 @@ pub async fn compute(
     let store = s.store.as_ref();
     let config = &s.config.health;
     let id = account.id;
-    let events = events_since(store, id, now_ms - 30 * DAY_MS).await?;
+    let events = events_between(store, id, now_ms - 30 * DAY_MS, now_ms).await?;
     let by_people: Vec<&ProductEvent> = events.iter().filter(|e| e.user_id.is_some()).collect();
     // Older activity than the window read is what the previous record knew.
     let last_activity_ms = by_people.first().map(|e| e.at_ms).or(previous.and_then(|p| p.health.last_activity_ms));
@@ -312,7 +321,7 @@ pub async fn compute(
     // reached its first value has few events to look through).
     let first_value_ms = match previous.and_then(|p| p.health.first_value_ms) {
         Some(known) => Some(known),
-        None => first_occurrence(store, id, &config.value_event).await?,
+        None => first_occurrence(store, id, &config.value_event).await?.filter(|at| *at <= now_ms),
     };
     let idle_days = (now_ms - last_activity_ms.unwrap_or(account.created_at_ms)) / DAY_MS;
     let status = if idle_days >= i64::from(config.dormant_days) {
@@ -472,7 +481,8 @@ pub struct Rollup {
 }
 
 /// Records every live account's health for the day of `now_ms` (a second run the same day
-/// writes the day's record again, with the newer figures).
+/// writes the day's record again, with the newer figures; a run for a day before the latest
+/// record's writes that day's record only, from the events up to `now_ms`).
 ///
 /// # Errors
 /// When the store or the queue fails.
@@ -489,6 +499,17 @@ pub async fn rollup(s: &Services, now_ms: i64) -> anyhow::Result<Rollup> {
                 continue;
             }
             let previous = current(s.store.as_ref(), account.id).await?;
+            // A day before the latest record's (filled in after newer ones, or a rollup run
+            // for a simulated past) only joins the history: the latest record, the dormancy
+            // it tracks and the upgrade triggers belong to the newest day.
+            if previous.as_ref().is_some_and(|p| p.health.day.as_str() > day_of(now_ms).as_str()) {
+                let health = compute(s, account, None, now_ms).await?;
+                let expires = now_ms / 1000 + HISTORY_DAYS * 86_400;
+                let day = Item::from_record(keys::account_health_day(account.id, &health.day), &health)?;
+                s.store.put(Put::new(day.expiring_at(expires))).await?;
+                out.accounts += 1;
+                continue;
+            }
             let health = compute(s, account, previous.as_ref(), now_ms).await?;
             let dormant_since_ms = match (health.status, previous.as_ref()) {
                 (HealthStatus::Dormant, Some(p)) if p.health.status == HealthStatus::Dormant => p.dormant_since_ms,

@@ -5736,7 +5736,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description More than 600 events from this account in a minute (`event_rate_limited`; the batch is refused whole); or over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
+            /** @description More than 600 events from this account in this clock minute (`event_rate_limited`; the batch is refused whole); or over a rate limit or the month's API quota (`rate_limited`): the problem names the `limit` and, for an API key, the account's `plan` and the `upgrade_plan` that raises it; retry after `Retry-After` seconds */
             429: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */

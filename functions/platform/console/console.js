@@ -44,10 +44,28 @@
       r = await fetch(path, { headers: { authorization: `Bearer ${accessToken}` } });
     }
     if (r.status === 401) {
-      signedOut("Your session ended: sign in again.");
-      throw new Error("signed out");
+      signedOut(operator ? "That operator token is not valid." : "Your session ended: sign in again.");
+      throw new SignedOut();
     }
     return r;
+  }
+
+  class SignedOut extends Error {}
+  // Runs a page action; a sign-out it met is already shown, anything else is reported.
+  function act(action) {
+    action().catch((e) => {
+      if (!(e instanceof SignedOut)) $("accounts-error").textContent = `Something went wrong: ${e.message}`;
+    });
+  }
+
+  async function endSession() {
+    if (!operator && accessToken) {
+      await fetch("/auth/logout", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { authorization: `Bearer ${accessToken}`, "x-requested-with": "groundwork-console" },
+      }).catch(() => {});
+    }
   }
 
   function signedOut(message) {
@@ -94,29 +112,25 @@
 
   $("password-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    void login({ email: $("email").value, password: $("password").value }, "/auth/login");
+    act(() => login({ email: $("email").value, password: $("password").value }, "/auth/login"));
   });
   $("mfa-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    void login({ challenge, code: $("mfa-code").value }, "/auth/login/mfa");
+    act(() => login({ challenge, code: $("mfa-code").value }, "/auth/login/mfa"));
   });
   $("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
     accessToken = $("operator-token").value;
     operator = true;
     $("operator-token").value = "";
-    void signedIn();
+    act(signedIn);
   });
-  $("sign-out").addEventListener("click", async () => {
-    if (!operator && accessToken) {
-      await fetch("/auth/logout", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { authorization: `Bearer ${accessToken}`, "x-requested-with": "groundwork-console" },
-      }).catch(() => {});
-    }
-    signedOut("");
-  });
+  $("sign-out").addEventListener("click", () =>
+    act(async () => {
+      await endSession();
+      signedOut("");
+    }),
+  );
 
   function query(extra) {
     const q = new URLSearchParams(extra);
@@ -128,13 +142,20 @@
   }
 
   const day = (ms) => (ms == null ? "never" : new Date(ms).toISOString().slice(0, 10));
-  // Minor units (cents) in the account's currency; blank without a subscription.
+  // Minor units in the account's currency, with Stripe's decimals per currency (as
+  // shared::billing::currency_decimals); blank without a subscription.
+  const ZERO_DECIMAL = "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split(" ");
+  const THREE_DECIMAL = "bhd jod kwd omr tnd".split(" ");
   function money(minor, currency) {
     if (!currency) return "";
+    const code = currency.toLowerCase();
+    const decimals = ZERO_DECIMAL.includes(code) ? 0 : THREE_DECIMAL.includes(code) ? 3 : 2;
+    const major = minor / 10 ** decimals;
     try {
-      return new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() }).format(minor / 100);
+      const format = { style: "currency", currency: code.toUpperCase(), minimumFractionDigits: decimals, maximumFractionDigits: decimals };
+      return new Intl.NumberFormat(undefined, format).format(major);
     } catch {
-      return `${(minor / 100).toFixed(2)} ${currency.toUpperCase()}`;
+      return `${major.toFixed(decimals)} ${code.toUpperCase()}`;
     }
   }
 
@@ -160,9 +181,13 @@
     if (!r.ok) {
       const text = await problemText(r);
       if (r.status === 403) {
+        // Signed in, but not staff: the session is of no use here, so it ends.
+        await endSession();
         signedOut(`${text}`);
         return false;
       }
+      $("accounts-body").replaceChildren();
+      $("more").hidden = true;
       $("accounts-error").textContent = text;
       return true;
     }
@@ -189,7 +214,7 @@
         cell(seats),
         cell(a.upgrade_suggested.join(", ")),
       );
-      const open = () => void openAccount(a.account_id);
+      const open = () => act(() => openAccount(a.account_id));
       tr.addEventListener("click", open);
       tr.addEventListener("keydown", (e) => {
         if (e.key === "Enter") open();
@@ -201,10 +226,11 @@
     return true;
   }
 
-  for (const id of ["filter-health", "filter-trial", "sort"]) $(id).addEventListener("change", () => void loadAccounts(false));
-  $("filter-plan").addEventListener("change", () => void loadAccounts(false));
-  $("more").addEventListener("click", () => void loadAccounts(true));
-  $("download-csv").addEventListener("click", async () => {
+  for (const id of ["filter-health", "filter-trial", "sort", "filter-plan"]) {
+    $(id).addEventListener("change", () => act(() => loadAccounts(false)));
+  }
+  $("more").addEventListener("click", () => act(() => loadAccounts(true)));
+  $("download-csv").addEventListener("click", () => act(async () => {
     const q = query({ format: "csv" });
     const r = await get(`/ops/accounts?${q}`);
     if (!r.ok) {
@@ -216,7 +242,7 @@
     link.download = "accounts.csv";
     link.click();
     setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
-  });
+  }));
 
   const SVG = "http://www.w3.org/2000/svg";
   function svg(name, attributes, text) {
@@ -286,5 +312,5 @@
   }
 
   // A session cookie from an earlier visit signs the staff member straight in.
-  void refresh().then((resumed) => (resumed ? signedIn() : show("sign-in")));
+  act(async () => ((await refresh()) ? signedIn() : show("sign-in")));
 })();

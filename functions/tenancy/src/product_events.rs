@@ -149,7 +149,7 @@ fn checked(
     security(("bearer" = [])), params(("account_id" = String, Path)),
     responses((status = 202, body = ProductEventsAccepted),
               (status = 422, description = "An event that does not fit: a name that is not `noun.verb` (`invalid_event_name`), one of Groundwork's lifecycle names (`reserved_event_name`), a property or time out of bounds (`invalid_event`), an email address in a property (`personal_data`), an empty or too large batch (`invalid_batch`)", body = Problem, content_type = "application/problem+json"),
-              (status = 429, description = "More than 600 events from this account in a minute (`event_rate_limited`; the batch is refused whole)", body = Problem, content_type = "application/problem+json")))]
+              (status = 429, description = "More than 600 events from this account in this clock minute (`event_rate_limited`; the batch is refused whole)", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn record(
     State(s): State<Services>,
     Tenant(scope): Tenant,

@@ -179,6 +179,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
             out.push_str(&format!("{} account(s) repaired\n", repairs.len()));
         }
         Command::RunSchedule { name, at } => {
+            let data_dir = config.data_dir.clone();
             let mut services = Services::from_config(config).await?;
             let at_ms = at.unwrap_or_else(|| services.clock.now_ms());
             // The job sees the simulated time; the store and queues keep the real one, so
@@ -192,7 +193,11 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<String> {
                 .map(|(_, job)| std::sync::Arc::clone(job))
                 .with_context(|| format!("no schedule named {name:?} (schedules: {})", names.join(", ")))?;
             job.run(at_ms).await.with_context(|| format!("running {name}"))?;
-            out.push_str(&format!("{name} ran at {}\n", shared::account_health::rfc3339(at_ms)));
+            out.push_str(&format!(
+                "{name} ran at {} on the data in {}\n",
+                shared::account_health::rfc3339(at_ms),
+                data_dir.display()
+            ));
         }
         Command::Billing { action: BillingAction::Replay } => {
             let services = Services::from_config(config).await?;

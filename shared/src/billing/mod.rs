@@ -331,6 +331,25 @@ pub struct BillingState {
     pub stripe_features_event: String,
 }
 
+/// The number of decimals in `currency`'s minor unit as Stripe counts amounts: 0 for its
+/// zero-decimal currencies (JPY, KRW...), 3 for the three-decimal ones (BHD, KWD...), else 2
+/// (<https://docs.stripe.com/currencies#zero-decimal>). `currency` is ISO 4217, any case.
+#[must_use]
+pub fn currency_decimals(currency: &str) -> u32 {
+    const ZERO: &[&str] = &[
+        "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf",
+    ];
+    const THREE: &[&str] = &["bhd", "jod", "kwd", "omr", "tnd"];
+    let c = currency.to_ascii_lowercase();
+    if ZERO.contains(&c.as_str()) {
+        0
+    } else if THREE.contains(&c.as_str()) {
+        3
+    } else {
+        2
+    }
+}
+
 impl BillingState {
     /// Monthly recurring revenue, in the currency's minor unit, and the currency: the
     /// price's unit amount times the quantity, a yearly price divided by 12 (rounded). Counted
@@ -528,6 +547,7 @@ mod tests {
             assert_eq!(s.mrr(), Some((0, "usd")), "{stopped:?}");
         }
         assert_eq!(BillingState::default().mrr(), None);
+        assert_eq!((currency_decimals("JPY"), currency_decimals("kwd"), currency_decimals("usd")), (0, 3, 2));
     }
 
     #[test]

@@ -115,8 +115,10 @@ impl Forwarder<'_> {
         let (state, _) = crate::billing::state(self.store, account).await?;
         let plan = crate::billing::entitlements(self.store, self.plans, account).await?.plan;
         let seats = crate::tenancy::members(self.store, account).await?.len();
-        #[allow(clippy::cast_precision_loss)] // Cents below 2^53 are exact.
-        let mrr = state.mrr().map(|(minor, _)| minor as f64 / 100.0);
+        #[allow(clippy::cast_precision_loss)] // Minor units below 2^53 are exact.
+        let mrr = state
+            .mrr()
+            .map(|(minor, currency)| minor as f64 / f64::from(10_u32.pow(crate::billing::currency_decimals(currency))));
         let currency = state.mrr().map(|(_, currency)| currency.to_owned());
         Ok(json!({
             "event": "$groupidentify",

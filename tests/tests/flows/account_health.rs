@@ -119,8 +119,17 @@ async fn a_rollup_over_simulated_days_sorts_accounts_by_risk_and_tells_owners_on
     let next_day = account_health::rollup(&s, now + DAY_MS).await.unwrap();
     assert_eq!(next_day.upgrade_triggers, 0, "once a month");
     assert_eq!(account_health::notify_dormant(&s).await.unwrap(), 0, "once per dormancy");
+    // An earlier day filled in afterwards joins the history only: the latest record and the
+    // dormancy stay, and nobody is told again.
+    let latest = account_health::current(s.store.as_ref(), gone).await.unwrap().unwrap();
+    account_health::rollup(&s, now - 5 * DAY_MS).await.unwrap();
+    assert_eq!(account_health::current(s.store.as_ref(), gone).await.unwrap().unwrap(), latest);
+    assert_eq!(account_health::notify_dormant(&s).await.unwrap(), 0, "not told again");
+    let past = account_health::history(s.store.as_ref(), busy, 90).await.unwrap();
+    let filled = past.iter().find(|h| h.day == account_health::day_of(now - 5 * DAY_MS)).expect("the earlier day");
+    assert_eq!(filled.events_7d, 0, "events after that day are not counted in it: {filled:?}");
     let (_, detail) = app.call("GET", &format!("/ops/accounts/{busy}/health"), Some(OPERATOR), None).await;
-    assert_eq!(detail["history"].as_array().unwrap().len(), 2, "a record a day: {detail}");
+    assert_eq!(detail["history"].as_array().unwrap().len(), 3, "a record a day: {detail}");
     app.drain().await;
     assert_eq!(app.emails("csm-owner@health.test", "=Gone Co").len(), 1);
     assert_eq!(app.emails("csm-owner@health.test", "of the 1 projects its plan allows").len(), 1);
