@@ -1543,6 +1543,7 @@ export interface paths {
         /**
          * Switches the directory off: its token stops working and its users and groups are
          *     forgotten. Memberships it granted stay (remove members from the accounts to end them).
+         *     Idempotent: 204 also when it was off, and a retry finishes a removal that failed partway.
          */
         delete: operations["delete_scim_directory"];
         options?: never;
@@ -14967,6 +14968,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description Directory sync is off (whether or not it was on) */
             204: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */
@@ -14999,6 +15001,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description No such organization, or the caller is not its admin (`not_found`) */
             404: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */

@@ -276,5 +276,6 @@ async fn directory_sync_links_verified_domain_users_maps_groups_to_roles_and_dep
     // Switched off: the token is gone, the memberships it granted stay.
     assert_eq!(app.call("DELETE", &scim_admin, Some(&alice), None).await.0, 204);
     assert_eq!(scim(&app, "GET", "/Users", Some(new_token), None, None).await.0, 401);
+    assert_eq!(app.call("DELETE", &scim_admin, Some(&alice), None).await.0, 204, "off already: still 204");
     assert_eq!(role_of(&app, &alice, &general, &new_email).await.as_deref(), Some("read_only"));
 }

@@ -339,9 +339,11 @@ pub(crate) async fn rotate_token(
 
 /// Switches the directory off: its token stops working and its users and groups are
 /// forgotten. Memberships it granted stay (remove members from the accounts to end them).
+/// Idempotent: 204 also when it was off, and a retry finishes a removal that failed partway.
 #[utoipa::path(delete, path = "/organizations/{org_id}/scim", tag = "tenancy", operation_id = "delete_scim_directory",
     security(("bearer" = [])), params(("org_id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Directory sync is off (whether or not it was on)"),
+              (status = 404, description = "No such organization, or the caller is not its admin (`not_found`)", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn delete(
     State(s): State<Services>,
     ctx: RequestContext,
@@ -349,20 +351,26 @@ pub(crate) async fn delete(
     Path(org): Path<OrgId>,
 ) -> Result<StatusCode, ApiError> {
     load_as_admin(&s, org, caller.user_id).await?;
-    let (directory, _) = load(s.store.as_ref(), org).await?.ok_or(ApiError::NotFound)?;
-    // The token first: once it is gone, the provider cannot add what the rest removes.
-    let mut first = vec![TxOp::Delete(Delete::new(keys::scim_directory(org)))];
-    if let Some(hash) = &directory.token_hash {
-        first.push(TxOp::Delete(Delete::new(keys::scim_token(hash))));
+    let directory = load(s.store.as_ref(), org).await?;
+    if let Some((directory, _)) = &directory {
+        // The token first: once it is gone, the provider cannot add what the rest removes.
+        let mut first = vec![TxOp::Delete(Delete::new(keys::scim_directory(org)))];
+        if let Some(hash) = &directory.token_hash {
+            first.push(TxOp::Delete(Delete::new(keys::scim_token(hash))));
+        }
+        s.store.transact(first).await?;
     }
-    s.store.transact(first).await?;
     let partition = keys::org_partition(org);
+    let mut removed = 0_usize;
     for prefix in [keys::SCIM_USER_PREFIX, keys::SCIM_USER_NAME_PREFIX, keys::SCIM_LINK_PREFIX, keys::SCIM_GROUP_PREFIX]
     {
         for item in s.store.query_all(Query::partition(partition.clone()).begins_with(prefix)).await? {
             s.store.delete(Delete::new(item.key)).await?;
+            removed += 1;
         }
     }
-    record(&s, org, caller.user_id, AuditAction::OrganizationScimDisabled, &ctx, json!({})).await?;
+    if directory.is_some() || removed > 0 {
+        record(&s, org, caller.user_id, AuditAction::OrganizationScimDisabled, &ctx, json!({})).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
