@@ -73,6 +73,19 @@ pub struct ProductEventsAccepted {
 /// readers and in DynamoDB).
 pub const MAX_NUMBER: f64 = 9_007_199_254_740_992.0;
 
+/// A number no larger than 2^53 in size (compared exactly for integers: as a float, 2^53 + 1
+/// rounds to 2^53); anything else passes.
+fn number_in_range(value: &Value) -> bool {
+    const MAX_INTEGER: u64 = 1 << 53;
+    if let Some(n) = value.as_u64() {
+        return n <= MAX_INTEGER;
+    }
+    if let Some(n) = value.as_i64() {
+        return n.unsigned_abs() <= MAX_INTEGER;
+    }
+    value.as_f64().is_none_or(|n| n.abs() <= MAX_NUMBER)
+}
+
 /// `local@domain.tld`-shaped text.
 fn looks_like_email(s: &str) -> bool {
     s.split_whitespace().any(|word| {
@@ -119,14 +132,19 @@ fn checked(
         let key_ok = !key.is_empty()
             && key.len() <= 64
             && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        let value_ok = value.as_str().is_none_or(|s| s.chars().count() <= MAX_STRING_CHARS)
-            && value.as_f64().is_none_or(|n| n.abs() <= MAX_NUMBER);
-        if !key_ok || !value_ok {
+        if !key_ok {
+            let shown: String = key.chars().take(64).collect();
+            return Err(invalid(
+                "invalid_event",
+                format!("events[{index}]: property name {shown:?}: 1 to 64 of a-z 0-9 _"),
+            ));
+        }
+        if value.as_str().is_some_and(|s| s.chars().count() > MAX_STRING_CHARS) || !number_in_range(value) {
             return Err(invalid(
                 "invalid_event",
                 format!(
-                    "events[{index}]: property names are 1 to 64 of a-z 0-9 _, strings at most {MAX_STRING_CHARS} \
-                     characters, numbers at most 2^53 in size"
+                    "events[{index}]: property {key}: strings at most {MAX_STRING_CHARS} characters, numbers at \
+                     most 2^53 in size"
                 ),
             ));
         }

@@ -83,6 +83,9 @@ impl ProductEvent {
     /// A name that is not `noun.verb` in lower-case ASCII, at most 64 bytes.
     pub fn new(name: &str, account_id: AccountId, user_id: Option<UserId>, at_ms: i64) -> Result<Self, InvalidEvent> {
         if !valid_name(name) {
+            if name.len() > 64 {
+                return Err(InvalidEvent(format!("a name is at most 64 bytes; this one has {}", name.len())));
+            }
             return Err(InvalidEvent(format!("{name:?} is not noun.verb in lower case")));
         }
         Ok(Self { name: name.to_owned(), account_id, user_id, at_ms, properties: Map::new() })

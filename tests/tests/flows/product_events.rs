@@ -80,6 +80,8 @@ async fn flows_record_lifecycle_events_and_a_frontend_sends_its_own_in_batches()
         (json!([{"name": "a.b", "id": "not ok", "at_ms": now}]), "invalid_event"),
         (json!([{"name": "a.b", "id": "no-time"}]), "invalid_event"),
         (json!([{"name": "a.b", "properties": {"big": 1e308}}]), "invalid_event"),
+        (json!([{"name": "a.b", "properties": {"big": 9_007_199_254_740_993_u64}}]), "invalid_event"),
+        (json!([{"name": "a.b", "properties": {"small": -9_007_199_254_740_993_i64}}]), "invalid_event"),
         (json!([{"name": "a.b", "properties": {"contact": "Write to bob@example.com"}}]), "personal_data"),
         (json!([{"name": "a.b"}, {"name": "member.joined"}]), "reserved_event_name"),
         (json!([]), "invalid_batch"),
