@@ -368,6 +368,7 @@ pub async fn compute(
         Some(SubscriptionStatus::Unpaid | SubscriptionStatus::Incomplete | SubscriptionStatus::Paused) => "unpaid",
         Some(SubscriptionStatus::Active | SubscriptionStatus::Trialing) => "ok",
     };
+    let mrr = state.mrr();
     Ok(AccountHealth {
         account_id: id,
         name: account.name.clone(),
@@ -386,8 +387,8 @@ pub async fn compute(
         subscription_status: state.status,
         trial_days_left,
         payment: payment.into(),
-        mrr_minor: state.mrr().map_or(0, |(amount, _)| amount),
-        currency: state.mrr().map(|(_, currency)| currency.to_owned()),
+        mrr_minor: mrr.map_or(0, |(amount, _)| amount),
+        currency: mrr.map(|(_, currency)| currency.to_owned()),
         seats: limits.get("seats").copied().unwrap_or(Usage { used: members, allowed: 0 }),
         limits,
         upgrade_suggested,
@@ -488,6 +489,8 @@ pub struct Rollup {
 /// When the store or the queue fails.
 pub async fn rollup(s: &Services, now_ms: i64) -> anyhow::Result<Rollup> {
     let mut out = Rollup::default();
+    let today = day_of(now_ms);
+    let expires = now_ms / 1000 + HISTORY_DAYS * 86_400;
     let mut cursor = None;
     loop {
         let (accounts, next) = crate::tenancy::directory_page(s.store.as_ref(), 1000, cursor).await?;
@@ -502,9 +505,8 @@ pub async fn rollup(s: &Services, now_ms: i64) -> anyhow::Result<Rollup> {
             // A day before the latest record's (filled in after newer ones, or a rollup run
             // for a simulated past) only joins the history: the latest record, the dormancy
             // it tracks and the upgrade triggers belong to the newest day.
-            if previous.as_ref().is_some_and(|p| p.health.day.as_str() > day_of(now_ms).as_str()) {
+            if previous.as_ref().is_some_and(|p| p.health.day > today) {
                 let health = compute(s, account, None, now_ms).await?;
-                let expires = now_ms / 1000 + HISTORY_DAYS * 86_400;
                 let day = Item::from_record(keys::account_health_day(account.id, &health.day), &health)?;
                 s.store.put(Put::new(day.expiring_at(expires))).await?;
                 out.accounts += 1;
@@ -525,7 +527,6 @@ pub async fn rollup(s: &Services, now_ms: i64) -> anyhow::Result<Rollup> {
                     .filter(|_| dormant_since_ms.is_some()),
             };
             let index = keys::account_health_index(health.status.rank(), account.id);
-            let expires = now_ms / 1000 + HISTORY_DAYS * 86_400;
             s.store
                 .transact(vec![
                     TxOp::Put(Put::new(Item::from_record(keys::account_health(account.id), &record)?.with_gsi1(index))),

@@ -270,8 +270,7 @@ pub async fn check(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) 
         .and_then(|i| i.data.get("n").and_then(Value::as_u64))
         .unwrap_or(0);
     if count >= u64::from(limit.max) {
-        let retry_after_secs = u64::try_from((end - now_ms + 999) / 1000).unwrap_or(1).max(1);
-        return Err(ApiError::TooManyRequests { retry_after_secs });
+        return Err(ApiError::TooManyRequests { retry_after_secs: retry_after(end, now_ms) });
     }
     Ok(())
 }
@@ -286,8 +285,8 @@ pub async fn hit(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) ->
 }
 
 /// Spends `n` of `limit` for `subject` in the current window, or refuses with nothing
-/// spent: a batch is admitted whole or not at all. Two batches racing past the limit may
-/// both be refused, never both admitted.
+/// spent: a batch is admitted whole or not at all (counted first, as [`claim`] does, so two
+/// batches racing past the limit may both be refused, never both admitted).
 ///
 /// # Errors
 /// [`ApiError::LimitReached`] with `code` and the seconds until the window ends; store
@@ -300,18 +299,19 @@ pub async fn spend(
     now_ms: i64,
     code: &'static str,
 ) -> Result<(), ApiError> {
-    let (start, end) = window(limit, now_ms);
-    let key = key(limit, subject, start);
-    let count = add_to(store, &key, i64::from(n), end / 1000 + 1).await?;
-    if count <= u64::from(limit.max) {
-        return Ok(());
+    match claim_n(store, limit, subject, n, now_ms).await? {
+        Ok(_spent) => Ok(()),
+        Err(retry_after_secs) => Err(ApiError::LimitReached {
+            code,
+            detail: format!("at most {} per {} s ({})", limit.max, limit.window.as_secs(), limit.name),
+            retry_after_secs,
+        }),
     }
-    add_to(store, &key, -i64::from(n), end / 1000 + 1).await?;
-    Err(ApiError::LimitReached {
-        code,
-        detail: format!("at most {} per {} s ({})", limit.max, limit.window.as_secs(), limit.name),
-        retry_after_secs: u64::try_from((end - now_ms + 999) / 1000).unwrap_or(1).max(1),
-    })
+}
+
+/// Seconds from `now_ms` to a window's `end_ms`, at least 1.
+fn retry_after(end_ms: i64, now_ms: i64) -> u64 {
+    u64::try_from((end_ms - now_ms + 999) / 1000).unwrap_or(1).max(1)
 }
 
 /// One attempt counted against a limit before it is made ([`claim`]). Dropping it keeps the
@@ -321,6 +321,7 @@ pub async fn spend(
 pub struct Claim {
     key: Key,
     expires: i64,
+    n: i64,
 }
 
 impl Claim {
@@ -329,7 +330,7 @@ impl Claim {
     /// # Errors
     /// When the store fails.
     pub async fn release(self, store: &dyn Store) -> Result<(), StoreError> {
-        add_to(store, &self.key, -1, self.expires).await.map(|_| ())
+        add_to(store, &self.key, -self.n, self.expires).await.map(|_| ())
     }
 }
 
@@ -341,15 +342,28 @@ impl Claim {
 /// # Errors
 /// [`ApiError::TooManyRequests`] with the seconds until the window ends, or a store error.
 pub async fn claim(store: &dyn Store, limit: Limit, subject: &str, now_ms: i64) -> Result<Claim, ApiError> {
+    claim_n(store, limit, subject, 1, now_ms)
+        .await?
+        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })
+}
+
+/// Counts `n` attempts before they are made; past the limit they are taken back out and the
+/// answer is the seconds until the window ends.
+async fn claim_n(
+    store: &dyn Store,
+    limit: Limit,
+    subject: &str,
+    n: u32,
+    now_ms: i64,
+) -> Result<Result<Claim, u64>, StoreError> {
     let (start, end) = window(limit, now_ms);
-    let claim = Claim { key: key(limit, subject, start), expires: end / 1000 + 1 };
-    let count = add_to(store, &claim.key, 1, claim.expires).await?;
+    let claim = Claim { key: key(limit, subject, start), expires: end / 1000 + 1, n: i64::from(n) };
+    let count = add_to(store, &claim.key, claim.n, claim.expires).await?;
     if count > u64::from(limit.max) {
         claim.release(store).await?;
-        let retry_after_secs = u64::try_from((end - now_ms + 999) / 1000).unwrap_or(1).max(1);
-        return Err(ApiError::TooManyRequests { retry_after_secs });
+        return Ok(Err(retry_after(end, now_ms)));
     }
-    Ok(claim)
+    Ok(Ok(claim))
 }
 
 /// Counts an attempt that counts whatever its outcome, refusing past the limit (a

@@ -116,10 +116,13 @@ impl Forwarder<'_> {
         let plan = crate::billing::entitlements(self.store, self.plans, account).await?.plan;
         let seats = crate::tenancy::members(self.store, account).await?.len();
         #[allow(clippy::cast_precision_loss)] // Minor units below 2^53 are exact.
-        let mrr = state
-            .mrr()
-            .map(|(minor, currency)| minor as f64 / f64::from(10_u32.pow(crate::billing::currency_decimals(currency))));
-        let currency = state.mrr().map(|(_, currency)| currency.to_owned());
+        let (mrr, currency) = match state.mrr() {
+            Some((minor, currency)) => (
+                Some(minor as f64 / f64::from(10_u32.pow(crate::billing::currency_decimals(currency)))),
+                Some(currency.to_owned()),
+            ),
+            None => (None, None),
+        };
         Ok(json!({
             "event": "$groupidentify",
             "distinct_id": format!("account:{account}"),
