@@ -16,6 +16,8 @@ pub mod keys;
 #[cfg(feature = "passwords")]
 pub mod password;
 pub mod rate_limit;
+#[cfg(feature = "saml")]
+pub mod saml;
 pub mod session;
 pub mod tokens;
 pub mod users;
