@@ -3,8 +3,9 @@
 #   1. installs the pinned test tools (infra/requirements-test.txt) into .tools/venv, once;
 #   2. starts the DynamoDB/SQS/SES API server (moto), a capturing SMTP server, a webhook
 #      receiver that verifies with the Standard Webhooks reference library, an authoritative
-#      DNS server whose TXT records tests write (dnslib), and an OpenID Connect provider (npm oidc-provider, installed into infra/oidc/node_modules) on free
-#      loopback ports;
+#      DNS server whose TXT records tests write (dnslib), an OpenID Connect provider (npm
+#      oidc-provider, installed into infra/oidc/node_modules) and a SAML identity provider
+#      (npm samlify, installed into infra/saml/node_modules) on free loopback ports;
 #   3. checks formatting and clippy (warnings are errors), over the workspace and over each
 #      function alone, with only the features of shared it enables (as it is packaged);
 #   4. runs every Rust test in the workspace: unit tests, the storage and queue contract
@@ -101,6 +102,17 @@ node infra/oidc/provider.mjs "$oidc_port" > "$tools/oidc.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$oidc_port/.well-known/openid-configuration" oidc
 export GROUNDWORK_OIDC_PROVIDER_URL="http://127.0.0.1:$oidc_port"
+# The SAML identity provider (npm samlify, pinned by infra/saml/package-lock.json).
+if [[ ! -d infra/saml/node_modules/samlify ]] || [[ infra/saml/package-lock.json -nt infra/saml/node_modules/.package-lock.json ]]; then
+  log "installing the SAML identity provider (npm ci)"
+  (cd infra/saml && npm ci --no-audit --no-fund --loglevel=error)
+fi
+saml_port=$(free_port)
+log "starting the SAML identity provider on 127.0.0.1:$saml_port"
+node infra/saml/idp.mjs "$saml_port" > "$tools/saml-idp.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$saml_port/health" saml-idp
+export GROUNDWORK_SAML_IDP_URL="http://127.0.0.1:$saml_port"
 
 # The SDK must never reach for real credentials or a real region in tests.
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1

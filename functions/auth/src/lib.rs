@@ -55,6 +55,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .merge(routes::password::router())
         .merge(routes::me::router())
         .merge(routes::oidc::router())
+        .merge(routes::saml::router())
         .merge(routes::well_known::router())
 }
 

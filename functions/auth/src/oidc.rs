@@ -24,12 +24,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::audit::{Actor, AuditAction, AuditStream, NewEvent, Origin};
 use shared::error::ApiError;
-use shared::id::{OrgId, UserId};
+use shared::id::{AccountId, OrgId, UserId};
 use shared::keys;
 use shared::services::Services;
 use shared::store::{Delete, Item, Key, Put};
 use shared::tenancy::membership_lifecycle::{self, JoinedVia};
-use shared::tenancy::{self, Membership};
+use shared::tenancy::{self, Membership, Role};
 
 /// How long a started login waits for the provider's answer.
 pub const FLOW_TTL_SECS: i64 = 600;
@@ -300,10 +300,10 @@ pub async fn linked_user(s: &Services, identity: &Identity) -> Result<Option<Use
 ///
 /// # Errors
 /// 403 `domain_not_allowed`; store failures.
-pub async fn check_domain(s: &Services, org: OrgId, sso: &tenancy::SsoConfig, email: &str) -> Result<(), ApiError> {
+pub async fn check_domain(s: &Services, org: OrgId, allowed_domains: &[String], email: &str) -> Result<(), ApiError> {
     let domain = tenancy::domains::of_email(email);
     let holder = tenancy::domains::owner(s.store.as_ref(), domain).await?;
-    if holder == Some(org) || (holder.is_none() && sso.allowed_domains.iter().any(|d| d == domain)) {
+    if holder == Some(org) || (holder.is_none() && allowed_domains.iter().any(|d| d == domain)) {
         Ok(())
     } else {
         Err(ApiError::ForbiddenBecause {
@@ -318,12 +318,12 @@ pub async fn check_domain(s: &Services, org: OrgId, sso: &tenancy::SsoConfig, em
 ///
 /// # Errors
 /// When the store fails.
-pub async fn join_jit(s: &Services, org: OrgId, sso: &tenancy::SsoConfig, user: UserId) -> Result<(), ApiError> {
-    let Some(account) = sso.jit_account_id else { return Ok(()) };
+pub async fn join_jit(s: &Services, org: OrgId, rule: (Option<AccountId>, Role), user: UserId) -> Result<(), ApiError> {
+    let (Some(account), role) = rule else { return Ok(()) };
     if s.store.get(&keys::membership(account, user)).await?.is_some() {
         return Ok(());
     }
-    let m = Membership { account_id: account, user_id: user, role: sso.jit_role, joined_at_ms: s.clock.now_ms() };
+    let m = Membership { account_id: account, user_id: user, role, joined_at_ms: s.clock.now_ms() };
     let put = Put::new(tenancy::membership_item(&m)?).if_not_exists();
     let event_id = format!("member-joined-sso-{account}-{user}");
     // A condition failure means a concurrent sign-in made them a member first.

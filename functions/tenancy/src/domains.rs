@@ -162,8 +162,11 @@ async fn apply(
         return Err(invalid("account_required", "automatic invitations and suggestions need an account_id"));
     }
     if let Some(require) = change.require_sso {
-        if require && org.sso.is_none() {
-            return Err(invalid("sso_not_configured", "configure the organization's SSO before requiring it"));
+        if require && org.sso.is_none() && org.saml.is_none() {
+            return Err(invalid(
+                "sso_not_configured",
+                "configure the organization's SSO (OpenID Connect or SAML) before requiring it",
+            ));
         }
         if require && !claim.require_sso {
             let store = s.store.as_ref();
@@ -173,8 +176,8 @@ async fn apply(
                 return Err(ApiError::Conflict {
                     code: "sso_session_required",
                     detail: format!(
-                        "your address is at {}: sign in through the organization's single sign-on (/auth/oidc/org-{}/start) before requiring it, so a misconfigured IdP cannot lock you out",
-                        claim.domain, org.id
+                        "your address is at {}: sign in through the organization's single sign-on (/auth/saml/{}/start or /auth/oidc/org-{}/start) before requiring it, so a misconfigured IdP cannot lock you out",
+                        claim.domain, org.id, org.id
                     ),
                 });
             }
@@ -188,6 +191,12 @@ async fn apply(
 async fn claim_items(s: &Services, org: OrgId) -> Result<Vec<Item>, ApiError> {
     let q = StoreQuery::partition(keys::org_partition(org)).begins_with(keys::ORG_DOMAIN_PREFIX);
     Ok(s.store.query_all(q).await?)
+}
+
+/// A domain of `org` that requires its single sign-on, if any: removing the organization's
+/// last SSO connection while one does would lock everyone at it out.
+pub(crate) async fn requiring_sso(s: &Services, org: OrgId) -> Result<Option<String>, ApiError> {
+    Ok(claims(s, org).await?.into_iter().find(|c| c.require_sso).map(|c| c.domain))
 }
 
 async fn claims(s: &Services, org: OrgId) -> Result<Vec<DomainClaim>, ApiError> {

@@ -15,6 +15,7 @@ pub mod invitations;
 pub mod members;
 pub mod orgs;
 pub mod product_events;
+pub mod saml;
 pub mod scim;
 pub mod webhooks;
 
@@ -73,6 +74,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(orgs::add_admin))
         .routes(routes!(orgs::remove_admin))
         .routes(routes!(orgs::put_sso))
+        .routes(routes!(saml::put_saml, saml::get_saml, saml::delete_saml))
         .routes(routes!(orgs::audit))
         .routes(routes!(domains::create, domains::list))
         .routes(routes!(domains::get, domains::update, domains::delete))

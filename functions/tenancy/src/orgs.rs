@@ -38,6 +38,9 @@ pub struct Organization {
     /// Enterprise SSO, once configured.
     #[serde(default)]
     pub sso: Option<SsoConfig>,
+    /// SAML SSO, once configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml: Option<tenancy::saml_connection::SamlConfig>,
 }
 
 /// SSO settings as shown (no secret).
@@ -148,6 +151,7 @@ pub(crate) async fn create(
         created_at_ms: s.clock.now_ms(),
         admins: vec![caller.user_id],
         sso: None,
+        saml: None,
     };
     s.store.put(Put::new(Item::from_record(keys::organization(org.id), &org)?).if_not_exists()).await?;
     record(&s, org.id, caller.user_id, AuditAction::OrganizationCreated, &ctx, json!({})).await?;
@@ -377,7 +381,7 @@ pub struct SsoRequest {
     pub jit_role: Option<Role>,
 }
 
-fn invalid(code: &'static str, detail: &str) -> ApiError {
+pub(crate) fn invalid(code: &'static str, detail: &str) -> ApiError {
     ApiError::Invalid { code, detail: detail.into() }
 }
 
@@ -406,6 +410,60 @@ async fn checked_issuer(s: &Services, issuer: &str) -> Result<String, ApiError> 
     Ok(issuer.trim_end_matches('/').to_owned())
 }
 
+/// The email domains an organization's single sign-on may speak for: 1 to 50 domain names,
+/// no free or disposable mail domain, none another organization verified.
+///
+/// # Errors
+/// 422 `invalid_domain`, `shared_mail_domain`; 409 `domain_claimed`; store failures.
+pub(crate) async fn sso_domains(s: &Services, id: OrgId, allowed: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut domains = Vec::new();
+    for d in allowed {
+        let d = tenancy::domains::normalize(d)
+            .map_err(|_| invalid("invalid_domain", "allowed_domains holds domain names like example.com"))?;
+        if shared::auth::email_policy::is_free_mail(&d) {
+            return Err(invalid(
+                "shared_mail_domain",
+                &format!("{d} is a free or disposable mail domain: its addresses belong to anyone"),
+            ));
+        }
+        if tenancy::domains::owner(s.store.as_ref(), &d).await?.is_some_and(|holder| holder != id) {
+            return Err(ApiError::Conflict {
+                code: "domain_claimed",
+                detail: format!("another organization verified {d}: only its single sign-on may sign its addresses in"),
+            });
+        }
+        if !domains.contains(&d) {
+            domains.push(d);
+        }
+    }
+    if domains.is_empty() || domains.len() > 50 {
+        return Err(invalid("invalid_domain", "give 1 to 50 allowed domains"));
+    }
+    Ok(domains)
+}
+
+/// Just-in-time membership as requested: one of the organization's accounts, and a role
+/// that is not `owner` (default `member`).
+///
+/// # Errors
+/// 422 `invalid_role`, `invalid_account`; store failures.
+pub(crate) async fn jit_rule(
+    s: &Services,
+    id: OrgId,
+    account: Option<&str>,
+    role: Option<Role>,
+) -> Result<(Option<AccountId>, Role), ApiError> {
+    let jit_role = role.unwrap_or(Role::Member);
+    if jit_role == Role::Owner {
+        return Err(invalid("invalid_role", "single sign-on cannot make owners"));
+    }
+    let jit_account_id = match account {
+        None => None,
+        Some(raw) => Some(account_of(s, id, raw, "jit_account_id").await?),
+    };
+    Ok((jit_account_id, jit_role))
+}
+
 /// Sets the organization's enterprise OIDC configuration.
 #[utoipa::path(put, path = "/organizations/{org_id}/sso", tag = "tenancy", request_body = SsoRequest,
     security(("bearer" = [])), params(("org_id" = String, Path)),
@@ -427,35 +485,8 @@ pub(crate) async fn put_sso(
     if req.client_secret.expose().is_empty() || req.client_secret.expose().chars().count() > 1000 {
         return Err(invalid("invalid_client_secret", "the client secret is 1 to 1000 characters"));
     }
-    let mut domains = Vec::new();
-    for d in &req.allowed_domains {
-        let d = tenancy::domains::normalize(d)
-            .map_err(|_| invalid("invalid_domain", "allowed_domains holds domain names like example.com"))?;
-        if shared::auth::email_policy::is_free_mail(&d) {
-            return Err(invalid(
-                "shared_mail_domain",
-                &format!("{d} is a free or disposable mail domain: its addresses belong to anyone"),
-            ));
-        }
-        if tenancy::domains::owner(s.store.as_ref(), &d).await?.is_some_and(|holder| holder != id) {
-            return Err(ApiError::Conflict {
-                code: "domain_claimed",
-                detail: format!("another organization verified {d}: only its single sign-on may sign its addresses in"),
-            });
-        }
-        domains.push(d);
-    }
-    if domains.is_empty() || domains.len() > 50 {
-        return Err(invalid("invalid_domain", "give 1 to 50 allowed domains"));
-    }
-    let jit_role = req.jit_role.unwrap_or(Role::Member);
-    if jit_role == Role::Owner {
-        return Err(invalid("invalid_role", "single sign-on cannot make owners"));
-    }
-    let jit_account_id = match &req.jit_account_id {
-        None => None,
-        Some(raw) => Some(account_of(&s, id, raw, "jit_account_id").await?),
-    };
+    let domains = sso_domains(&s, id, &req.allowed_domains).await?;
+    let (jit_account_id, jit_role) = jit_rule(&s, id, req.jit_account_id.as_deref(), req.jit_role).await?;
     org.sso = Some(SsoConfig {
         issuer,
         client_id: req.client_id.trim().to_owned(),

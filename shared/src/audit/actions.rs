@@ -168,6 +168,13 @@ audit_actions! {
     OrganizationAdminRemoved => "organization.admin_removed",
     /// Its SSO settings changed; detail: issuer and client id (never the secret).
     OrganizationSsoConfigured => "organization.sso_configured",
+    /// Its SAML connection changed; detail: the IdP's entity id, its certificates' SHA-256
+    /// fingerprints, whether IdP-initiated logins are accepted.
+    OrganizationSamlConfigured => "organization.saml_configured",
+    /// Its SAML connection was removed.
+    OrganizationSamlRemoved => "organization.saml_removed",
+    /// A SAML login through it was refused; detail: `reason` (the problem code).
+    OrganizationSamlLoginFailed => "organization.saml_login_failed",
     /// A domain was claimed; target: the domain.
     OrganizationDomainAdded => "organization.domain_added",
     /// A domain's settings changed (enrollment mode, account, role, SSO requirement);

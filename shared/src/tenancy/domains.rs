@@ -233,7 +233,7 @@ pub async fn verified_for_email(store: &dyn Store, email: &str) -> Result<Option
 }
 
 /// The organization whose single sign-on `email` must use, when its domain is verified
-/// with "require SSO" by an organization that has SSO configured.
+/// with "require SSO" by an organization that has SSO (OpenID Connect or SAML) configured.
 ///
 /// # Errors
 /// When the store fails.
@@ -242,16 +242,17 @@ pub async fn sso_required(store: &dyn Store, email: &str) -> Result<Option<OrgId
     if !claim.require_sso {
         return Ok(None);
     }
-    Ok(crate::tenancy::org_sso(store, claim.org_id).await?.map(|_| claim.org_id))
+    Ok(crate::tenancy::org_has_sso(store, claim.org_id).await?.then_some(claim.org_id))
 }
 
 /// The 403 a password or social sign-in gets for an address whose domain requires `org`'s
-/// single sign-on: code `sso_required`; the detail names the route that starts it.
+/// single sign-on: code `sso_required`; the detail names the routes that start it (SAML
+/// and OpenID Connect: whichever the organization set up).
 pub fn sso_required_error(org: OrgId) -> crate::error::ApiError {
     crate::error::ApiError::ForbiddenBecause {
         code: "sso_required",
         detail: format!(
-            "your organization requires single sign-on for this address: sign in at /auth/oidc/org-{org}/start"
+            "your organization requires single sign-on for this address: sign in at /auth/saml/{org}/start (SAML) or /auth/oidc/org-{org}/start (OpenID Connect), whichever it set up"
         ),
     }
 }

@@ -23,6 +23,7 @@ pub mod api_keys;
 mod caller;
 pub mod domains;
 pub mod membership_lifecycle;
+pub mod saml_connection;
 mod scope;
 
 use crate::id::{AccountId, OrgId, UserId};
@@ -229,6 +230,23 @@ pub async fn org_sso(store: &dyn Store, id: OrgId) -> Result<Option<SsoConfig>, 
         sso: Option<SsoConfig>,
     }
     Ok(store.get_record::<OrgSso>(&keys::organization(id)).await?.and_then(|o| o.sso))
+}
+
+/// Whether an organization has single sign-on of either kind (OpenID Connect or SAML), so
+/// that a domain may require it.
+///
+/// # Errors
+/// When the store fails.
+pub async fn org_has_sso(store: &dyn Store, id: OrgId) -> Result<bool, StoreError> {
+    #[derive(Deserialize)]
+    struct OrgConnections {
+        #[serde(default)]
+        sso: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        saml: Option<serde::de::IgnoredAny>,
+    }
+    let org = store.get_record::<OrgConnections>(&keys::organization(id)).await?;
+    Ok(org.is_some_and(|o| o.sso.is_some() || o.saml.is_some()))
 }
 
 /// The writes that soft-delete an account (for `retention`, then purged with everything

@@ -23,6 +23,7 @@ mod outages;
 mod product_events;
 mod rate_limits;
 mod rent_auth;
+mod saml;
 mod scim;
 mod template_routes;
 mod tenancy;

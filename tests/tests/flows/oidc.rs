@@ -35,13 +35,7 @@ const LOOPBACK: (&str, &str) = ("GROUNDWORK_OUTBOUND_ALLOW_LOOPBACK", "true");
 
 /// An organization with SSO through the loopback provider, just-in-time membership of Acme.
 async fn sso_org(app: &TestApp, admin: &str, issuer: &str) -> (String, String) {
-    let (status, account) = app.call("POST", "/accounts", Some(admin), Some(json!({"name": "Acme"}))).await;
-    assert_eq!(status, 201);
-    let acme = account["id"].as_str().unwrap().to_owned();
-    let (_, org) = app.call("POST", "/organizations", Some(admin), Some(json!({"name": "Acme Group"}))).await;
-    let org_id = org["id"].as_str().unwrap().to_owned();
-    let attach = json!({"account_id": acme});
-    assert_eq!(app.call("POST", &format!("/organizations/{org_id}/accounts"), Some(admin), Some(attach)).await.0, 200);
+    let (org_id, acme) = crate::domains::org_with_account(app, admin).await;
     let (client_id, secret) = register(&format!("{}/auth/oidc/org-{org_id}/callback", app.base)).await;
     let sso = json!({"issuer": issuer, "client_id": client_id, "client_secret": secret,
                      "allowed_domains": ["acme.test"], "jit_account_id": acme, "jit_role": "member"});

@@ -6,6 +6,7 @@ pub mod me;
 pub mod mfa;
 pub mod oidc;
 pub mod password;
+pub mod saml;
 pub mod sessions;
 pub mod signup;
 pub mod well_known;

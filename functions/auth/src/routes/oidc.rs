@@ -10,6 +10,7 @@ use shared::audit::AuditAction;
 use shared::auth::users::{self, User};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, Path, Query, RequestContext};
+use shared::id::OrgId;
 use shared::services::Services;
 use shared::tenancy;
 use utoipa_axum::router::OpenApiRouter;
@@ -94,9 +95,10 @@ async fn oidc_callback(
     }
     let identity = oidc::finish(&s, &provider, &code, &state).await?;
     if let (Some((org, sso)), Some(email)) = (&provider.org, &identity.email) {
-        oidc::check_domain(&s, *org, sso, email).await?;
+        oidc::check_domain(&s, *org, &sso.allowed_domains, email).await?;
     }
-    let user = sso_user(&s, &provider, &identity, &ctx).await?;
+    let org_rules = provider.org.as_ref().map(|(org, sso)| (*org, sso.allowed_domains.as_slice()));
+    let user = sso_user(&s, "oidc", &provider.name, org_rules, &identity, &ctx).await?;
     // An address whose verified domain requires its organization's SSO signs in only there.
     if let Some(required) = tenancy::domains::sso_required(s.store.as_ref(), user.email.as_str()).await?
         && provider.org.as_ref().map(|(org, _)| *org) != Some(required)
@@ -104,7 +106,7 @@ async fn oidc_callback(
         return Err(tenancy::domains::sso_required_error(required));
     }
     if let Some((org, sso)) = &provider.org {
-        oidc::join_jit(&s, *org, sso, user.id).await?;
+        oidc::join_jit(&s, *org, (sso.jit_account_id, sso.jit_role), user.id).await?;
     }
     let pair = sessions::start_with(&s, user.id, &ctx, false, provider.org.as_ref().map(|(org, _)| *org)).await?;
     let detail = json!({"method": "oidc", "provider": provider.name});
@@ -112,10 +114,13 @@ async fn oidc_callback(
     Ok(Json(pair))
 }
 
-/// The user an OpenID Connect identity signs in as.
-async fn sso_user(
+/// The user an identity vouched for by a provider signs in as (`method` is `oidc` or
+/// `saml`; `org` is the organization whose single sign-on it is, with its allowed domains).
+pub(crate) async fn sso_user(
     s: &Services,
-    provider: &oidc::Provider,
+    method: &str,
+    provider: &str,
+    org: Option<(OrgId, &[String])>,
     identity: &oidc::Identity,
     ctx: &RequestContext,
 ) -> Result<User, ApiError> {
@@ -129,13 +134,13 @@ async fn sso_user(
             detail: "the provider did not vouch for an email address".into(),
         });
     };
-    if let Some((org, sso)) = &provider.org {
-        oidc::check_domain(s, *org, sso, email).await?;
+    if let Some((org, allowed)) = org {
+        oidc::check_domain(s, org, allowed, email).await?;
     }
     let address = self::email(email)?;
     let existing = users::by_email(store, &address).await?;
-    if let (Some(_), Some((org, _))) = (&existing, &provider.org)
-        && tenancy::domains::owner(store, tenancy::domains::of_email(address.as_str())).await? != Some(*org)
+    if let (Some(_), Some((org, _))) = (&existing, org)
+        && tenancy::domains::owner(store, tenancy::domains::of_email(address.as_str())).await? != Some(org)
     {
         // An organization's IdP is its admins' to configure: it may speak for an address
         // somebody already holds only at a domain the organization proved it holds.
@@ -165,13 +170,12 @@ async fn sso_user(
             if !users::create(store, &user).await? {
                 return Err(ApiError::Conflict { code: "conflict", detail: "retry the login".into() });
             }
-            let detail = json!({"method": "oidc", "provider": provider.name});
+            let detail = json!({"method": method, "provider": provider});
             sessions::record(s, user.id, AuditAction::UserSignedUp, Some(user.id.to_string()), ctx, detail).await?;
             user
         }
     };
     oidc::link(s, identity, user.id).await?;
-    sessions::record(s, user.id, AuditAction::UserIdentityLinked, None, ctx, json!({"provider": provider.name}))
-        .await?;
+    sessions::record(s, user.id, AuditAction::UserIdentityLinked, None, ctx, json!({"provider": provider})).await?;
     Ok(user)
 }
