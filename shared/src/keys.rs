@@ -14,6 +14,8 @@
 //! | session | `USER#<user>` | `SESSION#<session>` | | | auth | refresh TTL |
 //! | refresh token | `REFRESH#<sha256>` | `REFRESH` | | | auth | refresh TTL |
 //! | OIDC flow state | `OIDC#<sha256 of state>` | `STATE` | | | auth | 10 min |
+//! | SAML request sent | `SAML_REQUEST#<sha256 of request ID>` | `REQUEST` | | | auth | 10 min |
+//! | SAML assertion accepted | `SAML_ASSERTION#<org>#<sha256 of assertion ID>` | `ASSERTION` | | | auth | the assertion's `NotOnOrAfter` + skew |
 //! | linked identity | `IDENTITY#<sha256 of issuer>#<subject>` | `IDENTITY` | `IDENTITIES#<user>` / identity pk | | auth | |
 //! | external subject | `EXTERNAL#<sha256 of issuer>#<subject>` | `USER` | | | auth (rent-auth) | |
 //! | attempt counter | `RATE#<limit>#<digest>` | `<window start ms>` | | | auth | window end |
@@ -113,6 +115,16 @@ pub fn refresh_token(token_hash: &str) -> Key {
 /// The state of an OpenID Connect login in flight, by the hash of its `state`.
 pub fn oidc_state(state_hash: &str) -> Key {
     Key::new(format!("OIDC#{state_hash}"), "STATE")
+}
+
+/// A SAML `AuthnRequest` we sent, by the hash of its ID: spent by the response that answers it.
+pub fn saml_request(request_id_hash: &str) -> Key {
+    Key::new(format!("SAML_REQUEST#{request_id_hash}"), "REQUEST")
+}
+
+/// A SAML assertion accepted for an organization, by the hash of its ID: a replay finds it.
+pub fn saml_assertion(org: OrgId, assertion_id_hash: &str) -> Key {
+    Key::new(format!("SAML_ASSERTION#{org}#{assertion_id_hash}"), "ASSERTION")
 }
 
 /// An identity at an OpenID Connect provider linked to a user.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{AccountId, OrgId};
 use crate::keys;
-use crate::store::{Key, Store, StoreError, StoreExt as _};
+use crate::store::{Store, StoreError, StoreExt as _};
 
 use super::Role;
 
@@ -63,18 +63,6 @@ pub async fn org_saml(store: &dyn Store, id: OrgId) -> Result<Option<SamlConfig>
         saml: Option<SamlConfig>,
     }
     Ok(store.get_record::<OrgSaml>(&keys::organization(id)).await?.and_then(|o| o.saml))
-}
-
-/// A request we sent, by the hash of its ID.
-#[must_use]
-pub fn request_key(request_id_hash: &str) -> Key {
-    Key::new(format!("SAML_REQUEST#{request_id_hash}"), "REQUEST")
-}
-
-/// An assertion consumed, by organization and the hash of its ID.
-#[must_use]
-pub fn assertion_key(org: OrgId, assertion_id_hash: &str) -> Key {
-    Key::new(format!("SAML_ASSERTION#{org}#{assertion_id_hash}"), "ASSERTION")
 }
 
 /// Our entity id for an organization (the URL of our metadata for it): what the IdP

@@ -97,7 +97,7 @@ async fn saml_start(
     let sp = service_provider(&s, org);
     let url = saml::authn_request_url(&sp, &config.idp.sso_url, &request_id, &instant, p.relay_state.as_deref())
         .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("{e}")))?;
-    let item = Item::new(saml_connection::request_key(&shared::auth::hash_secret(&request_id)))
+    let item = Item::new(shared::keys::saml_request(&shared::auth::hash_secret(&request_id)))
         .with("org_id", org.to_string())
         .expiring_at(s.clock.now_secs() + REQUEST_TTL_SECS);
     s.store.put(Put::new(item)).await?;
@@ -191,7 +191,7 @@ async fn consume(s: &Services, org: OrgId, config: &SamlConfig, body: &[u8]) -> 
     let assertion = saml::verify_response(&encoded, &expectations).map_err(|e| refused(e.code, e.detail))?;
     match &assertion.in_response_to {
         Some(request) => {
-            let key = saml_connection::request_key(&shared::auth::hash_secret(request));
+            let key = shared::keys::saml_request(&shared::auth::hash_secret(request));
             let taken = s.store.delete(Delete::new(key)).await?;
             let ours = taken.is_some_and(|i| i.data.get("org_id").and_then(|v| v.as_str()) == Some(&org.to_string()));
             if !ours {
@@ -210,7 +210,7 @@ async fn consume(s: &Services, org: OrgId, config: &SamlConfig, body: &[u8]) -> 
         None => {}
     }
     let skew_secs = saml::CLOCK_SKEW_MS / 1000;
-    let marker = Item::new(saml_connection::assertion_key(org, &shared::auth::hash_secret(&assertion.id)))
+    let marker = Item::new(shared::keys::saml_assertion(org, &shared::auth::hash_secret(&assertion.id)))
         .with("seen_at_ms", s.clock.now_ms())
         .expiring_at(assertion.not_on_or_after_ms / 1000 + skew_secs + 1);
     match s.store.put(Put::new(marker).if_not_exists()).await {
