@@ -12,7 +12,9 @@
 //                                not_before_offset, not_on_or_after_offset (seconds from now),
 //                                audience, destination, recipient, issuer (overrides),
 //                                status=<StatusCode URN suffix, e.g. Requester>,
-//                                algorithm=sha256|sha1, encrypt=1
+//                                algorithm=sha256|sha1 (the signature's, and its digest's),
+//                                digest=sha1 (a SHA-1 digest under an RSA-SHA256 signature),
+//                                encrypt=1
 //                                -> 204 + Set-Cookie idp_session
 //   GET  /sso?SAMLRequest=&RelayState=   HTTP-Redirect AuthnRequest -> auto-posting form
 //   POST /sso  (SAMLRequest, RelayState) HTTP-POST AuthnRequest     -> auto-posting form
@@ -164,6 +166,8 @@ function sessionFromForm(fields) {
   if (!KEYS[key]) throw new HttpError(400, `key must be one of ${Object.keys(KEYS).join(', ')}`);
   const algorithm = fields.get('algorithm') || 'sha256';
   if (!['sha256', 'sha1'].includes(algorithm)) throw new HttpError(400, 'algorithm must be sha256 or sha1');
+  const digest = fields.get('digest') || '';
+  if (!['', 'sha1'].includes(digest)) throw new HttpError(400, 'digest must be sha1 or absent');
   const encrypt = fields.get('encrypt') || '0';
   if (!['0', '1'].includes(encrypt)) throw new HttpError(400, 'encrypt must be 0 or 1');
   return {
@@ -181,6 +185,7 @@ function sessionFromForm(fields) {
     issuer: fields.get('issuer') || null,
     status: fields.get('status') || null,
     algorithm,
+    digest,
     encrypt: encrypt === '1',
   };
 }
@@ -268,6 +273,21 @@ function attributeStatement(session) {
   return `<saml:AttributeStatement>${xml}</saml:AttributeStatement>`;
 }
 
+// samlify takes the digest from the signature algorithm, through its exported table; a
+// SHA-1 digest under RSA-SHA256 (what a misconfigured IdP sends) needs the table changed
+// for one signing call. Signing is synchronous, so no other response sees the change.
+function signWith(session, sign) {
+  const table = Constants.algorithms.digest;
+  const sha256 = Constants.algorithms.signature.RSA_SHA256;
+  const saved = table[sha256];
+  if (session.digest === 'sha1') table[sha256] = 'http://www.w3.org/2000/09/xmldsig#sha1';
+  try {
+    return sign();
+  } finally {
+    table[sha256] = saved;
+  }
+}
+
 async function buildResponse({ idp, sp, session, acsUrl, audience, inResponseTo }) {
   const now = Date.now();
   const iso = (offsetSeconds) => new Date(now + offsetSeconds * 1000).toISOString();
@@ -304,7 +324,7 @@ async function buildResponse({ idp, sp, session, acsUrl, audience, inResponseTo 
   // signature covers the encrypted form (samlify's own POST binding does this only with its
   // encryptThenSign option). The Signature elements go where samlify's POST binding puts them.
   if (session.sign === 'assertion' || session.sign === 'both') {
-    xml = SamlLib.constructSAMLSignature({
+    xml = signWith(session, () => SamlLib.constructSAMLSignature({
       ...config,
       rawSamlMessage: xml,
       referenceTagXPath: "/*[local-name(.)='Response']/*[local-name(.)='Assertion']",
@@ -312,7 +332,7 @@ async function buildResponse({ idp, sp, session, acsUrl, audience, inResponseTo 
         prefix: 'ds',
         location: { reference: "/*[local-name(.)='Response']/*[local-name(.)='Assertion']/*[local-name(.)='Issuer']", action: 'after' },
       },
-    });
+    }));
   }
   if (session.encrypt) {
     // The SP's encryption certificate if its metadata has one, else idp.crt (a test can then
@@ -325,7 +345,7 @@ async function buildResponse({ idp, sp, session, acsUrl, audience, inResponseTo 
     xml = Utility.base64Decode(await SamlLib.encryptAssertion(source, target, xml));
   }
   if (session.sign === 'response' || session.sign === 'both') {
-    xml = SamlLib.constructSAMLSignature({
+    xml = signWith(session, () => SamlLib.constructSAMLSignature({
       ...config,
       rawSamlMessage: xml,
       isMessageSigned: true,
@@ -333,7 +353,7 @@ async function buildResponse({ idp, sp, session, acsUrl, audience, inResponseTo 
         prefix: 'ds',
         location: { reference: "/*[local-name(.)='Response']/*[local-name(.)='Issuer']", action: 'after' },
       },
-    });
+    }));
   }
   return xml;
 }

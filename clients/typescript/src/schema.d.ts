@@ -11317,7 +11317,7 @@ export interface operations {
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
-            /** @description A response that cannot be believed: `saml_malformed`, `saml_dtd_refused`, `saml_encrypted_assertion`, `saml_unsigned`, `saml_signature_invalid`, `saml_wrapping`, `saml_status`, `saml_issuer`, `saml_audience`, `saml_recipient`, `saml_destination`, `saml_expired`, `saml_not_yet_valid`, `saml_subject`, `saml_unknown_request` (not ours, expired or answered already), `saml_unsolicited` (IdP-initiated login not allowed), `saml_replay` */
+            /** @description A response that cannot be believed: `saml_malformed`, `saml_dtd_refused`, `saml_encrypted_assertion`, `saml_unsigned`, `saml_signature_invalid`, `saml_wrapping`, `saml_status`, `saml_issuer`, `saml_audience`, `saml_recipient`, `saml_destination`, `saml_expired`, `saml_not_yet_valid`, `saml_subject`, `saml_unknown_request` (not ours, expired or answered already), `saml_unsolicited` (IdP-initiated login not allowed), `saml_replay`; `invalid_path` (an organization id that is no id) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -11374,6 +11374,17 @@ export interface operations {
             /** @description The body does not have the expected shape (`invalid_body`) */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many refused responses from this client address (50 in 15 minutes) */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -15309,7 +15320,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Metadata that cannot be used (`invalid_metadata`, `invalid_certificate`, `saml_dtd_refused`), a metadata URL refused or unreadable (`invalid_metadata_url`, `metadata_unreachable`), not exactly one way of giving the IdP (`invalid_request`), a free mail domain (`shared_mail_domain`) */
+            /** @description Metadata that cannot be used (`invalid_metadata`, `invalid_certificate`, `saml_dtd_refused`), a metadata URL refused or unreadable (`invalid_metadata_url`, `metadata_unreachable`), not exactly one way of giving the IdP (`invalid_request`), a free mail domain (`shared_mail_domain`), a domain that is no domain name (`invalid_domain`), an account that is not the organization's (`invalid_account`), the `owner` role (`invalid_role`) */
             422: {
                 headers: {
                     /** @description Per policy (`user`, `api-key`, `api-month`): requests left (`r`) and seconds until the quota is whole again (`t`), draft-ietf-httpapi-ratelimit-headers */

@@ -323,6 +323,13 @@ pub async fn join_jit(s: &Services, org: OrgId, rule: (Option<AccountId>, Role),
     if s.store.get(&keys::membership(account, user)).await?.is_some() {
         return Ok(());
     }
+    // Detaching an account clears it from the SSO settings, but a sign-in racing the detach
+    // could read the settings first: an account that left the organization takes nobody in.
+    let attached = tenancy::load_account(s.store.as_ref(), account).await?.is_some_and(|(a, _)| a.org_id == Some(org));
+    if !attached {
+        tracing::warn!(org = %org, account = %account, "just-in-time account is no longer the organization's; skipped");
+        return Ok(());
+    }
     let m = Membership { account_id: account, user_id: user, role, joined_at_ms: s.clock.now_ms() };
     let put = Put::new(tenancy::membership_item(&m)?).if_not_exists();
     let event_id = format!("member-joined-sso-{account}-{user}");

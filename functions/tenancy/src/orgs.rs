@@ -265,12 +265,41 @@ pub(crate) async fn detach(
         .await?;
     record(&s, id, caller.user_id, AuditAction::OrganizationAccountDetached, &ctx, json!({"account_id": account_id}))
         .await?;
+    forget_jit_account(&s, id, account_id).await?;
     crate::domains::forget_account(&s, id, account_id, caller.user_id, &ctx).await?;
     crate::scim::directory::forget_account(&s, id, account_id, caller.user_id, &ctx).await?;
     let event = NewEvent::new(Actor::User(caller.user_id), AuditAction::AccountDetachedFromOrganization, ctx.origin())
         .target(id);
     s.audit(AuditStream::Account(account_id), event).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Takes a detached account out of the SSO settings' just-in-time membership (OIDC and
+/// SAML), so the organization's IdP stops adding people to it.
+async fn forget_jit_account(s: &Services, id: OrgId, account_id: AccountId) -> Result<(), ApiError> {
+    loop {
+        let Some(item) = s.store.get(&keys::organization(id)).await? else { return Ok(()) };
+        let mut org: Organization = item.record()?;
+        let mut changed = false;
+        if let Some(sso) = org.sso.as_mut().filter(|c| c.jit_account_id == Some(account_id)) {
+            sso.jit_account_id = None;
+            changed = true;
+        }
+        if let Some(saml) = org.saml.as_mut().filter(|c| c.jit_account_id == Some(account_id)) {
+            saml.jit_account_id = None;
+            changed = true;
+        }
+        if !changed {
+            return Ok(());
+        }
+        let mut next = Item::from_record(keys::organization(id), &org)?;
+        next.version = item.version;
+        match s.store.put(Put::new(next).if_unchanged()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_condition_failure() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Another admin.

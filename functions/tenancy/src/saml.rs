@@ -195,7 +195,7 @@ fn by_hand(entity_id: &str, sso_url: &str, certificates: &[String]) -> Result<Id
     security(("bearer" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = SamlView), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "An allowed domain another organization verified (`domain_claimed`)", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "Metadata that cannot be used (`invalid_metadata`, `invalid_certificate`, `saml_dtd_refused`), a metadata URL refused or unreadable (`invalid_metadata_url`, `metadata_unreachable`), not exactly one way of giving the IdP (`invalid_request`), a free mail domain (`shared_mail_domain`)", body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "Metadata that cannot be used (`invalid_metadata`, `invalid_certificate`, `saml_dtd_refused`), a metadata URL refused or unreadable (`invalid_metadata_url`, `metadata_unreachable`), not exactly one way of giving the IdP (`invalid_request`), a free mail domain (`shared_mail_domain`), a domain that is no domain name (`invalid_domain`), an account that is not the organization's (`invalid_account`), the `owner` role (`invalid_role`)", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn put_saml(
     State(s): State<Services>,
     ctx: RequestContext,

@@ -36,6 +36,8 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 pub const LOGIN_PER_EMAIL: Limit = Limit { name: "login-email", max: 5, window: MINUTES_15 };
 /// Failed logins per client IP.
 pub const LOGIN_PER_IP: Limit = Limit { name: "login-ip", max: 50, window: MINUTES_15 };
+/// Refused SAML responses per client IP (across organizations).
+pub const SAML_FAILURES_PER_IP: Limit = Limit { name: "saml-ip", max: 50, window: MINUTES_15 };
 /// Password reset requests per email address.
 pub const RESET_PER_EMAIL: Limit = Limit { name: "reset-email", max: 3, window: HOUR };
 /// Password reset and verification requests per client IP.

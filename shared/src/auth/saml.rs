@@ -50,6 +50,13 @@ pub const BINDING_POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 pub const NAME_ID_EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
+/// Digest algorithms accepted in a signature's reference ([XMLDSig11] section 6.2; SHA-1 is
+/// refused).
+const STRONG_DIGESTS: [&str; 3] = [
+    "http://www.w3.org/2001/04/xmlenc#sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512",
+];
 
 /// The largest `SAMLResponse` form value accepted, base64 included (bytes).
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -122,6 +129,12 @@ fn has_dtd(xml: &str) -> bool {
 }
 
 fn parse(xml: String, what: &str) -> Result<XmlDocument, SamlError> {
+    // Entra ID's and ADFS's metadata start with a UTF-8 byte order mark, which XML allows
+    // (XML 1.0 section 4.3.3) and the parser does not.
+    let xml = match xml.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_owned(),
+        None => xml,
+    };
     if has_dtd(&xml) {
         // XML external entities and entity expansion both need a DTD; SAML never does.
         return Err(refuse("saml_dtd_refused", format!("the {what} carries a DTD, which SAML never needs")));
@@ -346,6 +359,18 @@ impl VerifiedAssertion {
         NAMES.iter().find_map(|n| self.attributes.get(*n).and_then(|v| v.first())).map(String::as_str)
     }
 
+    /// The subject as a linked identity's key: the `NameID`, in lower case when it is an
+    /// email address (IdPs compare those without case, and Entra ID sends a user principal
+    /// name as its directory holds it, so `Dave@Acme.com` and `dave@acme.com` are one person).
+    #[must_use]
+    pub fn subject(&self) -> String {
+        if self.name_id_format.as_deref() == Some(NAME_ID_EMAIL) {
+            self.name_id.to_lowercase()
+        } else {
+            self.name_id.clone()
+        }
+    }
+
     /// The subject's display name from the usual given and family name attributes.
     #[must_use]
     pub fn display_name(&self) -> Option<String> {
@@ -456,6 +481,15 @@ fn shape(view: xml_sec::document::DocumentView<'_>) -> Result<Shape, SamlError> 
         if parent_id.is_empty() || reference.attribute("URI") != Some(&format!("#{parent_id}")) {
             return Err(wrap("a signature must reference the element it sits in"));
         }
+        // The signature algorithm is checked where the key verifies; the digest is checked
+        // here, since a SHA-1 digest under an RSA-SHA256 signature is as weak as SHA-1.
+        let digest = child(*reference, NS_DSIG, "DigestMethod").and_then(|d| d.attribute("Algorithm"));
+        if !digest.is_some_and(|d| STRONG_DIGESTS.contains(&d)) {
+            return Err(refuse(
+                "saml_signature_invalid",
+                "the signature's digest must be SHA-256, SHA-384 or SHA-512 (set the IdP to SHA-256)",
+            ));
+        }
     }
     if !response_signed && !assertion_signed {
         return Err(refuse("saml_unsigned", "neither the response nor the assertion is signed"));
@@ -526,11 +560,12 @@ pub fn verify_response(encoded: &str, e: &Expectations<'_>) -> Result<VerifiedAs
             .unwrap_or_else(|| "no signature covers the assertion".into());
         return Err(invalid(format!("the signature does not verify with the configured certificates ({why})")));
     }
-    doc.with_view(|view| read_assertion(view.document().root_element(), &shape.assertion_id, e))
+    doc.with_view(|view| read_assertion(view.document().root_element(), &shape, e))
 }
 
 /// Reads and checks the (verified) assertion's content.
-fn read_assertion(root: Node<'_>, assertion_id: &str, e: &Expectations<'_>) -> Result<VerifiedAssertion, SamlError> {
+fn read_assertion(root: Node<'_>, shape: &Shape, e: &Expectations<'_>) -> Result<VerifiedAssertion, SamlError> {
+    let assertion_id = shape.assertion_id.as_str();
     let malformed = |d: &str| refuse("saml_malformed", d.to_owned());
     if root.attribute("Version") != Some("2.0") {
         return Err(malformed("the response is not SAML 2.0"));
@@ -569,6 +604,10 @@ fn read_assertion(root: Node<'_>, assertion_id: &str, e: &Expectations<'_>) -> R
         return Err(refuse("saml_subject", "the NameID is empty or too long"));
     }
     let response_in_response_to = root.attribute("InResponseTo").map(str::to_owned);
+    // Only signed content may say which request this answers: when only the assertion is
+    // signed, the response's own InResponseTo is anyone's to add, and would turn an
+    // unsolicited response into an answer to a request the attacker started.
+    let signed_response_in_response_to = response_in_response_to.clone().filter(|_| shape.response_signed);
     let mut confirmed = None;
     for confirmation in children(subject, NS_ASSERTION, "SubjectConfirmation") {
         if confirmation.attribute("Method") != Some(BEARER) {
@@ -578,7 +617,9 @@ fn read_assertion(root: Node<'_>, assertion_id: &str, e: &Expectations<'_>) -> R
         if data.attribute("Recipient") != Some(e.sp.acs_url.as_str()) {
             continue;
         }
-        let Some(until) = instant_ms(data.attribute("NotOnOrAfter"), "NotOnOrAfter")? else { continue };
+        let Some(until) = instant_ms(data.attribute("NotOnOrAfter"), "NotOnOrAfter")? else {
+            return Err(refuse("saml_subject", "the bearer subject confirmation has no NotOnOrAfter"));
+        };
         if now - CLOCK_SKEW_MS >= until {
             return Err(refuse("saml_expired", "the assertion's subject confirmation has expired"));
         }
@@ -586,7 +627,7 @@ fn read_assertion(root: Node<'_>, assertion_id: &str, e: &Expectations<'_>) -> R
         if response_in_response_to.is_some() && in_response_to.is_some() && response_in_response_to != in_response_to {
             return Err(refuse("saml_wrapping", "the response and its assertion answer different requests"));
         }
-        confirmed = Some((until, in_response_to.or_else(|| response_in_response_to.clone())));
+        confirmed = Some((until, in_response_to.or_else(|| signed_response_in_response_to.clone())));
         break;
     }
     let (confirmation_until, in_response_to) = confirmed.ok_or_else(|| {

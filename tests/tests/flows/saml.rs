@@ -395,7 +395,18 @@ async fn a_domain_requiring_sso_admits_through_saml_and_keeps_its_connection() {
     let (_, erin_id) = app.user(&erin).await;
     let (admin, _) = app.user("admin@acme.test").await;
     let (org, acme) = saml_org(&app, &admin, json!({})).await;
+    // Another organization's IdP linked Frank at that domain before it was verified; once
+    // it is, only the holder's IdP speaks for him.
+    let frank = format!("frank@{domain}");
+    let (other_admin, _) = app.user("admin@beta.test").await;
+    let (other, other_acme) = crate::domains::org_with_account(&app, &other_admin).await;
+    configure(&app, &other_admin, &other, &other_acme, json!({"allowed_domains": [domain]})).await;
+    let (response, _) = sp_initiated(&app, &other, &frank, &[]).await;
+    assert_eq!(post(&app, &other, &response).await.0, 200);
     crate::domains::verified(&app, &admin, &org, &domain, json!({})).await;
+    let (response, _) = sp_initiated(&app, &other, &frank, &[]).await;
+    let (status, body) = post(&app, &other, &response).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("domain_not_allowed")), "{body}");
 
     // A SAML connection is SSO enough to require.
     let domain_path = format!("/organizations/{org}/domains/{domain}");
@@ -419,4 +430,80 @@ async fn a_domain_requiring_sso_admits_through_saml_and_keeps_its_connection() {
     assert_eq!(app.call("PATCH", &domain_path, Some(&admin), Some(json!({"require_sso": false}))).await.0, 200);
     assert_eq!(app.call("DELETE", &format!("/organizations/{org}/saml"), Some(&admin), None).await.0, 204);
     assert_eq!(app.call("POST", "/auth/login", None, Some(login)).await.0, 200);
+}
+
+/// What a first user's trial found: addresses in the forms IdPs send them, an unsigned
+/// `InResponseTo`, a SHA-1 digest, Entra ID's byte order mark, an account that left the
+/// organization, and refusals after the signature verified.
+#[tokio::test]
+async fn addresses_requests_digests_and_detached_accounts_follow_the_rules() {
+    let app = TestApp::spawn(&[LOOPBACK]).await;
+    let (admin, _) = app.user("admin@acme.test").await;
+    let (org, acme) = saml_org(&app, &admin, json!({})).await;
+
+    // An address as the IdP's directory holds it is the same person in any case.
+    let (response, _) = sp_initiated(&app, &org, "Dave@ACME.test", &[]).await;
+    let (status, first) = post(&app, &org, &response).await;
+    assert_eq!(status, 200, "{first}");
+    let (_, me) = app.call("GET", "/me", Some(first["access_token"].as_str().unwrap()), None).await;
+    assert_eq!(me["email"], "dave@acme.test");
+    let (response, _) = sp_initiated(&app, &org, "dave@acme.test", &[]).await;
+    let (status, again) = post(&app, &org, &response).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(app.call("GET", "/me", Some(again["access_token"].as_str().unwrap()), None).await.1["id"], me["id"]);
+
+    // The response's InResponseTo is outside the signature when only the assertion is
+    // signed: copying a live request's id onto an unsolicited response does not make it an
+    // answer.
+    let (solicited, _) = sp_initiated(&app, &org, "carol@acme.test", &[]).await;
+    let xml = decode(&solicited);
+    let at = xml.find("InResponseTo=\"").unwrap() + "InResponseTo=\"".len();
+    let request_id = &xml[at..at + xml[at..].find('"').unwrap()];
+    let unsolicited = decode(&idp_initiated(&app, &org, "carol@acme.test").await);
+    assert!(!unsolicited.contains("InResponseTo"));
+    let forged =
+        unsolicited.replacen("<samlp:Response ", &format!("<samlp:Response InResponseTo=\"{request_id}\" "), 1);
+    assert_ne!(forged, unsolicited);
+    refused(&post(&app, &org, &STANDARD.encode(&forged)).await, "saml_unsolicited");
+
+    // A SHA-1 digest under an RSA-SHA256 signature, in either placement.
+    for sign in ["assertion", "response"] {
+        let (response, _) = sp_initiated(&app, &org, "carol@acme.test", &[("digest", "sha1"), ("sign", sign)]).await;
+        assert!(decode(&response).contains("xmldsig#sha1\""), "the IdP did not use a SHA-1 digest");
+        refused(&post(&app, &org, &response).await, "saml_signature_invalid");
+    }
+
+    // Entra ID's metadata starts with a byte order mark.
+    let metadata = reqwest::get(format!("{}/metadata", idp())).await.unwrap().text().await.unwrap();
+    let view = configure(
+        &app,
+        &admin,
+        &org,
+        &acme,
+        json!({"metadata_url": null, "metadata_xml": format!("\u{feff}{metadata}")}),
+    )
+    .await;
+    assert_eq!(view["idp_entity_id"], format!("{}/metadata", idp()));
+
+    // A refusal after the signature verified is audited too, naming whom the IdP sent.
+    let (response, _) = sp_initiated(&app, &org, "mallory@evil.test", &[]).await;
+    assert_eq!(post(&app, &org, &response).await.1["code"], "domain_not_allowed");
+    let (_, audit) = app.call("GET", &format!("/organizations/{org}/audit?limit=100"), Some(&admin), None).await;
+    let named = audit["events"].as_array().unwrap().iter().any(|e| {
+        e["action"] == "organization.saml_login_failed"
+            && e["detail"]["reason"] == "domain_not_allowed"
+            && e["detail"]["name_id"] == "mallory@evil.test"
+    });
+    assert!(named, "{audit}");
+
+    // An account detached from the organization leaves its just-in-time membership.
+    let detach = format!("/organizations/{org}/accounts/{acme}");
+    assert_eq!(app.call("DELETE", &detach, Some(&admin), None).await.0, 204);
+    let (_, view) = app.call("GET", &format!("/organizations/{org}/saml"), Some(&admin), None).await;
+    assert_eq!(view["jit_account_id"], Value::Null, "{view}");
+    let (response, _) = sp_initiated(&app, &org, "erin@acme.test", &[]).await;
+    let (status, tokens) = post(&app, &org, &response).await;
+    assert_eq!(status, 200, "{tokens}");
+    let (_, accounts) = app.call("GET", "/accounts", Some(tokens["access_token"].as_str().unwrap()), None).await;
+    assert_eq!(accounts["accounts"], json!([]), "{accounts}");
 }

@@ -126,7 +126,13 @@ pub(crate) async fn sso_user(
 ) -> Result<User, ApiError> {
     let store = s.store.as_ref();
     if let Some(id) = oidc::linked_user(s, identity).await? {
-        return users::by_id(store, id).await.ok().flatten().ok_or(ApiError::Unauthenticated);
+        let user = users::by_id(store, id).await.ok().flatten().ok_or(ApiError::Unauthenticated)?;
+        // A link made earlier does not outlive the domain rule: once another organization
+        // verifies the user's domain, only that organization's IdP speaks for them.
+        if let Some((org, allowed)) = org {
+            oidc::check_domain(s, org, allowed, user.email.as_str()).await?;
+        }
+        return Ok(user);
     }
     let Some(email) = &identity.email else {
         return Err(ApiError::ForbiddenBecause {
@@ -134,10 +140,12 @@ pub(crate) async fn sso_user(
             detail: "the provider did not vouch for an email address".into(),
         });
     };
-    if let Some((org, allowed)) = org {
-        oidc::check_domain(s, org, allowed, email).await?;
-    }
+    // The one form of the address (ASCII domain, lower case) before any rule compares it:
+    // IdPs send what their directory holds, `Dave@Acme.com` or a Unicode domain included.
     let address = self::email(email)?;
+    if let Some((org, allowed)) = org {
+        oidc::check_domain(s, org, allowed, address.as_str()).await?;
+    }
     let existing = users::by_email(store, &address).await?;
     if let (Some(_), Some((org, _))) = (&existing, org)
         && tenancy::domains::owner(store, tenancy::domains::of_email(address.as_str())).await? != Some(org)

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use shared::audit::{Actor, AuditAction, AuditStream, NewEvent};
+use shared::auth::rate_limit::{self, SAML_FAILURES_PER_IP};
 use shared::auth::saml::{self, Expectations, ServiceProvider, VerifiedAssertion};
 use shared::error::{ApiError, Problem};
 use shared::http::{Json, Path, Query, RequestContext};
@@ -131,41 +132,56 @@ fn refused(code: &'static str, detail: impl Into<String>) -> ApiError {
     params(("org_id" = String, Path)),
     request_body(content = AcsForm, content_type = "application/x-www-form-urlencoded", description = "`SAMLResponse` (base64) and `RelayState`, as the IdP's auto-submitting form posts them"),
     responses((status = 200, body = TokenPair),
-              (status = 400, description = "A response that cannot be believed: `saml_malformed`, `saml_dtd_refused`, `saml_encrypted_assertion`, `saml_unsigned`, `saml_signature_invalid`, `saml_wrapping`, `saml_status`, `saml_issuer`, `saml_audience`, `saml_recipient`, `saml_destination`, `saml_expired`, `saml_not_yet_valid`, `saml_subject`, `saml_unknown_request` (not ours, expired or answered already), `saml_unsolicited` (IdP-initiated login not allowed), `saml_replay`", body = Problem, content_type = "application/problem+json"),
+              (status = 400, description = "A response that cannot be believed: `saml_malformed`, `saml_dtd_refused`, `saml_encrypted_assertion`, `saml_unsigned`, `saml_signature_invalid`, `saml_wrapping`, `saml_status`, `saml_issuer`, `saml_audience`, `saml_recipient`, `saml_destination`, `saml_expired`, `saml_not_yet_valid`, `saml_subject`, `saml_unknown_request` (not ours, expired or answered already), `saml_unsolicited` (IdP-initiated login not allowed), `saml_replay`; `invalid_path` (an organization id that is no id)", body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "`domain_not_allowed`, `domain_not_verified`, `email_not_verified` (no address in the assertion), `sso_required` (another organization's)", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such organization or no SAML connection", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "Rent-auth mode (`external_auth`)", body = Problem, content_type = "application/problem+json")))]
+              (status = 409, description = "Rent-auth mode (`external_auth`)", body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "Too many refused responses from this client address (50 in 15 minutes)", body = Problem, content_type = "application/problem+json")))]
 async fn acs(
     State(s): State<Services>,
     ctx: RequestContext,
     Path(org): Path<OrgId>,
     body: Bytes,
-) -> Result<Json<TokenPair>, ApiError> {
+) -> Result<Response, ApiError> {
     own_auth(&s)?;
     let config = connection(&s, org).await?;
-    let outcome = consume(&s, org, &config, &body).await;
-    let assertion = match outcome {
+    // Counted before the response is read, so a flood of forged responses (the login URL,
+    // and so the organization's id, is public) stops before it fills the organization's
+    // audit stream; an accepted response takes its count back.
+    let store = s.store.as_ref();
+    let attempt = rate_limit::claim(store, SAML_FAILURES_PER_IP, &client_key(&ctx), s.clock.now_ms()).await?;
+    let assertion = match consume(&s, org, &config, &body).await {
         Ok(a) => a,
         Err(e) => {
             if let ApiError::BadRequest { code, .. } = &e {
-                failed(&s, org, &ctx, code).await;
+                failed(&s, org, &ctx, code, None).await;
             }
             return Err(e);
         }
     };
-    sign_in(&s, org, &config, &assertion, &ctx).await.inspect_err(|e| {
-        if let ApiError::ForbiddenBecause { code, .. } = e {
-            tracing::info!(org = %org, code, "SAML login refused by the organization's rules");
+    match sign_in(&s, org, &config, &assertion, &ctx).await {
+        Ok(pair) => {
+            attempt.release(store).await?;
+            // A token answer is never cached (RFC 6749 section 5.1), least of all by a browser.
+            Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(pair)).into_response())
         }
-    })
+        Err(e) => {
+            if let ApiError::ForbiddenBecause { code, .. } = &e {
+                failed(&s, org, &ctx, code, Some(&assertion.name_id)).await;
+            }
+            Err(e)
+        }
+    }
 }
 
-async fn failed(s: &Services, org: OrgId, ctx: &RequestContext, code: &str) {
+/// Audits a refused login on the organization's stream. `name_id` only once the signature
+/// verified: before that, the subject is whatever the sender wrote.
+async fn failed(s: &Services, org: OrgId, ctx: &RequestContext, code: &str, name_id: Option<&str>) {
     tracing::warn!(org = %org, code, "SAML response refused");
     let event = NewEvent::new(Actor::System, AuditAction::OrganizationSamlLoginFailed, ctx.origin())
         .target(org)
         .detail(json!({
-            "method": "saml", "reason": code,
+            "method": "saml", "reason": code, "name_id": name_id,
         }));
     if let Err(e) = s.audit(AuditStream::Organization(org), event).await {
         tracing::error!(error = %e, "could not audit a refused SAML login");
@@ -228,12 +244,12 @@ async fn sign_in(
     config: &SamlConfig,
     assertion: &VerifiedAssertion,
     ctx: &RequestContext,
-) -> Result<Json<TokenPair>, ApiError> {
+) -> Result<TokenPair, ApiError> {
     // Identities are namespaced by organization: an entity id is only a string an admin
     // typed, so one organization's IdP must never speak for another's users.
     let identity = oidc::Identity {
         issuer: format!("saml:{org}:{}", config.idp.entity_id),
-        subject: assertion.name_id.clone(),
+        subject: assertion.subject(),
         email: assertion.email().map(str::to_owned),
         name: assertion.display_name(),
     };
@@ -248,5 +264,5 @@ async fn sign_in(
     let pair = sessions::start_with(s, user.id, ctx, false, Some(org)).await?;
     let detail = json!({"method": "saml", "provider": provider, "idp_initiated": assertion.in_response_to.is_none()});
     sessions::record(s, user.id, AuditAction::UserLoggedIn, Some(pair.session_id.clone()), ctx, detail).await?;
-    Ok(Json(pair))
+    Ok(pair)
 }
