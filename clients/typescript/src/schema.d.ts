@@ -11458,7 +11458,7 @@ export interface operations {
     saml_start: {
         parameters: {
             query?: {
-                /** @description Passed to the IdP and posted back with the response (at most 512 characters). */
+                /** @description Passed to the IdP and posted back with the response (at most 512 bytes, no control characters). */
                 relay_state?: string | null;
             };
             header?: never;

@@ -325,9 +325,23 @@ pub async fn join_jit(s: &Services, org: OrgId, rule: (Option<AccountId>, Role),
     }
     // Detaching an account clears it from the SSO settings, but a sign-in racing the detach
     // could read the settings first: an account that left the organization takes nobody in.
-    let attached = tenancy::load_account(s.store.as_ref(), account).await?.is_some_and(|(a, _)| a.org_id == Some(org));
+    let attached = tenancy::load_account(s.store.as_ref(), account)
+        .await?
+        .is_some_and(|(a, _)| a.org_id == Some(org) && a.deleted_at_ms.is_none());
     if !attached {
-        tracing::warn!(org = %org, account = %account, "just-in-time account is no longer the organization's; skipped");
+        tracing::warn!(org = %org, account = %account, "just-in-time account is deleted or no longer the organization's; skipped");
+        return Ok(());
+    }
+    // A seat as for every other way of joining: the IdP cannot buy one, so the user signs in
+    // without the membership (the account's audit says why) until a seat frees up.
+    if let Some(seats) = s.entitlements(account).await?.limit("seats")
+        && tenancy::members(s.store.as_ref(), account).await?.len() as u64 >= seats
+    {
+        tracing::warn!(org = %org, account = %account, "no seat for a just-in-time member");
+        let event = NewEvent::new(Actor::User(user), AuditAction::MemberJoinedViaSso, Origin::default())
+            .target(user)
+            .detail(json!({"role": null, "wanted_role": role, "organization": org, "refused": "seat_limit"}));
+        s.audit(AuditStream::Account(account), event).await?;
         return Ok(());
     }
     let m = Membership { account_id: account, user_id: user, role, joined_at_ms: s.clock.now_ms() };

@@ -124,6 +124,45 @@ pub fn normalize_certificate(text: &str) -> Result<String, SamlError> {
     Ok(STANDARD.encode(&der))
 }
 
+/// The most attributes (namespace declarations included) one element may carry. Checking
+/// attributes for duplicates costs the parser the square of their count, so one element with
+/// 20,000 attributes in an unauthenticated post would hold a core for seconds; SAML elements
+/// carry fewer than 20.
+const MAX_ATTRIBUTES_PER_ELEMENT: usize = 64;
+
+/// Whether a start tag carries more than [`MAX_ATTRIBUTES_PER_ELEMENT`] attributes: one
+/// linear pass over the text before the parser sees it, counting `=` outside quoted values.
+fn too_many_attributes(xml: &str) -> bool {
+    let bytes = xml.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'<' && !matches!(bytes.get(i + 1), Some(b'!' | b'?' | b'/')) {
+            let (mut count, mut quote) = (0, None);
+            i += 1;
+            while i < bytes.len() {
+                let b = bytes[i];
+                match quote {
+                    Some(q) if b == q => quote = None,
+                    Some(_) => {}
+                    None if b == b'"' || b == b'\'' => quote = Some(b),
+                    None if b == b'=' => {
+                        count += 1;
+                        if count > MAX_ATTRIBUTES_PER_ELEMENT {
+                            return true;
+                        }
+                    }
+                    None if b == b'>' || b == b'<' => break,
+                    None => {}
+                }
+                i += 1;
+            }
+            continue;
+        }
+        i += 1;
+    }
+    false
+}
+
 fn has_dtd(xml: &str) -> bool {
     xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY")
 }
@@ -138,6 +177,12 @@ fn parse(xml: String, what: &str) -> Result<XmlDocument, SamlError> {
     if has_dtd(&xml) {
         // XML external entities and entity expansion both need a DTD; SAML never does.
         return Err(refuse("saml_dtd_refused", format!("the {what} carries a DTD, which SAML never needs")));
+    }
+    if too_many_attributes(&xml) {
+        return Err(refuse(
+            "saml_malformed",
+            format!("an element of the {what} has more than {MAX_ATTRIBUTES_PER_ELEMENT} attributes"),
+        ));
     }
     XmlDocument::parse(xml).map_err(|e| refuse("saml_malformed", format!("the {what} is not well-formed XML: {e}")))
 }
@@ -359,13 +404,16 @@ impl VerifiedAssertion {
         NAMES.iter().find_map(|n| self.attributes.get(*n).and_then(|v| v.first())).map(String::as_str)
     }
 
-    /// The subject as a linked identity's key: the `NameID`, in lower case when it is an
-    /// email address (IdPs compare those without case, and Entra ID sends a user principal
-    /// name as its directory holds it, so `Dave@Acme.com` and `dave@acme.com` are one person).
+    /// The subject as a linked identity's key: the `NameID`, in the address's one form when
+    /// it is an email address (IdPs compare those without case, and Entra ID sends a user
+    /// principal name as its directory holds it, so `Dave@Acme.com` and `dave@acme.com` are
+    /// one person).
     #[must_use]
     pub fn subject(&self) -> String {
         if self.name_id_format.as_deref() == Some(NAME_ID_EMAIL) {
-            self.name_id.to_lowercase()
+            // The address's one form (ASCII domain, NFC, lower case), as users are keyed.
+            crate::mail::EmailAddress::parse(&self.name_id)
+                .map_or_else(|_| self.name_id.to_lowercase(), |a| a.as_str().to_owned())
         } else {
             self.name_id.clone()
         }
@@ -552,9 +600,10 @@ pub fn verify_response(encoded: &str, e: &Expectations<'_>) -> Result<VerifiedAs
         let why = evidence
             .signatures()
             .iter()
-            .map(|s| match s.result() {
-                Err(err) => err.to_string(),
-                Ok(r) => format!("{:?}", r.status),
+            .filter_map(|s| match s.result() {
+                Err(err) => Some(err.to_string()),
+                Ok(r) if r.status != xml_sec::xmldsig::DsigStatus::Valid => Some(format!("{:?}", r.status)),
+                Ok(_) => None,
             })
             .next()
             .unwrap_or_else(|| "no signature covers the assertion".into());
@@ -671,6 +720,12 @@ fn read_assertion(root: Node<'_>, shape: &Shape, e: &Expectations<'_>) -> Result
             let Some(attribute_name) = attribute.attribute("Name") else { continue };
             let values = attributes.entry(attribute_name.to_owned()).or_default();
             for value in children(attribute, NS_ASSERTION, "AttributeValue") {
+                // A structured value (Shibboleth's eduPersonTargetedID is a NameID) is not
+                // one Groundwork reads: skip it rather than refuse the login. Text with a
+                // comment in it is still refused (text() below).
+                if value.children().any(|c| c.is_element()) {
+                    continue;
+                }
                 values.push(text(value, "AttributeValue")?);
             }
         }

@@ -507,3 +507,58 @@ async fn addresses_requests_digests_and_detached_accounts_follow_the_rules() {
     let (_, accounts) = app.call("GET", "/accounts", Some(tokens["access_token"].as_str().unwrap()), None).await;
     assert_eq!(accounts["accounts"], json!([]), "{accounts}");
 }
+
+/// What a second trial found: an IdP creating a user ahead of the address's owner, another
+/// organization cancelling a login in progress, seats, and a parser-bound flood.
+#[tokio::test]
+async fn an_idp_keeps_no_way_in_past_the_owner_seats_hold_and_requests_stay_their_organizations() {
+    let app = TestApp::spawn(&[LOOPBACK]).await;
+    let (admin, _) = app.user("admin@acme.test").await;
+    let (org, _) = saml_org(&app, &admin, json!({})).await;
+
+    // The IdP makes Bob at a domain its organization never verified; Bob, the mailbox's
+    // owner, later sets a password by the reset link: the IdP no longer signs him in.
+    let (response, _) = sp_initiated(&app, &org, "bob@acme.test", &[]).await;
+    assert_eq!(post(&app, &org, &response).await.0, 200);
+    let forgot = json!({"email": "bob@acme.test"});
+    assert_eq!(app.call("POST", "/auth/password/forgot", None, Some(forgot)).await.0, 202);
+    let token = app.token_from_email("bob@acme.test", "Reset your").await;
+    let reset = json!({"token": token, "password": "copper-lantern-meadow-81"});
+    assert_eq!(app.call("POST", "/auth/password/reset", None, Some(reset)).await.0, 204);
+    let (response, _) = sp_initiated(&app, &org, "bob@acme.test", &[]).await;
+    let (status, body) = post(&app, &org, &response).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("domain_not_verified")), "{body}");
+
+    // The account's plan has three seats: the admin, Bob and one more. The next person signs
+    // in without a membership, and the account's audit says why.
+    for (email, members) in [("c1@acme.test", 1), ("c2@acme.test", 0)] {
+        let (response, _) = sp_initiated(&app, &org, email, &[]).await;
+        let (status, tokens) = post(&app, &org, &response).await;
+        assert_eq!(status, 200, "{tokens}");
+        let (_, accounts) = app.call("GET", "/accounts", Some(tokens["access_token"].as_str().unwrap()), None).await;
+        assert_eq!(accounts["accounts"].as_array().unwrap().len(), members, "{email}: {accounts}");
+    }
+
+    // A response for this organization's login, re-addressed by its IdP to another
+    // organization's ACS, is refused there and leaves the login in progress untouched.
+    let (other_admin, _) = app.user("admin@beta.test").await;
+    let (other, other_acme) = crate::domains::org_with_account(&app, &other_admin).await;
+    configure(&app, &other_admin, &other, &other_acme, json!({"allowed_domains": ["acme.test"]})).await;
+    let start = format!("{}/auth/saml/{org}/start", app.base);
+    let res = testkit::app::browser().get(start).send().await.unwrap();
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let other_acs = format!("{}/auth/saml/{other}/acs", app.base);
+    let other_entity = format!("{}/auth/saml/{other}/metadata", app.base);
+    let readdressed = [("destination", other_acs.as_str()), ("recipient", &other_acs), ("audience", &other_entity)];
+    let browser = idp_session("carol@acme.test", &readdressed).await;
+    let (_, stolen, _) = form(&browser.get(&location).send().await.unwrap().text().await.unwrap());
+    refused(&post(&app, &other, &stolen).await, "saml_unknown_request");
+    let browser = idp_session("carol@acme.test", &[]).await;
+    let (_, genuine, _) = form(&browser.get(&location).send().await.unwrap().text().await.unwrap());
+    assert_eq!(post(&app, &org, &genuine).await.0, 200);
+
+    // One element with thousands of attributes is refused before the parser sees it.
+    let attributes: String = (0..5000).map(|i| format!(" a{i}=\"\"")).collect();
+    let flood = format!("<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"{attributes}/>");
+    refused(&post(&app, &org, &STANDARD.encode(flood)).await, "saml_malformed");
+}

@@ -114,6 +114,13 @@ async fn oidc_callback(
     Ok(Json(pair))
 }
 
+fn not_verified() -> ApiError {
+    ApiError::ForbiddenBecause {
+        code: "domain_not_verified",
+        detail: "this address has an account already: the organization must verify its domain before its single sign-on can sign it in".into(),
+    }
+}
+
 /// The user an identity vouched for by a provider signs in as (`method` is `oidc` or
 /// `saml`; `org` is the organization whose single sign-on it is, with its allowed domains).
 pub(crate) async fn sso_user(
@@ -131,6 +138,15 @@ pub(crate) async fn sso_user(
         // verifies the user's domain, only that organization's IdP speaks for them.
         if let Some((org, allowed)) = org {
             oidc::check_domain(s, org, allowed, user.email.as_str()).await?;
+            // At a domain the organization has not verified, its IdP made this user only
+            // because nobody held the address. Once the address's owner has a password of
+            // their own (a reset link proves the mailbox), the IdP no longer speaks for them:
+            // otherwise an IdP could create a user ahead of the real owner and keep a way in.
+            if !user.password_hash.is_empty()
+                && tenancy::domains::owner(store, tenancy::domains::of_email(user.email.as_str())).await? != Some(org)
+            {
+                return Err(not_verified());
+            }
         }
         return Ok(user);
     }
@@ -152,10 +168,7 @@ pub(crate) async fn sso_user(
     {
         // An organization's IdP is its admins' to configure: it may speak for an address
         // somebody already holds only at a domain the organization proved it holds.
-        return Err(ApiError::ForbiddenBecause {
-            code: "domain_not_verified",
-            detail: "this address has an account already: the organization must verify its domain before its single sign-on can sign it in".into(),
-        });
+        return Err(not_verified());
     }
     let user = match existing {
         Some(existing) if existing.email_verified => existing,

@@ -20,7 +20,7 @@ use shared::error::{ApiError, Problem};
 use shared::http::{Json, Path, Query, RequestContext};
 use shared::id::OrgId;
 use shared::services::Services;
-use shared::store::{Delete, Item, Put};
+use shared::store::{Condition, Delete, Item, Put};
 use shared::tenancy::{self, saml_connection, saml_connection::SamlConfig};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -65,7 +65,7 @@ async fn metadata(State(s): State<Services>, Path(org): Path<OrgId>) -> Result<R
 /// Options of a SAML login.
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct SamlStartParams {
-    /// Passed to the IdP and posted back with the response (at most 512 characters).
+    /// Passed to the IdP and posted back with the response (at most 512 bytes, no control characters).
     pub relay_state: Option<String>,
 }
 
@@ -86,7 +86,7 @@ async fn saml_start(
     if p.relay_state.as_ref().is_some_and(|r| r.len() > MAX_RELAY_STATE || r.chars().any(char::is_control)) {
         return Err(ApiError::BadRequest {
             code: "invalid_relay_state",
-            detail: format!("relay_state is at most {MAX_RELAY_STATE} characters, no control characters"),
+            detail: format!("relay_state is at most {MAX_RELAY_STATE} bytes, no control characters"),
         });
     }
     let config = connection(&s, org).await?;
@@ -166,7 +166,7 @@ async fn acs(
             Ok(([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(pair)).into_response())
         }
         Err(e) => {
-            if let ApiError::ForbiddenBecause { code, .. } = &e {
+            if let ApiError::ForbiddenBecause { code, .. } | ApiError::Invalid { code, .. } = &e {
                 failed(&s, org, &ctx, code, Some(&assertion.name_id)).await;
             }
             Err(e)
@@ -197,24 +197,32 @@ async fn consume(s: &Services, org: OrgId, config: &SamlConfig, body: &[u8]) -> 
         .find(|(k, _)| k == "SAMLResponse")
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| refused("saml_malformed", "the form has no SAMLResponse"))?;
-    let sp = service_provider(s, org);
-    let expectations = Expectations {
-        idp: &config.idp,
-        sp: &sp,
-        now_ms: s.clock.now_ms(),
-        require_signed_assertion: config.require_signed_assertion,
-    };
-    let assertion = saml::verify_response(&encoded, &expectations).map_err(|e| refused(e.code, e.detail))?;
+    let (sp, idp) = (service_provider(s, org), config.idp.clone());
+    let (now_ms, require_signed_assertion) = (s.clock.now_ms(), config.require_signed_assertion);
+    // Parsing and signature checks are CPU work on untrusted input: off the async workers,
+    // so a slow response never stalls other requests.
+    let verified = tokio::task::spawn_blocking(move || {
+        let expectations = Expectations { idp: &idp, sp: &sp, now_ms, require_signed_assertion };
+        saml::verify_response(&encoded, &expectations)
+    })
+    .await
+    .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let assertion = verified.map_err(|e| refused(e.code, e.detail))?;
     match &assertion.in_response_to {
         Some(request) => {
+            // Spent only by the organization that sent it: another organization's ACS
+            // cannot cancel a login in progress by naming its request.
             let key = shared::keys::saml_request(&shared::auth::hash_secret(request));
-            let taken = s.store.delete(Delete::new(key)).await?;
-            let ours = taken.is_some_and(|i| i.data.get("org_id").and_then(|v| v.as_str()) == Some(&org.to_string()));
-            if !ours {
-                return Err(refused(
-                    "saml_unknown_request",
-                    "the response answers no login in progress here (expired, answered already, or not ours)",
-                ));
+            let ours = Condition::Equals("org_id".into(), json!(org.to_string()));
+            match s.store.delete(Delete::new(key).when(ours)).await {
+                Ok(_) => {}
+                Err(e) if e.is_condition_failure() => {
+                    return Err(refused(
+                        "saml_unknown_request",
+                        "the response answers no login in progress here (expired, answered already, or not ours)",
+                    ));
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         None if !config.allow_idp_initiated => {
@@ -254,7 +262,13 @@ async fn sign_in(
         name: assertion.display_name(),
     };
     let provider = format!("saml-{org}");
-    let user = sso_user(s, "saml", &provider, Some((org, config.allowed_domains.as_slice())), &identity, ctx).await?;
+    let rules = Some((org, config.allowed_domains.as_slice()));
+    // Two first sign-ins of one person at once (two tabs, a double post) race to create the
+    // user; the loser finds the winner's identity link on a second look.
+    let user = match sso_user(s, "saml", &provider, rules, &identity, ctx).await {
+        Err(ApiError::Conflict { .. }) => sso_user(s, "saml", &provider, rules, &identity, ctx).await?,
+        other => other?,
+    };
     if let Some(required) = tenancy::domains::sso_required(s.store.as_ref(), user.email.as_str()).await?
         && required != org
     {
