@@ -92,10 +92,16 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "Node.js (20 or newer) and npm are needed for the OpenID Connect provider the tests log in through" >&2
   exit 1
 fi
-if [[ ! -d infra/oidc/node_modules/oidc-provider ]] || [[ infra/oidc/package-lock.json -nt infra/oidc/node_modules/.package-lock.json ]]; then
-  log "installing the OpenID Connect provider (npm ci)"
-  (cd infra/oidc && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# Installs an npm peer's pinned packages into <dir>/node_modules, again only when its lock
+# file changed: npm_peer <dir> <its main package> <what it is>.
+npm_peer() {
+  local dir=$1 package=$2 what=$3
+  if [[ ! -d $dir/node_modules/$package ]] || [[ $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+    log "installing $what (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+npm_peer infra/oidc oidc-provider "the OpenID Connect provider"
 oidc_port=$(free_port)
 log "starting the OpenID Connect provider on 127.0.0.1:$oidc_port"
 node infra/oidc/provider.mjs "$oidc_port" > "$tools/oidc.log" 2>&1 &
@@ -103,10 +109,7 @@ pids+=($!)
 wait_http "http://127.0.0.1:$oidc_port/.well-known/openid-configuration" oidc
 export GROUNDWORK_OIDC_PROVIDER_URL="http://127.0.0.1:$oidc_port"
 # The SAML identity provider (npm samlify, pinned by infra/saml/package-lock.json).
-if [[ ! -d infra/saml/node_modules/samlify ]] || [[ infra/saml/package-lock.json -nt infra/saml/node_modules/.package-lock.json ]]; then
-  log "installing the SAML identity provider (npm ci)"
-  (cd infra/saml && npm ci --no-audit --no-fund --loglevel=error)
-fi
+npm_peer infra/saml samlify "the SAML identity provider"
 saml_port=$(free_port)
 log "starting the SAML identity provider on 127.0.0.1:$saml_port"
 node infra/saml/idp.mjs "$saml_port" > "$tools/saml-idp.log" 2>&1 &

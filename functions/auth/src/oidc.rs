@@ -298,13 +298,18 @@ pub async fn linked_user(s: &Services, identity: &Identity) -> Result<Option<Use
 /// (`tenancy::domains`), or be one of its allowed domains that no other organization
 /// verified: a domain's verified holder alone decides which IdP speaks for it.
 ///
+/// Returns whether the organization itself verified the domain (rather than only allowing
+/// it), which decides whether its IdP may speak for an address someone already holds.
+///
 /// # Errors
 /// 403 `domain_not_allowed`; store failures.
-pub async fn check_domain(s: &Services, org: OrgId, allowed_domains: &[String], email: &str) -> Result<(), ApiError> {
+pub async fn check_domain(s: &Services, org: OrgId, allowed_domains: &[String], email: &str) -> Result<bool, ApiError> {
     let domain = tenancy::domains::of_email(email);
     let holder = tenancy::domains::owner(s.store.as_ref(), domain).await?;
-    if holder == Some(org) || (holder.is_none() && allowed_domains.iter().any(|d| d == domain)) {
-        Ok(())
+    if holder == Some(org) {
+        Ok(true)
+    } else if holder.is_none() && allowed_domains.iter().any(|d| d == domain) {
+        Ok(false)
     } else {
         Err(ApiError::ForbiddenBecause {
             code: "domain_not_allowed",

@@ -94,9 +94,7 @@ async fn oidc_callback(
         return Err(ApiError::Unauthenticated);
     }
     let identity = oidc::finish(&s, &provider, &code, &state).await?;
-    if let (Some((org, sso)), Some(email)) = (&provider.org, &identity.email) {
-        oidc::check_domain(&s, *org, &sso.allowed_domains, email).await?;
-    }
+    // The domain rules are sso_user's, on the address in its one form.
     let org_rules = provider.org.as_ref().map(|(org, sso)| (*org, sso.allowed_domains.as_slice()));
     let user = sso_user(&s, "oidc", &provider.name, org_rules, &identity, &ctx).await?;
     // An address whose verified domain requires its organization's SSO signs in only there.
@@ -131,20 +129,34 @@ pub(crate) async fn sso_user(
     identity: &oidc::Identity,
     ctx: &RequestContext,
 ) -> Result<User, ApiError> {
+    // Two first sign-ins of one person at once (two tabs, a double post) race to create the
+    // user; the loser finds the winner's user on a second look.
+    match sso_user_once(s, method, provider, org, identity, ctx).await {
+        Err(ApiError::Conflict { .. }) => sso_user_once(s, method, provider, org, identity, ctx).await,
+        other => other,
+    }
+}
+
+async fn sso_user_once(
+    s: &Services,
+    method: &str,
+    provider: &str,
+    org: Option<(OrgId, &[String])>,
+    identity: &oidc::Identity,
+    ctx: &RequestContext,
+) -> Result<User, ApiError> {
     let store = s.store.as_ref();
     if let Some(id) = oidc::linked_user(s, identity).await? {
         let user = users::by_id(store, id).await.ok().flatten().ok_or(ApiError::Unauthenticated)?;
         // A link made earlier does not outlive the domain rule: once another organization
         // verifies the user's domain, only that organization's IdP speaks for them.
         if let Some((org, allowed)) = org {
-            oidc::check_domain(s, org, allowed, user.email.as_str()).await?;
+            let verified = oidc::check_domain(s, org, allowed, user.email.as_str()).await?;
             // At a domain the organization has not verified, its IdP made this user only
             // because nobody held the address. Once the address's owner has a password of
             // their own (a reset link proves the mailbox), the IdP no longer speaks for them:
             // otherwise an IdP could create a user ahead of the real owner and keep a way in.
-            if !user.password_hash.is_empty()
-                && tenancy::domains::owner(store, tenancy::domains::of_email(user.email.as_str())).await? != Some(org)
-            {
+            if !verified && !user.password_hash.is_empty() {
                 return Err(not_verified());
             }
         }
@@ -159,13 +171,12 @@ pub(crate) async fn sso_user(
     // The one form of the address (ASCII domain, lower case) before any rule compares it:
     // IdPs send what their directory holds, `Dave@Acme.com` or a Unicode domain included.
     let address = self::email(email)?;
-    if let Some((org, allowed)) = org {
-        oidc::check_domain(s, org, allowed, address.as_str()).await?;
-    }
+    let verified = match org {
+        Some((org, allowed)) => Some(oidc::check_domain(s, org, allowed, address.as_str()).await?),
+        None => None,
+    };
     let existing = users::by_email(store, &address).await?;
-    if let (Some(_), Some((org, _))) = (&existing, org)
-        && tenancy::domains::owner(store, tenancy::domains::of_email(address.as_str())).await? != Some(org)
-    {
+    if existing.is_some() && verified == Some(false) {
         // An organization's IdP is its admins' to configure: it may speak for an address
         // somebody already holds only at a domain the organization proved it holds.
         return Err(not_verified());

@@ -263,12 +263,7 @@ async fn sign_in(
     };
     let provider = format!("saml-{org}");
     let rules = Some((org, config.allowed_domains.as_slice()));
-    // Two first sign-ins of one person at once (two tabs, a double post) race to create the
-    // user; the loser finds the winner's identity link on a second look.
-    let user = match sso_user(s, "saml", &provider, rules, &identity, ctx).await {
-        Err(ApiError::Conflict { .. }) => sso_user(s, "saml", &provider, rules, &identity, ctx).await?,
-        other => other?,
-    };
+    let user = sso_user(s, "saml", &provider, rules, &identity, ctx).await?;
     if let Some(required) = tenancy::domains::sso_required(s.store.as_ref(), user.email.as_str()).await?
         && required != org
     {
