@@ -9,7 +9,9 @@
 #   3. checks formatting and clippy (warnings are errors), over the workspace and over each
 #      function alone, with only the features of shared it enables (as it is packaged);
 #   4. runs every Rust test in the workspace: unit tests, the storage and queue contract
-#      suites on both adapters, Lambda event tests, local-stack integration tests;
+#      suites on both adapters, Lambda event tests, local-stack integration tests, and the
+#      critical journeys on the cloud-in-a-box harness (every function as its Lambda binary,
+#      wired as template.yaml wires it; tests/src/cloud);
 #   5. runs the API contract check: schemathesis against the local stack's /openapi.json,
 #      every check, stateful phase on, fixed seed (infra/contract/);
 #   6. beside it, runs the browser test: checks the TypeScript client (clients/typescript) against the
@@ -138,8 +140,13 @@ log "cargo clippy, each function alone (grouped when they build identically)"
   cargo clippy --locked --quiet $(printf -- '--package %s ' $group) --lib --bins -- -D warnings
 done
 
-# 4. Every Rust test.
+# 4. Every Rust test. The cloud-in-a-box tests (tests/tests/flows/cloud.rs) run each
+# function's own bootstrap binary: build the binaries with the tests, in one build (built
+# apart, they would unify features differently and compile the shared crate twice).
+log "cargo build (every binary and test)"
+cargo build --workspace --bins --tests --locked
 log "cargo test"
+export GROUNDWORK_TEST_PYTHON="$venv/bin/python"
 cargo test --workspace --locked --no-fail-fast
 # The contract and browser runs start the local stack `cargo test` built for its own tests
 # (infra/local/tests): the same code. Built alone (`cargo build -p local`), it would lose the

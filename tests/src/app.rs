@@ -108,18 +108,7 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut req = self.client.request(method.parse().expect("method"), format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.expect("request sent");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res.json().await.unwrap_or(Value::Null);
-        (status, headers, body)
+        send_json(&self.client, method, &format!("{}{path}", self.base), token, body).await
     }
 
     /// Sends `n` copies of one request at once, each from its own task, and returns their
@@ -199,6 +188,32 @@ impl TestApp {
             })
             .unwrap_or(0)
     }
+}
+
+/// Sends a JSON request to `url`, with `token` as its bearer; returns the status, the
+/// headers and the JSON body (Null if none).
+///
+/// # Panics
+/// When the request cannot be sent.
+pub async fn send_json(
+    client: &reqwest::Client,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = client.request(method.parse().expect("method"), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.expect("request sent");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
 }
 
 /// The value of the first `token=` parameter in an email's text.

@@ -24,10 +24,12 @@
 
 pub mod app;
 pub mod billing;
+pub mod cloud;
 pub mod dns;
 pub mod events;
 pub mod faults;
 pub mod issuers;
+pub mod journeys;
 pub mod migration_contract;
 pub mod moto;
 pub mod posthog;
@@ -54,7 +56,19 @@ pub const EVENTUALLY: Duration = Duration::from_secs(10);
 ///
 /// # Panics
 /// After [`EVENTUALLY`], naming `what` it waited for.
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_within(EVENTUALLY, what, probe).await
+}
+
+/// As [`eventually`], waiting up to `limit` (for work paced by real timeouts).
+///
+/// # Panics
+/// After `limit`, naming `what` it waited for.
+pub async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -64,7 +78,7 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(start.elapsed() < EVENTUALLY, "waited {EVENTUALLY:?} for {what}");
+        assert!(start.elapsed() < limit, "waited {limit:?} for {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

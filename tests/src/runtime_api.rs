@@ -33,6 +33,8 @@ struct Shared {
     waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
     polled: Arc<Notify>,
     init_error: Arc<Mutex<Option<Value>>>,
+    /// The invoked function's ARN and its timeout in milliseconds (the deadline header).
+    function: Arc<Mutex<(String, u64)>>,
 }
 
 /// A running stub.
@@ -55,6 +57,10 @@ impl RuntimeApi {
             waiting: Arc::default(),
             polled: Arc::new(Notify::new()),
             init_error: Arc::default(),
+            function: Arc::new(Mutex::new((
+                "arn:aws:lambda:us-east-1:123456789012:function:groundwork-test".to_owned(),
+                30_000,
+            ))),
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -119,6 +125,32 @@ impl RuntimeApi {
         child
     }
 
+    /// Sets the ARN and timeout (milliseconds) the next invocations carry.
+    pub fn set_function(&self, arn: &str, timeout_ms: u64) {
+        *self.shared.function.lock().unwrap() = (arn.to_owned(), timeout_ms);
+    }
+
+    /// Resolves when the function next asks for an event. Create it (and `enable` it)
+    /// before starting the process, so an early first poll is not missed.
+    pub fn next_poll(&self) -> tokio::sync::futures::Notified<'_> {
+        self.shared.polled.notified()
+    }
+
+    /// Invokes the function with `event`; `None` when it has not answered within `timeout`
+    /// (the invocation is then abandoned, as Lambda abandons a timed-out one).
+    ///
+    /// # Panics
+    /// If the stub stopped.
+    pub async fn try_invoke(&self, event: Value, timeout: Duration) -> Option<Outcome> {
+        let id = ulid::Ulid::new().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.shared.waiting.lock().unwrap().insert(id.clone(), tx);
+        self.sender.send((id.clone(), event)).expect("stub is running");
+        let answer = tokio::time::timeout(timeout, rx).await;
+        self.shared.waiting.lock().unwrap().remove(&id);
+        answer.ok().and_then(Result::ok)
+    }
+
     /// The init error the function reported, if any.
     pub fn init_error(&self) -> Option<Value> {
         self.shared.init_error.lock().unwrap().clone()
@@ -131,18 +163,15 @@ async fn next(State(s): State<Shared>) -> impl IntoResponse {
         return (StatusCode::GONE, HeaderMap::new(), Bytes::new());
     };
     let mut headers = HeaderMap::new();
-    let deadline =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() + 30_000;
+    let (arn, timeout_ms) = s.function.lock().unwrap().clone();
+    let deadline = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()
+        + u128::from(timeout_ms);
     let set = |h: &mut HeaderMap, k: &'static str, v: String| {
         h.insert(k, HeaderValue::from_str(&v).expect("header value"));
     };
     set(&mut headers, "lambda-runtime-aws-request-id", id);
     set(&mut headers, "lambda-runtime-deadline-ms", deadline.to_string());
-    set(
-        &mut headers,
-        "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:groundwork-test".into(),
-    );
+    set(&mut headers, "lambda-runtime-invoked-function-arn", arn);
     set(&mut headers, "lambda-runtime-trace-id", "Root=1-65a1b2c3-1234567890abcdef12345678;Sampled=0".into());
     set(&mut headers, "content-type", "application/json".into());
     (StatusCode::OK, headers, Bytes::from(serde_json::to_vec(&event).unwrap_or_default()))

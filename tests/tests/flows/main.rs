@@ -9,6 +9,7 @@ mod auth_keys;
 mod billing;
 mod billing_seats;
 mod browser_session;
+mod cloud;
 mod cors;
 mod deploy_rollback;
 mod domains;
