@@ -15,15 +15,15 @@ use testkit::app::TestApp;
 use wiremock::matchers::{body_string_contains, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const SECRET: &str = "whsec_test_secret";
+pub(crate) const SECRET: &str = "whsec_test_secret";
 
-fn fixture(name: &str) -> Value {
+pub(crate) fn fixture(name: &str) -> Value {
     let path = format!("{}/data/stripe/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// Stripe's subscription object with the fields under test set.
-fn subscription(id: &str, customer: &str, status: &str, price: &str, created: i64) -> Value {
+pub(crate) fn subscription(id: &str, customer: &str, status: &str, price: &str, created: i64) -> Value {
     let mut s = fixture("subscription");
     s["id"] = json!(id);
     s["customer"] = json!(customer);
@@ -39,7 +39,7 @@ fn subscription(id: &str, customer: &str, status: &str, price: &str, created: i6
 }
 
 /// Stripe's event object around `object`.
-fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
+pub(crate) fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
     let mut e = fixture("event");
     e["id"] = json!(id);
     e["type"] = json!(kind);
@@ -72,7 +72,7 @@ async fn post_event(app: &TestApp, body: &Value, secret: &str) -> (u16, Value) {
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
 }
 
-async fn stripe_double() -> MockServer {
+pub(crate) async fn stripe_double() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/customers"))
@@ -121,7 +121,7 @@ async fn until(app: &TestApp, token: &str, account: &str, done: impl Fn(&Value) 
     .await
 }
 
-async fn mount_subscription(stripe: &MockServer, sub: &Value) {
+pub(crate) async fn mount_subscription(stripe: &MockServer, sub: &Value) {
     Mock::given(method("GET"))
         .and(path(format!("/v1/subscriptions/{}", sub["id"].as_str().unwrap())))
         .respond_with(ResponseTemplate::new(200).set_body_json(sub.clone()))

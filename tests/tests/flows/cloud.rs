@@ -65,6 +65,69 @@ async fn the_critical_path_as_the_template_deploys_it() {
 }
 
 #[tokio::test]
+async fn stripe_checkout_and_its_webhook_through_the_fifo_queue_as_the_template_deploys_it() {
+    use crate::billing::{SECRET, event, fixture, mount_subscription, stripe_double, subscription};
+    use shared::clock::Clock as _;
+
+    let stripe = stripe_double().await;
+    let cloud = cloud(Options {
+        parameters: vec![
+            ("StripeSecretKey".into(), "sk_test_123".into()),
+            ("StripeApiBase".into(), stripe.uri()),
+            ("StripeWebhookSecret".into(), SECRET.into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let client = Client::new(&cloud);
+    let ada = client.user("ada@example.com").await;
+    let (_, account) = client.call("POST", "/accounts", Some(&ada), Some(json!({"name": "Acme"}))).await;
+    let acme = account["id"].as_str().unwrap().to_owned();
+    let checkout = format!("/accounts/{acme}/billing/checkout");
+    let (status, body) =
+        client.call("POST", &checkout, Some(&ada), Some(json!({"plan": "team", "interval": "monthly"}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["url"].as_str().unwrap().starts_with("https://checkout.stripe.com/"), "{body}");
+
+    // Stripe reports the completed checkout: the webhook function records it and queues it
+    // on the FIFO queue; the billing events consumer reads the subscription and applies it.
+    let t0 = shared::clock::SystemClock.now_secs() - 1000;
+    mount_subscription(&stripe, &subscription("sub_1", "cus_acme", "trialing", "price_team_monthly_local", t0)).await;
+    let mut session = fixture("checkout_session");
+    session["customer"] = json!("cus_acme");
+    session["subscription"] = json!("sub_1");
+    session["client_reference_id"] = json!(acme);
+    let completed = event("evt_checkout", "checkout.session.completed", t0 + 1, session).to_string();
+    let post = || async {
+        let signature =
+            shared::billing::webhook::header(SECRET, shared::clock::SystemClock.now_secs(), completed.as_bytes());
+        let res = reqwest::Client::new()
+            .post(format!("{}/webhooks/stripe", cloud.url))
+            .header("content-type", "application/json")
+            .header("stripe-signature", signature)
+            .body(completed.clone())
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (status, receipt) = post().await;
+    assert_eq!((status, receipt["duplicate"].as_bool()), (200, Some(false)), "{receipt}");
+    let billing =
+        testkit::eventually_within(std::time::Duration::from_secs(30), "the subscription applied", || async {
+            let (_, b) = client.call("GET", &format!("/accounts/{acme}/billing"), Some(&ada), None).await;
+            (b["subscription"]["status"] == "trialing").then_some(b)
+        })
+        .await;
+    assert_eq!(billing["entitlements"]["plan"], "team");
+    // Delivered again: acknowledged, not queued again.
+    assert_eq!(post().await.1["duplicate"], true);
+
+    assert_eq!(cloud.faults(), Vec::<String>::new(), "no function failed");
+    assert_eq!(cloud.iam_violations().await.unwrap(), Vec::<String>::new(), "every call is allowed");
+}
+
+#[tokio::test]
 async fn a_route_pointed_at_the_wrong_function_is_named() {
     let mut options = Options::default();
     // `GET /me` moved from the auth function to the platform function.
