@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import threading
+import time
 from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import (
@@ -41,6 +42,14 @@ TRANSACT_ITEM_ACTIONS = {
     "Delete": "dynamodb:DeleteItem",
     "ConditionCheck": "dynamodb:ConditionCheckItem",
     "Get": "dynamodb:GetItem",
+}
+
+# Batch operations are authorized as their single-message action (SQS Developer Guide,
+# "Amazon SQS API permissions: Actions and resource reference").
+SQS_BATCH = {
+    "SendMessageBatch": "SendMessage",
+    "DeleteMessageBatch": "DeleteMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
 }
 
 # The REST APIs' operations, by method and path (SES v2, S3 object and bucket requests).
@@ -78,12 +87,15 @@ def actions(environ, service: str) -> list[str]:
             return sorted(
                 {TRANSACT_ITEM_ACTIONS[kind] for item in request.get("TransactItems", []) for kind in item}
             )
+        if target.startswith("AmazonSQS."):
+            operation = SQS_BATCH.get(operation, operation)
         return [f"{service}:{operation}"]
     if service == "s3":
         parts = [p for p in path.split("/") if p]
         # Path-style: /bucket/key...; a request on the bucket itself lists or configures it.
         if len(parts) >= 2:
-            return [{"PUT": "s3:PutObject", "DELETE": "s3:DeleteObject"}.get(method, "s3:GetObject")]
+            # POST on an object is a multipart upload's start or completion: a write.
+            return [{"PUT": "s3:PutObject", "POST": "s3:PutObject", "DELETE": "s3:DeleteObject"}.get(method, "s3:GetObject")]
         return ["s3:ListBucket" if method in ("GET", "HEAD") else f"s3:{method} {path}"]
     if service == "ses":
         for verb, pattern, action in SES_V2:
@@ -100,6 +112,17 @@ def main() -> None:
     port = int(sys.argv[1])
     os.environ.setdefault("MOTO_PORT", str(port))
     record = os.environ.get("GROUNDWORK_MOTO_RECORD_CALLS") == "1"
+    # The harness runs this server in its own process group (so a terminal's Ctrl-C leaves
+    # it up for the harness's last reads); it must not outlive the harness.
+    parent = os.environ.get("GROUNDWORK_MOTO_PARENT_PID")
+    if parent:
+
+        def watch_parent() -> None:
+            while os.getppid() == int(parent):
+                time.sleep(0.5)
+            os._exit(0)
+
+        threading.Thread(target=watch_parent, daemon=True).start()
     app = DomainDispatcherApplication(create_backend_app)
 
     def serve(environ, start_response):

@@ -64,13 +64,21 @@ async fn main() {
                 cloud.aws_url,
                 cloud.dir.path().display()
             );
-            println!("Ctrl-C stops it and prints each function's latencies.");
-            let _ = tokio::signal::ctrl_c().await;
+            println!("Ctrl-C (or SIGTERM) stops it and prints each function's latencies.");
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
             let clean = finish(&cloud).await;
+            // Exiting skips destructors: stop the server and the functions first.
+            drop(cloud);
             std::process::exit(i32::from(!clean));
         }
         Command::Journey { runs } => {
             let mut table: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+            let mut clean = true;
             let mut order = Vec::new();
             let local = testkit::app::TestApp::spawn(&[]).await;
             let cloud = Cloud::start(Options::default()).await.expect("the harness starts");
@@ -81,7 +89,12 @@ async fn main() {
                 } else {
                     let local = testkit::app::TestApp::spawn(&[]).await;
                     let fresh = Cloud::start(Options::default()).await.expect("the harness starts");
-                    (testkit::journeys::critical_path(&local).await, testkit::journeys::critical_path(&fresh).await)
+                    let runs = (
+                        testkit::journeys::critical_path(&local).await,
+                        testkit::journeys::critical_path(&fresh).await,
+                    );
+                    clean &= fresh.faults().is_empty() && fresh.iam_violations().await.is_ok_and(|v| v.is_empty());
+                    runs
                 };
                 for (route, ms) in local_run {
                     if !order.contains(&route) {
@@ -103,7 +116,9 @@ async fn main() {
                 let (l, c) = (median(&mut l), median(&mut c));
                 println!("| {route} | {l:.1} | {c:.1} | {:.1}× |", c / l);
             }
-            let clean = finish(&cloud).await;
+            // The first harness's latencies (its functions' cold starts included).
+            let clean = finish(&cloud).await && clean;
+            drop((cloud, local));
             std::process::exit(i32::from(!clean));
         }
     }

@@ -140,7 +140,12 @@ pub fn succeeded(batch: &[Value], outcome: &Invocation, reports_failures: bool) 
     if !reports_failures {
         return ids;
     }
-    let Some(failures) = answer.get("batchItemFailures").and_then(Value::as_array) else { return ids };
+    let failures = match answer.get("batchItemFailures") {
+        None | Some(Value::Null) => return ids,
+        Some(Value::Array(failures)) => failures,
+        // A malformed response fails the whole batch.
+        Some(_) => return Vec::new(),
+    };
     let mut failed = HashSet::new();
     for failure in failures {
         match failure.get("itemIdentifier").and_then(Value::as_str) {
@@ -207,7 +212,11 @@ async fn gather(sqs: &Aws, mapping: &SqsMapping) -> Result<Vec<Value>> {
         if more.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        batch.extend(more);
+        for message in more {
+            // A message that came back within the window is in the batch once.
+            batch.retain(|m| m["MessageId"] != message["MessageId"]);
+            batch.push(message);
+        }
     }
     Ok(batch)
 }
@@ -231,6 +240,7 @@ mod tests {
         assert!(succeeded(&batch, &answered(json!({"batchItemFailures": [{"itemIdentifier": ""}]})), true).is_empty());
         assert!(succeeded(&batch, &Invocation::Failed(json!({})), true).is_empty());
         assert!(succeeded(&batch, &Invocation::TimedOut, true).is_empty());
+        assert!(succeeded(&batch, &answered(json!({"batchItemFailures": "b"})), true).is_empty());
         // Without ReportBatchItemFailures, an answer is success for the whole batch.
         assert_eq!(
             succeeded(&batch, &answered(json!({"batchItemFailures": [{"itemIdentifier": "b"}]})), false).len(),

@@ -43,14 +43,22 @@ impl Route {
         if self.method != "ANY" && self.method != method {
             return None;
         }
-        let pattern: Vec<&str> = self.path.trim_matches('/').split('/').collect();
-        let actual: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let method_bonus = usize::from(self.method != "ANY");
+        // Segments as sent: a trailing or doubled slash makes an empty segment, which no
+        // `{param}` or literal matches.
+        let pattern: Vec<&str> = self.path.strip_prefix('/').unwrap_or(&self.path).split('/').collect();
+        let actual: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
         let mut params = HashMap::new();
         let mut literal = 0;
         for (i, segment) in pattern.iter().enumerate() {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
-                params.insert(name.to_owned(), actual.get(i..)?.join("/"));
-                return Some((literal * 2, params));
+                // A greedy parameter takes at least one segment.
+                let rest = actual.get(i..)?.join("/");
+                if rest.is_empty() {
+                    return None;
+                }
+                params.insert(name.to_owned(), rest);
+                return Some((literal * 4 + method_bonus, params));
             }
             let value = actual.get(i)?;
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -64,7 +72,13 @@ impl Route {
                 literal += 1;
             }
         }
-        (pattern.len() == actual.len()).then_some((literal * 2 + usize::from(self.method != "ANY"), params))
+        // An exact route outranks a greedy one with as many literal segments.
+        (pattern.len() == actual.len()).then_some((literal * 4 + 2 + method_bonus, params))
+    }
+
+    /// Whether the route ends in a greedy `{name+}` parameter.
+    fn is_greedy(&self) -> bool {
+        self.path.ends_with("+}")
     }
 }
 
@@ -82,7 +96,15 @@ pub struct Gateway {
     pub api_id: String,
 }
 
-fn gateway_answer(status: StatusCode, message: &str) -> Response {
+/// API Gateway's payload limit for HTTP APIs (10 MB; "Quotas for configuring and running
+/// an HTTP API").
+pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
+
+/// Lambda's synchronous invocation payload limit (6 MB).
+const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+
+/// API Gateway's own answer.
+pub fn gateway_answer(status: StatusCode, message: &str) -> Response {
     (
         status,
         [("content-type", "application/json"), ("apigw-requestid", "cloud-in-a-box")],
@@ -266,6 +288,11 @@ pub async fn serve(
     };
     let incoming = Incoming { method: &method, uri: &uri, headers: &headers, peer, body: &body };
     let event = event(route, &params, &incoming, &gateway.api_id);
+    // Lambda takes a request payload of up to 6 MB (AWS Lambda Developer Guide, "Lambda
+    // quotas"); API Gateway then answers 413 itself.
+    if event.to_string().len() > LAMBDA_PAYLOAD_LIMIT {
+        return gateway_answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    }
     let fault = |message: String| gateway.faults.lock().unwrap().push(message);
     match function.invoke(event).await {
         Invocation::Answered(answer) => {
@@ -276,8 +303,9 @@ pub async fn serve(
             // A router that has no such route answers 404/405 with its own problem: the
             // template sends this route to a function that does not serve it.
             let body = answer.get("body").and_then(Value::as_str).unwrap_or_default();
+            // A greedy route hands the function paths it may rightly refuse.
             let status = out.status().as_u16();
-            if status == 405 || (status == 404 && body.contains("no route matches this path")) {
+            if !route.is_greedy() && (status == 405 || (status == 404 && body.contains("no route matches this path"))) {
                 fault(format!(
                     "route {} is wired to {}, whose router does not serve it ({} {})",
                     route.key(),
@@ -320,6 +348,10 @@ mod tests {
         let (b, params) = param.matches("GET", "/accounts/acc_1").unwrap();
         let (c, rest) = proxy.matches("GET", "/accounts/acc_1").unwrap();
         assert!(a > b && b > c, "{a} {b} {c}");
+        assert!(route("GET", "/x/{p+}").matches("GET", "/x/y").unwrap().0 > proxy.matches("GET", "/x/y").unwrap().0);
+        assert!(proxy.matches("GET", "/").is_none(), "a greedy parameter takes a segment");
+        assert!(param.matches("GET", "/accounts/acc_1/").is_none(), "a trailing slash is a segment");
+        assert!(param.matches("GET", "//accounts/acc_1").is_none());
         assert_eq!(params["account_id"], "acc_1");
         assert_eq!(rest["proxy"], "accounts/acc_1");
         assert!(param.matches("POST", "/accounts/acc_1").is_none());

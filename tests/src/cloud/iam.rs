@@ -63,6 +63,9 @@ pub fn policies(stack: &Stack, logical: &str, function: &serde_yaml_ng::Value) -
         };
         for statement in statements {
             let json = statement.json();
+            if json.get("NotAction").is_some() {
+                bail!("{logical}: a statement with NotAction, which the IAM check does not read: {json}");
+            }
             let actions: Vec<String> = match &json["Action"] {
                 serde_json::Value::String(a) => vec![a.clone()],
                 serde_json::Value::Array(a) => a.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),

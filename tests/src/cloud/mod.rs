@@ -113,6 +113,10 @@ async fn start_server(dir: &std::path::Path) -> Result<(tokio::process::Child, S
         .arg(script)
         .arg(port.to_string())
         .env("GROUNDWORK_MOTO_RECORD_CALLS", "1")
+        .env("GROUNDWORK_MOTO_PARENT_PID", std::process::id().to_string())
+        // Its own process group: a terminal's Ctrl-C stops the harness, which then still
+        // reads the recorded calls before it stops the server.
+        .process_group(0)
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)
@@ -182,6 +186,10 @@ impl Cloud {
 
         let mut routes = Vec::new();
         for (function, props) in crate::template::events(&stack.template, "HttpApi") {
+            // A function whose condition is false is not deployed, nor are its routes.
+            if !functions.contains_key(&function) {
+                continue;
+            }
             let method = props.get("Method").and_then(|m| text_of(m, &stack)).unwrap_or_else(|| "ANY".into());
             let path = props.get("Path").and_then(|p| text_of(p, &stack)).unwrap_or_else(|| "/{proxy+}".into());
             routes.push(Route {
@@ -194,6 +202,9 @@ impl Cloud {
 
         let mut mappings = Vec::new();
         for (function, props) in crate::template::events(&stack.template, "SQS") {
+            if !functions.contains_key(&function) {
+                continue;
+            }
             let queue_arn = props.get("Queue").and_then(|q| text_of(q, &stack)).context("an SQS event's Queue")?;
             let name = queue_arn.rsplit(':').next().unwrap_or_default();
             let found = admin.json("sqs", "AmazonSQS.GetQueueUrl", json!({"QueueName": name})).await?;
@@ -204,6 +215,23 @@ impl Cloud {
                 .get("FunctionResponseTypes")
                 .and_then(|t| t.as_sequence())
                 .is_some_and(|t| t.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures")));
+            // Lambda refuses a mapping whose queue hides a message for less time than the
+            // function may run ("Using Lambda with Amazon SQS": visibility timeout at least
+            // the function's timeout).
+            let attributes = admin
+                .json(
+                    "sqs",
+                    "AmazonSQS.GetQueueAttributes",
+                    json!({"QueueUrl": found["QueueUrl"], "AttributeNames": ["VisibilityTimeout"]}),
+                )
+                .await?;
+            let visibility: u64 = attributes["Attributes"]["VisibilityTimeout"].as_str().unwrap_or("30").parse()?;
+            let timeout = functions.get(&function).map_or(0, |f| f.timeout.as_secs());
+            anyhow::ensure!(
+                visibility >= timeout,
+                "the SQS event of {function}: queue {name}'s visibility timeout ({visibility} s) is less than \
+                 the function's timeout ({timeout} s), which Lambda refuses"
+            );
             mappings.push(SqsMapping {
                 function,
                 queue_url: found["QueueUrl"].as_str().context("QueueUrl")?.to_owned(),
@@ -215,10 +243,18 @@ impl Cloud {
         }
         let mut schedules = Vec::new();
         for (function, props) in crate::template::events(&stack.template, "Schedule") {
+            if !functions.contains_key(&function)
+                || props.get("Enabled").and_then(|e| text_of(e, &stack)).is_some_and(|e| e == "false")
+            {
+                continue;
+            }
             let name =
                 props.get("Name").and_then(|n| text_of(n, &stack)).unwrap_or_else(|| format!("{function}-schedule"));
             let expression = props.get("Schedule").and_then(|s| text_of(s, &stack)).context("a Schedule expression")?;
-            let input = props.get("Input").and_then(|i| text_of(i, &stack)).and_then(|i| serde_json::from_str(&i).ok());
+            let input = match props.get("Input").and_then(|i| text_of(i, &stack)) {
+                Some(text) => Some(serde_json::from_str(&text).with_context(|| format!("{name}'s Input is not JSON"))?),
+                None => None,
+            };
             schedules.push(ScheduleRule { name, expression, function, input });
         }
 
@@ -260,7 +296,11 @@ impl Cloud {
             faults: Arc::clone(&faults),
             api_id: "cloudinabox".into(),
         };
-        let app = axum::Router::new().fallback(gateway::serve).with_state(gateway);
+        let app = axum::Router::new()
+            .fallback(gateway::serve)
+            .with_state(gateway)
+            .layer(axum::extract::DefaultBodyLimit::max(gateway::BODY_LIMIT))
+            .layer(axum::middleware::map_response(too_large));
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
         }));
@@ -418,6 +458,16 @@ impl Cloud {
             })))?
             .text()
     }
+}
+
+/// API Gateway's answer to a body over its limit, in place of the HTTP server's own.
+async fn too_large(response: axum::response::Response) -> axum::response::Response {
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        && response.headers().get("content-type").is_some_and(|t| t.as_bytes().starts_with(b"text/plain"))
+    {
+        return gateway::gateway_answer(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    }
+    response
 }
 
 /// The current time (the harness's events carry real times, as AWS's do).

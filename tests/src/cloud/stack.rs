@@ -66,6 +66,16 @@ pub struct Stack {
     physical: HashMap<String, (String, HashMap<String, String>)>,
 }
 
+/// A scalar as CloudFormation reads it: text.
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 fn tag_name(tag: &serde_yaml_ng::value::Tag) -> String {
     tag.to_string().trim_start_matches('!').to_owned()
 }
@@ -82,15 +92,10 @@ impl Stack {
             for (key, spec) in declared {
                 let key = key.as_str().context("a parameter name")?.to_owned();
                 let given = overrides.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
-                let default = spec.get("Default").map(|d| match d {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    _ => String::new(),
-                });
+                let default = spec.get("Default").map(|d| scalar(d).unwrap_or_default());
                 let value = given.or(default).with_context(|| format!("parameter {key} has no value"))?;
                 if let Some(allowed) = spec.get("AllowedValues").and_then(Value::as_sequence)
-                    && !allowed.iter().any(|a| a.as_str() == Some(&value))
+                    && !allowed.iter().any(|a| scalar(a).as_deref() == Some(value.as_str()))
                 {
                     bail!("parameter {key}: {value:?} is not one of its allowed values");
                 }

@@ -216,6 +216,18 @@ fn misbehaving_bootstrap(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 #[tokio::test]
+async fn a_queue_that_hides_messages_for_less_than_its_consumer_runs_is_refused() {
+    let mut options = Options::default();
+    properties(&mut options.template, "EmailQueue")["VisibilityTimeout"] = Yaml::Number(5.into());
+    let err = Cloud::start(options).await.err().expect("Lambda refuses the mapping");
+    assert!(
+        err.to_string().contains("EmailDispatchFunction")
+            && err.to_string().contains("visibility timeout (5 s) is less than the function's timeout (30 s)"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test]
 async fn a_crash_or_a_timeout_gets_the_gateways_answer_and_the_rest_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = Options {
@@ -247,7 +259,13 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_after_max_receive_count(
         binaries: HashMap::from([("WorkerFunction".to_owned(), misbehaving_bootstrap(dir.path()))]),
         ..Options::default()
     };
-    properties(&mut options.template, "JobsQueue")["VisibilityTimeout"] = Yaml::Number(1.into());
+    // One receive per batch (no batching window), a crash at once, the message back two
+    // seconds later (not less than the function's timeout, as Lambda requires).
+    properties(&mut options.template, "JobsQueue")["VisibilityTimeout"] = Yaml::Number(2.into());
+    let worker = properties(&mut options.template, "WorkerFunction");
+    worker["Timeout"] = Yaml::Number(1.into());
+    let jobs = worker["Events"]["JobsQueue"]["Properties"].as_mapping_mut().unwrap();
+    jobs.remove("MaximumBatchingWindowInSeconds");
     let max: u64 = properties(&mut options.template, "JobsQueue")["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap();
     let cloud = cloud(options).await;
     let queue = cloud.queue_url("JobsQueue").unwrap();
