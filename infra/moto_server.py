@@ -8,12 +8,14 @@ with two additions.
 - With GROUNDWORK_MOTO_RECORD_CALLS=1 it records, per access key id, the IAM actions the
   requests signed with that key need (as IAM authorizes them: a DynamoDB transaction as
   each of its item actions, an S3 object request as s3:GetObject or s3:PutObject...), and
-  serves them as JSON at GET /groundwork/calls. The cloud-in-a-box harness gives each
+  serves them as JSON at GET /groundwork/calls; and the SES configuration set each key's
+  sends named, at GET /groundwork/sends. The cloud-in-a-box harness gives each
   function its own key id and compares what it called with what its template policies allow.
 
 Usage: python infra/moto_server.py PORT
 """
 
+import contextvars
 import io
 import json
 import os
@@ -33,6 +35,11 @@ from werkzeug.serving import run_simple
 DYNAMODB_LOCK = threading.Lock()
 CALLS_LOCK = threading.Lock()
 CALLS: dict[str, set[str]] = {}
+# The configuration set each SES v2 send named ("" for none), per access key id: the
+# harness checks that every send goes through the set whose events the template routes.
+SENDS: dict[str, set[str]] = {}
+# The key id of the request being read (requests are served on threads).
+KEY: contextvars.ContextVar[str] = contextvars.ContextVar("key", default="")
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/[^/]+/([^/]+)/")
 
 # DynamoDB transactions are authorized item by item, as the item's own action.
@@ -100,6 +107,10 @@ def actions(environ, service: str) -> list[str]:
     if service == "ses":
         for verb, pattern, action in SES_V2:
             if verb == method and pattern.match(path):
+                if action == "ses:SendEmail":
+                    request = json.loads(body_of(environ) or b"{}")
+                    with CALLS_LOCK:
+                        SENDS.setdefault(KEY.get(), set()).add(request.get("ConfigurationSetName", ""))
                 return [action]
         return [f"ses:{method} {path}"]
     # The query protocol (SNS, SES v1, older SQS clients) names the action in the form.
@@ -131,10 +142,16 @@ def main() -> None:
                 body = json.dumps({key: sorted(found) for key, found in CALLS.items()}).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
+        if record and environ.get("PATH_INFO") == "/groundwork/sends":
+            with CALLS_LOCK:
+                body = json.dumps({key: sorted(found) for key, found in SENDS.items()}).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
         if record:
             signed = caller(environ)
             if signed:
                 key, service = signed
+                KEY.set(key)
                 needed = actions(environ, service)
                 with CALLS_LOCK:
                     CALLS.setdefault(key, set()).update(needed)

@@ -42,7 +42,11 @@ async fn finish(cloud: &Cloud) -> bool {
     for violation in &violations {
         println!("IAM: {violation}");
     }
-    faults.is_empty() && violations.is_empty()
+    let unrouted = cloud.unrouted_sends().await.unwrap_or_else(|e| vec![format!("the send check failed: {e:#}")]);
+    for send in &unrouted {
+        println!("SES: {send}");
+    }
+    faults.is_empty() && violations.is_empty() && unrouted.is_empty()
 }
 
 #[tokio::main]

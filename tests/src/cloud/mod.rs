@@ -415,6 +415,37 @@ impl Cloud {
         Ok(iam::violations(&checked))
     }
 
+    /// The functions that sent email without the configuration set whose events (bounces,
+    /// complaints) the template routes: their bounces would never reach the suppression
+    /// list. An empty list when every send named it.
+    ///
+    /// # Errors
+    /// When the server does not answer.
+    pub async fn unrouted_sends(&self) -> Result<Vec<String>> {
+        let sends: HashMap<String, Vec<String>> =
+            reqwest::get(format!("{}/groundwork/sends", self.aws_url)).await?.json().await?;
+        let routed: BTreeSet<&str> = self.mail_events.iter().map(|r| r.configuration_set.as_str()).collect();
+        let mut out = Vec::new();
+        let mut names: Vec<_> = self.functions.values().collect();
+        names.sort_by(|a, b| a.logical.cmp(&b.logical));
+        for function in names {
+            for set in sends.get(&function.access_key).into_iter().flatten() {
+                if !routed.contains(set.as_str()) {
+                    let named = if set.is_empty() {
+                        "no configuration set".to_owned()
+                    } else {
+                        format!("configuration set {set:?}")
+                    };
+                    out.push(format!(
+                        "{} sent email with {named}, which routes no bounce or complaint events (expected one of {routed:?})",
+                        function.logical
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Each function's latencies as a table: instances started, init, first invocation,
     /// later invocations (median and slowest), in milliseconds.
     pub fn report(&self) -> String {

@@ -61,6 +61,7 @@ async fn the_critical_path_as_the_template_deploys_it() {
 
     assert_eq!(cloud.faults(), Vec::<String>::new(), "no function failed");
     assert_eq!(cloud.iam_violations().await.unwrap(), Vec::<String>::new(), "every call is allowed");
+    assert_eq!(cloud.unrouted_sends().await.unwrap(), Vec::<String>::new(), "every send routes its bounces");
     println!("{}", cloud.report());
 }
 
@@ -163,6 +164,24 @@ async fn a_removed_environment_variable_is_named() {
     assert_eq!((status, body), (500, json!({"message": "Internal Server Error"})));
     let faults = cloud.faults().join("\n");
     assert!(faults.contains("PlatformFunction exited during init") && faults.contains("GROUNDWORK_TABLE"), "{faults}");
+}
+
+#[tokio::test]
+async fn a_send_outside_the_routed_configuration_set_is_named() {
+    let mut options = Options::default();
+    let globals = options.template["Globals"]["Function"]["Environment"]["Variables"].as_mapping_mut().unwrap();
+    globals.remove("GROUNDWORK_SES_CONFIGURATION_SET").expect("the configuration set's variable");
+    let cloud = cloud(options).await;
+    let client = Client::new(&cloud);
+    let body = json!({"email": "ada@example.com", "password": testkit::app::PASSWORD});
+    assert_eq!(client.call("POST", "/auth/signup", None, Some(body)).await.0, 202);
+    client.email("ada@example.com", "Confirm your email address").await;
+    let unrouted = cloud.unrouted_sends().await.unwrap();
+    assert_eq!(unrouted.len(), 1, "{unrouted:?}");
+    assert!(
+        unrouted[0].starts_with("EmailDispatchFunction sent email with no configuration set, which routes no bounce"),
+        "{unrouted:?}"
+    );
 }
 
 #[tokio::test]
