@@ -15,7 +15,6 @@ with two additions.
 Usage: python infra/moto_server.py PORT
 """
 
-import contextvars
 import io
 import json
 import os
@@ -38,8 +37,6 @@ CALLS: dict[str, set[str]] = {}
 # The configuration set each SES v2 send named ("" for none), per access key id: the
 # harness checks that every send goes through the set whose events the template routes.
 SENDS: dict[str, set[str]] = {}
-# The key id of the request being read (requests are served on threads).
-KEY: contextvars.ContextVar[str] = contextvars.ContextVar("key", default="")
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]+/[^/]+/([^/]+)/")
 
 # DynamoDB transactions are authorized item by item, as the item's own action.
@@ -83,7 +80,7 @@ def body_of(environ) -> bytes:
     return body
 
 
-def actions(environ, service: str) -> list[str]:
+def actions(environ, key: str, service: str) -> list[str]:
     method = environ.get("REQUEST_METHOD", "GET")
     path = environ.get("PATH_INFO", "/")
     target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -110,7 +107,7 @@ def actions(environ, service: str) -> list[str]:
                 if action == "ses:SendEmail":
                     request = json.loads(body_of(environ) or b"{}")
                     with CALLS_LOCK:
-                        SENDS.setdefault(KEY.get(), set()).add(request.get("ConfigurationSetName", ""))
+                        SENDS.setdefault(key, set()).add(request.get("ConfigurationSetName", ""))
                 return [action]
         return [f"ses:{method} {path}"]
     # The query protocol (SNS, SES v1, older SQS clients) names the action in the form.
@@ -151,8 +148,7 @@ def main() -> None:
             signed = caller(environ)
             if signed:
                 key, service = signed
-                KEY.set(key)
-                needed = actions(environ, service)
+                needed = actions(environ, key, service)
                 with CALLS_LOCK:
                     CALLS.setdefault(key, set()).update(needed)
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):

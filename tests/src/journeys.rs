@@ -99,14 +99,10 @@ impl<'a> Client<'a> {
     /// # Panics
     /// If none arrives within the wait.
     pub async fn email(&self, to: &str, needle: &str) -> String {
-        let start = tokio::time::Instant::now();
-        loop {
-            if let Some(text) = self.deployment.emails(to).await.into_iter().find(|t| t.contains(needle)) {
-                return text;
-            }
-            assert!(start.elapsed() < WAIT, "no email to {to} containing {needle:?} within {WAIT:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::eventually_within(WAIT, &format!("an email to {to} containing {needle:?}"), || async {
+            self.deployment.emails(to).await.into_iter().find(|t| t.contains(needle))
+        })
+        .await
     }
 
     /// Signs `email` up, verifies it through the emailed link and logs in; returns the

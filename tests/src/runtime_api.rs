@@ -93,17 +93,9 @@ impl RuntimeApi {
     /// # Panics
     /// If no answer comes within 30 seconds.
     pub async fn invoke(&self, event: Value) -> Outcome {
-        let id = ulid::Ulid::new().to_string();
-        let (tx, rx) = oneshot::channel();
-        self.shared.waiting.lock().unwrap().insert(id.clone(), tx);
-        self.sender.send((id, event)).expect("stub is running");
-        match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(outcome)) => outcome,
-            _ => panic!(
-                "the function did not answer within 30 s (init error: {:?})",
-                self.shared.init_error.lock().unwrap()
-            ),
-        }
+        self.try_invoke(event, Duration::from_secs(30)).await.unwrap_or_else(|| {
+            panic!("the function did not answer within 30 s (init error: {:?})", self.shared.init_error.lock().unwrap())
+        })
     }
 
     /// Starts the bootstrap binary at `binary` as Lambda would, pointed at this stub, with

@@ -290,7 +290,8 @@ pub async fn serve(
     let event = event(route, &params, &incoming, &gateway.api_id);
     // Lambda takes a request payload of up to 6 MB (AWS Lambda Developer Guide, "Lambda
     // quotas"); API Gateway then answers 413 itself.
-    if event.to_string().len() > LAMBDA_PAYLOAD_LIMIT {
+    // Only a large body can take the event past it: measure the event only then.
+    if body.len() > LAMBDA_PAYLOAD_LIMIT / 2 && event.to_string().len() > LAMBDA_PAYLOAD_LIMIT {
         return gateway_answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     }
     let fault = |message: String| gateway.faults.lock().unwrap().push(message);

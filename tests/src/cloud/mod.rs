@@ -482,12 +482,7 @@ impl Cloud {
     /// # Errors
     /// When there is no such queue.
     pub fn queue_url(&self, logical: &str) -> Result<String> {
-        self.stack
-            .resolve(&Yaml::Tagged(Box::new(serde_yaml_ng::value::TaggedValue {
-                tag: serde_yaml_ng::value::Tag::new("Ref"),
-                value: Yaml::String(logical.to_owned()),
-            })))?
-            .text()
+        self.stack.reference(logical)?.text()
     }
 }
 

@@ -151,10 +151,7 @@ pub async fn create(stack: &mut Stack, aws: &Aws, jwt_keys: &str) -> Result<Crea
         let name = format!("{}-{logical}", stack.name);
         let arn =
             format!("arn:aws:{}:{REGION}:{ACCOUNT}:{name}", kind.split("::").nth(1).unwrap_or("x").to_lowercase());
-        let function_name = name.clone();
-        let attributes: HashMap<String, String> = [("Arn".to_owned(), arn)].into();
-        let reference = if kind == "AWS::Serverless::Function" { function_name } else { name };
-        stack.set_physical(logical, reference, attributes);
+        stack.set_physical(logical, name, [("Arn".to_owned(), arn)].into());
     }
 
     for (logical, resource) in stack.resources("AWS::DynamoDB::Table")? {
@@ -307,7 +304,7 @@ pub async fn create(stack: &mut Stack, aws: &Aws, jwt_keys: &str) -> Result<Crea
     }
 
     // What deploy creates beside the stack: the signing keys (infra/deploy.sh).
-    let secret = stack.resolve(&serde_yaml_ng::from_str("!Ref JwtKeysSecretName")?)?.text()?;
+    let secret = stack.reference("JwtKeysSecretName")?.text()?;
     aws.json("secretsmanager", "secretsmanager.CreateSecret", json!({"Name": secret, "SecretString": jwt_keys}))
         .await
         .context("creating the signing keys' secret")?;

@@ -174,7 +174,12 @@ impl Stack {
         }
     }
 
-    fn reference(&self, name: &str) -> Result<Resolved> {
+    /// What `!Ref name` resolves to: a parameter, a pseudo parameter, or a created
+    /// resource's physical id.
+    ///
+    /// # Errors
+    /// When there is no such name.
+    pub fn reference(&self, name: &str) -> Result<Resolved> {
         let pseudo = match name {
             "AWS::Region" => Some(REGION.to_owned()),
             "AWS::AccountId" => Some(ACCOUNT.to_owned()),

@@ -17,7 +17,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub(crate) const SECRET: &str = "whsec_test_secret";
 
-pub(crate) fn fixture(name: &str) -> Value {
+fn fixture(name: &str) -> Value {
     let path = format!("{}/data/stripe/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -39,7 +39,7 @@ pub(crate) fn subscription(id: &str, customer: &str, status: &str, price: &str, 
 }
 
 /// Stripe's event object around `object`.
-pub(crate) fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
+fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
     let mut e = fixture("event");
     e["id"] = json!(id);
     e["type"] = json!(kind);
@@ -58,11 +58,15 @@ fn invoice(id: &str, customer: &str, subscription: &str) -> Value {
 }
 
 async fn post_event(app: &TestApp, body: &Value, secret: &str) -> (u16, Value) {
+    post_signed(&app.client, &app.base, body, secret).await
+}
+
+/// Posts `body` to `base`'s Stripe webhook, signed with `secret` as Stripe signs.
+pub(crate) async fn post_signed(client: &reqwest::Client, base: &str, body: &Value, secret: &str) -> (u16, Value) {
     let raw = body.to_string();
     let now = shared::clock::SystemClock.now_secs();
-    let res = app
-        .client
-        .post(format!("{}/webhooks/stripe", app.base))
+    let res = client
+        .post(format!("{base}/webhooks/stripe"))
         .header("content-type", "application/json")
         .header("stripe-signature", shared::billing::webhook::header(secret, now, raw.as_bytes()))
         .body(raw)
@@ -70,6 +74,16 @@ async fn post_event(app: &TestApp, body: &Value, secret: &str) -> (u16, Value) {
         .await
         .unwrap();
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+/// Stripe's `checkout.session.completed` for `account`'s checkout: customer `cus_acme`,
+/// subscription `sub_1`.
+pub(crate) fn checkout_completed(account: &str, created: i64) -> Value {
+    let mut session = fixture("checkout_session");
+    session["customer"] = json!("cus_acme");
+    session["subscription"] = json!("sub_1");
+    session["client_reference_id"] = json!(account);
+    event("evt_checkout", "checkout.session.completed", created, session)
 }
 
 pub(crate) async fn stripe_double() -> MockServer {
@@ -165,11 +179,7 @@ async fn checkout_webhooks_dunning_and_entitlements_on_the_local_stack() {
     // Stripe reports the completed checkout; the consumer reads the subscription.
     let t0 = shared::clock::SystemClock.now_secs() - 1000;
     mount_subscription(&stripe, &subscription("sub_1", "cus_acme", "trialing", "price_team_monthly_local", t0)).await;
-    let mut session = fixture("checkout_session");
-    session["customer"] = json!("cus_acme");
-    session["subscription"] = json!("sub_1");
-    session["client_reference_id"] = json!(acme);
-    let completed = event("evt_checkout", "checkout.session.completed", t0 + 1, session);
+    let completed = checkout_completed(&acme, t0 + 1);
     let (status, receipt) = post_event(&app, &completed, SECRET).await;
     assert_eq!((status, receipt["duplicate"].as_bool()), (200, Some(false)));
     let b = until(&app, &ada, &acme, |b| b["subscription"]["status"] == "trialing").await;

@@ -50,7 +50,7 @@ async fn the_critical_path_as_the_template_deploys_it() {
         .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "static"))
         .load()
         .await;
-    let table = cloud.stack.resolve(&serde_yaml_ng::from_str("!Ref Table").unwrap()).unwrap().text().unwrap();
+    let table = cloud.stack.reference("Table").unwrap().text().unwrap();
     let store =
         shared::store::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, Arc::new(SystemClock));
     let address = EmailAddress::parse("ada@example.com").unwrap();
@@ -67,7 +67,7 @@ async fn the_critical_path_as_the_template_deploys_it() {
 
 #[tokio::test]
 async fn stripe_checkout_and_its_webhook_through_the_fifo_queue_as_the_template_deploys_it() {
-    use crate::billing::{SECRET, event, fixture, mount_subscription, stripe_double, subscription};
+    use crate::billing::{SECRET, checkout_completed, mount_subscription, post_signed, stripe_double, subscription};
     use shared::clock::Clock as _;
 
     let stripe = stripe_double().await;
@@ -94,24 +94,9 @@ async fn stripe_checkout_and_its_webhook_through_the_fifo_queue_as_the_template_
     // on the FIFO queue; the billing events consumer reads the subscription and applies it.
     let t0 = shared::clock::SystemClock.now_secs() - 1000;
     mount_subscription(&stripe, &subscription("sub_1", "cus_acme", "trialing", "price_team_monthly_local", t0)).await;
-    let mut session = fixture("checkout_session");
-    session["customer"] = json!("cus_acme");
-    session["subscription"] = json!("sub_1");
-    session["client_reference_id"] = json!(acme);
-    let completed = event("evt_checkout", "checkout.session.completed", t0 + 1, session).to_string();
-    let post = || async {
-        let signature =
-            shared::billing::webhook::header(SECRET, shared::clock::SystemClock.now_secs(), completed.as_bytes());
-        let res = reqwest::Client::new()
-            .post(format!("{}/webhooks/stripe", cloud.url))
-            .header("content-type", "application/json")
-            .header("stripe-signature", signature)
-            .body(completed.clone())
-            .send()
-            .await
-            .unwrap();
-        (res.status().as_u16(), res.json::<Value>().await.unwrap_or(Value::Null))
-    };
+    let completed = checkout_completed(&acme, t0 + 1);
+    let http = reqwest::Client::new();
+    let post = || post_signed(&http, &cloud.url, &completed, SECRET);
     let (status, receipt) = post().await;
     assert_eq!((status, receipt["duplicate"].as_bool()), (200, Some(false)), "{receipt}");
     let billing =
