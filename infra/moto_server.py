@@ -1,5 +1,5 @@
 """The DynamoDB/SQS API server the test command starts on loopback: moto's own server,
-with two additions.
+with three additions.
 
 - moto applies a DynamoDB write as read-modify-write in Python without a lock, so two
   concurrent UpdateItem calls on one item can lose an increment, which real DynamoDB never
@@ -11,6 +11,8 @@ with two additions.
   serves them as JSON at GET /groundwork/calls; and the SES configuration set each key's
   sends named, at GET /groundwork/sends. The cloud-in-a-box harness gives each
   function its own key id and compares what it called with what its template policies allow.
+- With GROUNDWORK_MOTO_RECORD_KEYS=1 it records each DynamoDB partition's reads and writes
+  (moto_partition_load.py says how) and serves them at GET /groundwork/keys.
 
 Usage: python infra/moto_server.py PORT
 """
@@ -30,6 +32,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import run_simple
+
+from moto_partition_load import clear_keys_record, dispatch_noting_keys, keys_record
 
 DYNAMODB_LOCK = threading.Lock()
 CALLS_LOCK = threading.Lock()
@@ -58,6 +62,7 @@ SQS_BATCH = {
 
 # The REST APIs' operations, by method and path (SES v2, S3 object and bucket requests).
 SES_V2 = [("POST", re.compile(r"^/v2/email/outbound-emails$"), "ses:SendEmail")]
+
 
 
 def caller(environ) -> tuple[str, str] | None:
@@ -120,6 +125,7 @@ def main() -> None:
     port = int(sys.argv[1])
     os.environ.setdefault("MOTO_PORT", str(port))
     record = os.environ.get("GROUNDWORK_MOTO_RECORD_CALLS") == "1"
+    record_keys = os.environ.get("GROUNDWORK_MOTO_RECORD_KEYS") == "1"
     # The harness runs this server in its own process group (so a terminal's Ctrl-C leaves
     # it up for the harness's last reads); it must not outlive the harness.
     parent = os.environ.get("GROUNDWORK_MOTO_PARENT_PID")
@@ -144,6 +150,14 @@ def main() -> None:
                 body = json.dumps({key: sorted(found) for key, found in SENDS.items()}).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
+        if record_keys and environ.get("PATH_INFO") == "/groundwork/keys":
+            if environ.get("REQUEST_METHOD") == "DELETE":
+                clear_keys_record()
+                start_response("204 No Content", [])
+                return []
+            if environ.get("REQUEST_METHOD") == "GET":
+                start_response("200 OK", [("Content-Type", "application/json")])
+                return [json.dumps(keys_record()).encode()]
         if record:
             signed = caller(environ)
             if signed:
@@ -153,6 +167,8 @@ def main() -> None:
                     CALLS.setdefault(key, set()).update(needed)
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             with DYNAMODB_LOCK:
+                if record_keys:
+                    return dispatch_noting_keys(app, environ, start_response, body_of(environ))
                 # Consume the whole response inside the lock.
                 return list(app(environ, start_response))
         return app(environ, start_response)

@@ -82,6 +82,16 @@ impl<'a> Client<'a> {
         Self { deployment, http: reqwest::Client::new(), latencies: std::sync::Mutex::default() }
     }
 
+    /// A client of `deployment` whose requests come from `source` (a loopback address other
+    /// than 127.0.0.1: another network, as far as per-address limits go).
+    ///
+    /// # Panics
+    /// If the HTTP client cannot be built.
+    pub fn from_address(deployment: &'a dyn Deployment, source: std::net::IpAddr) -> Self {
+        let http = reqwest::Client::builder().local_address(source).build().expect("an HTTP client");
+        Self { deployment, http, latencies: std::sync::Mutex::default() }
+    }
+
     /// Sends a JSON request; returns the status and the JSON body (Null if none).
     ///
     /// # Panics

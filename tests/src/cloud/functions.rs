@@ -222,6 +222,15 @@ impl Function {
         Ok(Instance { child, invoked: false })
     }
 
+    /// The running instance's peak resident memory (`VmHWM`, KiB), as Lambda's `REPORT`
+    /// line gives `Max Memory Used`; `None` when no instance runs.
+    pub async fn peak_memory_kib(&self) -> Option<u64> {
+        let pid = self.instance.lock().await.as_ref()?.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// Invokes the function with `event`, starting an instance first when none is running.
     pub async fn invoke(&self, event: Value) -> Invocation {
         let mut slot = self.instance.lock().await;

@@ -51,25 +51,54 @@ pub struct Options {
     /// Fire each `rate(...)` schedule on its period (the interactive harness); tests fire
     /// them with [`Cloud::fire`].
     pub timers: bool,
+    /// Where the functions' binaries are ([`binaries_dir`] unless told).
+    pub binaries_dir: PathBuf,
+    /// Have the AWS server record each DynamoDB partition's reads and writes
+    /// ([`Cloud::partition_load`]).
+    pub record_keys: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { template: crate::template::template(), parameters: Vec::new(), binaries: HashMap::new(), timers: false }
+        Self {
+            template: crate::template::template(),
+            parameters: Vec::new(),
+            binaries: HashMap::new(),
+            timers: false,
+            binaries_dir: binaries_dir(),
+            record_keys: false,
+        }
     }
 }
 
-/// The directory of built binaries (`target/debug`).
+/// The directory of built binaries of the profile this code is built with (`target/debug`
+/// for the tests, `target/release` for a release build of the harness).
 pub fn binaries_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")), PathBuf::from);
-    target.join("debug")
+    target.join(if cfg!(debug_assertions) { "debug" } else { "release" })
 }
 
 /// The Python that has moto (the test command's virtual environment).
 fn python() -> PathBuf {
     std::env::var_os("GROUNDWORK_TEST_PYTHON")
         .map_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.tools/venv/bin/python")), PathBuf::from)
+}
+
+/// The reads or writes of one DynamoDB partition (of the table or an index) the AWS server
+/// recorded: item accesses and the capacity units DynamoDB would charge for them.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PartitionLoad {
+    /// `read` or `write`.
+    pub kind: String,
+    /// `table`, `gsi1` or `gsi2`.
+    pub index: String,
+    /// The partition key's value (`USER#01J…`), or `<scan>`.
+    pub partition: String,
+    /// Item accesses.
+    pub ops: u64,
+    /// Read or write capacity units (an eventually consistent read costs half a unit).
+    pub units: f64,
 }
 
 /// A running harness. Dropping it stops everything it started.
@@ -93,6 +122,9 @@ pub struct Cloud {
     admin: Aws,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _server: tokio::process::Child,
+    /// What the harness adds to every function's environment.
+    extra: Vec<(String, String)>,
+    binaries_dir: PathBuf,
     /// Logs (the server's, each function's).
     pub dir: tempfile::TempDir,
 }
@@ -105,7 +137,7 @@ impl Drop for Cloud {
     }
 }
 
-async fn start_server(dir: &std::path::Path) -> Result<(tokio::process::Child, String)> {
+async fn start_server(dir: &std::path::Path, record_keys: bool) -> Result<(tokio::process::Child, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let log = std::fs::File::create(dir.join("aws-server.log"))?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/moto_server.py");
@@ -113,6 +145,7 @@ async fn start_server(dir: &std::path::Path) -> Result<(tokio::process::Child, S
         .arg(script)
         .arg(port.to_string())
         .env("GROUNDWORK_MOTO_RECORD_CALLS", "1")
+        .env("GROUNDWORK_MOTO_RECORD_KEYS", if record_keys { "1" } else { "0" })
         .env("GROUNDWORK_MOTO_PARENT_PID", std::process::id().to_string())
         // Its own process group: a terminal's Ctrl-C stops the harness, which then still
         // reads the recorded calls before it stops the server.
@@ -147,7 +180,7 @@ impl Cloud {
     /// does not start; the message names what.
     pub async fn start(options: Options) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let (server, aws_url) = start_server(dir.path()).await?;
+        let (server, aws_url) = start_server(dir.path(), options.record_keys).await?;
         let admin = Aws::new(&aws_url, "harness");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -179,7 +212,7 @@ impl Cloud {
         for (logical, resource) in stack.resources("AWS::Serverless::Function")? {
             let binary = options.binaries.get(&logical).cloned();
             let function =
-                Function::new(&stack, &logical, &resource, &binaries_dir(), binary, dir.path(), &extra).await?;
+                Function::new(&stack, &logical, &resource, &options.binaries_dir, binary, dir.path(), &extra).await?;
             functions.insert(logical, Arc::new(function));
         }
         let functions = Arc::new(functions);
@@ -317,6 +350,8 @@ impl Cloud {
             admin,
             tasks,
             _server: server,
+            extra,
+            binaries_dir: options.binaries_dir,
             dir,
         })
     }
@@ -470,6 +505,42 @@ impl Cloud {
             ));
         }
         out
+    }
+
+    /// A new execution environment of the function `logical`, apart from the one the
+    /// harness routes to: its own Runtime API, the same environment, `binary` instead of its
+    /// own when given. Its first invocation is a cold start (the init-time report starts
+    /// many).
+    ///
+    /// # Errors
+    /// When there is no such function or its binary is not built.
+    pub async fn new_environment(&self, logical: &str, binary: Option<PathBuf>) -> Result<Function> {
+        let resource = self
+            .stack
+            .resources("AWS::Serverless::Function")?
+            .into_iter()
+            .find(|(l, _)| l == logical)
+            .map(|(_, r)| r)
+            .with_context(|| format!("no function {logical}"))?;
+        Function::new(&self.stack, logical, &resource, &self.binaries_dir, binary, self.dir.path(), &self.extra).await
+    }
+
+    /// Each DynamoDB partition's reads and writes since the last reset, as the AWS server
+    /// recorded them (start with [`Options::record_keys`]).
+    ///
+    /// # Errors
+    /// When the server does not answer.
+    pub async fn partition_load(&self) -> Result<Vec<PartitionLoad>> {
+        Ok(reqwest::get(format!("{}/groundwork/keys", self.aws_url)).await?.error_for_status()?.json().await?)
+    }
+
+    /// Forgets the partition load recorded so far (to measure one phase).
+    ///
+    /// # Errors
+    /// When the server does not answer.
+    pub async fn reset_partition_load(&self) -> Result<()> {
+        reqwest::Client::new().delete(format!("{}/groundwork/keys", self.aws_url)).send().await?.error_for_status()?;
+        Ok(())
     }
 
     /// The admin client of the loopback AWS server (calls it makes are not checked).
