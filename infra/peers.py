@@ -9,7 +9,9 @@ verifies them, then runs, against that server alone:
   - an authenticated read (Groundwork `GET /me`, Loco `GET /api/auth/current`),
     `hey -z 15s -c 32` (as fast as it answers);
   - the same read at about 1,000 requests/s, `hey -z 15s -q 50 -c 20`;
-  - login, `hey -z 10s -c 8`.
+  - login by 8 clients at once for 10 s, each as its own user (`hey -z 10s -c 1`, eight
+    processes: Groundwork lets at most 5 logins of one address be in flight, counted before
+    the password is checked, so 8 clients on one address would measure that limit).
 Server CPU per request is the server process's utime + stime (`/proc/<pid>/stat`) over the
 run divided by the requests answered; peak memory is `VmHWM` (`/proc/<pid>/status`) after
 the reads and after the logins.
@@ -18,7 +20,9 @@ Usage: python infra/peers.py --groundwork BIN --loco BIN --loco-dir DIR [--round
 """
 
 import argparse
+import csv
 import email
+import io
 import email.policy
 import json
 import os
@@ -36,13 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PASSWORD = "correct horse battery staple 1"
-EMAIL = "peer@example.com"
+EMAIL = "peer{}@example.com"
+CLIENTS = 8
 TICKS = os.sysconf("SC_CLK_TCK")
 
 RUNS = [
     ("read c=32", ["-z", "15s", "-c", "32"], "read"),
     ("read ~1,000/s", ["-z", "15s", "-q", "50", "-c", "20"], "read"),
-    ("login c=8", ["-z", "10s", "-c", "8"], "login"),
+    ("login c=8", ["-z", "10s", "-c", "1"], "login"),
 ]
 
 
@@ -116,6 +121,30 @@ def hey(args: list[str], url: str, pid: int) -> Result:
     return Result(rate, percentile(50), percentile(99), answered, errors, cpu / max(answered, 1) * 1e6)
 
 
+def hey_clients(runs: list[list[str]], url: str, pid: int) -> Result:
+    """Runs one `hey` per argument list at once, with every response in CSV (`-o csv`), and
+    sums them: the rate is the answers over the longest run, percentiles over all answers."""
+    before = cpu_seconds(pid)
+    processes = [
+        subprocess.Popen(["hey", *args, "-o", "csv", url], stdout=subprocess.PIPE, text=True) for args in runs
+    ]
+    outputs = [p.communicate()[0] for p in processes]
+    cpu = cpu_seconds(pid) - before
+    latencies, errors, span = [], 0, 0.0
+    for out in outputs:
+        for row in csv.DictReader(io.StringIO(out)):
+            seconds, offset = float(row["response-time"]), float(row["offset"])
+            span = max(span, offset + seconds)
+            if row["status-code"] == "200":
+                latencies.append(seconds * 1000)
+            else:
+                errors += 1
+    latencies.sort()
+    at = lambda p: latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else float("nan")
+    answered = len(latencies)
+    return Result(answered / span if span else 0.0, at(0.5), at(0.99), answered, errors, cpu / max(answered, 1) * 1e6)
+
+
 def wait_for(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -155,13 +184,16 @@ class Groundwork:
         wait_for(f"{self.base}/health", process)
         return process
 
-    def user(self) -> str:
-        status, body = call("POST", f"{self.base}/auth/signup", {"email": EMAIL, "password": PASSWORD})
+    def user(self, n: int) -> str:
+        address = EMAIL.format(n)
+        status, body = call("POST", f"{self.base}/auth/signup", {"email": address, "password": PASSWORD})
         assert status == 202, (status, body)
         token = None
         for _ in range(100):
             for eml in sorted((self.data / "outbox").glob("*.eml")):
                 message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+                if address not in str(message["To"]):
+                    continue
                 text = message.get_body(preferencelist=("plain",)).get_content()
                 found = re.search(r"token=([A-Za-z0-9_.~-]+)", text)
                 if found:
@@ -169,18 +201,18 @@ class Groundwork:
             if token:
                 break
             time.sleep(0.1)
-        assert token, "no verification email in the outbox"
+        assert token, f"no verification email to {address} in the outbox"
         status, body = call("POST", f"{self.base}/auth/verify-email", {"token": token})
         assert status == 200, (status, body)
-        status, body = call("POST", f"{self.base}/auth/login", {"email": EMAIL, "password": PASSWORD})
+        status, body = call("POST", f"{self.base}/auth/login", {"email": address, "password": PASSWORD})
         assert status == 200, (status, body)
         return body["access_token"]
 
     def read_url(self) -> str:
         return f"{self.base}/me"
 
-    def login(self) -> tuple[str, dict]:
-        return f"{self.base}/auth/login", {"email": EMAIL, "password": PASSWORD}
+    def login(self, n: int) -> tuple[str, dict]:
+        return f"{self.base}/auth/login", {"email": EMAIL.format(n), "password": PASSWORD}
 
 
 class Loco:
@@ -219,31 +251,34 @@ class Loco:
         wait_for(f"{self.base}/_ping", process)
         return process
 
-    def user(self) -> str:
+    def user(self, n: int) -> str:
+        address = EMAIL.format(n)
         status, body = call(
-            "POST", f"{self.base}/api/auth/register", {"name": "Peer", "email": EMAIL, "password": PASSWORD}
+            "POST", f"{self.base}/api/auth/register", {"name": "Peer", "email": address, "password": PASSWORD}
         )
         assert status == 200, (status, body)
         with sqlite3.connect(self.database) as db:
-            (token,) = db.execute("SELECT email_verification_token FROM users WHERE email = ?", (EMAIL,)).fetchone()
+            (token,) = db.execute("SELECT email_verification_token FROM users WHERE email = ?", (address,)).fetchone()
         status, body = call("GET", f"{self.base}/api/auth/verify/{token}")
         assert status == 200, (status, body)
-        status, body = call("POST", f"{self.base}/api/auth/login", {"email": EMAIL, "password": PASSWORD})
+        status, body = call("POST", f"{self.base}/api/auth/login", {"email": address, "password": PASSWORD})
         assert status == 200, (status, body)
         return body["token"]
 
     def read_url(self) -> str:
         return f"{self.base}/api/auth/current"
 
-    def login(self) -> tuple[str, dict]:
-        return f"{self.base}/api/auth/login", {"email": EMAIL, "password": PASSWORD}
+    def login(self, n: int) -> tuple[str, dict]:
+        return f"{self.base}/api/auth/login", {"email": EMAIL.format(n), "password": PASSWORD}
 
 
 def run_round(server, logs: Path) -> Round:
     with tempfile.TemporaryDirectory() as data, open(logs / f"{server.name.lower()}.log", "a") as log:
         process = server.start(Path(data), log)
         try:
-            token = server.user()
+            token = server.user(0)
+            for n in range(1, CLIENTS):
+                server.user(n)
             result = Round()
             for label, flags, kind in RUNS:
                 if kind == "read":
@@ -251,9 +286,12 @@ def run_round(server, logs: Path) -> Round:
                     result.runs[label] = hey(args, server.read_url(), process.pid)
                     result.hwm_after_reads_mb = peak_mb(process.pid)
                 else:
-                    url, body = server.login()
-                    args = [*flags, "-m", "POST", "-T", "application/json", "-d", json.dumps(body)]
-                    result.runs[label] = hey(args, url, process.pid)
+                    url = server.login(0)[0]
+                    runs = [
+                        [*flags, "-m", "POST", "-T", "application/json", "-d", json.dumps(server.login(n)[1])]
+                        for n in range(CLIENTS)
+                    ]
+                    result.runs[label] = hey_clients(runs, url, process.pid)
                     result.hwm_after_logins_mb = peak_mb(process.pid)
                 print(f"  {server.name} {label}: {result.runs[label]}", flush=True)
             return result
@@ -268,9 +306,11 @@ def main() -> None:
     parser.add_argument("--loco", required=True)
     parser.add_argument("--loco-dir", required=True)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--logs", default=tempfile.mkdtemp(prefix="peers-"))
+    parser.add_argument("--logs", help="where the servers' logs go (default: a new temporary directory)")
     args = parser.parse_args()
-    logs = Path(args.logs)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    logs = Path(args.logs or tempfile.mkdtemp(prefix="peers-"))
     logs.mkdir(parents=True, exist_ok=True)
     servers = [Loco(os.path.abspath(args.loco), args.loco_dir), Groundwork(os.path.abspath(args.groundwork))]
     rounds: list[dict[str, Round]] = []

@@ -54,7 +54,8 @@ enum Command {
         #[arg(long = "only")]
         only: Vec<String>,
         /// Run `PATH` instead of a function's own binary (`AuthFunction=PATH`): a candidate
-        /// build, or a wrapper that traces it.
+        /// build, or a wrapper that traces it (it must `exec` the binary, or the memory
+        /// measured is the wrapper's).
         #[arg(long = "binary", value_parser = parse_override)]
         overrides: Vec<(String, PathBuf)>,
     },
@@ -64,7 +65,8 @@ enum Command {
         /// Tenants (accounts), each with an owner and invited members.
         #[arg(long, default_value_t = 6)]
         accounts: usize,
-        /// People per account, the owner included.
+        /// People per account, the owner included (1 to 3: a new account's free plan has
+        /// three seats).
         #[arg(long, default_value_t = 3)]
         members: usize,
         /// Requests each person makes in the measured phase.
@@ -241,6 +243,21 @@ async fn init_report(
             eprintln!("cloud-in-a-box did not start: {e:#}");
             std::process::exit(1)
         });
+    // A misspelt name would otherwise measure nothing, or the function's own build.
+    if let Some(unknown) = only.iter().chain(overrides.keys()).find(|n| !cloud.functions.contains_key(*n)) {
+        let mut known: Vec<&String> = cloud.functions.keys().collect();
+        known.sort();
+        eprintln!("no function {unknown}; the template's: {known:?}");
+        return false;
+    }
+    if let Some(skipped) = overrides.keys().find(|n| !only.is_empty() && !only.contains(n)) {
+        eprintln!("--binary {skipped}=… names a function --only leaves out");
+        return false;
+    }
+    if runs == 0 {
+        eprintln!("--runs must be at least 1");
+        return false;
+    }
     let mut names: Vec<String> =
         cloud.functions.keys().filter(|n| only.is_empty() || only.contains(n)).cloned().collect();
     names.sort();
@@ -390,7 +407,17 @@ async fn partition_report(accounts: usize, members: usize, requests: usize, peak
         eprintln!("cloud-in-a-box did not start: {e:#}");
         std::process::exit(1)
     });
+    if accounts == 0 || requests == 0 || !(1..=3).contains(&members) || !(0.0..=1.0).contains(&largest_share) {
+        // Three seats: the plan every new account starts on (free) allows no more.
+        eprintln!(
+            "need --accounts and --requests of at least 1, --members from 1 to 3 (a new account's free plan \
+             has three seats) and --largest-share from 0 to 1"
+        );
+        return false;
+    }
     let tenants = onboard(&cloud, accounts, members).await;
+    // The emails and jobs onboarding queued run before the measured phase starts.
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
     cloud.reset_partition_load().await.expect("the AWS server answers");
     let client = Client::new(&cloud);
     let mut sent = 0_usize;
